@@ -1,0 +1,690 @@
+//! The data-channel API: one function per message, in SynthARium's order of checks, with
+//! exphub's deliberate changes (contract §2). Every change to a session is written to disk
+//! before the reply that reports it.
+
+use serde_json::{json, Value};
+
+use super::{now_ms, Catalogue, ConnId, Experiment, ExperimentState, Hub, Role};
+use crate::metrics::METRICS;
+use crate::peer;
+use crate::protocol::outgoing::{FilterData, FiltersConfig, ParticipantFiltersData};
+use crate::protocol::{
+    self, text, ClientRequest, ErrorType, FilterChannel, MessageType as T, SuccessType, WireError,
+};
+use crate::session::model::{ChatMessage, FilterDict};
+use crate::session::{self, Session};
+
+type Res = Result<(), WireError>;
+
+/// What a participant may send; everything else is 403 (experimenters may send any request).
+const PARTICIPANT_MAY_SEND: &[T] = &[
+    T::Ping,
+    T::Pong,
+    T::ConnectionOffer,
+    T::AddIceCandidate,
+    T::Chat,
+    T::GetSession,
+    T::GetSessionList,
+    T::GetFiltersData,
+];
+
+fn nce(prefix: &str) -> WireError {
+    WireError::new(409, ErrorType::NotConnectedToExperiment, format!("{prefix} Experimenter is not connected to an experiment."))
+}
+
+fn forbidden(kind: T) -> WireError {
+    WireError::new(403, ErrorType::Forbidden, format!("{} is not allowed for this user.", kind.as_str()))
+}
+
+fn success(t: SuccessType, description: &str) -> String {
+    protocol::success_message(t, description)
+}
+
+fn to_peer_candidate(c: protocol::IceCandidate) -> peer::IceCandidate {
+    peer::IceCandidate {
+        candidate: c.candidate,
+        sdp_mid: c.sdp_mid,
+        sdp_mline_index: c.sdp_m_line_index,
+        username_fragment: c.username_fragment,
+    }
+}
+
+impl Hub {
+    /// One data-channel frame from connection `id`.
+    pub(super) async fn on_message(&mut self, id: ConnId, data: &[u8], is_text: bool) {
+        let env = match protocol::parse_frame(data, is_text, self.cfg.max_message_bytes) {
+            Ok(env) => env,
+            Err(e) => return self.send_error(id, &e),
+        };
+        let kind = env.kind;
+        let Some(role) = self.conns.get(&id).map(|c| c.role.clone()) else { return };
+        // Permission before validation: a participant learns nothing about a message it may
+        // not send (contract §2.2).
+        if matches!(role, Role::Participant { .. }) && !PARTICIPANT_MAY_SEND.contains(&kind) {
+            return self.send_error(id, &forbidden(kind));
+        }
+        let req = match protocol::parse_request(env, &Catalogue) {
+            Ok(r) => r,
+            Err(e) => return self.send_error(id, &e),
+        };
+        let result = match role {
+            Role::Experimenter { .. } => self.experimenter_request(id, req).await,
+            Role::Participant { session_id, participant_id } => {
+                self.participant_request(id, &session_id, &participant_id, kind, req).await
+            }
+        };
+        if let Err(e) = result {
+            if e.kind == ErrorType::InternalServerError {
+                tracing::error!(conn = id, message = kind.as_str(), "request failed internally");
+            }
+            self.send_error(id, &e);
+        }
+    }
+
+    /// Messages every user may send.
+    fn common_request(&mut self, id: ConnId, req: ClientRequest) -> Res {
+        match req {
+            ClientRequest::Ping(data) => {
+                self.send(id, protocol::pong(data, now_ms()));
+                Ok(())
+            }
+            // Answers to the server's own PING (the PING filter, media-pipeline issue).
+            ClientRequest::Pong(_) => Ok(()),
+            ClientRequest::ConnectionOffer { id: sub_id, offer } => self.on_connection_offer(id, sub_id, offer.sdp),
+            ClientRequest::AddIceCandidate { id: sub_id, candidate } => {
+                self.on_sub_ice(id, &sub_id, to_peer_candidate(candidate))?;
+                self.send(id, success(SuccessType::AddIceCandidate, text::ADDED_ICE_CANDIDATE));
+                Ok(())
+            }
+            other => Err(forbidden(other.kind())),
+        }
+    }
+
+    async fn participant_request(&mut self, id: ConnId, sid: &str, pid: &str, kind: T, req: ClientRequest) -> Res {
+        match req {
+            ClientRequest::Ping(_) | ClientRequest::Pong(_) | ClientRequest::ConnectionOffer { .. } | ClientRequest::AddIceCandidate { .. } => {
+                self.common_request(id, req)
+            }
+            ClientRequest::Chat(msg) => self.participant_chat(id, sid, pid, msg).await,
+            ClientRequest::GetSession { session_id } => {
+                if session_id != sid {
+                    return Err(WireError::new(403, ErrorType::Forbidden, "Participants may only request their own session."));
+                }
+                let view = self.participant_view(sid, pid)?;
+                self.send(id, protocol::encode(T::Session, &view));
+                Ok(())
+            }
+            // The frontend sends this on every connect; a participant gets only its own session.
+            ClientRequest::GetSessionList => {
+                let view = self.participant_view(sid, pid)?;
+                self.send(id, protocol::encode(T::SessionList, [&view]));
+                Ok(())
+            }
+            // SynthARium issue #154: answered with the caller's own filters only.
+            ClientRequest::GetFiltersData(r) => {
+                let data = self.filters_data(sid, Some(pid), &r.filter_id, &r.filter_name, r.filter_channel)?;
+                self.send(id, protocol::encode(T::FiltersData, data));
+                Ok(())
+            }
+            _ => Err(forbidden(kind)),
+        }
+    }
+
+    fn participant_view(&self, sid: &str, pid: &str) -> Result<Session, WireError> {
+        let s = self.sessions.get(sid).ok_or_else(|| WireError::new(404, ErrorType::UnknownSession, "No session with the given ID found."))?;
+        Ok(session::participant_view(s, pid))
+    }
+
+    async fn experimenter_request(&mut self, id: ConnId, req: ClientRequest) -> Res {
+        use ClientRequest as R;
+        match req {
+            R::Ping(_) | R::Pong(_) | R::ConnectionOffer { .. } | R::AddIceCandidate { .. } => self.common_request(id, req),
+            R::GetSessionList => {
+                let list: Vec<&Session> = self.sessions.values().collect();
+                let msg = protocol::encode(T::SessionList, list);
+                self.send(id, msg);
+                Ok(())
+            }
+            R::GetSession { session_id } => {
+                let s = self.sessions.get(&session_id).ok_or_else(|| {
+                    WireError::new(404, ErrorType::UnknownSession, format!("No session with the given ID found: {session_id}."))
+                })?;
+                let msg = protocol::encode(T::Session, s);
+                self.send(id, msg);
+                Ok(())
+            }
+            R::SaveSession(data) => self.save_session(id, data).await,
+            R::DeleteSession { session_id } => self.delete_session(&session_id).await,
+            R::CreateExperiment { session_id } => self.create_experiment(id, &session_id).await,
+            R::JoinExperiment { session_id } => self.join_experiment(id, &session_id),
+            R::LeaveExperiment => {
+                let sid = self.joined(id).ok_or_else(|| nce("Failed to leave experiment."))?;
+                self.leave_experiment(id, &sid);
+                self.send(id, success(SuccessType::LeaveExperiment, text::LEFT_EXPERIMENT));
+                Ok(())
+            }
+            R::StartExperiment => self.start_experiment(id).await,
+            R::StopExperiment => {
+                let sid = self.joined(id).ok_or_else(|| nce("Cannot stop experiment."))?;
+                if self.experiments.get(&sid).is_some_and(|e| e.state == ExperimentState::Ended) {
+                    return Err(WireError::new(409, ErrorType::InvalidRequest, "Experiment is already stopped."));
+                }
+                self.stop_experiment(&sid, now_ms()).await;
+                self.send(id, success(SuccessType::StopExperiment, text::STOPPED_EXPERIMENT));
+                Ok(())
+            }
+            R::AddNote(note) => {
+                let sid = self.joined(id).ok_or_else(|| nce("Cannot add note."))?;
+                self.session_mut(&sid)?.notes.push(note);
+                self.persist(&sid).await?;
+                self.send(id, success(SuccessType::AddNote, text::ADDED_NOTE));
+                Ok(())
+            }
+            R::Chat(msg) => self.experimenter_chat(id, msg).await,
+            R::KickParticipant(r) => {
+                let sid = self.joined(id).ok_or_else(|| nce("Cannot kick participant."))?;
+                let conn = self.experiments.get(&sid).and_then(|e| e.participants.get(&r.participant_id)).copied().ok_or_else(|| {
+                    WireError::new(404, ErrorType::UnknownParticipant, "Failed to kick Participant. Participant with the given ID not found.")
+                })?;
+                self.remove_participant(conn, T::KickNotification, &r.reason);
+                self.send(id, success(SuccessType::KickParticipant, text::KICKED_PARTICIPANT));
+                Ok(())
+            }
+            R::BanParticipant(r) => {
+                let sid = self.joined(id).ok_or_else(|| nce("Cannot ban participant."))?;
+                let p = self.session_mut(&sid)?.participant_mut(&r.participant_id).ok_or_else(|| {
+                    WireError::new(404, ErrorType::UnknownParticipant, "Failed to ban Participant. Participant with the given ID not found.")
+                })?;
+                p.banned = true;
+                self.persist(&sid).await?;
+                if let Some(conn) = self.experiments.get(&sid).and_then(|e| e.participants.get(&r.participant_id)).copied() {
+                    self.remove_participant(conn, T::BanNotification, &r.reason);
+                }
+                self.send(id, success(SuccessType::BanParticipant, text::BANNED_PARTICIPANT));
+                Ok(())
+            }
+            R::Mute(r) => {
+                let sid = self.joined(id).ok_or_else(|| nce("Failed to mute participant."))?;
+                let p = self.session_mut(&sid)?.participant_mut(&r.participant_id).ok_or_else(|| {
+                    WireError::new(
+                        404,
+                        ErrorType::UnknownParticipant,
+                        "Failed to mute participant, requested participantId is not part of this experiment.",
+                    )
+                })?;
+                p.muted_video = r.mute_video;
+                p.muted_audio = r.mute_audio;
+                self.persist(&sid).await?;
+                if let Some(m) = self.experiments.get(&sid).and_then(|e| e.media.get(&r.participant_id)) {
+                    m.video.set_paused(r.mute_video);
+                    m.audio.set_paused(r.mute_audio);
+                }
+                self.broadcast_session_change(&sid, None);
+                self.send(id, success(SuccessType::Mute, text::CHANGED_MUTE));
+                Ok(())
+            }
+            R::SetFilters(r) => {
+                let sid = self.joined(id).ok_or_else(|| nce("Failed to set filters."))?;
+                let session = self.session_mut(&sid)?;
+                if r.participant_id == "all" {
+                    for p in &mut session.participants {
+                        p.audio_filters = r.audio_filters.clone();
+                        p.video_filters = r.video_filters.clone();
+                    }
+                } else {
+                    let p = session.participant_mut(&r.participant_id).ok_or_else(|| {
+                        WireError::new(404, ErrorType::UnknownParticipant, format!("Unknown participant ID: \"{}\".", r.participant_id))
+                    })?;
+                    p.audio_filters = r.audio_filters;
+                    p.video_filters = r.video_filters;
+                }
+                self.persist(&sid).await?;
+                self.broadcast_session_change(&sid, None);
+                self.send(id, success(SuccessType::SetFilters, text::CHANGED_FILTERS));
+                Ok(())
+            }
+            R::SetGroupFilters(r) => {
+                let sid = self.joined(id).ok_or_else(|| nce("Failed to set filters."))?;
+                for p in &mut self.session_mut(&sid)?.participants {
+                    p.audio_group_filters = r.audio_group_filters.clone();
+                    p.video_group_filters = r.video_group_filters.clone();
+                }
+                self.persist(&sid).await?;
+                // SynthARium never replied here (it awaited the aggregator forever); we do.
+                self.broadcast_session_change(&sid, None);
+                self.send(id, success(SuccessType::SetGroupFilters, text::CHANGED_GROUP_FILTERS));
+                Ok(())
+            }
+            R::GetFiltersConfig => {
+                let msg = protocol::encode(T::FiltersConfig, filters_config());
+                self.send(id, msg);
+                Ok(())
+            }
+            R::GetFiltersData(r) => {
+                let sid = self.joined(id).ok_or_else(|| nce("Failed to get filters data."))?;
+                let data = self.filters_data(&sid, None, &r.filter_id, &r.filter_name, r.filter_channel)?;
+                self.send(id, protocol::encode(T::FiltersData, data));
+                Ok(())
+            }
+            R::GetFiltersDataSendToParticipant(r) => {
+                let sid = self.joined(id).ok_or_else(|| nce("Failed to get filters data."))?;
+                let targets: Vec<(String, ConnId)> = if r.participant_id == "all" {
+                    self.experiments.get(&sid).map(|e| e.participants.iter().map(|(p, c)| (p.clone(), *c)).collect()).unwrap_or_default()
+                } else {
+                    let c = self.experiments.get(&sid).and_then(|e| e.participants.get(&r.participant_id)).copied().ok_or_else(|| {
+                        WireError::new(404, ErrorType::UnknownParticipant, format!("Participant with id \"{}\" not found.", r.participant_id))
+                    })?;
+                    vec![(r.participant_id.clone(), c)]
+                };
+                let only = if r.participant_id == "all" { None } else { Some(r.participant_id.as_str()) };
+                let data = self.filters_data(&sid, only, &r.filter_id, &r.filter_name, r.filter_channel)?;
+                let msg = protocol::encode(T::FiltersData, data);
+                for (_, c) in targets {
+                    self.send(c, msg.clone());
+                }
+                self.send(id, success(SuccessType::SendToParticipant, text::SENT_FILTERS_DATA_TO_PARTICIPANT));
+                Ok(())
+            }
+            R::UpdateReadMessageTime { participant_id, last_message_read_time } => {
+                let sid = self.joined(id).ok_or_else(|| nce("Failed to update the read message time."))?;
+                let p = self.session_mut(&sid)?.participant_mut(&participant_id).ok_or_else(|| {
+                    WireError::new(
+                        404,
+                        ErrorType::UnknownParticipant,
+                        "Failed to select participant, requested participantId is not part of this experiment.",
+                    )
+                })?;
+                p.last_message_read_time = last_message_read_time;
+                self.persist(&sid).await
+            }
+            R::GetRecordingList => {
+                let list = self.recording_list();
+                self.send(id, protocol::encode(T::RecordingList, list));
+                Ok(())
+            }
+            R::PostProcessingVideo { .. } | R::CheckPostProcessing => Err(WireError::new(
+                501,
+                ErrorType::NotImplemented,
+                "Post-processing (OpenFace) is not available on this server.",
+            )),
+            R::ServerOnly(kind) => Err(forbidden(kind)),
+        }
+    }
+
+    /// The experiment (session id) an experimenter has joined.
+    fn joined(&self, id: ConnId) -> Option<String> {
+        self.conns.get(&id).and_then(|c| c.experiment.clone()).filter(|sid| self.experiments.contains_key(sid))
+    }
+
+    fn session_mut(&mut self, sid: &str) -> Result<&mut Session, WireError> {
+        self.sessions.get_mut(sid).ok_or_else(WireError::internal)
+    }
+
+    /// `SESSION_CHANGE` (the full session) to every experimenter on the hub but `except`.
+    fn broadcast_session_change(&mut self, sid: &str, except: Option<ConnId>) {
+        let Some(s) = self.sessions.get(sid) else { return };
+        let msg = protocol::encode(T::SessionChange, s);
+        for e in self.experimenters.clone() {
+            if Some(e) != except {
+                self.send(e, msg.clone());
+            }
+        }
+    }
+
+    async fn save_session(&mut self, id: ConnId, data: Value) -> Res {
+        let s = session::parse_session(data).map_err(|e| protocol::invalid_data(text::INVALID_SESSION, "data", e))?;
+        let saved = if s.id.is_empty() {
+            let sessions = &self.sessions;
+            session::prepare_new_session(s, |id| sessions.contains_key(id))?
+        } else {
+            let stored = self
+                .sessions
+                .get(&s.id)
+                .ok_or_else(|| WireError::new(404, ErrorType::UnknownSession, "No session with the given ID found to update."))?;
+            let mut updated = session::apply_update(stored, s)?;
+            // The server is the authority on chat: a form loaded before a message arrived
+            // must not erase it (contract §2.4, nothing is lost).
+            for p in &mut updated.participants {
+                if let Some(old) = stored.participant(&p.id) {
+                    p.chat = old.chat.clone();
+                }
+            }
+            updated
+        };
+        for f in session::all_filters(&saved) {
+            let ok = if f.kind.is_group() { filters::find(&f.filter.name).is_some_and(|i| i.group) } else { filters::find(&f.filter.name).is_some_and(|i| !i.group) };
+            if !ok {
+                return Err(protocol::invalid_data(text::INVALID_SESSION, &format!("{}.name", f.path()), format_args!("unknown filter {:?}", f.filter.name)));
+            }
+        }
+        let sid = saved.id.clone();
+        let previous = self.sessions.insert(sid.clone(), saved);
+        if let Err(e) = self.persist(&sid).await {
+            match previous {
+                Some(p) => self.sessions.insert(sid, p),
+                None => self.sessions.remove(&sid),
+            };
+            return Err(e);
+        }
+        self.broadcast_session_change(&sid, Some(id));
+        let msg = protocol::encode(T::SavedSession, &self.sessions[&sid]);
+        self.send(id, msg);
+        Ok(())
+    }
+
+    async fn delete_session(&mut self, sid: &str) -> Res {
+        if self.experiments.contains_key(sid) {
+            return Err(WireError::new(400, ErrorType::ExperimentRunning, "Cannot delete session with running experiment."));
+        }
+        let s = self.sessions.get(sid).ok_or_else(|| WireError::new(404, ErrorType::InvalidRequest, "No session found for the given ID."))?;
+        if s.creation_time > 0 {
+            return Err(WireError::new(409, ErrorType::ExperimentRunning, "Can not delete the session, a experiment for this session exists."));
+        }
+        self.delete_file(sid).await?;
+        self.sessions.remove(sid);
+        let msg = protocol::encode(T::DeletedSession, sid);
+        for e in self.experimenters.clone() {
+            self.send(e, msg.clone());
+        }
+        Ok(())
+    }
+
+    async fn create_experiment(&mut self, id: ConnId, sid: &str) -> Res {
+        if self.experiments.contains_key(sid) {
+            return Err(WireError::new(409, ErrorType::InvalidRequest, "Experiment already exists."));
+        }
+        if !self.sessions.contains_key(sid) {
+            return Err(WireError::new(400, ErrorType::UnknownSession, "No session with the given ID found."));
+        }
+        let now = now_ms();
+        self.session_mut(sid)?.creation_time = now;
+        if let Err(e) = self.persist(sid).await {
+            self.session_mut(sid)?.creation_time = 0;
+            return Err(e);
+        }
+        self.experiments.insert(sid.to_owned(), Experiment::new());
+        METRICS.live_experiments.set(self.experiments.len() as i64);
+        let msg = protocol::encode(T::ExperimentCreated, json!({"session_id": sid, "creation_time": now}));
+        for e in self.experimenters.clone() {
+            self.send(e, msg.clone());
+        }
+        self.enter_experiment(id, sid);
+        self.send(id, success(SuccessType::JoinExperiment, text::CREATED_AND_JOINED_EXPERIMENT));
+        Ok(())
+    }
+
+    fn join_experiment(&mut self, id: ConnId, sid: &str) -> Res {
+        if self.joined(id).is_some() {
+            return Err(WireError::new(
+                409,
+                ErrorType::AlreadyJoinedExperiment,
+                "Can not join an experiment while already connected to an experiment.",
+            ));
+        }
+        if !self.experiments.contains_key(sid) {
+            return Err(WireError::new(404, ErrorType::UnknownExperiment, "There is no experiment with the given ID."));
+        }
+        self.enter_experiment(id, sid);
+        self.send(id, success(SuccessType::JoinExperiment, text::JOINED_EXPERIMENT));
+        Ok(())
+    }
+
+    /// Puts an experimenter into an experiment (leaving any other first) and proposes every
+    /// participant's stream to it.
+    fn enter_experiment(&mut self, id: ConnId, sid: &str) {
+        if let Some(old) = self.joined(id) {
+            if old != sid {
+                self.leave_experiment(id, &old);
+            }
+        }
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.experiment = Some(sid.to_owned());
+        }
+        if let Some(e) = self.experiments.get_mut(sid) {
+            if !e.experimenters.contains(&id) {
+                e.experimenters.push(id);
+            }
+        }
+        self.reconcile(sid);
+    }
+
+    fn leave_experiment(&mut self, id: ConnId, sid: &str) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.experiment = None;
+        }
+        if let Some(e) = self.experiments.get_mut(sid) {
+            e.experimenters.retain(|x| *x != id);
+        }
+        self.reconcile(sid);
+        self.maybe_drop_experiment(sid);
+    }
+
+    async fn start_experiment(&mut self, id: ConnId) -> Res {
+        let sid = self.joined(id).ok_or_else(|| nce("Cannot start experiment."))?;
+        if self.experiments.get(&sid).is_none_or(|e| e.state != ExperimentState::Waiting) {
+            return Err(WireError::new(409, ErrorType::InvalidRequest, "Experiment cant be started, state is not WAITING."));
+        }
+        let now = now_ms();
+        let before = self.session_mut(&sid)?.start_time;
+        self.session_mut(&sid)?.start_time = now;
+        if let Err(e) = self.persist(&sid).await {
+            self.session_mut(&sid)?.start_time = before;
+            return Err(e);
+        }
+        if let Some(e) = self.experiments.get_mut(&sid) {
+            e.state = ExperimentState::Running;
+        }
+        self.send_to_experiment(&sid, protocol::encode(T::ExperimentStarted, json!({"start_time": now})));
+        self.send(id, success(SuccessType::StartExperiment, text::STARTED_EXPERIMENT));
+        self.reconcile(&sid);
+        Ok(())
+    }
+
+    /// STOP: ENDED, times persisted, `EXPERIMENT_ENDED` to everyone in the experiment.
+    pub(super) async fn stop_experiment(&mut self, sid: &str, now: i64) {
+        let Some(s) = self.sessions.get_mut(sid) else { return };
+        s.end_time = now;
+        if s.start_time == 0 {
+            s.start_time = now;
+        }
+        let (end_time, start_time) = (s.end_time, s.start_time);
+        if self.persist(sid).await.is_err() {
+            tracing::error!(session = sid, "experiment stopped but its end time could not be written");
+        }
+        if let Some(e) = self.experiments.get_mut(sid) {
+            e.state = ExperimentState::Ended;
+        }
+        self.send_to_experiment(sid, protocol::encode(T::ExperimentEnded, json!({"end_time": end_time, "start_time": start_time})));
+    }
+
+    /// To every connected participant and every experimenter of the experiment.
+    fn send_to_experiment(&mut self, sid: &str, msg: String) {
+        let Some(e) = self.experiments.get(sid) else { return };
+        let targets: Vec<ConnId> = e.participants.values().chain(e.experimenters.iter()).copied().collect();
+        for t in targets {
+            self.send(t, msg.clone());
+        }
+    }
+
+    /// Kick or ban: the notification is queued before the close, and the outbox flushes it
+    /// before closing (contract §2.12).
+    fn remove_participant(&mut self, conn: ConnId, notification: T, reason: &str) {
+        self.send(conn, protocol::encode(notification, json!({ "reason": reason })));
+        self.drop_connection(conn, false);
+    }
+
+    async fn experimenter_chat(&mut self, id: ConnId, msg: ChatMessage) -> Res {
+        if msg.author != "experimenter" {
+            return Err(WireError::new(400, ErrorType::InvalidRequest, "Author of message must be experimenter."));
+        }
+        let sid = self.joined(id).ok_or_else(|| nce("Cannot send chat message."))?;
+        let session = self.session_mut(&sid)?;
+        if msg.target == "participants" {
+            for p in &mut session.participants {
+                p.chat.push(msg.clone());
+            }
+        } else {
+            let p = session
+                .participant_mut(&msg.target)
+                .ok_or_else(|| WireError::new(404, ErrorType::UnknownUser, "No participant found for the given ID."))?;
+            p.chat.push(msg.clone());
+        }
+        self.persist(&sid).await?;
+        let out = protocol::encode(T::Chat, &msg);
+        let exp = self.experiments.get(&sid);
+        if msg.target == "participants" {
+            let targets: Vec<ConnId> = exp.map(|e| e.participants.values().copied().collect()).unwrap_or_default();
+            for t in targets {
+                self.send(t, out.clone());
+            }
+        } else {
+            let Some(t) = exp.and_then(|e| e.participants.get(&msg.target)).copied() else {
+                return Err(WireError::new(404, ErrorType::UnknownUser, format!("Failed to send data to {}, user not found.", msg.target)));
+            };
+            self.send(t, out);
+        }
+        self.send(id, success(SuccessType::Chat, text::SENT_CHAT));
+        Ok(())
+    }
+
+    async fn participant_chat(&mut self, id: ConnId, sid: &str, pid: &str, msg: ChatMessage) -> Res {
+        if msg.author != pid {
+            return Err(WireError::new(400, ErrorType::InvalidRequest, "Author of message must be participant ID."));
+        }
+        let session = self.session_mut(sid)?;
+        match msg.target.as_str() {
+            "participants" => {
+                for p in &mut session.participants {
+                    p.chat.push(msg.clone());
+                }
+            }
+            "experimenter" => session.participant_mut(pid).ok_or_else(WireError::internal)?.chat.push(msg.clone()),
+            other => {
+                if other == pid || session.participant(other).is_none() {
+                    return Err(WireError::new(404, ErrorType::UnknownUser, "No participant found for the given ID."));
+                }
+                session.participant_mut(other).ok_or_else(WireError::internal)?.chat.push(msg.clone());
+                session.participant_mut(pid).ok_or_else(WireError::internal)?.chat.push(msg.clone());
+            }
+        }
+        if let Some(p) = session.participant_mut(pid) {
+            p.last_message_sent_time = msg.time;
+        }
+        self.persist(sid).await?;
+        let out = protocol::encode(T::Chat, &msg);
+        let Some(exp) = self.experiments.get(sid) else { return Ok(()) };
+        let targets: Vec<ConnId> = match msg.target.as_str() {
+            "experimenter" => exp.experimenters.clone(),
+            "participants" => exp.participants.values().copied().filter(|c| *c != id).collect(),
+            other => exp.participants.get(other).copied().into_iter().collect(),
+        };
+        for t in targets {
+            self.send(t, out.clone());
+        }
+        self.send(id, success(SuccessType::Chat, text::SENT_CHAT));
+        Ok(())
+    }
+
+    /// `FILTERS_DATA` for the connected participants (or `only` one): per participant, the
+    /// data of each matching filter. Filters do not run yet, so every entry is `null`.
+    fn filters_data(
+        &self,
+        sid: &str,
+        only: Option<&str>,
+        filter_id: &str,
+        filter_name: &str,
+        channel: FilterChannel,
+    ) -> Result<serde_json::Map<String, Value>, WireError> {
+        let mut out = serde_json::Map::new();
+        let (Some(exp), Some(session)) = (self.experiments.get(sid), self.sessions.get(sid)) else { return Ok(out) };
+        let name = protocol::canonical_filter_name(filter_name);
+        let pick = |list: &[FilterDict]| -> Vec<Option<FilterData>> {
+            list.iter()
+                .filter(|f| protocol::canonical_filter_name(&f.name) == name && (filter_id == "all" || f.id == filter_id))
+                .map(|_| None)
+                .collect()
+        };
+        for (pid, _) in exp.participants.iter().filter(|(p, _)| only.is_none_or(|o| o == p.as_str())) {
+            let Some(p) = session.participant(pid) else { continue };
+            let entry = ParticipantFiltersData {
+                video: if matches!(channel, FilterChannel::Video | FilterChannel::Both) { pick(&p.video_filters) } else { vec![] },
+                audio: if matches!(channel, FilterChannel::Audio | FilterChannel::Both) { pick(&p.audio_filters) } else { vec![] },
+            };
+            out.insert(pid.clone(), serde_json::to_value(entry).unwrap_or(Value::Null));
+        }
+        Ok(out)
+    }
+
+    /// `RECORDING_LIST`: recordings found under `<sessions-dir>/<session id>/`.
+    fn recording_list(&self) -> Vec<protocol::outgoing::RecordingListEntry> {
+        let mut out = vec![];
+        for s in self.sessions.values() {
+            let dir = self.cfg.sessions_dir.join(&s.id);
+            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+            let mut files: Vec<String> = rd.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect();
+            files.sort();
+            let participants = s
+                .participants
+                .iter()
+                .map(|p| {
+                    let mine = |ext: &[&str]| -> Vec<String> {
+                        files.iter().filter(|f| f.starts_with(&p.id) && ext.iter().any(|x| f.ends_with(x))).cloned().collect()
+                    };
+                    protocol::outgoing::ParticipantRecordings {
+                        participant_id: p.id.clone(),
+                        video: mine(&[".mp4", ".webm", ".mkv"]),
+                        audio: mine(&[".mp3", ".ogg", ".opus"]),
+                    }
+                })
+                .collect();
+            out.push(protocol::outgoing::RecordingListEntry {
+                session_id: s.id.clone(),
+                session_title: s.title.clone(),
+                session_description: s.description.clone(),
+                participants,
+            });
+        }
+        out
+    }
+}
+
+/// The filter catalogue as SynthARium's `FILTERS_CONFIG` (`{"TEST": [...], "SESSION": [...]}`).
+pub fn filters_config() -> FiltersConfig {
+    let mut cfg = FiltersConfig { test: vec![], session: vec![] };
+    for f in filters::catalogue() {
+        let mut config = serde_json::Map::new();
+        for p in f.params {
+            let v = match p {
+                filters::Param::Number { min, max, step, default, .. } => {
+                    json!({"min": num(*min), "max": num(*max), "step": num(*step), "value": num(*default), "defaultValue": num(*default)})
+                }
+                filters::Param::Choice { options, default, requires_other_filter, .. } => {
+                    json!({"defaultValue": options, "value": default, "requiresOtherFilter": requires_other_filter})
+                }
+            };
+            config.insert(p.name().to_owned(), v);
+        }
+        let entry = FilterDict {
+            name: f.name.to_owned(),
+            id: f.default_id(),
+            channel: Value::String(f.channel.as_str().to_owned()),
+            group_filter: Value::Bool(f.group),
+            config: Value::Object(config),
+        };
+        match f.listing {
+            filters::Listing::Session => cfg.session.push(entry),
+            filters::Listing::Test => cfg.test.push(entry),
+            filters::Listing::Hidden => {}
+        }
+    }
+    cfg
+}
+
+/// Integers stay integers on the wire (SynthARium's UI and validators expect ints).
+fn num(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        json!(x as i64)
+    } else {
+        json!(x)
+    }
+}

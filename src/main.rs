@@ -1,0 +1,90 @@
+//! The `exphub` command: `exphub [serve]` and `exphub sessions validate [DIR]`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use exphub::config::{Cli, Command, Config, PasswordSource, ServeArgs, SessionsCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Sessions(SessionsCommand::Validate { dir })) => validate(dir, &cli.serve),
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(cli.serve),
+    }
+}
+
+fn validate(dir: Option<std::path::PathBuf>, args: &ServeArgs) -> ExitCode {
+    let dir = dir.or_else(|| args.sessions_dir.clone()).unwrap_or_else(|| "sessions".into());
+    let results = exphub::session::store::validate_dir(&dir);
+    let mut bad = 0;
+    for (path, r) in &results {
+        match r {
+            Ok(what) => println!("ok    {}  ({what})", path.display()),
+            Err(why) => {
+                bad += 1;
+                println!("ERROR {}  {why}", path.display());
+            }
+        }
+    }
+    println!("{} file(s), {} with errors", results.len(), bad);
+    if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let cfg = match Config::resolve(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("exphub: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{},webrtc=warn,rtc=warn", cfg.log))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("exphub: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let generated = cfg.password_source == PasswordSource::Generated;
+        let password = cfg.experimenter_password.clone();
+        let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+        let server = match exphub::start(cfg).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("exphub: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!("exphub serving on {scheme}://{}/", server.addr);
+        if generated {
+            // Printed once, to the terminal only (never to the log).
+            println!("experimenter password (generated for this run): {password}");
+            println!("set EXPHUB_EXPERIMENTER_PASSWORD to choose your own");
+        }
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("exphub: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down: stopping experiments");
+        server.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}

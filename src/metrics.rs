@@ -1,0 +1,125 @@
+//! Process-wide counters, rendered as Prometheus text at `GET /metrics`.
+//!
+//! Counters are plain relaxed atomics: the media path increments them per packet without a
+//! lock, and a scrape reads a slightly racy but monotonic snapshot.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::protocol::error::ErrorType;
+
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub const fn new() -> Self {
+        Self(AtomicU64::new(0))
+    }
+    #[inline]
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub const fn new() -> Self {
+        Self(AtomicI64::new(0))
+    }
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+pub struct Metrics {
+    pub connections_participant: Gauge,
+    pub connections_experimenter: Gauge,
+    pub subconnections: Gauge,
+    pub live_experiments: Gauge,
+    pub offers_total: Counter,
+    pub messages_received: Counter,
+    pub messages_sent: Counter,
+    pub packets_received: Counter,
+    pub packets_forwarded: Counter,
+    pub bytes_forwarded: Counter,
+    pub packets_dropped: Counter,
+    pub pli_sent: Counter,
+    pub pli_received: Counter,
+    pub session_writes: Counter,
+    errors: Mutex<Vec<(ErrorType, u64)>>,
+}
+
+pub static METRICS: Metrics = Metrics {
+    connections_participant: Gauge::new(),
+    connections_experimenter: Gauge::new(),
+    subconnections: Gauge::new(),
+    live_experiments: Gauge::new(),
+    offers_total: Counter::new(),
+    messages_received: Counter::new(),
+    messages_sent: Counter::new(),
+    packets_received: Counter::new(),
+    packets_forwarded: Counter::new(),
+    bytes_forwarded: Counter::new(),
+    packets_dropped: Counter::new(),
+    pli_sent: Counter::new(),
+    pli_received: Counter::new(),
+    session_writes: Counter::new(),
+    errors: Mutex::new(Vec::new()),
+};
+
+impl Metrics {
+    /// Counts an error sent to a client (control plane only; not on the media path).
+    pub fn error(&self, kind: ErrorType) {
+        if let Ok(mut e) = self.errors.lock() {
+            match e.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, n)) => *n += 1,
+                None => e.push((kind, 1)),
+            }
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = String::with_capacity(2048);
+        let mut g = |name: &str, help: &str, v: i64| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        g("exphub_connections", "Open main connections (all roles).", self.connections_participant.get() + self.connections_experimenter.get());
+        g("exphub_participant_connections", "Open participant main connections.", self.connections_participant.get());
+        g("exphub_experimenter_connections", "Open experimenter main connections.", self.connections_experimenter.get());
+        g("exphub_subconnections", "Open publisher-to-subscriber connections.", self.subconnections.get());
+        g("exphub_live_experiments", "Experiments held in memory (waiting, running or ended).", self.live_experiments.get());
+        let mut c = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        c("exphub_offers_total", "Main-connection offers answered.", self.offers_total.get());
+        c("exphub_messages_received_total", "Data-channel messages received.", self.messages_received.get());
+        c("exphub_messages_sent_total", "Data-channel messages queued to clients.", self.messages_sent.get());
+        c("exphub_rtp_packets_received_total", "RTP packets received from publishers.", self.packets_received.get());
+        c("exphub_rtp_packets_forwarded_total", "RTP packets forwarded (one per sink).", self.packets_forwarded.get());
+        c("exphub_rtp_bytes_forwarded_total", "RTP payload bytes forwarded (one per sink).", self.bytes_forwarded.get());
+        c("exphub_rtp_packets_dropped_total", "RTP packets a sink could not take (congested connection).", self.packets_dropped.get());
+        c("exphub_pli_sent_total", "Keyframe requests sent to publishers.", self.pli_sent.get());
+        c("exphub_pli_received_total", "Keyframe requests received from viewers.", self.pli_received.get());
+        c("exphub_session_writes_total", "Session files written.", self.session_writes.get());
+        let _ = writeln!(s, "# HELP exphub_errors_total Errors sent to clients, by type.\n# TYPE exphub_errors_total counter");
+        if let Ok(e) = self.errors.lock() {
+            for (k, n) in e.iter() {
+                let _ = writeln!(s, "exphub_errors_total{{type=\"{}\"}} {n}", k.as_str());
+            }
+        }
+        s
+    }
+}

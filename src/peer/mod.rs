@@ -1,0 +1,605 @@
+//! `peer`: the only module that touches the `webrtc` crate.
+//!
+//! It builds peer connections (the main one per client, answering the client's offer, and one
+//! per publisher→subscriber pair), turns the crate's callbacks into plain [`PeerEvent`]s on a
+//! channel, writes outgoing data-channel messages in order from a per-connection outbox, and
+//! owns the RTP plane ([`forward`]): each published track is read by one task that hands every
+//! packet, unchanged but for SSRC / payload type / sequence offsets, to every sink (the echo and
+//! each subscriber connection).
+//!
+//! It knows nothing of sessions, experiments or the protocol's JSON: the hub decides, this
+//! module connects. Swapping the WebRTC stack (e.g. for str0m) means rewriting this module only.
+
+pub mod client;
+pub mod forward;
+mod keyframe;
+
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RtpCodecKind,
+};
+use rtc::media_stream::MediaStreamTrack;
+use tokio::sync::{mpsc, oneshot, Mutex};
+use webrtc::data_channel::{DataChannel, DataChannelEvent};
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::{
+    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceCandidateType,
+    RTCIceGatheringState, RTCIceServer, RTCPeerConnectionState, RTCSessionDescription, Registry,
+    SettingEngineBuilder,
+};
+use webrtc::runtime::{Runtime, TokioRuntime};
+
+pub use forward::{Forwarder, RemoteTrack, Sink};
+
+/// Errors of the WebRTC layer. Details go to the log; clients see a generic text.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("webrtc: {0}")]
+    Rtc(#[from] webrtc::error::Error),
+    #[error("invalid session description: {0}")]
+    BadSdp(String),
+    #[error("no free UDP port in the configured range")]
+    NoPort,
+    #[error("ICE gathering did not complete in time")]
+    GatherTimeout,
+    #[error("connection closed")]
+    Closed,
+}
+
+pub type Result<T> = std::result::Result<T, PeerError>;
+
+/// ICE/transport settings a lab needs (from the server configuration).
+#[derive(Debug, Clone)]
+pub struct RtcSettings {
+    /// Address the WebRTC UDP sockets bind to. A wildcard means every non-loopback interface.
+    pub bind_ip: IpAddr,
+    /// UDP ports to use, one per peer connection (the crate has no UDP mux yet). `None`: ephemeral.
+    pub port_range: Option<RangeInclusive<u16>>,
+    /// STUN/TURN servers put into every connection's configuration.
+    pub ice_servers: Vec<IceServer>,
+    /// Public IPs to advertise instead of the host address (1:1 NAT).
+    pub nat_1to1_ips: Vec<String>,
+    /// How long to wait for ICE gathering before answering with what we have.
+    pub gather_timeout: Duration,
+}
+
+impl Default for RtcSettings {
+    fn default() -> Self {
+        Self {
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+            port_range: None,
+            ice_servers: vec![],
+            nat_1to1_ips: vec![],
+            gather_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    pub username: String,
+    pub credential: String,
+}
+
+/// Video codecs exphub negotiates, in preference order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VideoCodec {
+    Vp8,
+    H264,
+}
+
+impl VideoCodec {
+    fn rtp_codec(self) -> RTCRtpCodec {
+        let fb = video_feedback();
+        match self {
+            VideoCodec::Vp8 => RTCRtpCodec {
+                mime_type: MIME_TYPE_VP8.to_owned(),
+                clock_rate: 90_000,
+                channels: 0,
+                sdp_fmtp_line: String::new(),
+                rtcp_feedback: fb,
+            },
+            VideoCodec::H264 => RTCRtpCodec {
+                mime_type: MIME_TYPE_H264.to_owned(),
+                clock_rate: 90_000,
+                channels: 0,
+                sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f".to_owned(),
+                rtcp_feedback: fb,
+            },
+        }
+    }
+
+    fn payload_type(self) -> u8 {
+        match self {
+            VideoCodec::Vp8 => 96,
+            VideoCodec::H264 => 102,
+        }
+    }
+
+    pub fn from_mime(mime: &str) -> Option<Self> {
+        if mime.eq_ignore_ascii_case(MIME_TYPE_VP8) {
+            Some(VideoCodec::Vp8)
+        } else if mime.eq_ignore_ascii_case(MIME_TYPE_H264) {
+            Some(VideoCodec::H264)
+        } else {
+            None
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            VideoCodec::Vp8 => "VP8",
+            VideoCodec::H264 => "H264",
+        }
+    }
+
+    /// The video codec to use for a remote offer: VP8 unless the offer lacks it.
+    pub fn for_offer(sdp: &str) -> Self {
+        let has = |name: &str| {
+            sdp.lines().any(|l| l.starts_with("a=rtpmap:") && l.to_ascii_uppercase().contains(&format!(" {name}/")))
+        };
+        if !has("VP8") && has("H264") {
+            VideoCodec::H264
+        } else {
+            VideoCodec::Vp8
+        }
+    }
+}
+
+fn video_feedback() -> Vec<RTCPFeedback> {
+    vec![
+        RTCPFeedback { typ: "goog-remb".to_owned(), parameter: String::new() },
+        RTCPFeedback { typ: "ccm".to_owned(), parameter: "fir".to_owned() },
+        RTCPFeedback { typ: "nack".to_owned(), parameter: String::new() },
+        RTCPFeedback { typ: "nack".to_owned(), parameter: "pli".to_owned() },
+    ]
+}
+
+fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+const OPUS_PT: u8 = 111;
+
+fn media_engine() -> Result<MediaEngine> {
+    let mut me = MediaEngine::default();
+    for codec in [VideoCodec::Vp8, VideoCodec::H264] {
+        me.register_codec(
+            RTCRtpCodecParameters { rtp_codec: codec.rtp_codec(), payload_type: codec.payload_type(), ..Default::default() },
+            RtpCodecKind::Video,
+        )?;
+    }
+    me.register_codec(
+        RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: OPUS_PT, ..Default::default() },
+        RtpCodecKind::Audio,
+    )?;
+    Ok(me)
+}
+
+/// What a connection tells its owner.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// The client's data channel is open; messages can flow both ways.
+    ChannelOpen,
+    /// One data-channel frame.
+    Message { data: bytes::Bytes, is_text: bool },
+    /// A remote media track started.
+    Track(RemoteTrack),
+    /// The connection is gone (data channel closed, ICE/DTLS failed, or closed). Sent once.
+    Closed,
+}
+
+/// Builds peer connections with the server's settings.
+pub struct PeerFactory {
+    settings: RtcSettings,
+    runtime: Arc<dyn Runtime>,
+    next_port: AtomicU32,
+}
+
+impl PeerFactory {
+    pub fn new(settings: RtcSettings) -> Arc<Self> {
+        let first = settings.port_range.as_ref().map(|r| *r.start() as u32).unwrap_or(0);
+        Arc::new(Self { settings, runtime: Arc::new(TokioRuntime), next_port: AtomicU32::new(first) })
+    }
+
+    pub fn settings(&self) -> &RtcSettings {
+        &self.settings
+    }
+
+    async fn build(&self, handler: Arc<dyn PeerConnectionEventHandler>) -> Result<Arc<dyn PeerConnection>> {
+        let attempts = match &self.settings.port_range {
+            Some(r) => (*r.end() as usize - *r.start() as usize) + 1,
+            None => 1,
+        };
+        let mut last_err = None;
+        for _ in 0..attempts {
+            let port = match &self.settings.port_range {
+                Some(r) => {
+                    let span = (*r.end() as u32 - *r.start() as u32) + 1;
+                    let n = self.next_port.fetch_add(1, Ordering::Relaxed);
+                    (*r.start() as u32 + (n - *r.start() as u32) % span) as u16
+                }
+                None => 0,
+            };
+            match self.try_build(handler.clone(), port).await {
+                Ok(pc) => return Ok(pc),
+                Err(e) => {
+                    tracing::debug!(port, error = %e, "peer connection build failed");
+                    last_err = Some(e)
+                }
+            }
+        }
+        Err(if self.settings.port_range.is_some() { PeerError::NoPort } else { last_err.unwrap_or(PeerError::NoPort) })
+    }
+
+    async fn try_build(&self, handler: Arc<dyn PeerConnectionEventHandler>, port: u16) -> Result<Arc<dyn PeerConnection>> {
+        let mut me = media_engine()?;
+        let registry = register_default_interceptors(Registry::new(), &mut me)?
+            .with(rtc::interceptor::Slot::from(14_000), keyframe::KeyframeRequestForwarder::default());
+        let mut se = SettingEngineBuilder::new().with_include_loopback_candidate(true);
+        if !self.settings.nat_1to1_ips.is_empty() {
+            se = se.with_nat_1to1_ips(self.settings.nat_1to1_ips.clone(), RTCIceCandidateType::Host);
+        }
+        let ice_servers = self
+            .settings
+            .ice_servers
+            .iter()
+            .map(|s| RTCIceServer {
+                urls: s.urls.clone(),
+                username: s.username.clone(),
+                credential: s.credential.clone(),
+                ..Default::default()
+            })
+            .collect();
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build())
+            .with_media_engine(me)
+            .with_interceptor_registry(registry)
+            .with_setting_engine(se.build())
+            .with_handler(handler)
+            .with_runtime(self.runtime.clone())
+            .with_udp_addrs(vec![std::net::SocketAddr::new(self.settings.bind_ip, port)])
+            .build()
+            .await?;
+        Ok(Arc::new(pc))
+    }
+
+    /// Answers a client's main offer. `echo` adds send tracks (video, audio) so the client gets
+    /// its own stream back on this connection (participants); experimenters get none.
+    pub async fn answer_main(&self, offer_sdp: String, echo: bool) -> Result<MainConnection> {
+        let (events_tx, events_rx) = mpsc::channel(1024);
+        let (handler, gathered) = Handler::new(events_tx.clone());
+        let pc = self.build(handler.clone()).await?;
+        let video_codec = VideoCodec::for_offer(&offer_sdp);
+        let echo_tracks = if echo {
+            let v = new_local_track(RtpCodecKind::Video, video_codec.rtp_codec(), "echo");
+            let a = new_local_track(RtpCodecKind::Audio, opus_codec(), "echo");
+            let vs = pc.add_track(v.0.clone() as Arc<dyn TrackLocal>).await?;
+            let as_ = pc.add_track(a.0.clone() as Arc<dyn TrackLocal>).await?;
+            Some(((v, vs), (a, as_)))
+        } else {
+            None
+        };
+        let answer = self.negotiate(&pc, offer_sdp, gathered).await?;
+        let echo = match echo_tracks {
+            Some(((v, vs), (a, as_))) => Some((Sink::new(&vs, v.0, v.1).await?, Sink::new(&as_, a.0, a.1).await?)),
+            None => None,
+        };
+        let (out_tx, out_rx) = mpsc::channel(OUTBOX_CAPACITY);
+        tokio::spawn(run_outbox(handler.clone(), pc.clone(), out_rx));
+        Ok(MainConnection { answer_sdp: answer, conn: Connection { pc, outbox: out_tx }, events: events_rx, echo })
+    }
+
+    /// Answers a subscriber's offer for one publisher's stream: one video and one audio track,
+    /// with the publisher's codecs, ready to be fed by the publisher's forwarders.
+    pub async fn answer_subscription(&self, offer_sdp: String, video_codec: VideoCodec) -> Result<SubConnection> {
+        let (events_tx, events_rx) = mpsc::channel(16);
+        let (handler, gathered) = Handler::new(events_tx);
+        let pc = self.build(handler.clone()).await?;
+        let v = new_local_track(RtpCodecKind::Video, video_codec.rtp_codec(), "sub");
+        let a = new_local_track(RtpCodecKind::Audio, opus_codec(), "sub");
+        let vs = pc.add_track(v.0.clone() as Arc<dyn TrackLocal>).await?;
+        let as_ = pc.add_track(a.0.clone() as Arc<dyn TrackLocal>).await?;
+        let answer = self.negotiate(&pc, offer_sdp, gathered).await?;
+        let video = Sink::new(&vs, v.0, v.1).await?;
+        let audio = Sink::new(&as_, a.0, a.1).await?;
+        Ok(SubConnection { answer_sdp: answer, pc, video, audio, events: events_rx })
+    }
+
+    async fn negotiate(
+        &self,
+        pc: &Arc<dyn PeerConnection>,
+        offer_sdp: String,
+        gathered: oneshot::Receiver<()>,
+    ) -> Result<String> {
+        let offer = RTCSessionDescription::offer(offer_sdp).map_err(|e| PeerError::BadSdp(e.to_string()))?;
+        pc.set_remote_description(offer).await?;
+        let answer = pc.create_answer(None).await?;
+        pc.set_local_description(answer).await?;
+        // Non-trickle on our side: the answer carries every candidate we have.
+        if tokio::time::timeout(self.settings.gather_timeout, gathered).await.is_err() {
+            tracing::warn!("ICE gathering timed out; answering with the candidates gathered so far");
+        }
+        pc.local_description().await.map(|d| d.sdp).ok_or(PeerError::Closed)
+    }
+}
+
+const OUTBOX_CAPACITY: usize = 4096;
+
+fn new_local_track(kind: RtpCodecKind, codec: RTCRtpCodec, label: &str) -> (Arc<TrackLocalStaticRTP>, u32) {
+    let ssrc = rand_u32();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let track = MediaStreamTrack::new(
+        format!("exphub-{label}-{id}"),
+        format!("{kind}-{id}"),
+        format!("exphub-{label}-{kind}"),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+            codec,
+            ..Default::default()
+        }],
+    );
+    (Arc::new(TrackLocalStaticRTP::new(track)), ssrc)
+}
+
+fn rand_u32() -> u32 {
+    let b = uuid::Uuid::new_v4().into_bytes();
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]]) | 1
+}
+
+/// A handle to send on and close a client's main connection.
+#[derive(Clone)]
+pub struct Connection {
+    pc: Arc<dyn PeerConnection>,
+    outbox: mpsc::Sender<Outgoing>,
+}
+
+#[derive(Debug)]
+enum Outgoing {
+    Text(String),
+    /// Flush what is queued, then close the connection.
+    Close,
+}
+
+impl Connection {
+    /// Queues one text frame. Returns false if the outbox is full (a client that does not read)
+    /// or closed; the caller then drops the connection.
+    pub fn send(&self, text: String) -> bool {
+        self.outbox.try_send(Outgoing::Text(text)).is_ok()
+    }
+
+    /// Sends everything queued so far, then closes. Used for kick/ban so the notification
+    /// arrives before the connection goes.
+    pub fn close_after_flush(&self) {
+        if self.outbox.try_send(Outgoing::Close).is_err() {
+            let pc = self.pc.clone();
+            tokio::spawn(async move { pc.close().await });
+        }
+    }
+
+    /// Adds a trickled remote candidate. An empty candidate (end of candidates) is ignored.
+    pub async fn add_ice_candidate(&self, c: IceCandidate) -> Result<()> {
+        add_candidate(&self.pc, c).await
+    }
+}
+
+async fn add_candidate(pc: &Arc<dyn PeerConnection>, c: IceCandidate) -> Result<()> {
+    if c.candidate.trim().is_empty() {
+        return Ok(());
+    }
+    pc.add_ice_candidate(RTCIceCandidateInit {
+        candidate: c.candidate,
+        sdp_mid: c.sdp_mid,
+        sdp_mline_index: c.sdp_mline_index,
+        username_fragment: c.username_fragment,
+        ..Default::default()
+    })
+    .await?;
+    Ok(())
+}
+
+/// A remote ICE candidate as the browser's `RTCIceCandidate.toJSON()` gives it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IceCandidate {
+    pub candidate: String,
+    pub sdp_mid: Option<String>,
+    pub sdp_mline_index: Option<u16>,
+    pub username_fragment: Option<String>,
+}
+
+/// A freshly answered main connection.
+pub struct MainConnection {
+    pub answer_sdp: String,
+    pub conn: Connection,
+    /// Events of this connection, in order; ends after [`PeerEvent::Closed`].
+    pub events: mpsc::Receiver<PeerEvent>,
+    /// The echo sinks (video, audio) when the connection was built with `echo`.
+    pub echo: Option<(Sink, Sink)>,
+}
+
+/// A publisher→subscriber connection.
+pub struct SubConnection {
+    pub answer_sdp: String,
+    pc: Arc<dyn PeerConnection>,
+    pub video: Sink,
+    pub audio: Sink,
+    pub events: mpsc::Receiver<PeerEvent>,
+}
+
+impl SubConnection {
+    pub fn handle(&self) -> SubHandle {
+        SubHandle { pc: self.pc.clone() }
+    }
+}
+
+/// Keeps a sub-connection alive; closing it ends the subscriber's view of the publisher.
+#[derive(Clone)]
+pub struct SubHandle {
+    pc: Arc<dyn PeerConnection>,
+}
+
+impl SubHandle {
+    pub async fn add_ice_candidate(&self, c: IceCandidate) -> Result<()> {
+        add_candidate(&self.pc, c).await
+    }
+
+    pub fn close(&self) {
+        let pc = self.pc.clone();
+        tokio::spawn(async move {
+            let _ = pc.close().await;
+        });
+    }
+}
+
+/// Translates the crate's callbacks into [`PeerEvent`]s and tracks the data channel.
+struct Handler {
+    gathered: std::sync::Mutex<Option<oneshot::Sender<()>>>,
+    dc: Mutex<Option<Arc<dyn DataChannel>>>,
+    shared: Arc<Shared>,
+}
+
+/// What the handler's side tasks share with it.
+struct Shared {
+    events: mpsc::Sender<PeerEvent>,
+    dc_open: tokio::sync::watch::Sender<bool>,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    /// Reports the end of the connection, once.
+    async fn closed(&self) {
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            let _ = self.dc_open.send(false);
+            let _ = self.events.send(PeerEvent::Closed).await;
+        }
+    }
+}
+
+impl Handler {
+    fn new(events: mpsc::Sender<PeerEvent>) -> (Arc<Self>, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        let (dc_open, _) = tokio::sync::watch::channel(false);
+        (
+            Arc::new(Self {
+                gathered: std::sync::Mutex::new(Some(tx)),
+                dc: Mutex::new(None),
+                shared: Arc::new(Shared { events, dc_open, closed: std::sync::atomic::AtomicBool::new(false) }),
+            }),
+            rx,
+        )
+    }
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            if let Some(tx) = self.gathered.lock().ok().and_then(|mut g| g.take()) {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        tracing::debug!(%state, "peer connection state");
+        if matches!(state, RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed) {
+            self.shared.closed().await;
+        }
+    }
+
+    async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
+        // SynthARium accepts any channel and the most recent one wins; so do we.
+        *self.dc.lock().await = Some(dc.clone());
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = dc.poll().await {
+                match ev {
+                    DataChannelEvent::OnOpen => {
+                        let _ = shared.dc_open.send(true);
+                        if shared.events.send(PeerEvent::ChannelOpen).await.is_err() {
+                            break;
+                        }
+                    }
+                    DataChannelEvent::OnMessage(m) => {
+                        let ev = PeerEvent::Message { data: m.data.freeze(), is_text: m.is_string };
+                        // Awaiting here is the back-pressure on a client that floods us.
+                        if shared.events.send(ev).await.is_err() {
+                            break;
+                        }
+                    }
+                    DataChannelEvent::OnClose => break,
+                    _ => {}
+                }
+            }
+            // A closed data channel ends the client's session (SynthARium: DC close → stop).
+            shared.closed().await;
+        });
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        match RemoteTrack::new(track).await {
+            Some(t) => {
+                let _ = self.shared.events.send(PeerEvent::Track(t)).await;
+            }
+            None => tracing::warn!("remote track without SSRC or supported codec ignored"),
+        }
+    }
+}
+
+/// Drains a connection's outbox onto its data channel, in order, once the channel is open.
+async fn run_outbox(handler: Arc<Handler>, pc: Arc<dyn PeerConnection>, mut rx: mpsc::Receiver<Outgoing>) {
+    let mut open = handler.shared.dc_open.subscribe();
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            Outgoing::Text(text) => {
+                // Messages queued before the channel opens wait for it (e.g. EXPERIMENT_STARTED
+                // right after a rejoin).
+                if !*open.borrow() && open.wait_for(|o| *o).await.is_err() {
+                    break;
+                }
+                let dc = handler.dc.lock().await.clone();
+                let Some(dc) = dc else { continue };
+                if let Err(e) = dc.send_text(&text).await {
+                    tracing::debug!(error = %e, "data channel send failed");
+                    break;
+                }
+            }
+            Outgoing::Close => {
+                let dc = handler.dc.lock().await.clone();
+                if let Some(dc) = dc {
+                    // Let SCTP deliver what was queued (the kick notice) before closing.
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+                    while tokio::time::Instant::now() < deadline {
+                        match dc.outstanding_bytes().await {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let _ = dc.close().await;
+                }
+                break;
+            }
+        }
+    }
+    let _ = pc.close().await;
+    handler.shared.closed().await;
+}

@@ -1,0 +1,54 @@
+# exphub: `make run` serves, `make test` runs every test. Both install what a fresh Debian 12
+# machine lacks first (system packages via apt-get; Rust itself must be installed: rustup.rs).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+# ring (DTLS/SRTP crypto) needs a C compiler; the media pipeline adds FFmpeg's libraries.
+APT_PACKAGES := build-essential pkg-config
+
+.PHONY: all deps build run test check fmt lint bench load clean help
+
+all: build
+
+help:
+	@echo "make run    build (release) and serve with ./sessions on http://127.0.0.1:8080/"
+	@echo "make test   run every test (unit, integration over real WebRTC on loopback)"
+	@echo "make lint   rustfmt check + clippy"
+	@echo "make bench  criterion benchmarks;  make load  the forwarding load tool"
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s "$$p" >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
+
+build: deps
+	$(CARGO) build --release
+
+run: build
+	./target/release/exphub serve --sessions-dir sessions
+
+test: deps
+	$(CARGO) test --workspace --all-targets
+
+check: deps
+	$(CARGO) check --workspace --all-targets
+
+fmt:
+	$(CARGO) fmt --all
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench: deps
+	$(CARGO) bench --workspace
+
+load: deps
+	$(CARGO) run --release --example load -- --participants 2,4,8
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,221 @@
+//! Shared test support: a real server on 127.0.0.1:0 over a temporary sessions directory,
+//! and real WebRTC clients (`exphub::peer::client`) with media recorders.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use exphub::peer::client::{Client, ClientOptions, Media, Origin, Role};
+use exphub::peer::forward::Kind;
+use serde_json::{json, Value};
+
+pub const PASSWORD: &str = "test-password";
+pub const SESSION: &str = "5e55105e55";
+pub const PARTICIPANTS: [&str; 4] = ["aaaaaaaaa1", "bbbbbbbbb2", "ccccccccc3", "ddddddddd4"];
+pub const T: Duration = Duration::from_secs(10);
+
+pub fn init_tracing() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("EXPHUB_TEST_LOG").unwrap_or_else(|_| "warn,webrtc=error,rtc=error".into()))
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("exphub-test-{tag}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A session with the test participants, in SynthARium dev format.
+pub fn session_json(id: &str) -> Value {
+    let participants: Vec<Value> = PARTICIPANTS
+        .iter()
+        .enumerate()
+        .map(|(i, pid)| {
+            json!({
+                "id": pid, "participant_name": format!("P{i}"), "banned": false,
+                "muted_video": false, "muted_audio": false,
+                "position": {"x": i * 100, "y": 0, "z": 0}, "size": {"width": 100, "height": 100},
+                "chat": [], "audio_filters": [], "video_filters": [],
+                "audio_group_filters": [], "video_group_filters": [],
+                "local_stream": false, "chat_filters": [], "lastMessageSentTime": 0, "lastMessageReadTime": 0,
+                "view": [], "canvas_id": format!("canvas-{i}"), "asymmetric_filters": [], "asymmetric_filters_id": format!("asym-{i}")
+            })
+        })
+        .collect();
+    json!({
+        "id": id, "title": "Test session", "description": "For tests", "date": 0, "time_limit": 600000,
+        "record": false, "participants": participants, "creation_time": 0, "start_time": 0, "end_time": 0,
+        "notes": [], "log": []
+    })
+}
+
+pub fn write_session(dir: &Path, v: &Value) {
+    let id = v["id"].as_str().unwrap();
+    std::fs::write(dir.join(format!("{id}.json")), serde_json::to_vec_pretty(v).unwrap()).unwrap();
+}
+
+pub struct TestServer {
+    pub server: Option<exphub::Server>,
+    pub base: String,
+    pub dir: TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        let dir = TempDir::new("srv");
+        write_session(dir.path(), &session_json(SESSION));
+        Self::start_in(dir).await
+    }
+
+    pub async fn start_in(dir: TempDir) -> Self {
+        init_tracing();
+        let cfg = exphub::config::Config::for_tests(dir.path(), PASSWORD);
+        let server = exphub::start(cfg).await.expect("server starts");
+        let base = format!("http://{}", server.addr);
+        Self { server: Some(server), base, dir }
+    }
+
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+        TempDir(std::mem::take(&mut self.dir.0))
+    }
+
+    pub fn session_file(&self) -> Value {
+        let text = std::fs::read_to_string(self.dir.path().join(format!("{SESSION}.json"))).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+/// The test media (VP8 640x480 + Opus), loaded once.
+pub fn media() -> Arc<Media> {
+    static M: OnceLock<Arc<Media>> = OnceLock::new();
+    M.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        Arc::new(Media::load(&dir.join("clip-640x480-vp8.ivf"), &dir.join("clip-opus.ogg")).expect("fixtures load"))
+    })
+    .clone()
+}
+
+/// Every payload the fixture can produce, to prove that forwarded media is byte-exact.
+pub fn fixture_payloads() -> Arc<HashSet<Bytes>> {
+    static P: OnceLock<Arc<HashSet<Bytes>>> = OnceLock::new();
+    P.get_or_init(|| {
+        let m = media();
+        let mut s: HashSet<Bytes> = m.video.iter().flatten().map(|p| p.payload.clone()).collect();
+        s.extend(m.audio.iter().map(|p| p.payload.clone()));
+        Arc::new(s)
+    })
+    .clone()
+}
+
+/// What a client received, per origin ("echo" or the publisher's participant id) and kind.
+#[derive(Default)]
+pub struct Received {
+    pub packets: HashMap<(String, Kind), u64>,
+    pub foreign: u64,
+    pub first: HashMap<(String, Kind), Instant>,
+}
+
+pub type Recorder = Arc<Mutex<Received>>;
+
+fn origin_name(o: &Origin) -> String {
+    match o {
+        Origin::Echo => "echo".into(),
+        Origin::Sub { summary, .. } => match summary {
+            Value::String(pid) => pid.clone(),
+            v => v["id"].as_str().unwrap_or("?").to_owned(),
+        },
+    }
+}
+
+pub fn recorder() -> (Recorder, ClientOptions) {
+    let rec: Recorder = Arc::default();
+    let payloads = fixture_payloads();
+    let r = rec.clone();
+    let opts = ClientOptions {
+        on_rtp: Some(Arc::new(move |o, kind, p, at| {
+            let mut g = r.lock().unwrap();
+            let key = (origin_name(o), kind);
+            *g.packets.entry(key.clone()).or_default() += 1;
+            g.first.entry(key).or_insert(at);
+            if !payloads.contains(&p.payload) {
+                g.foreign += 1;
+            }
+        })),
+        ..Default::default()
+    };
+    (rec, opts)
+}
+
+pub fn count(rec: &Recorder, origin: &str, kind: Kind) -> u64 {
+    rec.lock().unwrap().packets.get(&(origin.to_owned(), kind)).copied().unwrap_or(0)
+}
+
+/// Waits until `origin` has sent at least `n` packets of `kind` to this recorder.
+pub async fn wait_media(rec: &Recorder, origin: &str, kind: Kind, n: u64, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if count(rec, origin, kind) >= n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+pub async fn experimenter(base: &str) -> Client {
+    Client::connect(base, Role::Experimenter { password: PASSWORD.into() }, ClientOptions::default()).await.expect("experimenter connects")
+}
+
+pub async fn experimenter_with(base: &str, opts: ClientOptions) -> Client {
+    Client::connect(base, Role::Experimenter { password: PASSWORD.into() }, opts).await.expect("experimenter connects")
+}
+
+pub async fn participant(base: &str, pid: &str, opts: ClientOptions) -> Client {
+    Client::connect(base, Role::Participant { session_id: SESSION.into(), participant_id: pid.into() }, opts)
+        .await
+        .unwrap_or_else(|e| panic!("participant {pid} connects: {e}"))
+}
+
+/// Sends a request and waits for the reply of type `want`.
+pub async fn request(c: &mut Client, kind: &str, data: Value, want: &str) -> Value {
+    c.send(kind, data).await.unwrap();
+    c.recv_type(want, T).await.unwrap_or_else(|e| panic!("{kind} → {want}: {e}")).0
+}
+
+/// Sends a request and returns the ERROR it must produce.
+pub async fn expect_error(c: &mut Client, kind: &str, data: Value) -> Value {
+    c.send(kind, data.clone()).await.unwrap();
+    let (m, skipped) = c.recv_type("ERROR", T).await.unwrap_or_else(|e| panic!("{kind} {data} → ERROR: {e}"));
+    assert!(skipped.iter().all(|s| s["type"] != "SUCCESS"), "{kind} succeeded before erroring: {skipped:?}");
+    m["data"].clone()
+}
+
+pub fn assert_success(m: &Value, ty: &str) {
+    assert_eq!(m["type"], "SUCCESS", "{m}");
+    assert_eq!(m["data"]["type"], ty, "{m}");
+}

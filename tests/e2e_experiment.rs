@@ -129,3 +129,119 @@ async fn experiment_lifecycle_with_media() {
     exp.close().await;
     srv.stop().await;
 }
+
+/// Creates and starts the experiment with the first `n` participants connected and publishing.
+async fn running_experiment(
+    srv: &TestServer,
+    n: usize,
+) -> (exphub::peer::client::Client, Recorder, Vec<exphub::peer::client::Client>, Vec<Recorder>, Vec<tokio::task::JoinHandle<()>>) {
+    let (erec, eopts) = recorder();
+    let mut exp = experimenter_with(&srv.base, eopts).await;
+    request(&mut exp, "CREATE_EXPERIMENT", json!({"session_id": SESSION}), "SUCCESS").await;
+    let mut parts = vec![];
+    let mut recs = vec![];
+    let mut players = vec![];
+    for pid in &PARTICIPANTS[..n] {
+        let (rec, opts) = recorder();
+        let p = participant(&srv.base, pid, opts).await;
+        players.push(p.publish(media()));
+        parts.push(p);
+        recs.push(rec);
+    }
+    let ok = request(&mut exp, "START_EXPERIMENT", json!({}), "SUCCESS").await;
+    assert_success(&ok, "START_EXPERIMENT");
+    (exp, erec, parts, recs, players)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejoin_takes_over_the_seat() {
+    let srv = TestServer::start().await;
+    let (mut exp, erec, mut parts, recs, mut players) = running_experiment(&srv, 2).await;
+    let p0 = PARTICIPANTS[0];
+    assert!(wait_media(&recs[1], p0, Kind::Video, 30, T).await, "P1 sees P0");
+    parts[1].settle(Duration::from_millis(300)).await;
+    exp.settle(Duration::from_millis(300)).await;
+
+    // P0 reloads the page: a new connection comes while the old one still exists. The new
+    // connection takes the seat (instead of SynthARium's 409) and the old one is closed.
+    players.remove(0).abort();
+    let mut old = parts.remove(0);
+    let before = count(&recs[1], p0, Kind::Video);
+    let (rec0, opts) = recorder();
+    let mut p0_again = participant(&srv.base, p0, opts).await;
+    let (started, _) = p0_again.recv_type("EXPERIMENT_STARTED", T).await.expect("told at once that the experiment runs");
+    assert!(started["data"]["start_time"].as_i64().unwrap() > 0);
+    players.push(p0_again.publish(media()));
+    assert!(old.wait_closed(T).await, "the old connection is closed by the server");
+
+    // P1 keeps its sub-connection to P0: the forwarder switches source underneath.
+    assert!(wait_media(&recs[1], p0, Kind::Video, before + 60, T).await, "P1 keeps seeing P0 after the rejoin");
+    assert!(wait_media(&rec0, PARTICIPANTS[1], Kind::Video, 30, T).await, "the rejoined P0 sees P1");
+    assert!(wait_media(&rec0, "echo", Kind::Video, 30, T).await, "the rejoined P0 gets its echo");
+    let p1_msgs = parts[0].settle(Duration::from_millis(500)).await;
+    assert!(
+        p1_msgs.iter().all(|m| m["type"] != "CONNECTION_PROPOSAL"),
+        "no one sees P0 twice: no second proposal for P0 to P1: {p1_msgs:?}"
+    );
+    let e_msgs = exp.settle(Duration::from_millis(300)).await;
+    assert!(e_msgs.iter().all(|m| m["type"] != "CONNECTION_PROPOSAL"), "{e_msgs:?}");
+    assert!(erec.lock().unwrap().foreign == 0 && recs[1].lock().unwrap().foreign == 0);
+
+    for h in players {
+        h.abort();
+    }
+    p0_again.close().await;
+    for p in parts {
+        p.close().await;
+    }
+    exp.close().await;
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kick_and_ban_are_delivered_before_the_close() {
+    let srv = TestServer::start().await;
+    let (mut exp, _erec, mut parts, _recs, players) = running_experiment(&srv, 3).await;
+    let (p1, p2) = (PARTICIPANTS[1], PARTICIPANTS[2]);
+
+    let ok = request(&mut exp, "KICK_PARTICIPANT", json!({"participant_id": p1, "reason": "test kick"}), "SUCCESS").await;
+    assert_success(&ok, "KICK_PARTICIPANT");
+    let (note, _) = parts[1].recv_type("KICK_NOTIFICATION", T).await.expect("kick notice arrives");
+    assert_eq!(note["data"], json!({"reason": "test kick"}));
+    assert!(parts[1].wait_closed(T).await, "the kicked participant's connection is closed");
+    // A kick is not a ban: P1 may come back.
+    let (_, opts) = recorder();
+    let back = participant(&srv.base, p1, opts).await;
+
+    let ok = request(&mut exp, "BAN_PARTICIPANT", json!({"participant_id": p2, "reason": "test ban"}), "SUCCESS").await;
+    assert_success(&ok, "BAN_PARTICIPANT");
+    let (note, _) = parts[2].recv_type("BAN_NOTIFICATION", T).await.expect("ban notice arrives");
+    assert_eq!(note["data"], json!({"reason": "test ban"}));
+    assert!(parts[2].wait_closed(T).await, "the banned participant's connection is closed");
+    assert_eq!(srv.session_file()["participants"][2]["banned"], true, "the ban is on disk");
+    let err = exphub::peer::client::Client::connect(
+        &srv.base,
+        exphub::peer::client::Role::Participant { session_id: SESSION.into(), participant_id: p2.into() },
+        Default::default(),
+    )
+    .await
+    .err()
+    .expect("a banned participant cannot rejoin");
+    let refused = err.downcast_ref::<exphub::peer::client::OfferRefused>().expect("refused by the server");
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.body["data"]["type"], "BANNED_PARTICIPANT");
+    assert_eq!(refused.body["data"]["description"], "You have been banned and can no longer join the experiment.");
+
+    // The others carry on.
+    let ok = request(&mut parts[0], "PING", json!({"n": 1}), "PONG").await;
+    assert_eq!(ok["data"]["ping_data"], json!({"n": 1}));
+    for h in players {
+        h.abort();
+    }
+    back.close().await;
+    for p in parts {
+        p.close().await;
+    }
+    exp.close().await;
+    srv.stop().await;
+}

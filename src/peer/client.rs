@@ -144,7 +144,7 @@ struct ClientHandler {
     candidates: mpsc::UnboundedSender<Value>,
     origin: Origin,
     on_rtp: Option<RtpCallback>,
-    closed: Option<tokio::sync::watch::Sender<bool>>,
+    closed: Option<Arc<tokio::sync::watch::Sender<bool>>>,
 }
 
 #[async_trait::async_trait]
@@ -221,12 +221,13 @@ impl Client {
         let (cand_tx, mut cand_rx) = mpsc::unbounded_channel();
         let (gtx, grx) = oneshot::channel();
         let (closed_tx, closed_rx) = tokio::sync::watch::channel(false);
+        let closed_tx = Arc::new(closed_tx);
         let handler = Arc::new(ClientHandler {
             gathered: std::sync::Mutex::new(Some(gtx)),
             candidates: cand_tx,
             origin: Origin::Echo,
             on_rtp: opts.on_rtp.clone(),
-            closed: Some(closed_tx),
+            closed: Some(closed_tx.clone()),
         });
         let pc = build_pc(handler).await?;
         let dc = pc.create_data_channel("API", Some(RTCDataChannelInit { ordered: true, ..Default::default() })).await?;
@@ -290,7 +291,7 @@ impl Client {
         let (inbox_tx, inbox) = mpsc::unbounded_channel();
         let subs: Arc<Mutex<HashMap<String, Arc<dyn PeerConnection>>>> = Arc::default();
         let (open_tx, open_rx) = oneshot::channel();
-        tokio::spawn(run_channel(dc.clone(), inbox_tx, open_tx, subs.clone(), opts.clone()));
+        tokio::spawn(run_channel(dc.clone(), inbox_tx, open_tx, subs.clone(), opts.clone(), closed_tx));
         tokio::time::timeout(Duration::from_secs(10), open_rx).await.map_err(|_| "data channel did not open")??;
         Ok(Client { pc, dc, inbox, offer_response: body, video_out, audio_out, subs, closed: closed_rx })
     }
@@ -405,6 +406,7 @@ async fn run_channel(
     open: oneshot::Sender<()>,
     subs: Arc<Mutex<HashMap<String, Arc<dyn PeerConnection>>>>,
     opts: ClientOptions,
+    closed: Arc<tokio::sync::watch::Sender<bool>>,
 ) {
     let mut open = Some(open);
     while let Some(ev) = dc.poll().await {
@@ -446,6 +448,8 @@ async fn run_channel(
             _ => {}
         }
     }
+    // Like the frontend: a closed data channel ends the connection.
+    let _ = closed.send(true);
 }
 
 async fn subscribe(

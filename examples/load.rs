@@ -1,0 +1,961 @@
+//! Forwarding load tool: how many RTP packets per second per core of server CPU the SFU
+//! forwards, and with what latency, for N participants who all see each other.
+//!
+//! ```text
+//! cargo build --release --bin exphub --example load
+//! cargo run --release --example load -- --participants 2,4,8 --seconds 20 [--json out.json]
+//! ```
+//!
+//! For each N it starts the real server (`target/release/exphub serve`, a separate process,
+//! bound to 127.0.0.1, over a temporary sessions directory holding a session with N
+//! participants), connects one experimenter and N participants with
+//! `exphub::peer::client::Client`, creates and starts the experiment (so everyone sees
+//! everyone, plus its own echo), and has every participant replay the pre-packetized fixture
+//! media (tests/fixtures). After a warm-up it measures, over `--seconds`:
+//!
+//! - forwarded packets/s: delta of `exphub_rtp_packets_forwarded_total` (GET /metrics);
+//! - server CPU: utime+stime delta from /proc/<pid>/stat, as % of one core;
+//! - forwarded packets/s per core of server CPU (= pps / (cpu% / 100));
+//! - server RSS (VmRSS, VmHWM);
+//! - forwarding latency p50/p95/p99: publisher `write_rtp` → subscriber receive, matched by
+//!   (publisher, kind, RTP sequence number) over every packet every client receives;
+//! - loss seen by receivers (per received stream, sequence range vs packets received);
+//! - the load of the machine: the tool's own CPU and the rest of the machine (/proc/stat busy
+//!   minus server minus this tool).
+//!
+//! All traffic is on 127.0.0.1. Every step has a timeout and each round has a hard deadline;
+//! the server is started under `timeout -s KILL` so that it dies even if this tool is killed.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use clap::Parser;
+use exphub::peer::client::{self, Client, ClientOptions, Media, Origin, Role, RtpCallback, SentPacket};
+use exphub::peer::forward::Kind;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+type AnyError = Box<dyn std::error::Error + Send + Sync>;
+type Res<T> = std::result::Result<T, AnyError>;
+
+const PASSWORD: &str = "load-tool-password";
+const SESSION: &str = "10ad10ad10";
+/// Latency histogram: 10 µs bins up to 200 ms, plus an overflow count.
+const BIN_NS: u64 = 10_000;
+const BINS: usize = 20_000;
+/// A send record older than this is stale (sequence space reused) and not matched.
+const MAX_LATENCY_NS: u64 = 5_000_000_000;
+
+#[derive(Parser, Debug)]
+#[command(about = "Measure exphub's RTP forwarding: packets/s per core of server CPU, latency, loss")]
+struct Args {
+    /// Participant counts to run, one round each (all participants see each other).
+    #[arg(long, value_delimiter = ',', default_value = "2,4,8")]
+    participants: Vec<usize>,
+    /// Length of the measurement window of each round, in seconds.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Warm-up after all media flows, before measuring, in seconds.
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
+    /// The server binary (build it with `cargo build --release --bin exphub`).
+    #[arg(long, default_value = "target/release/exphub")]
+    server_bin: PathBuf,
+    /// Directory with clip-640x480-vp8.ivf and clip-opus.ogg.
+    #[arg(long, default_value = "tests/fixtures")]
+    fixtures: PathBuf,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Pin the server to this CPU list (taskset syntax, e.g. "0") and the tool to the others.
+    #[arg(long)]
+    pin_server: Option<String>,
+    /// Timeout for connecting everyone and getting all media flowing, in seconds.
+    #[arg(long, default_value_t = 60)]
+    setup_timeout: u64,
+    /// Pause between rounds (lets the machine settle), in seconds.
+    #[arg(long, default_value_t = 2)]
+    pause: u64,
+    /// Keep the server's log (stdout/stderr) of each round in this directory.
+    #[arg(long)]
+    server_log_dir: Option<PathBuf>,
+    /// Run this command with the server's pid appended when the measurement window opens
+    /// (e.g. a profiler: "perf record -F 499 -g -o perf.data -p"); it gets SIGINT at the end.
+    #[arg(long)]
+    attach: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared measurement state (lock-free, preallocated; touched per packet).
+
+struct Stream {
+    /// Packets received (any time): proves the stream flows.
+    seen: AtomicU64,
+    /// Within the window: packets, lowest and highest sequence number.
+    count: AtomicU64,
+    min_seq: AtomicU32,
+    max_seq: AtomicU32,
+}
+
+impl Stream {
+    fn new() -> Self {
+        Self { seen: AtomicU64::new(0), count: AtomicU64::new(0), min_seq: AtomicU32::new(u32::MAX), max_seq: AtomicU32::new(0) }
+    }
+}
+
+struct Hist {
+    bins: Vec<AtomicU64>,
+    over: AtomicU64,
+    n: AtomicU64,
+    sum_ns: AtomicU64,
+    max_ns: AtomicU64,
+}
+
+impl Hist {
+    fn new() -> Self {
+        Self {
+            bins: (0..BINS).map(|_| AtomicU64::new(0)).collect(),
+            over: AtomicU64::new(0),
+            n: AtomicU64::new(0),
+            sum_ns: AtomicU64::new(0),
+            max_ns: AtomicU64::new(0),
+        }
+    }
+    #[inline]
+    fn add(&self, ns: u64) {
+        let b = (ns / BIN_NS) as usize;
+        if b < BINS {
+            self.bins[b].fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.over.fetch_add(1, Ordering::Relaxed);
+        }
+        self.n.fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        self.max_ns.fetch_max(ns, Ordering::Relaxed);
+    }
+    /// The q-quantile in ms (upper edge of its bin), or None without samples.
+    fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let n = self.n.load(Ordering::Relaxed);
+        if n == 0 {
+            return None;
+        }
+        let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+        let mut acc = 0;
+        for (i, b) in self.bins.iter().enumerate() {
+            acc += b.load(Ordering::Relaxed);
+            if acc >= rank {
+                return Some(((i as u64 + 1) * BIN_NS) as f64 / 1e6);
+            }
+        }
+        Some(self.max_ns.load(Ordering::Relaxed) as f64 / 1e6)
+    }
+    fn summary(&self) -> LatencySummary {
+        let n = self.n.load(Ordering::Relaxed);
+        LatencySummary {
+            samples: n,
+            p50_ms: self.quantile_ms(0.50),
+            p95_ms: self.quantile_ms(0.95),
+            p99_ms: self.quantile_ms(0.99),
+            mean_ms: (n > 0).then(|| self.sum_ns.load(Ordering::Relaxed) as f64 / n as f64 / 1e6),
+            max_ms: (n > 0).then(|| self.max_ns.load(Ordering::Relaxed) as f64 / 1e6),
+            over_200ms: self.over.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Everything the send and receive callbacks touch.
+struct Probe {
+    base: Instant,
+    n: usize,
+    ids: Vec<String>,
+    measuring: AtomicBool,
+    /// [publisher][kind][seq] → send time in ns since `base`, + 1 (0: none).
+    sent: Vec<AtomicU64>,
+    /// [receiver][publisher][kind]; receivers 0..n are the participants, n the experimenter.
+    streams: Vec<Stream>,
+    hist: Hist,
+    hist_kind: [Hist; 2],
+    unmatched: AtomicU64,
+    unknown_origin: AtomicU64,
+}
+
+fn kind_idx(k: Kind) -> usize {
+    match k {
+        Kind::Video => 0,
+        Kind::Audio => 1,
+    }
+}
+
+impl Probe {
+    fn new(ids: Vec<String>) -> Self {
+        let n = ids.len();
+        Self {
+            base: Instant::now(),
+            n,
+            ids,
+            measuring: AtomicBool::new(false),
+            sent: (0..n * 2 * 65536).map(|_| AtomicU64::new(0)).collect(),
+            streams: (0..(n + 1) * n * 2).map(|_| Stream::new()).collect(),
+            hist: Hist::new(),
+            hist_kind: [Hist::new(), Hist::new()],
+            unmatched: AtomicU64::new(0),
+            unknown_origin: AtomicU64::new(0),
+        }
+    }
+
+    fn stream(&self, receiver: usize, publisher: usize, kind: usize) -> &Stream {
+        &self.streams[(receiver * self.n + publisher) * 2 + kind]
+    }
+
+    #[inline]
+    fn on_sent(&self, publisher: usize, s: SentPacket) {
+        let ns = s.at.saturating_duration_since(self.base).as_nanos() as u64 + 1;
+        self.sent[(publisher * 2 + kind_idx(s.kind)) * 65536 + s.seq as usize].store(ns, Ordering::Relaxed);
+    }
+
+    /// The publisher index of a received packet; no allocation.
+    fn publisher_of(&self, receiver: usize, o: &Origin) -> Option<usize> {
+        let id = match o {
+            Origin::Echo => return (receiver < self.n).then_some(receiver),
+            Origin::Sub { summary: Value::String(s), .. } => s.as_str(),
+            Origin::Sub { summary, .. } => summary.get("id")?.as_str()?,
+        };
+        self.ids.iter().position(|x| x == id)
+    }
+
+    #[inline]
+    fn on_recv(&self, receiver: usize, o: &Origin, kind: Kind, seq: u16, at: Instant) {
+        let Some(p) = self.publisher_of(receiver, o) else {
+            self.unknown_origin.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let k = kind_idx(kind);
+        let st = self.stream(receiver, p, k);
+        st.seen.fetch_add(1, Ordering::Relaxed);
+        if !self.measuring.load(Ordering::Relaxed) {
+            return;
+        }
+        st.count.fetch_add(1, Ordering::Relaxed);
+        st.min_seq.fetch_min(seq as u32, Ordering::Relaxed);
+        st.max_seq.fetch_max(seq as u32, Ordering::Relaxed);
+        let sent = self.sent[(p * 2 + k) * 65536 + seq as usize].load(Ordering::Relaxed);
+        let now = at.saturating_duration_since(self.base).as_nanos() as u64 + 1;
+        if sent == 0 || now < sent || now - sent > MAX_LATENCY_NS {
+            self.unmatched.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.hist.add(now - sent);
+        self.hist_kind[k].add(now - sent);
+    }
+
+    fn all_flowing(&self) -> (usize, usize) {
+        let total = self.streams.len();
+        let ok = self.streams.iter().filter(|s| s.seen.load(Ordering::Relaxed) > 0).count();
+        (ok, total)
+    }
+
+    fn missing_streams(&self) -> Vec<String> {
+        let mut v = vec![];
+        for r in 0..=self.n {
+            for p in 0..self.n {
+                for k in 0..2 {
+                    if self.stream(r, p, k).seen.load(Ordering::Relaxed) == 0 {
+                        let rn = if r == self.n { "experimenter".to_owned() } else { format!("P{r}") };
+                        v.push(format!("{rn}<-P{p}/{}", ["video", "audio"][k]));
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    /// (received, expected) within the window over all streams.
+    fn loss(&self) -> (u64, u64) {
+        let (mut got, mut exp) = (0, 0);
+        for s in &self.streams {
+            let c = s.count.load(Ordering::Relaxed);
+            if c == 0 {
+                continue;
+            }
+            let (lo, hi) = (s.min_seq.load(Ordering::Relaxed), s.max_seq.load(Ordering::Relaxed));
+            // No wrap expected in one window (>30 s at 2,000 packets/s); if one happened the
+            // range is meaningless, so count that stream as lossless rather than invent loss.
+            let e = if hi - lo > 60_000 { c } else { (hi - lo + 1) as u64 };
+            got += c.min(e);
+            exp += e;
+        }
+        (got, exp)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc readers.
+
+fn clk_tck() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|v| *v > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// utime + stime of a process, in ticks.
+fn proc_ticks(pid: &str) -> Res<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may contain spaces; fields after the last ')' are fixed.
+    let rest = &s[s.rfind(')').ok_or("bad /proc stat")? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); utime is field 14, stime 15.
+    Ok(f.get(11).ok_or("short stat")?.parse::<u64>()? + f.get(12).ok_or("short stat")?.parse::<u64>()?)
+}
+
+/// (busy, total) ticks of the whole machine.
+fn machine_ticks() -> Res<(u64, u64)> {
+    let s = std::fs::read_to_string("/proc/stat")?;
+    let line = s.lines().next().ok_or("empty /proc/stat")?;
+    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    if v.len() < 5 {
+        return Err("short /proc/stat".into());
+    }
+    // user nice system idle iowait irq softirq steal (guest is included in user)
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v[3] + v[4];
+    Ok((total - idle, total))
+}
+
+/// (VmRSS, VmHWM) in MiB.
+fn proc_rss_mib(pid: &str) -> (f64, f64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let get = |key: &str| {
+        s.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(f64::NAN)
+    };
+    (get("VmRSS:"), get("VmHWM:"))
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+#[derive(Clone, Copy)]
+struct CpuSnap {
+    at: Instant,
+    server: u64,
+    own: u64,
+    busy: u64,
+    total: u64,
+}
+
+fn cpu_snap(server_pid: &str) -> Res<CpuSnap> {
+    let (busy, total) = machine_ticks()?;
+    Ok(CpuSnap { at: Instant::now(), server: proc_ticks(server_pid)?, own: proc_ticks("self")?, busy, total })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server process.
+
+struct Server {
+    /// The `timeout` wrapper (or the server itself when `timeout` is unavailable).
+    child: Child,
+    /// The exphub process.
+    pid: String,
+    base: String,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Server {
+    fn start(args: &Args, n: usize, hard_limit: Duration) -> Res<Server> {
+        let dir = TempDir::new(&format!("n{n}"))?;
+        let ids = participant_ids(n);
+        let sessions = dir.0.join("sessions");
+        std::fs::create_dir_all(&sessions)?;
+        std::fs::write(sessions.join(format!("{SESSION}.json")), serde_json::to_vec_pretty(&session_json(SESSION, &ids))?)?;
+        let log = match &args.server_log_dir {
+            Some(d) => {
+                std::fs::create_dir_all(d)?;
+                d.join(format!("server-n{n}.log"))
+            }
+            None => dir.0.join("server.log"),
+        };
+        let mut cmd_line: Vec<String> = vec![];
+        if let Some(cpus) = &args.pin_server {
+            cmd_line.extend(["taskset".into(), "-c".into(), cpus.clone()]);
+        }
+        let wrapped = Path::new("/usr/bin/timeout").exists();
+        if wrapped {
+            // Dies by itself even if this tool is SIGKILLed.
+            cmd_line.extend(["/usr/bin/timeout".into(), "-s".into(), "KILL".into(), format!("{}", hard_limit.as_secs() + 30)]);
+        }
+        cmd_line.push(args.server_bin.display().to_string());
+        cmd_line.extend(
+            ["serve", "--host", "127.0.0.1", "--port", "0", "--sessions-dir"].into_iter().map(String::from),
+        );
+        cmd_line.push(sessions.display().to_string());
+        let mut child = Command::new(&cmd_line[0])
+            .args(&cmd_line[1..])
+            .env("EXPHUB_EXPERIMENTER_PASSWORD", PASSWORD)
+            .env("EXPHUB_LOG", "warn")
+            .env_remove("EXPHUB_CONFIG")
+            .env_remove("EXPHUB_TLS_CERT")
+            .env_remove("EXPHUB_TLS_KEY")
+            .env_remove("EXPHUB_RTC_IP")
+            .env_remove("EXPHUB_UDP_PORTS")
+            .env_remove("EXPHUB_PUBLIC_IP")
+            .env_remove("EXPHUB_ICE_SERVERS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(dir.0.join("server.stderr"))?))
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", cmd_line.join(" ")))?;
+        // Drain stdout (the server logs there too) on a thread; hand over the address line.
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let mut logf = std::fs::File::create(&log)?;
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = writeln!(logf, "{line}");
+                if let Some(rest) = line.strip_prefix("exphub serving on ") {
+                    if let Some(t) = tx.take() {
+                        let _ = t.send(rest.trim().trim_end_matches('/').to_owned());
+                    }
+                }
+            }
+        });
+        let mut guard = Server { child, pid: String::new(), base: String::new(), log, _dir: dir };
+        guard.base = match rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(b) => b,
+            Err(_) => {
+                let err = std::fs::read_to_string(guard._dir.0.join("server.stderr")).unwrap_or_default();
+                let out = std::fs::read_to_string(&guard.log).unwrap_or_default();
+                return Err(format!("the server did not print its address within 15 s\nstdout: {out}\nstderr: {err}").into());
+            }
+        };
+        if !guard.base.starts_with("http://127.0.0.1:") {
+            return Err(format!("unexpected server address {}", guard.base).into());
+        }
+        let wrapper = guard.child.id().to_string();
+        guard.pid = if wrapped {
+            // The exphub process is the wrapper's only child.
+            let path = format!("/proc/{wrapper}/task/{wrapper}/children");
+            let kids = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+            let kids: Vec<&str> = kids.split_whitespace().collect();
+            match kids.as_slice() {
+                [one] => one.to_string(),
+                other => return Err(format!("expected one child of the timeout wrapper, found {other:?}").into()),
+            }
+        } else {
+            wrapper
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{}/comm", guard.pid)).unwrap_or_default();
+        if comm.trim() != "exphub" {
+            return Err(format!("pid {} is {:?}, not exphub", guard.pid, comm.trim()).into());
+        }
+        Ok(guard)
+    }
+
+    /// SIGTERM, a grace period, then SIGKILL; always reaps the child.
+    fn stop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        if !self.pid.is_empty() {
+            let _ = Command::new("kill").args(["-TERM", &self.pid]).stderr(Stdio::null()).status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !self.pid.is_empty() {
+            let _ = Command::new("kill").args(["-KILL", &self.pid]).stderr(Stdio::null()).status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Res<Self> {
+        let p = std::env::temp_dir().join(format!("exphub-load-{tag}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&p)?;
+        Ok(Self(p))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn participant_ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("a0ad{:06x}", i + 1)).collect()
+}
+
+/// A session with `ids` as participants, in SynthARium format (as tests/common does).
+fn session_json(id: &str, ids: &[String]) -> Value {
+    let participants: Vec<Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, pid)| {
+            json!({
+                "id": pid, "participant_name": format!("P{i}"), "banned": false,
+                "muted_video": false, "muted_audio": false,
+                "position": {"x": (i % 4) * 100, "y": (i / 4) * 100, "z": 0}, "size": {"width": 100, "height": 100},
+                "chat": [], "audio_filters": [], "video_filters": [],
+                "audio_group_filters": [], "video_group_filters": [],
+                "local_stream": false, "chat_filters": [], "lastMessageSentTime": 0, "lastMessageReadTime": 0,
+                "view": [], "canvas_id": format!("canvas-{i}"), "asymmetric_filters": [], "asymmetric_filters_id": format!("asym-{i}")
+            })
+        })
+        .collect();
+    json!({
+        "id": id, "title": "Load test", "description": "exphub examples/load.rs", "date": 0, "time_limit": 3_600_000,
+        "record": false, "participants": participants, "creation_time": 0, "start_time": 0, "end_time": 0,
+        "notes": [], "log": []
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// One round.
+
+#[derive(Serialize, Clone, Default)]
+struct LatencySummary {
+    samples: u64,
+    p50_ms: Option<f64>,
+    p95_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    mean_ms: Option<f64>,
+    max_ms: Option<f64>,
+    over_200ms: u64,
+}
+
+#[derive(Serialize, Clone, Default)]
+struct RoundResult {
+    participants: usize,
+    /// Sinks per published track: N-1 other participants + echo + experimenter.
+    sinks_per_track: usize,
+    seconds: f64,
+    server_received_pps: f64,
+    forwarded_pps: f64,
+    server_dropped: u64,
+    server_cpu_pct: f64,
+    pps_per_core: f64,
+    server_rss_mib: f64,
+    server_hwm_mib: f64,
+    latency: LatencySummary,
+    latency_video: LatencySummary,
+    latency_audio: LatencySummary,
+    rx_packets: u64,
+    rx_expected: u64,
+    loss_pct: f64,
+    unmatched: u64,
+    tool_cpu_pct: f64,
+    other_cpu_pct: f64,
+    machine_busy_pct: f64,
+    cores: usize,
+    setup_s: f64,
+    error: Option<String>,
+}
+
+fn metric(text: &str, name: &str) -> Res<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+        .ok_or_else(|| format!("metric {name} missing"))?
+        .trim()
+        .parse::<u64>()
+        .map_err(|e| format!("metric {name}: {e}").into())
+}
+
+async fn scrape(base: &str) -> Res<(u64, u64, u64)> {
+    let (status, body) = tokio::time::timeout(Duration::from_secs(5), client::get(base, "/metrics"))
+        .await
+        .map_err(|_| "GET /metrics timed out")??;
+    if status != 200 {
+        return Err(format!("GET /metrics: HTTP {status}").into());
+    }
+    let t = String::from_utf8_lossy(&body);
+    Ok((
+        metric(&t, "exphub_rtp_packets_forwarded_total")?,
+        metric(&t, "exphub_rtp_packets_received_total")?,
+        metric(&t, "exphub_rtp_packets_dropped_total")?,
+    ))
+}
+
+fn recv_opts(probe: &Arc<Probe>, receiver: usize) -> ClientOptions {
+    let p = probe.clone();
+    let cb: RtpCallback = Arc::new(move |o: &Origin, kind: Kind, pkt: &rtc::rtp::Packet, at: Instant| {
+        p.on_recv(receiver, o, kind, pkt.header.sequence_number, at);
+    });
+    ClientOptions { on_rtp: Some(cb), ..Default::default() }
+}
+
+async fn step<T>(what: &str, secs: u64, f: impl std::future::Future<Output = Res<T>>) -> Res<T> {
+    match tokio::time::timeout(Duration::from_secs(secs), f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("{what}: {e}").into()),
+        Err(_) => Err(format!("{what}: timed out after {secs} s").into()),
+    }
+}
+
+/// Clients and players of a round, torn down on every path.
+struct Crowd {
+    exp: Option<Client>,
+    parts: Vec<Client>,
+    players: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Crowd {
+    async fn close(mut self) {
+        for h in self.players.drain(..) {
+            h.abort();
+        }
+        let mut all: Vec<Client> = self.parts.drain(..).collect();
+        all.extend(self.exp.take());
+        let closes = all.into_iter().map(|c| tokio::time::timeout(Duration::from_secs(5), c.close()));
+        let _ = futures_util::future::join_all(closes).await;
+    }
+}
+
+async fn round(args: &Args, n: usize, media: Arc<Media>, tck: f64) -> Res<RoundResult> {
+    let hard_limit = Duration::from_secs(args.setup_timeout + args.warmup + args.seconds + 60);
+    let mut server = Server::start(args, n, hard_limit)?;
+    let base = server.base.clone();
+    eprintln!("[N={n}] server pid {} on {base}", server.pid);
+    let ids = participant_ids(n);
+    let probe = Arc::new(Probe::new(ids.clone()));
+    let mut crowd = Crowd { exp: None, parts: vec![], players: vec![] };
+    let res = tokio::time::timeout(hard_limit, measure(args, n, &base, &mut server, &probe, &mut crowd, media, tck)).await;
+    let out = match res {
+        Ok(r) => r,
+        Err(_) => Err(format!("round exceeded its hard limit of {} s", hard_limit.as_secs()).into()),
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(20), crowd.close()).await;
+    server.stop();
+    if let Err(e) = &out {
+        let log = std::fs::read_to_string(&server.log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        eprintln!("[N={n}] failed: {e}\n[N={n}] server log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn measure(
+    args: &Args,
+    n: usize,
+    base: &str,
+    server: &mut Server,
+    probe: &Arc<Probe>,
+    crowd: &mut Crowd,
+    media: Arc<Media>,
+    tck: f64,
+) -> Res<RoundResult> {
+    let t0 = Instant::now();
+    let mut exp = step("experimenter connects", 20, Client::connect(base, Role::Experimenter { password: PASSWORD.into() }, recv_opts(probe, n))).await?;
+    exp.send("CREATE_EXPERIMENT", json!({"session_id": SESSION})).await?;
+    let (created, _) = exp.recv_type("EXPERIMENT_CREATED", Duration::from_secs(10)).await.map_err(|e| format!("CREATE_EXPERIMENT: {e}"))?;
+    if created["data"]["session_id"] != SESSION {
+        return Err(format!("unexpected EXPERIMENT_CREATED: {created}").into());
+    }
+    crowd.exp = Some(exp);
+    for (i, pid) in ids_iter(&probe.ids) {
+        let role = Role::Participant { session_id: SESSION.into(), participant_id: pid.clone() };
+        let c = step(&format!("participant {i} connects"), 20, Client::connect(base, role, recv_opts(probe, i))).await?;
+        let (Some(v), Some(a)) = (c.video_out.clone(), c.audio_out.clone()) else {
+            return Err("participant client has no outgoing tracks".into());
+        };
+        let p = probe.clone();
+        let m = media.clone();
+        let sent: Arc<dyn Fn(SentPacket) + Send + Sync> = Arc::new(move |s| p.on_sent(i, s));
+        crowd.players.push(tokio::spawn(async move { m.play(v, a, Some(sent)).await }));
+        crowd.parts.push(c);
+    }
+    let exp = crowd.exp.as_mut().ok_or("no experimenter")?;
+    exp.send("START_EXPERIMENT", json!({})).await?;
+    exp.recv_type("EXPERIMENT_STARTED", Duration::from_secs(10)).await.map_err(|e| format!("START_EXPERIMENT: {e}"))?;
+    // Everyone sees everyone (and their echo); the experimenter sees all.
+    let deadline = t0 + Duration::from_secs(args.setup_timeout);
+    loop {
+        let (ok, total) = probe.all_flowing();
+        if ok == total {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("media not flowing after {} s: {}/{} streams; missing {:?}", args.setup_timeout, ok, total, probe.missing_streams()).into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let setup_s = t0.elapsed().as_secs_f64();
+    eprintln!("[N={n}] all {} streams flowing after {setup_s:.1} s; warm-up {} s", probe.streams.len(), args.warmup);
+    tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+
+    // The window.
+    let m0 = scrape(base).await?;
+    let c0 = cpu_snap(&server.pid)?;
+    probe.measuring.store(true, Ordering::Relaxed);
+    let mut attached = match &args.attach {
+        Some(cmd) => {
+            let mut parts = cmd.split_whitespace();
+            let prog = parts.next().ok_or("--attach is empty")?;
+            Some(Command::new(prog).args(parts).arg(&server.pid).stdin(Stdio::null()).spawn()?)
+        }
+        None => None,
+    };
+    let mut rss_max = 0f64;
+    let window_end = Instant::now() + Duration::from_secs(args.seconds);
+    while Instant::now() < window_end {
+        tokio::time::sleep(Duration::from_millis(500).min(window_end.saturating_duration_since(Instant::now()))).await;
+        rss_max = rss_max.max(proc_rss_mib(&server.pid).0);
+        if matches!(server.child.try_wait(), Ok(Some(_))) {
+            return Err("the server exited during the measurement".into());
+        }
+    }
+    probe.measuring.store(false, Ordering::Relaxed);
+    let c1 = cpu_snap(&server.pid)?;
+    let m1 = scrape(base).await?;
+    if let Some(a) = attached.as_mut() {
+        let _ = Command::new("kill").args(["-INT", &a.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline && !matches!(a.try_wait(), Ok(Some(_))) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = a.kill();
+        let _ = a.wait();
+    }
+    let (rss, hwm) = proc_rss_mib(&server.pid);
+
+    let secs = c1.at.duration_since(c0.at).as_secs_f64();
+    let ticks = |a: u64, b: u64| b.saturating_sub(a) as f64 / tck;
+    let server_cpu = ticks(c0.server, c1.server) / secs * 100.0;
+    let tool_cpu = ticks(c0.own, c1.own) / secs * 100.0;
+    let busy = ticks(c0.busy, c1.busy) / secs * 100.0; // % of one core
+    let total_cores = (c1.total - c0.total) as f64 / tck / secs; // ≈ cores
+    let other = (busy - server_cpu - tool_cpu).max(0.0);
+    let fwd_pps = (m1.0 - m0.0) as f64 / secs;
+    let rx_pps = (m1.1 - m0.1) as f64 / secs;
+    let (got, expected) = probe.loss();
+    Ok(RoundResult {
+        participants: n,
+        sinks_per_track: n + 1,
+        seconds: secs,
+        server_received_pps: rx_pps,
+        forwarded_pps: fwd_pps,
+        server_dropped: m1.2 - m0.2,
+        server_cpu_pct: server_cpu,
+        pps_per_core: if server_cpu > 0.0 { fwd_pps / (server_cpu / 100.0) } else { f64::NAN },
+        server_rss_mib: rss.max(rss_max),
+        server_hwm_mib: hwm,
+        latency: probe.hist.summary(),
+        latency_video: probe.hist_kind[0].summary(),
+        latency_audio: probe.hist_kind[1].summary(),
+        rx_packets: got,
+        rx_expected: expected,
+        loss_pct: if expected > 0 { (expected - got) as f64 / expected as f64 * 100.0 } else { f64::NAN },
+        unmatched: probe.unmatched.load(Ordering::Relaxed),
+        tool_cpu_pct: tool_cpu,
+        other_cpu_pct: other,
+        machine_busy_pct: busy / total_cores.max(1.0),
+        cores: cores(),
+        setup_s,
+        error: None,
+    })
+}
+
+fn ids_iter(ids: &[String]) -> impl Iterator<Item = (usize, &String)> {
+    ids.iter().enumerate()
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn fmt_ms(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into())
+}
+
+const HEADER: &str = "| N | sinks/track | fwd pkt/s | server CPU % | **fwd pkt/s per core** | RSS MiB | p50 ms | p95 ms | p99 ms | max ms | loss % | dropped | tool CPU % | other CPU % | machine busy % |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
+
+fn row(r: &RoundResult) -> String {
+    if let Some(e) = &r.error {
+        return format!("| {} | - | - | - | - | - | - | - | - | - | - | - | - | - | failed: {} |", r.participants, e.replace('|', "/").replace('\n', " "));
+    }
+    format!(
+        "| {} | {} | {:.0} | {:.1} | **{:.0}** | {:.1} | {} | {} | {} | {} | {:.3} | {} | {:.1} | {:.1} | {:.1} |",
+        r.participants,
+        r.sinks_per_track,
+        r.forwarded_pps,
+        r.server_cpu_pct,
+        r.pps_per_core,
+        r.server_rss_mib,
+        fmt_ms(r.latency.p50_ms),
+        fmt_ms(r.latency.p95_ms),
+        fmt_ms(r.latency.p99_ms),
+        fmt_ms(r.latency.max_ms),
+        r.loss_pct,
+        r.server_dropped,
+        r.tool_cpu_pct,
+        r.other_cpu_pct,
+        r.machine_busy_pct,
+    )
+}
+
+fn check_binary(bin: &Path) -> Res<()> {
+    let meta = std::fs::metadata(bin).map_err(|_| {
+        format!("{} not found: build it first with `cargo build --release --bin exphub` (or pass --server-bin)", bin.display())
+    })?;
+    // Warn when sources are newer than the binary (someone changed src/ since the build).
+    let built = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut newest: Option<(SystemTime, PathBuf)> = None;
+    let mut stack = vec![PathBuf::from("src")];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(m) = e.metadata().and_then(|m| m.modified()) {
+                if newest.as_ref().is_none_or(|(t, _)| m > *t) {
+                    newest = Some((m, p));
+                }
+            }
+        }
+    }
+    if let Some((t, p)) = newest {
+        if t > built {
+            eprintln!("warning: {} is newer than {}; rebuild with `cargo build --release --bin exphub` to measure the current code", p.display(), bin.display());
+        }
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    if let Err(e) = real_main(args) {
+        eprintln!("load: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+fn real_main(args: Args) -> Res<()> {
+    if args.participants.is_empty() || args.participants.iter().any(|&n| n == 0 || n > 32) {
+        return Err("--participants: give counts between 1 and 32".into());
+    }
+    if args.seconds == 0 || args.seconds > 600 {
+        return Err("--seconds must be 1..=600".into());
+    }
+    check_binary(&args.server_bin)?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("LOAD_LOG").unwrap_or_else(|_| "error".into()))
+        .with_writer(std::io::stderr)
+        .try_init();
+    if let Some(cpus) = &args.pin_server {
+        // The tool takes the other CPUs (set before the runtime starts its threads).
+        let all: Vec<usize> = (0..cores()).collect();
+        let server: Vec<usize> = parse_cpu_list(cpus)?;
+        let own: Vec<String> = all.iter().filter(|c| !server.contains(c)).map(|c| c.to_string()).collect();
+        if own.is_empty() {
+            return Err("--pin-server leaves no CPU for the tool".into());
+        }
+        let st = Command::new("taskset").args(["-a", "-p", "-c", &own.join(","), &std::process::id().to_string()]).stdout(Stdio::null()).status()?;
+        if !st.success() {
+            return Err("taskset failed".into());
+        }
+    }
+    let media = Arc::new(
+        Media::load(&args.fixtures.join("clip-640x480-vp8.ivf"), &args.fixtures.join("clip-opus.ogg"))
+            .map_err(|e| format!("loading fixtures from {}: {e}", args.fixtures.display()))?,
+    );
+    let vpkts: usize = media.video.iter().map(|f| f.len()).sum();
+    eprintln!(
+        "fixture: {} video frames ({:.2} packets/frame, {:.0} ms/frame), {} audio packets; per publisher ≈ {:.0} video + 50 audio pkt/s",
+        media.video.len(),
+        vpkts as f64 / media.video.len() as f64,
+        media.video_frame_interval.as_secs_f64() * 1e3,
+        media.audio.len(),
+        vpkts as f64 / media.video.len() as f64 / media.video_frame_interval.as_secs_f64(),
+    );
+    let tck = clk_tck();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut results = vec![];
+    println!("{HEADER}");
+    for (i, &n) in args.participants.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(Duration::from_secs(args.pause));
+        }
+        let r = match rt.block_on(round(&args, n, media.clone(), tck)) {
+            Ok(r) => r,
+            Err(e) => RoundResult { participants: n, error: Some(e.to_string()), ..Default::default() },
+        };
+        println!("{}", row(&r));
+        if r.error.is_none() {
+            eprintln!(
+                "[N={n}] server rx {:.0} pkt/s, latency video p50/p95/p99 {}/{}/{} ms, audio {}/{}/{} ms, {} samples, {} unmatched, {} of {} received",
+                r.server_received_pps,
+                fmt_ms(r.latency_video.p50_ms),
+                fmt_ms(r.latency_video.p95_ms),
+                fmt_ms(r.latency_video.p99_ms),
+                fmt_ms(r.latency_audio.p50_ms),
+                fmt_ms(r.latency_audio.p95_ms),
+                fmt_ms(r.latency_audio.p99_ms),
+                r.latency.samples,
+                r.unmatched,
+                r.rx_packets,
+                r.rx_expected,
+            );
+        }
+        results.push(r);
+    }
+    rt.shutdown_timeout(Duration::from_secs(5));
+    if let Some(path) = &args.json {
+        let doc = json!({
+            "tool": "exphub examples/load.rs",
+            "server_bin": args.server_bin.display().to_string(),
+            "seconds": args.seconds,
+            "warmup": args.warmup,
+            "pin_server": args.pin_server,
+            "cores": cores(),
+            "rounds": results,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&doc)?).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        eprintln!("results written to {}", path.display());
+    }
+    if results.iter().any(|r| r.error.is_some()) {
+        return Err("some rounds failed".into());
+    }
+    Ok(())
+}
+
+fn parse_cpu_list(s: &str) -> Res<Vec<usize>> {
+    let mut v = vec![];
+    for part in s.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => v.extend(a.trim().parse::<usize>()?..=b.trim().parse::<usize>()?),
+            None => v.push(part.trim().parse()?),
+        }
+    }
+    Ok(v)
+}

@@ -1,0 +1,100 @@
+//! Proves the serving options a real lab needs: HTTPS with a certificate (browsers only give
+//! camera access on https or localhost), a fixed UDP port range for media (firewalls), and
+//! configuration precedence (flags and environment over the config file).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use exphub::config::Config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::rustls;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_https_with_the_given_certificate() {
+    init_tracing();
+    let dir = TempDir::new("tls");
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let mut cfg = Config::for_tests(dir.path(), PASSWORD);
+    cfg.tls = Some((cert, key));
+    let server = exphub::start(cfg).await.expect("starts with TLS");
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client_cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_cfg));
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake with the configured certificate");
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").await.unwrap();
+    let mut resp = String::new();
+    tls.read_to_string(&mut resp).await.unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains(r#"{"status":"ok"}"#), "{resp}");
+
+    // Plain HTTP on the TLS port gets no answer.
+    let plain = exphub::peer::client::get(&format!("http://{}", server.addr), "/healthz").await;
+    assert!(plain.is_err() || plain.unwrap().0 != 200);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_uses_the_configured_udp_port_range() {
+    init_tracing();
+    let dir = TempDir::new("ports");
+    write_session(dir.path(), &session_json(SESSION));
+    let mut cfg = Config::for_tests(dir.path(), PASSWORD);
+    let range = 47_311..=47_330;
+    cfg.rtc.port_range = Some(range.clone());
+    let server = exphub::start(cfg).await.unwrap();
+    let base = format!("http://{}", server.addr);
+    let mut exp = experimenter(&base).await;
+    request(&mut exp, "CREATE_EXPERIMENT", serde_json::json!({"session_id": SESSION}), "SUCCESS").await;
+    let mut ports = vec![];
+    let mut clients = vec![];
+    for pid in &PARTICIPANTS[..2] {
+        let p = participant(&base, pid, Default::default()).await;
+        let sdp = p.offer_response["data"]["sdp"].as_str().unwrap().to_owned();
+        for line in sdp.lines().filter(|l| l.starts_with("a=candidate:")) {
+            let port: u16 = line.split_whitespace().nth(5).unwrap().parse().unwrap();
+            ports.push(port);
+        }
+        clients.push(p);
+    }
+    assert!(!ports.is_empty());
+    assert!(ports.iter().all(|p| range.contains(p)), "candidate ports {ports:?} outside {range:?}");
+    for c in clients {
+        c.close().await;
+    }
+    exp.close().await;
+    server.shutdown().await;
+}
+
+#[test]
+fn flags_and_environment_beat_the_config_file() {
+    let dir = TempDir::new("cfg");
+    let file = dir.path().join("config.json");
+    // SynthARium's config.json, as its users have it.
+    std::fs::write(
+        &file,
+        r#"{"experimenter_password": "from-file", "host": "127.0.0.1", "port": 8080, "environment": "dev",
+            "serve_frontend": true, "https": false, "log": "INFO", "log_dependencies": "WARNING",
+            "ping_subprocesses": 0.0, "experimenter_multiprocessing": false, "participant_multiprocessing": true}"#,
+    )
+    .unwrap();
+    let args = exphub::config::ServeArgs { config: Some(file.clone()), port: Some(9999), ..Default::default() };
+    let cfg = Config::resolve(&args).unwrap();
+    assert_eq!(cfg.listen.port(), 9999);
+    assert_eq!(cfg.experimenter_password, "from-file");
+    let args = exphub::config::ServeArgs { config: Some(file), udp_ports: Some("60000-59999".into()), ..Default::default() };
+    assert!(Config::resolve(&args).unwrap_err().to_string().contains("60000-59999"));
+}

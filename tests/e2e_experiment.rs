@@ -47,6 +47,7 @@ async fn experiment_lifecycle_with_media() {
     for pid in pids {
         assert!(wait_media(&erec, pid, Kind::Video, 30, T).await, "experimenter gets {pid}'s video before START");
         assert!(wait_media(&erec, pid, Kind::Audio, 30, T).await, "experimenter gets {pid}'s audio before START");
+        assert!(frames(&erec, pid) >= 5, "whole video frames arrive from {pid}");
     }
     for (i, rec) in recs.iter().enumerate() {
         assert!(wait_media(rec, "echo", Kind::Video, 30, T).await, "participant {i} gets its echo");
@@ -243,5 +244,47 @@ async fn kick_and_ban_are_delivered_before_the_close() {
         p.close().await;
     }
     exp.close().await;
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_subscriber_gets_a_keyframe_at_once() {
+    let srv = TestServer::start().await;
+    let mut first = experimenter(&srv.base).await;
+    request(&mut first, "CREATE_EXPERIMENT", json!({"session_id": SESSION}), "SUCCESS").await;
+    // Our own player: it counts the keyframe requests it answers. The clip has a keyframe
+    // every 2 s, so without a request a new viewer would wait up to 2 s for a picture.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let clip = std::sync::Arc::new(
+        exphub::peer::client::Media::load(&dir.join("clip-640x480-vp8.ivf"), &dir.join("clip-opus.ogg")).unwrap(),
+    );
+    let p0 = participant(&srv.base, PARTICIPANTS[0], Default::default()).await;
+    let player = p0.publish(clip.clone());
+    tokio::time::sleep(Duration::from_millis(700)).await; // mid-GOP
+    let answered = clip.keyframes_sent.load(std::sync::atomic::Ordering::Relaxed);
+
+    let (rec, opts) = recorder();
+    let mut late = experimenter_with(&srv.base, opts).await;
+    let ok = request(&mut late, "JOIN_EXPERIMENT", json!({"session_id": SESSION}), "SUCCESS").await;
+    assert_success(&ok, "JOIN_EXPERIMENT");
+    assert!(wait_media(&rec, PARTICIPANTS[0], Kind::Video, 10, T).await);
+    let deadline = std::time::Instant::now() + T;
+    while rec.lock().unwrap().first_key.get(PARTICIPANTS[0]).is_none() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let g = rec.lock().unwrap();
+    let first_pkt = g.first[&(PARTICIPANTS[0].to_owned(), Kind::Video)];
+    let first_key = *g.first_key.get(PARTICIPANTS[0]).expect("a keyframe arrives");
+    let wait = first_key.saturating_duration_since(first_pkt);
+    assert!(wait < Duration::from_millis(400), "keyframe {wait:?} after the first packet");
+    assert!(
+        clip.keyframes_sent.load(std::sync::atomic::Ordering::Relaxed) > answered,
+        "the publisher was asked for a keyframe when the viewer joined"
+    );
+    drop(g);
+    player.abort();
+    p0.close().await;
+    late.close().await;
+    first.close().await;
     srv.stop().await;
 }

@@ -52,6 +52,7 @@ pub(crate) enum Input {
     Ice { connection_id: String, candidate: IceCandidate, reply: oneshot::Sender<Result<(), WireError>> },
     Peer { conn: ConnId, ev: PeerEvent },
     SubAnswered { sub_id: String, result: Result<peer::SubConnection, peer::PeerError> },
+    SubConnected { sub_id: String },
     SubClosed { sub_id: String },
     Shutdown { reply: oneshot::Sender<()> },
 }
@@ -123,6 +124,8 @@ pub(crate) struct Sub {
     /// Candidates that arrived before the answer.
     pub early_ice: Vec<IceCandidate>,
     pub sink_ids: Option<(u64, u64)>,
+    /// The sinks, held until the connection is up (a keyframe sent earlier would be lost).
+    pub sinks: Option<(peer::Sink, peer::Sink)>,
 }
 
 struct PendingOffer {
@@ -207,6 +210,7 @@ impl Hub {
                 }
                 Input::Peer { conn, ev } => self.on_peer_event(conn, ev).await,
                 Input::SubAnswered { sub_id, result } => self.on_sub_answered(sub_id, result),
+                Input::SubConnected { sub_id } => self.on_sub_connected(&sub_id),
                 Input::SubClosed { sub_id } => {
                     if let Some(sub) = self.subs.get(&sub_id) {
                         let sid = sub.session_id.clone();
@@ -426,7 +430,11 @@ impl Hub {
                     return;
                 }
                 c.open = true;
-                if let Role::Participant { session_id, .. } = c.role.clone() {
+                if let Role::Participant { session_id, participant_id } = c.role.clone() {
+                    // Its echo starts with a picture.
+                    if let Some(m) = self.experiments.get(&session_id).and_then(|e| e.media.get(&participant_id)) {
+                        m.video.request_keyframe();
+                    }
                     self.reconcile(&session_id);
                 } else if let Some(sid) = c.experiment.clone() {
                     self.reconcile(&sid);
@@ -453,6 +461,7 @@ impl Hub {
                     Kind::Audio => media.audio.set_source(track),
                 }
             }
+            PeerEvent::Connected => {}
             PeerEvent::Closed => self.drop_connection(id, false),
         }
     }
@@ -583,6 +592,7 @@ impl Hub {
                 offered: false,
                 early_ice: vec![],
                 sink_ids: None,
+                sinks: None,
             },
         );
         self.send(subscriber, protocol::encode(MessageType::ConnectionProposal, serde_json::json!({"id": id, "participant_summary": summary})));
@@ -640,17 +650,10 @@ impl Hub {
             }
         };
         let handle = sc.handle();
-        let (vid, aid) = (self.next_id() , self.next_id());
         let sub = self.subs.get_mut(&sub_id).expect("looked up above");
         let early = std::mem::take(&mut sub.early_ice);
         sub.handle = Some(handle.clone());
-        sub.sink_ids = Some((vid, aid));
-        let (sid, publisher) = (sub.session_id.clone(), sub.publisher.clone());
-        if let Some(exp) = self.experiments.get_mut(&sid) {
-            let m = exp.media_for(&publisher);
-            m.video.add_sink(vid, sc.video.clone());
-            m.audio.add_sink(aid, sc.audio.clone());
-        }
+        sub.sinks = Some((sc.video.clone(), sc.audio.clone()));
         let peer::SubConnection { answer_sdp, mut events, .. } = sc;
         let tx = self.tx.clone();
         let id2 = sub_id.clone();
@@ -659,8 +662,13 @@ impl Hub {
                 let _ = handle.add_ice_candidate(c).await;
             }
             while let Some(ev) = events.recv().await {
-                if matches!(ev, PeerEvent::Closed) {
-                    let _ = tx.send(Input::SubClosed { sub_id: id2 }).await;
+                let input = match ev {
+                    PeerEvent::Connected => Input::SubConnected { sub_id: id2.clone() },
+                    PeerEvent::Closed => Input::SubClosed { sub_id: id2.clone() },
+                    _ => continue,
+                };
+                let closed = matches!(input, Input::SubClosed { .. });
+                if tx.send(input).await.is_err() || closed {
                     break;
                 }
             }
@@ -669,6 +677,21 @@ impl Hub {
             subscriber,
             protocol::encode(MessageType::ConnectionAnswer, serde_json::json!({"id": sub_id, "answer": {"sdp": answer_sdp, "type": "answer"}})),
         );
+    }
+
+    /// The subscriber's connection is up: start forwarding to it (the forwarder asks the
+    /// publisher for a keyframe, which now reaches the new viewer).
+    fn on_sub_connected(&mut self, sub_id: &str) {
+        let ids = (self.next_id(), self.next_id());
+        let Some(sub) = self.subs.get_mut(sub_id) else { return };
+        let Some((v, a)) = sub.sinks.take() else { return };
+        sub.sink_ids = Some(ids);
+        let (sid, publisher) = (sub.session_id.clone(), sub.publisher.clone());
+        if let Some(exp) = self.experiments.get_mut(&sid) {
+            let m = exp.media_for(&publisher);
+            m.video.add_sink(ids.0, v);
+            m.audio.add_sink(ids.1, a);
+        }
     }
 
     /// `ADD_ICE_CANDIDATE` on the data channel, for one of the sender's sub-connections.

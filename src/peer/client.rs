@@ -196,7 +196,9 @@ impl PeerConnectionEventHandler for ClientHandler {
 
 async fn build_pc(handler: Arc<ClientHandler>) -> ClientResult<Arc<dyn PeerConnection>> {
     let mut me = media_engine()?;
-    let registry = register_default_interceptors(Registry::new(), &mut me)?;
+    // Like a browser, the client's encoder (here: the fixture player) hears viewers' PLIs.
+    let registry = register_default_interceptors(Registry::new(), &mut me)?
+        .with(rtc::interceptor::Slot::from(14_000), super::keyframe::KeyframeRequestForwarder::default());
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(me)
@@ -497,8 +499,20 @@ async fn subscribe(
 pub struct Media {
     /// Video frames: (RTP packets of the frame, RTP timestamp delta to the next frame).
     pub video: Vec<Vec<rtp::Packet>>,
+    /// Indexes of the video frames that are keyframes.
+    pub keyframes: Vec<usize>,
     pub video_frame_interval: Duration,
     pub audio: Vec<rtp::Packet>,
+    /// How many keyframe requests the player has answered (all players of this media).
+    pub keyframes_sent: std::sync::atomic::AtomicU64,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// One packet as a publisher sent it: which, and when.
@@ -519,8 +533,13 @@ impl Media {
         let ts_step = (90_000 * fps_den / fps_num) as u32;
         let mut payloader = rtc::rtp::codec::vp8::Vp8Payloader::default();
         let mut video = vec![];
+        let mut keyframes = vec![];
         let mut ts = 0u32;
         while let Ok((frame, _)) = reader.parse_next_frame() {
+            // VP8 frame tag: bit 0 of the first byte is 0 for a keyframe.
+            if frame.first().is_some_and(|b| b & 1 == 0) {
+                keyframes.push(video.len());
+            }
             let parts = payloader.payload(1200, &frame.freeze())?;
             let n = parts.len();
             let pkts = parts
@@ -550,11 +569,15 @@ impl Media {
         if video.is_empty() || audio.is_empty() {
             return Err("fixture has no frames".into());
         }
-        Ok(Self { video, video_frame_interval, audio })
+        if keyframes.first() != Some(&0) {
+            return Err("the video fixture must start with a keyframe".into());
+        }
+        Ok(Self { video, keyframes, video_frame_interval, audio, keyframes_sent: Default::default() })
     }
 
     /// Plays video and audio in real time, looping forever. Each sent packet is reported to
-    /// `sent` (for latency measurement) when given.
+    /// `sent` (for latency measurement) when given. Like an encoder, it answers a viewer's
+    /// keyframe request (PLI/FIR) by continuing from the next keyframe of the clip.
     pub async fn play(
         &self,
         video: (Arc<TrackLocalStaticRTP>, u32),
@@ -570,10 +593,31 @@ impl Media {
         let aloop_len = self.audio.len() as u32 * 960;
         let mut next_v = start;
         let mut next_a = start;
+        let want_key = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let listener = {
+            let (track, want_key) = (video.0.clone(), want_key.clone());
+            tokio::spawn(async move {
+                while let Some(webrtc::media_stream::track_local::TrackLocalEvent::OnRtcpPacket(_)) = track.poll().await {
+                    want_key.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+        };
+        let _stop_listener = AbortOnDrop(listener);
         loop {
             let next = next_v.min(next_a);
             tokio::time::sleep_until(next).await;
             if next_v <= next {
+                if want_key.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                    let pos = vi % self.video.len();
+                    let next_key = self.keyframes.iter().find(|k| **k >= pos).copied();
+                    // Jump forward to the next keyframe (wrapping to the clip's start).
+                    let target = next_key.unwrap_or(self.video.len());
+                    vi += target - pos;
+                    if target == self.video.len() {
+                        vloop_ts = vloop_ts.wrapping_add(vloop_len);
+                    }
+                    self.keyframes_sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 let frame = &self.video[vi % self.video.len()];
                 for p in frame {
                     let mut p = p.clone();

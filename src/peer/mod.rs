@@ -200,6 +200,8 @@ pub enum PeerEvent {
     ChannelOpen,
     /// One data-channel frame.
     Message { data: bytes::Bytes, is_text: bool },
+    /// ICE and DTLS are up: media can flow.
+    Connected,
     /// A remote media track started.
     Track(RemoteTrack),
     /// The connection is gone (data channel closed, ICE/DTLS failed, or closed). Sent once.
@@ -520,6 +522,9 @@ impl PeerConnectionEventHandler for Handler {
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         tracing::debug!(%state, "peer connection state");
+        if state == RTCPeerConnectionState::Connected {
+            let _ = self.shared.events.send(PeerEvent::Connected).await;
+        }
         if matches!(state, RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed) {
             self.shared.closed().await;
         }

@@ -97,11 +97,30 @@ impl TestServer {
         Self { server: Some(server), base, dir }
     }
 
+    /// Like [`start`](Self::start) (the test session on disk), with the config adjusted by `f`
+    /// (e.g. a lower data-channel frame limit).
+    pub async fn start_with(f: impl FnOnce(&mut exphub::config::Config)) -> Self {
+        init_tracing();
+        let dir = TempDir::new("srv");
+        write_session(dir.path(), &session_json(SESSION));
+        let mut cfg = exphub::config::Config::for_tests(dir.path(), PASSWORD);
+        f(&mut cfg);
+        let server = exphub::start(cfg).await.expect("server starts");
+        let base = format!("http://{}", server.addr);
+        Self { server: Some(server), base, dir }
+    }
+
     pub async fn stop(mut self) -> TempDir {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
         TempDir(std::mem::take(&mut self.dir.0))
+    }
+
+    /// The file `<id>.json` in the sessions directory, if there is one.
+    pub fn file_of(&self, id: &str) -> Option<Value> {
+        let text = std::fs::read_to_string(self.dir.path().join(format!("{id}.json"))).ok()?;
+        Some(serde_json::from_str(&text).unwrap())
     }
 
     pub fn session_file(&self) -> Value {
@@ -138,6 +157,35 @@ pub struct Received {
     pub packets: HashMap<(String, Kind), u64>,
     pub foreign: u64,
     pub first: HashMap<(String, Kind), Instant>,
+    /// Arrival of the first packet that starts a VP8 keyframe, per origin.
+    pub first_key: HashMap<String, Instant>,
+    /// Video frames completed (marker bit), per origin.
+    pub frames: HashMap<String, u64>,
+}
+
+/// Whether an RTP payload starts a VP8 keyframe (RFC 7741 payload descriptor, then the frame tag).
+pub fn is_vp8_keyframe(payload: &[u8]) -> bool {
+    let Some(&d) = payload.first() else { return false };
+    let (x, s, pid) = (d & 0x80 != 0, d & 0x10 != 0, d & 0x07);
+    if !s || pid != 0 {
+        return false;
+    }
+    let mut i = 1;
+    if x {
+        let Some(&ext) = payload.get(1) else { return false };
+        i = 2;
+        if ext & 0x80 != 0 {
+            // Picture id: one byte, or two when its M bit is set.
+            i += if payload.get(i).is_some_and(|b| b & 0x80 != 0) { 2 } else { 1 };
+        }
+        if ext & 0x40 != 0 {
+            i += 1;
+        }
+        if ext & 0x30 != 0 {
+            i += 1;
+        }
+    }
+    payload.get(i).is_some_and(|b| b & 1 == 0)
 }
 
 pub type Recorder = Arc<Mutex<Received>>;
@@ -159,7 +207,16 @@ pub fn recorder() -> (Recorder, ClientOptions) {
     let opts = ClientOptions {
         on_rtp: Some(Arc::new(move |o, kind, p, at| {
             let mut g = r.lock().unwrap();
-            let key = (origin_name(o), kind);
+            let name = origin_name(o);
+            if kind == Kind::Video {
+                if is_vp8_keyframe(&p.payload) {
+                    g.first_key.entry(name.clone()).or_insert(at);
+                }
+                if p.header.marker {
+                    *g.frames.entry(name.clone()).or_default() += 1;
+                }
+            }
+            let key = (name, kind);
             *g.packets.entry(key.clone()).or_default() += 1;
             g.first.entry(key).or_insert(at);
             if !payloads.contains(&p.payload) {
@@ -173,6 +230,10 @@ pub fn recorder() -> (Recorder, ClientOptions) {
 
 pub fn count(rec: &Recorder, origin: &str, kind: Kind) -> u64 {
     rec.lock().unwrap().packets.get(&(origin.to_owned(), kind)).copied().unwrap_or(0)
+}
+
+pub fn frames(rec: &Recorder, origin: &str) -> u64 {
+    rec.lock().unwrap().frames.get(origin).copied().unwrap_or(0)
 }
 
 /// Waits until `origin` has sent at least `n` packets of `kind` to this recorder.

@@ -16,7 +16,11 @@ use serde::Deserialize;
 use crate::peer::{IceServer, RtcSettings};
 
 #[derive(Debug, Parser)]
-#[command(name = "exphub", version, about = "Live video-call experiments for behavioural research (SynthARium-compatible server)")]
+#[command(
+    name = "exphub",
+    version,
+    about = "Live video-call experiments for behavioural research (SynthARium-compatible server)"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -128,7 +132,7 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     pub rtc: RtcSettings,
     pub log: String,
-    /// Largest data-channel frame accepted.
+    /// Largest data-channel frame accepted (the WebRTC stack carries at most 256 KiB).
     pub max_message_bytes: usize,
 }
 
@@ -164,10 +168,11 @@ impl Config {
         let host = args.host.or(file.host).unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let port = args.port.or(file.port).unwrap_or(8080);
         let sessions_dir = args.sessions_dir.clone().or(file.sessions_dir).unwrap_or_else(|| PathBuf::from("sessions"));
-        let (experimenter_password, password_source) = match args.experimenter_password.clone().or(file.experimenter_password) {
-            Some(p) if !p.is_empty() => (p, PasswordSource::Configured),
-            _ => (generate_password(), PasswordSource::Generated),
-        };
+        let (experimenter_password, password_source) =
+            match args.experimenter_password.clone().or(file.experimenter_password) {
+                Some(p) if !p.is_empty() => (p, PasswordSource::Configured),
+                _ => (generate_password(), PasswordSource::Generated),
+            };
         let file_tls = if file.https == Some(true) {
             (file.ssl_cert.clone(), file.ssl_key.clone())
         } else {
@@ -223,7 +228,7 @@ impl Config {
             tls,
             rtc,
             log: args.log.clone().or(file.log).unwrap_or_else(|| "info".to_owned()),
-            max_message_bytes: 1 << 20,
+            max_message_bytes: crate::peer::MAX_MESSAGE_SIZE as usize,
         })
     }
 
@@ -237,7 +242,7 @@ impl Config {
             tls: None,
             rtc: RtcSettings::default(),
             log: "warn".to_owned(),
-            max_message_bytes: 1 << 20,
+            max_message_bytes: crate::peer::MAX_MESSAGE_SIZE as usize,
         }
     }
 }

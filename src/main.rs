@@ -28,7 +28,11 @@ fn validate(dir: Option<std::path::PathBuf>, args: &ServeArgs) -> ExitCode {
         }
     }
     println!("{} file(s), {} with errors", results.len(), bad);
-    if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

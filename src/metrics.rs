@@ -96,11 +96,23 @@ impl Metrics {
         let mut g = |name: &str, help: &str, v: i64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         };
-        g("exphub_connections", "Open main connections (all roles).", self.connections_participant.get() + self.connections_experimenter.get());
+        g(
+            "exphub_connections",
+            "Open main connections (all roles).",
+            self.connections_participant.get() + self.connections_experimenter.get(),
+        );
         g("exphub_participant_connections", "Open participant main connections.", self.connections_participant.get());
-        g("exphub_experimenter_connections", "Open experimenter main connections.", self.connections_experimenter.get());
+        g(
+            "exphub_experimenter_connections",
+            "Open experimenter main connections.",
+            self.connections_experimenter.get(),
+        );
         g("exphub_subconnections", "Open publisher-to-subscriber connections.", self.subconnections.get());
-        g("exphub_live_experiments", "Experiments held in memory (waiting, running or ended).", self.live_experiments.get());
+        g(
+            "exphub_live_experiments",
+            "Experiments held in memory (waiting, running or ended).",
+            self.live_experiments.get(),
+        );
         let mut c = |name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
@@ -109,12 +121,23 @@ impl Metrics {
         c("exphub_messages_sent_total", "Data-channel messages queued to clients.", self.messages_sent.get());
         c("exphub_rtp_packets_received_total", "RTP packets received from publishers.", self.packets_received.get());
         c("exphub_rtp_packets_forwarded_total", "RTP packets forwarded (one per sink).", self.packets_forwarded.get());
-        c("exphub_rtp_bytes_forwarded_total", "RTP payload bytes forwarded (one per sink).", self.bytes_forwarded.get());
-        c("exphub_rtp_packets_dropped_total", "RTP packets a sink could not take (congested connection).", self.packets_dropped.get());
+        c(
+            "exphub_rtp_bytes_forwarded_total",
+            "RTP payload bytes forwarded (one per sink).",
+            self.bytes_forwarded.get(),
+        );
+        c(
+            "exphub_rtp_packets_dropped_total",
+            "RTP packets a sink could not take (congested connection).",
+            self.packets_dropped.get(),
+        );
         c("exphub_pli_sent_total", "Keyframe requests sent to publishers.", self.pli_sent.get());
         c("exphub_pli_received_total", "Keyframe requests received from viewers.", self.pli_received.get());
         c("exphub_session_writes_total", "Session files written.", self.session_writes.get());
-        let _ = writeln!(s, "# HELP exphub_errors_total Errors sent to clients, by type.\n# TYPE exphub_errors_total counter");
+        let _ = writeln!(
+            s,
+            "# HELP exphub_errors_total Errors sent to clients, by type.\n# TYPE exphub_errors_total counter"
+        );
         if let Ok(e) = self.errors.lock() {
             for (k, n) in e.iter() {
                 let _ = writeln!(s, "exphub_errors_total{{type=\"{}\"}} {n}", k.as_str());

@@ -135,7 +135,13 @@ async fn experiment_lifecycle_with_media() {
 async fn running_experiment(
     srv: &TestServer,
     n: usize,
-) -> (exphub::peer::client::Client, Recorder, Vec<exphub::peer::client::Client>, Vec<Recorder>, Vec<tokio::task::JoinHandle<()>>) {
+) -> (
+    exphub::peer::client::Client,
+    Recorder,
+    Vec<exphub::peer::client::Client>,
+    Vec<Recorder>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
     let (erec, eopts) = recorder();
     let mut exp = experimenter_with(&srv.base, eopts).await;
     request(&mut exp, "CREATE_EXPERIMENT", json!({"session_id": SESSION}), "SUCCESS").await;
@@ -170,7 +176,8 @@ async fn rejoin_takes_over_the_seat() {
     let before = count(&recs[1], p0, Kind::Video);
     let (rec0, opts) = recorder();
     let mut p0_again = participant(&srv.base, p0, opts).await;
-    let (started, _) = p0_again.recv_type("EXPERIMENT_STARTED", T).await.expect("told at once that the experiment runs");
+    let (started, _) =
+        p0_again.recv_type("EXPERIMENT_STARTED", T).await.expect("told at once that the experiment runs");
     assert!(started["data"]["start_time"].as_i64().unwrap() > 0);
     players.push(p0_again.publish(media()));
     assert!(old.wait_closed(T).await, "the old connection is closed by the server");
@@ -205,7 +212,8 @@ async fn kick_and_ban_are_delivered_before_the_close() {
     let (mut exp, _erec, mut parts, _recs, players) = running_experiment(&srv, 3).await;
     let (p1, p2) = (PARTICIPANTS[1], PARTICIPANTS[2]);
 
-    let ok = request(&mut exp, "KICK_PARTICIPANT", json!({"participant_id": p1, "reason": "test kick"}), "SUCCESS").await;
+    let ok =
+        request(&mut exp, "KICK_PARTICIPANT", json!({"participant_id": p1, "reason": "test kick"}), "SUCCESS").await;
     assert_success(&ok, "KICK_PARTICIPANT");
     let (note, _) = parts[1].recv_type("KICK_NOTIFICATION", T).await.expect("kick notice arrives");
     assert_eq!(note["data"], json!({"reason": "test kick"}));

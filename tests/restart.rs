@@ -90,7 +90,13 @@ async fn acknowledged_changes_survive_kill_9() {
         let m = request(&mut exp, kind, data, "SUCCESS").await;
         assert_success(&m, kind);
     }
-    let m = request(&mut part, "CHAT", json!({"message": "from P0", "time": 13, "author": p0, "target": "experimenter"}), "SUCCESS").await;
+    let m = request(
+        &mut part,
+        "CHAT",
+        json!({"message": "from P0", "time": 13, "author": p0, "target": "experimenter"}),
+        "SUCCESS",
+    )
+    .await;
     assert_success(&m, "CHAT");
     // UPDATE_READ_MESSAGE_TIME has no reply: follow it with a PING to know it was handled.
     exp.send("UPDATE_READ_MESSAGE_TIME", json!({"participant_id": p0, "lastMessageReadTime": 14})).await.unwrap();
@@ -140,7 +146,9 @@ async fn kill_9_mid_write_never_loses_an_acknowledged_note() {
         request(&mut exp, "CREATE_EXPERIMENT", json!({"session_id": SESSION}), "SUCCESS").await;
         // Fire notes without waiting, then kill the server while writes are in flight.
         for i in 0..400 {
-            exp.send("ADD_NOTE", json!({"time": i, "speakers": [], "content": format!("r{round} n{i}")})).await.unwrap();
+            exp.send("ADD_NOTE", json!({"time": i, "speakers": [], "content": format!("r{round} n{i}")}))
+                .await
+                .unwrap();
         }
         tokio::time::sleep(Duration::from_millis(40 + 70 * round)).await;
         kill9(srv);
@@ -148,7 +156,10 @@ async fn kill_9_mid_write_never_loses_an_acknowledged_note() {
         let s = read_session(dir.path());
         let on_disk = s["notes"].as_array().unwrap().len();
         eprintln!("round {round}: acknowledged {acked}, on disk {on_disk}");
-        assert!(on_disk >= acked_total + acked, "round {round}: {on_disk} notes on disk, {acked_total}+{acked} acknowledged");
+        assert!(
+            on_disk >= acked_total + acked,
+            "round {round}: {on_disk} notes on disk, {acked_total}+{acked} acknowledged"
+        );
         acked_total = on_disk;
         let leftovers: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -165,7 +176,8 @@ async fn kill_9_mid_write_never_loses_an_acknowledged_note() {
 fn sessions_validate_reports_each_problem() {
     let dir = TempDir::new("validate");
     write_session(dir.path(), &session_json(SESSION));
-    let run = || Command::new(env!("CARGO_BIN_EXE_exphub")).args(["sessions", "validate"]).arg(dir.path()).output().unwrap();
+    let run =
+        || Command::new(env!("CARGO_BIN_EXE_exphub")).args(["sessions", "validate"]).arg(dir.path()).output().unwrap();
     let ok = run();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
     let mut bad = session_json("badbadbad1");

@@ -95,6 +95,7 @@ fn flags_and_environment_beat_the_config_file() {
     let cfg = Config::resolve(&args).unwrap();
     assert_eq!(cfg.listen.port(), 9999);
     assert_eq!(cfg.experimenter_password, "from-file");
-    let args = exphub::config::ServeArgs { config: Some(file), udp_ports: Some("60000-59999".into()), ..Default::default() };
+    let args =
+        exphub::config::ServeArgs { config: Some(file), udp_ports: Some("60000-59999".into()), ..Default::default() };
     assert!(Config::resolve(&args).unwrap_err().to_string().contains("60000-59999"));
 }

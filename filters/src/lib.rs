@@ -107,7 +107,12 @@ static CATALOGUE: &[FilterInfo] = &[
         group: false,
         description: "Rotates the picture continuously; angle is degrees per second.",
         params: &[
-            Param::Choice { name: "direction", options: &["clockwise", "anti-clockwise"], default: "clockwise", requires_other_filter: false },
+            Param::Choice {
+                name: "direction",
+                options: &["clockwise", "anti-clockwise"],
+                default: "clockwise",
+                requires_other_filter: false,
+            },
             Param::Number { name: "angle", min: 1.0, max: 180.0, step: 1.0, default: 45.0 },
         ],
     },

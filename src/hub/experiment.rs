@@ -33,7 +33,12 @@ pub struct Experiment {
 
 impl Experiment {
     pub fn new() -> Self {
-        Self { state: ExperimentState::Waiting, participants: HashMap::new(), experimenters: vec![], media: HashMap::new() }
+        Self {
+            state: ExperimentState::Waiting,
+            participants: HashMap::new(),
+            experimenters: vec![],
+            media: HashMap::new(),
+        }
     }
 
     /// The seat's forwarders, created on first use.

@@ -8,9 +8,7 @@ use super::{now_ms, Catalogue, ConnId, Experiment, ExperimentState, Hub, Role};
 use crate::metrics::METRICS;
 use crate::peer;
 use crate::protocol::outgoing::{FilterData, FiltersConfig, ParticipantFiltersData};
-use crate::protocol::{
-    self, text, ClientRequest, ErrorType, FilterChannel, MessageType as T, SuccessType, WireError,
-};
+use crate::protocol::{self, text, ClientRequest, ErrorType, FilterChannel, MessageType as T, SuccessType, WireError};
 use crate::session::model::{ChatMessage, FilterDict};
 use crate::session::{self, Session};
 
@@ -29,7 +27,11 @@ const PARTICIPANT_MAY_SEND: &[T] = &[
 ];
 
 fn nce(prefix: &str) -> WireError {
-    WireError::new(409, ErrorType::NotConnectedToExperiment, format!("{prefix} Experimenter is not connected to an experiment."))
+    WireError::new(
+        409,
+        ErrorType::NotConnectedToExperiment,
+        format!("{prefix} Experimenter is not connected to an experiment."),
+    )
 }
 
 fn forbidden(kind: T) -> WireError {
@@ -102,13 +104,18 @@ impl Hub {
 
     async fn participant_request(&mut self, id: ConnId, sid: &str, pid: &str, kind: T, req: ClientRequest) -> Res {
         match req {
-            ClientRequest::Ping(_) | ClientRequest::Pong(_) | ClientRequest::ConnectionOffer { .. } | ClientRequest::AddIceCandidate { .. } => {
-                self.common_request(id, req)
-            }
+            ClientRequest::Ping(_)
+            | ClientRequest::Pong(_)
+            | ClientRequest::ConnectionOffer { .. }
+            | ClientRequest::AddIceCandidate { .. } => self.common_request(id, req),
             ClientRequest::Chat(msg) => self.participant_chat(id, sid, pid, msg).await,
             ClientRequest::GetSession { session_id } => {
                 if session_id != sid {
-                    return Err(WireError::new(403, ErrorType::Forbidden, "Participants may only request their own session."));
+                    return Err(WireError::new(
+                        403,
+                        ErrorType::Forbidden,
+                        "Participants may only request their own session.",
+                    ));
                 }
                 let view = self.participant_view(sid, pid)?;
                 self.send(id, protocol::encode(T::Session, &view));
@@ -131,14 +138,19 @@ impl Hub {
     }
 
     fn participant_view(&self, sid: &str, pid: &str) -> Result<Session, WireError> {
-        let s = self.sessions.get(sid).ok_or_else(|| WireError::new(404, ErrorType::UnknownSession, "No session with the given ID found."))?;
+        let s = self
+            .sessions
+            .get(sid)
+            .ok_or_else(|| WireError::new(404, ErrorType::UnknownSession, "No session with the given ID found."))?;
         Ok(session::participant_view(s, pid))
     }
 
     async fn experimenter_request(&mut self, id: ConnId, req: ClientRequest) -> Res {
         use ClientRequest as R;
         match req {
-            R::Ping(_) | R::Pong(_) | R::ConnectionOffer { .. } | R::AddIceCandidate { .. } => self.common_request(id, req),
+            R::Ping(_) | R::Pong(_) | R::ConnectionOffer { .. } | R::AddIceCandidate { .. } => {
+                self.common_request(id, req)
+            }
             R::GetSessionList => {
                 let list: Vec<&Session> = self.sessions.values().collect();
                 let msg = protocol::encode(T::SessionList, list);
@@ -147,7 +159,11 @@ impl Hub {
             }
             R::GetSession { session_id } => {
                 let s = self.sessions.get(&session_id).ok_or_else(|| {
-                    WireError::new(404, ErrorType::UnknownSession, format!("No session with the given ID found: {session_id}."))
+                    WireError::new(
+                        404,
+                        ErrorType::UnknownSession,
+                        format!("No session with the given ID found: {session_id}."),
+                    )
                 })?;
                 let msg = protocol::encode(T::Session, s);
                 self.send(id, msg);
@@ -183,9 +199,18 @@ impl Hub {
             R::Chat(msg) => self.experimenter_chat(id, msg).await,
             R::KickParticipant(r) => {
                 let sid = self.joined(id).ok_or_else(|| nce("Cannot kick participant."))?;
-                let conn = self.experiments.get(&sid).and_then(|e| e.participants.get(&r.participant_id)).copied().ok_or_else(|| {
-                    WireError::new(404, ErrorType::UnknownParticipant, "Failed to kick Participant. Participant with the given ID not found.")
-                })?;
+                let conn = self
+                    .experiments
+                    .get(&sid)
+                    .and_then(|e| e.participants.get(&r.participant_id))
+                    .copied()
+                    .ok_or_else(|| {
+                        WireError::new(
+                            404,
+                            ErrorType::UnknownParticipant,
+                            "Failed to kick Participant. Participant with the given ID not found.",
+                        )
+                    })?;
                 self.remove_participant(conn, T::KickNotification, &r.reason);
                 self.send(id, success(SuccessType::KickParticipant, text::KICKED_PARTICIPANT));
                 Ok(())
@@ -193,11 +218,17 @@ impl Hub {
             R::BanParticipant(r) => {
                 let sid = self.joined(id).ok_or_else(|| nce("Cannot ban participant."))?;
                 let p = self.session_mut(&sid)?.participant_mut(&r.participant_id).ok_or_else(|| {
-                    WireError::new(404, ErrorType::UnknownParticipant, "Failed to ban Participant. Participant with the given ID not found.")
+                    WireError::new(
+                        404,
+                        ErrorType::UnknownParticipant,
+                        "Failed to ban Participant. Participant with the given ID not found.",
+                    )
                 })?;
                 p.banned = true;
                 self.persist(&sid).await?;
-                if let Some(conn) = self.experiments.get(&sid).and_then(|e| e.participants.get(&r.participant_id)).copied() {
+                if let Some(conn) =
+                    self.experiments.get(&sid).and_then(|e| e.participants.get(&r.participant_id)).copied()
+                {
                     self.remove_participant(conn, T::BanNotification, &r.reason);
                 }
                 self.send(id, success(SuccessType::BanParticipant, text::BANNED_PARTICIPANT));
@@ -233,7 +264,11 @@ impl Hub {
                     }
                 } else {
                     let p = session.participant_mut(&r.participant_id).ok_or_else(|| {
-                        WireError::new(404, ErrorType::UnknownParticipant, format!("Unknown participant ID: \"{}\".", r.participant_id))
+                        WireError::new(
+                            404,
+                            ErrorType::UnknownParticipant,
+                            format!("Unknown participant ID: \"{}\".", r.participant_id),
+                        )
                     })?;
                     p.audio_filters = r.audio_filters;
                     p.video_filters = r.video_filters;
@@ -261,7 +296,7 @@ impl Hub {
                 Ok(())
             }
             R::GetFiltersData(r) => {
-                let sid = self.joined(id).ok_or_else(|| nce("Failed to get filters data."))?;
+                let sid = self.joined(id).ok_or_else(|| nce("Failed to set filters."))?; // SynthARium's text [sic]
                 let data = self.filters_data(&sid, None, &r.filter_id, &r.filter_name, r.filter_channel)?;
                 self.send(id, protocol::encode(T::FiltersData, data));
                 Ok(())
@@ -269,11 +304,23 @@ impl Hub {
             R::GetFiltersDataSendToParticipant(r) => {
                 let sid = self.joined(id).ok_or_else(|| nce("Failed to get filters data."))?;
                 let targets: Vec<(String, ConnId)> = if r.participant_id == "all" {
-                    self.experiments.get(&sid).map(|e| e.participants.iter().map(|(p, c)| (p.clone(), *c)).collect()).unwrap_or_default()
+                    self.experiments
+                        .get(&sid)
+                        .map(|e| e.participants.iter().map(|(p, c)| (p.clone(), *c)).collect())
+                        .unwrap_or_default()
                 } else {
-                    let c = self.experiments.get(&sid).and_then(|e| e.participants.get(&r.participant_id)).copied().ok_or_else(|| {
-                        WireError::new(404, ErrorType::UnknownParticipant, format!("Participant with id \"{}\" not found.", r.participant_id))
-                    })?;
+                    let c = self
+                        .experiments
+                        .get(&sid)
+                        .and_then(|e| e.participants.get(&r.participant_id))
+                        .copied()
+                        .ok_or_else(|| {
+                            WireError::new(
+                                404,
+                                ErrorType::UnknownParticipant,
+                                format!("Participant with id \"{}\" not found.", r.participant_id),
+                            )
+                        })?;
                     vec![(r.participant_id.clone(), c)]
                 };
                 let only = if r.participant_id == "all" { None } else { Some(r.participant_id.as_str()) };
@@ -286,7 +333,7 @@ impl Hub {
                 Ok(())
             }
             R::UpdateReadMessageTime { participant_id, last_message_read_time } => {
-                let sid = self.joined(id).ok_or_else(|| nce("Failed to update the read message time."))?;
+                let sid = self.joined(id).ok_or_else(|| nce("Failed to mute participant."))?; // SynthARium's text [sic]
                 let p = self.session_mut(&sid)?.participant_mut(&participant_id).ok_or_else(|| {
                     WireError::new(
                         404,
@@ -337,10 +384,9 @@ impl Hub {
             let sessions = &self.sessions;
             session::prepare_new_session(s, |id| sessions.contains_key(id))?
         } else {
-            let stored = self
-                .sessions
-                .get(&s.id)
-                .ok_or_else(|| WireError::new(404, ErrorType::UnknownSession, "No session with the given ID found to update."))?;
+            let stored = self.sessions.get(&s.id).ok_or_else(|| {
+                WireError::new(404, ErrorType::UnknownSession, "No session with the given ID found to update.")
+            })?;
             let mut updated = session::apply_update(stored, s)?;
             // The server is the authority on chat: a form loaded before a message arrived
             // must not erase it (contract §2.4, nothing is lost).
@@ -352,9 +398,17 @@ impl Hub {
             updated
         };
         for f in session::all_filters(&saved) {
-            let ok = if f.kind.is_group() { filters::find(&f.filter.name).is_some_and(|i| i.group) } else { filters::find(&f.filter.name).is_some_and(|i| !i.group) };
+            let ok = if f.kind.is_group() {
+                filters::find(&f.filter.name).is_some_and(|i| i.group)
+            } else {
+                filters::find(&f.filter.name).is_some_and(|i| !i.group)
+            };
             if !ok {
-                return Err(protocol::invalid_data(text::INVALID_SESSION, &format!("{}.name", f.path()), format_args!("unknown filter {:?}", f.filter.name)));
+                return Err(protocol::invalid_data(
+                    text::INVALID_SESSION,
+                    &format!("{}.name", f.path()),
+                    format_args!("unknown filter {:?}", f.filter.name),
+                ));
             }
         }
         let sid = saved.id.clone();
@@ -374,11 +428,22 @@ impl Hub {
 
     async fn delete_session(&mut self, sid: &str) -> Res {
         if self.experiments.contains_key(sid) {
-            return Err(WireError::new(400, ErrorType::ExperimentRunning, "Cannot delete session with running experiment."));
+            return Err(WireError::new(
+                400,
+                ErrorType::ExperimentRunning,
+                "Cannot delete session with running experiment.",
+            ));
         }
-        let s = self.sessions.get(sid).ok_or_else(|| WireError::new(404, ErrorType::InvalidRequest, "No session found for the given ID."))?;
+        let s = self
+            .sessions
+            .get(sid)
+            .ok_or_else(|| WireError::new(404, ErrorType::InvalidRequest, "No session found for the given ID."))?;
         if s.creation_time > 0 {
-            return Err(WireError::new(409, ErrorType::ExperimentRunning, "Can not delete the session, a experiment for this session exists."));
+            return Err(WireError::new(
+                409,
+                ErrorType::ExperimentRunning,
+                "Can not delete the session, a experiment for this session exists.",
+            ));
         }
         self.delete_file(sid).await?;
         self.sessions.remove(sid);
@@ -462,7 +527,11 @@ impl Hub {
     async fn start_experiment(&mut self, id: ConnId) -> Res {
         let sid = self.joined(id).ok_or_else(|| nce("Cannot start experiment."))?;
         if self.experiments.get(&sid).is_none_or(|e| e.state != ExperimentState::Waiting) {
-            return Err(WireError::new(409, ErrorType::InvalidRequest, "Experiment cant be started, state is not WAITING."));
+            return Err(WireError::new(
+                409,
+                ErrorType::InvalidRequest,
+                "Experiment cant be started, state is not WAITING.",
+            ));
         }
         let now = now_ms();
         let before = self.session_mut(&sid)?.start_time;
@@ -494,7 +563,10 @@ impl Hub {
         if let Some(e) = self.experiments.get_mut(sid) {
             e.state = ExperimentState::Ended;
         }
-        self.send_to_experiment(sid, protocol::encode(T::ExperimentEnded, json!({"end_time": end_time, "start_time": start_time})));
+        self.send_to_experiment(
+            sid,
+            protocol::encode(T::ExperimentEnded, json!({"end_time": end_time, "start_time": start_time})),
+        );
     }
 
     /// To every connected participant and every experimenter of the experiment.
@@ -539,7 +611,11 @@ impl Hub {
             }
         } else {
             let Some(t) = exp.and_then(|e| e.participants.get(&msg.target)).copied() else {
-                return Err(WireError::new(404, ErrorType::UnknownUser, format!("Failed to send data to {}, user not found.", msg.target)));
+                return Err(WireError::new(
+                    404,
+                    ErrorType::UnknownUser,
+                    format!("Failed to send data to {}, user not found.", msg.target),
+                ));
             };
             self.send(t, out);
         }
@@ -576,7 +652,17 @@ impl Hub {
         let targets: Vec<ConnId> = match msg.target.as_str() {
             "experimenter" => exp.experimenters.clone(),
             "participants" => exp.participants.values().copied().filter(|c| *c != id).collect(),
-            other => exp.participants.get(other).copied().into_iter().collect(),
+            // Logged above; the sender learns it was not delivered live (as SynthARium does).
+            other => match exp.participants.get(other) {
+                Some(c) => vec![*c],
+                None => {
+                    return Err(WireError::new(
+                        404,
+                        ErrorType::UnknownUser,
+                        format!("Failed to send data to {other}, user not found."),
+                    ))
+                }
+            },
         };
         for t in targets {
             self.send(t, out.clone());
@@ -600,15 +686,42 @@ impl Hub {
         let name = protocol::canonical_filter_name(filter_name);
         let pick = |list: &[FilterDict]| -> Vec<Option<FilterData>> {
             list.iter()
-                .filter(|f| protocol::canonical_filter_name(&f.name) == name && (filter_id == "all" || f.id == filter_id))
+                .filter(|f| {
+                    protocol::canonical_filter_name(&f.name) == name && (filter_id == "all" || f.id == filter_id)
+                })
                 .map(|_| None)
                 .collect()
         };
-        for (pid, _) in exp.participants.iter().filter(|(p, _)| only.is_none_or(|o| o == p.as_str())) {
+        let seats: Vec<&String> = exp.participants.keys().filter(|p| only.is_none_or(|o| o == p.as_str())).collect();
+        // A specific id must name a filter of that name somewhere (SynthARium: 404).
+        if filter_id != "all" {
+            let known = seats.iter().filter_map(|p| session.participant(p)).any(|p| {
+                p.video_filters
+                    .iter()
+                    .chain(&p.audio_filters)
+                    .any(|f| f.id == filter_id && protocol::canonical_filter_name(&f.name) == name)
+            });
+            if !known {
+                return Err(WireError::new(
+                    404,
+                    ErrorType::UnknownFilterId,
+                    format!("Unknown filter ID: \"{filter_id}\"."),
+                ));
+            }
+        }
+        for pid in seats {
             let Some(p) = session.participant(pid) else { continue };
             let entry = ParticipantFiltersData {
-                video: if matches!(channel, FilterChannel::Video | FilterChannel::Both) { pick(&p.video_filters) } else { vec![] },
-                audio: if matches!(channel, FilterChannel::Audio | FilterChannel::Both) { pick(&p.audio_filters) } else { vec![] },
+                video: if matches!(channel, FilterChannel::Video | FilterChannel::Both) {
+                    pick(&p.video_filters)
+                } else {
+                    vec![]
+                },
+                audio: if matches!(channel, FilterChannel::Audio | FilterChannel::Both) {
+                    pick(&p.audio_filters)
+                } else {
+                    vec![]
+                },
             };
             out.insert(pid.clone(), serde_json::to_value(entry).unwrap_or(Value::Null));
         }
@@ -621,14 +734,19 @@ impl Hub {
         for s in self.sessions.values() {
             let dir = self.cfg.sessions_dir.join(&s.id);
             let Ok(rd) = std::fs::read_dir(&dir) else { continue };
-            let mut files: Vec<String> = rd.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect();
+            let mut files: Vec<String> =
+                rd.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect();
             files.sort();
             let participants = s
                 .participants
                 .iter()
                 .map(|p| {
                     let mine = |ext: &[&str]| -> Vec<String> {
-                        files.iter().filter(|f| f.starts_with(&p.id) && ext.iter().any(|x| f.ends_with(x))).cloned().collect()
+                        files
+                            .iter()
+                            .filter(|f| f.starts_with(&p.id) && ext.iter().any(|x| f.ends_with(x)))
+                            .cloned()
+                            .collect()
                     };
                     protocol::outgoing::ParticipantRecordings {
                         participant_id: p.id.clone(),

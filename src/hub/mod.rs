@@ -241,7 +241,11 @@ impl Hub {
         let role = match &req.user {
             OfferUser::Experimenter { password } => {
                 if !constant_time_eq(password, &self.cfg.experimenter_password) {
-                    let _ = reply.send(Err(WireError::new(401, ErrorType::InvalidRequest, "Invalid or missing experimenter password.")));
+                    let _ = reply.send(Err(WireError::new(
+                        401,
+                        ErrorType::InvalidRequest,
+                        "Invalid or missing experimenter password.",
+                    )));
                     return;
                 }
                 Role::Experimenter { id: format!("E{}", session::new_id()) }
@@ -275,12 +279,19 @@ impl Hub {
             .experiments
             .get(session_id)
             .ok_or_else(|| WireError::new(400, ErrorType::UnknownSession, "Session not found."))?;
-        let session = self.sessions.get(session_id).ok_or_else(|| WireError::new(400, ErrorType::UnknownSession, "Session not found."))?;
+        let session = self
+            .sessions
+            .get(session_id)
+            .ok_or_else(|| WireError::new(400, ErrorType::UnknownSession, "Session not found."))?;
         let p = session.participant(participant_id).ok_or_else(|| {
             WireError::new(400, ErrorType::UnknownParticipant, "Participant not found in the given session.")
         })?;
         if p.banned {
-            return Err(WireError::new(400, ErrorType::BannedParticipant, "You have been banned and can no longer join the experiment."));
+            return Err(WireError::new(
+                400,
+                ErrorType::BannedParticipant,
+                "You have been banned and can no longer join the experiment.",
+            ));
         }
         if exp.state == ExperimentState::Ended {
             return Err(WireError::new(409, ErrorType::InvalidRequest, "The experiment has ended."));
@@ -295,7 +306,9 @@ impl Hub {
             Err(e) => {
                 tracing::warn!(error = %e, "could not answer offer");
                 let err = match e {
-                    peer::PeerError::BadSdp(_) => WireError::new(400, ErrorType::InvalidRequest, "Failed to parse offer."),
+                    peer::PeerError::BadSdp(_) => {
+                        WireError::new(400, ErrorType::InvalidRequest, "Failed to parse offer.")
+                    }
                     _ => WireError::internal(),
                 };
                 let _ = pending.reply.send(Err(err));
@@ -341,12 +354,21 @@ impl Hub {
             }
             Role::Participant { session_id, participant_id } => {
                 METRICS.connections_participant.set(METRICS.connections_participant.get() + 1);
-                summary = self.sessions.get(session_id).and_then(|s| s.participant(participant_id)).map(session::participant_summary);
+                summary = self
+                    .sessions
+                    .get(session_id)
+                    .and_then(|s| s.participant(participant_id))
+                    .map(session::participant_summary);
                 let sink_ids = (self.next_id(), self.next_id());
-                let muted = self.sessions.get(session_id).and_then(|s| s.participant(participant_id)).map(|p| (p.muted_video, p.muted_audio));
+                let muted = self
+                    .sessions
+                    .get(session_id)
+                    .and_then(|s| s.participant(participant_id))
+                    .map(|p| (p.muted_video, p.muted_audio));
                 // Rejoin: the new connection takes the seat; the old one is closed.
                 let Some(exp) = self.experiments.get_mut(session_id) else {
-                    let _ = pending.reply.send(Err(WireError::new(400, ErrorType::UnknownSession, "Session not found.")));
+                    let _ =
+                        pending.reply.send(Err(WireError::new(400, ErrorType::UnknownSession, "Session not found.")));
                     return;
                 };
                 let old = exp.participants.insert(participant_id.clone(), id);
@@ -383,7 +405,13 @@ impl Hub {
             if let Some(exp) = self.experiments.get(session_id) {
                 if exp.state == ExperimentState::Running {
                     let start_time = self.sessions.get(session_id).map(|s| s.start_time).unwrap_or(0);
-                    self.send(id, protocol::encode(MessageType::ExperimentStarted, serde_json::json!({ "start_time": start_time })));
+                    self.send(
+                        id,
+                        protocol::encode(
+                            MessageType::ExperimentStarted,
+                            serde_json::json!({ "start_time": start_time }),
+                        ),
+                    );
                 }
             }
         }
@@ -416,7 +444,11 @@ impl Hub {
             IceBuffer { created: now, candidates: vec![] }
         });
         if buf.candidates.len() >= ICE_BUFFER_PER_ID {
-            return Err(WireError::new(400, ErrorType::InvalidRequest, "Too many candidates for an unknown connection."));
+            return Err(WireError::new(
+                400,
+                ErrorType::InvalidRequest,
+                "Too many candidates for an unknown connection.",
+            ));
         }
         buf.candidates.push(candidate);
         Ok(())
@@ -448,7 +480,9 @@ impl Hub {
                 self.on_message(id, &data, is_text).await;
             }
             PeerEvent::Track(track) => {
-                let Some(Role::Participant { session_id, participant_id }) = self.conns.get(&id).map(|c| c.role.clone()) else {
+                let Some(Role::Participant { session_id, participant_id }) =
+                    self.conns.get(&id).map(|c| c.role.clone())
+                else {
                     return;
                 };
                 let Some(exp) = self.experiments.get_mut(&session_id) else { return };
@@ -595,7 +629,13 @@ impl Hub {
                 sinks: None,
             },
         );
-        self.send(subscriber, protocol::encode(MessageType::ConnectionProposal, serde_json::json!({"id": id, "participant_summary": summary})));
+        self.send(
+            subscriber,
+            protocol::encode(
+                MessageType::ConnectionProposal,
+                serde_json::json!({"id": id, "participant_summary": summary}),
+            ),
+        );
     }
 
     pub(crate) fn close_sub(&mut self, sub_id: &str) {
@@ -642,7 +682,11 @@ impl Hub {
                 tracing::warn!(error = %e, "could not answer a sub-connection offer");
                 self.subs.remove(&sub_id);
                 let err = match e {
-                    peer::PeerError::BadSdp(_) => WireError::new(400, ErrorType::InvalidDatatype, "Invalid connection offer dict: the offer could not be applied."),
+                    peer::PeerError::BadSdp(_) => WireError::new(
+                        400,
+                        ErrorType::InvalidDatatype,
+                        "Invalid connection offer dict: the offer could not be applied.",
+                    ),
                     _ => WireError::internal(),
                 };
                 self.send_error(subscriber, &err);
@@ -675,7 +719,10 @@ impl Hub {
         });
         self.send(
             subscriber,
-            protocol::encode(MessageType::ConnectionAnswer, serde_json::json!({"id": sub_id, "answer": {"sdp": answer_sdp, "type": "answer"}})),
+            protocol::encode(
+                MessageType::ConnectionAnswer,
+                serde_json::json!({"id": sub_id, "answer": {"sdp": answer_sdp, "type": "answer"}}),
+            ),
         );
     }
 
@@ -696,11 +743,9 @@ impl Hub {
 
     /// `ADD_ICE_CANDIDATE` on the data channel, for one of the sender's sub-connections.
     pub(crate) fn on_sub_ice(&mut self, from: ConnId, id: &str, c: IceCandidate) -> Result<(), WireError> {
-        let sub = self
-            .subs
-            .get_mut(id)
-            .filter(|s| s.subscriber == from)
-            .ok_or_else(|| WireError::new(0, ErrorType::UnknownSubconnectionId, format!("Unknown subconnection ID {id}")))?;
+        let sub = self.subs.get_mut(id).filter(|s| s.subscriber == from).ok_or_else(|| {
+            WireError::new(0, ErrorType::UnknownSubconnectionId, format!("Unknown subconnection ID {id}"))
+        })?;
         match &sub.handle {
             Some(h) => {
                 let h = h.clone();
@@ -711,7 +756,9 @@ impl Hub {
                 });
             }
             None if sub.early_ice.len() < ICE_BUFFER_PER_ID => sub.early_ice.push(c),
-            None => return Err(WireError::new(400, ErrorType::InvalidRequest, "Too many candidates before the offer.")),
+            None => {
+                return Err(WireError::new(400, ErrorType::InvalidRequest, "Too many candidates before the offer."))
+            }
         }
         Ok(())
     }
@@ -761,7 +808,8 @@ impl Hub {
         for id in participants {
             self.drop_connection(id, false);
         }
-        let subs: Vec<String> = self.subs.iter().filter(|(_, s)| s.session_id == session_id).map(|(k, _)| k.clone()).collect();
+        let subs: Vec<String> =
+            self.subs.iter().filter(|(_, s)| s.session_id == session_id).map(|(k, _)| k.clone()).collect();
         for s in subs {
             self.close_sub(&s);
         }

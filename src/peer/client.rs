@@ -109,7 +109,10 @@ impl std::error::Error for OfferRefused {}
 /// POSTs JSON and returns the status and the JSON body (or the text as a JSON string).
 pub async fn post_json(base: &str, path: &str, body: &Value) -> ClientResult<(u16, Value)> {
     let raw = post_raw(base, path, "application/json", body.to_string().into_bytes()).await?;
-    Ok((raw.0, serde_json::from_slice(&raw.1).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw.1).into()))))
+    Ok((
+        raw.0,
+        serde_json::from_slice(&raw.1).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw.1).into())),
+    ))
 }
 
 /// POSTs bytes with a content type; returns status and body bytes. `base` is `http://host:port`.
@@ -122,7 +125,13 @@ pub async fn get(base: &str, path: &str) -> ClientResult<(u16, Vec<u8>)> {
     request(base, "GET", path, None, vec![]).await
 }
 
-async fn request(base: &str, method: &str, path: &str, ct: Option<&str>, body: Vec<u8>) -> ClientResult<(u16, Vec<u8>)> {
+async fn request(
+    base: &str,
+    method: &str,
+    path: &str,
+    ct: Option<&str>,
+    body: Vec<u8>,
+) -> ClientResult<(u16, Vec<u8>)> {
     let authority = base.trim_start_matches("http://").trim_end_matches('/').to_owned();
     let stream = tokio::net::TcpStream::connect(&authority).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
@@ -203,7 +212,16 @@ async fn build_pc(handler: Arc<ClientHandler>) -> ClientResult<Arc<dyn PeerConne
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(me)
         .with_interceptor_registry(registry)
-        .with_setting_engine(SettingEngineBuilder::new().with_include_loopback_candidate(true).build())
+        .with_setting_engine(
+            SettingEngineBuilder::new()
+                .with_include_loopback_candidate(true)
+                .with_sctp_max_message_size(
+                    rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize::Bounded(
+                        super::MAX_MESSAGE_SIZE,
+                    ),
+                )
+                .build(),
+        )
         .with_handler(handler)
         .with_runtime(Arc::new(TokioRuntime))
         .with_udp_addrs(vec!["127.0.0.1:0"])
@@ -232,7 +250,8 @@ impl Client {
             closed: Some(closed_tx.clone()),
         });
         let pc = build_pc(handler).await?;
-        let dc = pc.create_data_channel("API", Some(RTCDataChannelInit { ordered: true, ..Default::default() })).await?;
+        let dc =
+            pc.create_data_channel("API", Some(RTCDataChannelInit { ordered: true, ..Default::default() })).await?;
         let (mut video_out, mut audio_out) = (None, None);
         match &role {
             Role::Participant { .. } => {
@@ -597,7 +616,8 @@ impl Media {
         let listener = {
             let (track, want_key) = (video.0.clone(), want_key.clone());
             tokio::spawn(async move {
-                while let Some(webrtc::media_stream::track_local::TrackLocalEvent::OnRtcpPacket(_)) = track.poll().await {
+                while let Some(webrtc::media_stream::track_local::TrackLocalEvent::OnRtcpPacket(_)) = track.poll().await
+                {
                     want_key.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
             })

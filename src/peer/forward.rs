@@ -59,7 +59,11 @@ pub struct RemoteTrack {
 
 impl std::fmt::Debug for RemoteTrack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteTrack").field("kind", &self.kind).field("ssrc", &self.ssrc).field("mime", &self.mime).finish()
+        f.debug_struct("RemoteTrack")
+            .field("kind", &self.kind)
+            .field("ssrc", &self.ssrc)
+            .field("mime", &self.mime)
+            .finish()
     }
 }
 

@@ -20,22 +20,21 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8};
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
-};
 use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
 use tokio::sync::{mpsc, oneshot, Mutex};
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
-    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceCandidateType,
-    RTCIceGatheringState, RTCIceServer, RTCPeerConnectionState, RTCSessionDescription, Registry,
-    SettingEngineBuilder,
+    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceCandidateType, RTCIceGatheringState, RTCIceServer,
+    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
 };
 use webrtc::runtime::{Runtime, TokioRuntime};
 
@@ -182,7 +181,11 @@ fn media_engine() -> Result<MediaEngine> {
     let mut me = MediaEngine::default();
     for codec in [VideoCodec::Vp8, VideoCodec::H264] {
         me.register_codec(
-            RTCRtpCodecParameters { rtp_codec: codec.rtp_codec(), payload_type: codec.payload_type(), ..Default::default() },
+            RTCRtpCodecParameters {
+                rtp_codec: codec.rtp_codec(),
+                payload_type: codec.payload_type(),
+                ..Default::default()
+            },
             RtpCodecKind::Video,
         )?;
     }
@@ -251,11 +254,19 @@ impl PeerFactory {
         Err(if self.settings.port_range.is_some() { PeerError::NoPort } else { last_err.unwrap_or(PeerError::NoPort) })
     }
 
-    async fn try_build(&self, handler: Arc<dyn PeerConnectionEventHandler>, port: u16) -> Result<Arc<dyn PeerConnection>> {
+    async fn try_build(
+        &self,
+        handler: Arc<dyn PeerConnectionEventHandler>,
+        port: u16,
+    ) -> Result<Arc<dyn PeerConnection>> {
         let mut me = media_engine()?;
         let registry = register_default_interceptors(Registry::new(), &mut me)?
             .with(rtc::interceptor::Slot::from(14_000), keyframe::KeyframeRequestForwarder::default());
-        let mut se = SettingEngineBuilder::new().with_include_loopback_candidate(true);
+        // Advertise the largest data-channel message the stack can reassemble (256 KiB); the
+        // default 64 KiB would make browsers refuse e.g. a SAVE_SESSION with a long chat log.
+        let mut se = SettingEngineBuilder::new()
+            .with_include_loopback_candidate(true)
+            .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(MAX_MESSAGE_SIZE));
         if !self.settings.nat_1to1_ips.is_empty() {
             se = se.with_nat_1to1_ips(self.settings.nat_1to1_ips.clone(), RTCIceCandidateType::Host);
         }
@@ -344,6 +355,9 @@ impl PeerFactory {
 }
 
 const OUTBOX_CAPACITY: usize = 4096;
+
+/// The largest data-channel message the WebRTC stack can carry (its SCTP maximum).
+pub const MAX_MESSAGE_SIZE: u32 = SctpMaxMessageSize::MAX_MESSAGE_SIZE;
 
 fn new_local_track(kind: RtpCodecKind, codec: RTCRtpCodec, label: &str) -> (Arc<TrackLocalStaticRTP>, u32) {
     let ssrc = rand_u32();

@@ -33,11 +33,7 @@ pub fn parse_frame(frame: &[u8], is_text: bool, max_len: usize) -> Result<Envelo
         return Err(WireError::new(
             413,
             ErrorType::InvalidRequest,
-            format!(
-                "Message too large: {} bytes, the limit is {} bytes.",
-                frame.len(),
-                max_len
-            ),
+            format!("Message too large: {} bytes, the limit is {} bytes.", frame.len(), max_len),
         ));
     }
     if !is_text {
@@ -78,13 +74,7 @@ mod tests {
 
         // Key order does not matter; data may be anything, including null.
         let env = parse(r#" {"data":null,"type":"GET_SESSION_LIST"} "#).unwrap();
-        assert_eq!(
-            env,
-            Envelope {
-                kind: MessageType::GetSessionList,
-                data: Value::Null
-            }
-        );
+        assert_eq!(env, Envelope { kind: MessageType::GetSessionList, data: Value::Null });
 
         // Server-only types are still valid envelopes (the hub answers 403, not 400).
         let env = parse(r#"{"type":"SUCCESS","data":{}}"#).unwrap();
@@ -96,11 +86,7 @@ mod tests {
     #[test]
     fn invalid_envelopes_are_400_invalid_request() {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        let deep_data = format!(
-            r#"{{"type":"PING","data":{}{}}}"#,
-            "[".repeat(10_000),
-            "]".repeat(10_000)
-        );
+        let deep_data = format!(r#"{{"type":"PING","data":{}{}}}"#, "[".repeat(10_000), "]".repeat(10_000));
         let cases: Vec<&str> = vec![
             "",
             " ",
@@ -133,10 +119,7 @@ mod tests {
             assert_eq!(err, invalid_message(), "input: {:.80}", case);
             assert_eq!(err.code, 400);
             assert_eq!(err.kind, ErrorType::InvalidRequest);
-            assert_eq!(
-                err.description,
-                "Received message is not a valid Message object."
-            );
+            assert_eq!(err.description, "Received message is not a valid Message object.");
         }
     }
 
@@ -155,10 +138,7 @@ mod tests {
     #[test]
     fn oversized_frames_are_413() {
         let frame = br#"{"type":"PING","data":"0123456789"}"#;
-        assert!(
-            parse_frame(frame, true, frame.len()).is_ok(),
-            "exactly max_len is fine"
-        );
+        assert!(parse_frame(frame, true, frame.len()).is_ok(), "exactly max_len is fine");
         for is_text in [true, false] {
             let err = parse_frame(frame, is_text, frame.len() - 1).unwrap_err();
             assert_eq!(err.code, 413);

@@ -18,24 +18,20 @@ pub enum OfferUser {
         participant_id: String,
     },
     /// The password as sent. Not compared here; its `Debug` output is redacted.
-    Experimenter { password: String },
+    Experimenter {
+        password: String,
+    },
 }
 
 impl fmt::Debug for OfferUser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            OfferUser::Participant {
-                session_id,
-                participant_id,
-            } => f
+            OfferUser::Participant { session_id, participant_id } => f
                 .debug_struct("Participant")
                 .field("session_id", session_id)
                 .field("participant_id", participant_id)
                 .finish(),
-            OfferUser::Experimenter { .. } => f
-                .debug_struct("Experimenter")
-                .field("password", &"<redacted>")
-                .finish(),
+            OfferUser::Experimenter { .. } => f.debug_struct("Experimenter").field("password", &"<redacted>").finish(),
         }
     }
 }
@@ -71,10 +67,7 @@ pub struct OfferRequest {
 /// 6. (exphub) `session_id`, `participant_id`, `experimenter_password` or a present
 ///    `connection_id` is not a string → `400 INVALID_DATATYPE`
 ///    `"Failed to parse request.: request.<key>: expected a string, got <kind>"`.
-pub fn parse_offer_request(
-    content_type: Option<&str>,
-    body: &[u8],
-) -> Result<OfferRequest, WireError> {
+pub fn parse_offer_request(content_type: Option<&str>, body: &[u8]) -> Result<OfferRequest, WireError> {
     check_content_type(content_type)?;
     let request = unwrap_request(body)?;
 
@@ -85,49 +78,25 @@ pub fn parse_offer_request(
         Some("experimenter") => required.push("experimenter_password"),
         _ => {}
     }
-    let missing: Vec<&str> = required
-        .into_iter()
-        .filter(|k| !request.contains_key(*k))
-        .collect();
+    let missing: Vec<&str> = required.into_iter().filter(|k| !request.contains_key(*k)).collect();
     if !missing.is_empty() {
         return Err(WireError::new(
             400,
             ErrorType::InvalidRequest,
-            format!(
-                "{} {}.",
-                text::MISSING_REQUEST_PARAMETERS,
-                python_list_repr(&missing)
-            ),
+            format!("{} {}.", text::MISSING_REQUEST_PARAMETERS, python_list_repr(&missing)),
         ));
     }
 
     let is_participant = match user_type {
         Some("participant") => true,
         Some("experimenter") => false,
-        _ => {
-            return Err(WireError::new(
-                400,
-                ErrorType::InvalidRequest,
-                text::INVALID_USER_TYPE,
-            ))
-        }
+        _ => return Err(WireError::new(400, ErrorType::InvalidRequest, text::INVALID_USER_TYPE)),
     };
 
-    let failed_offer =
-        || WireError::new(400, ErrorType::InvalidRequest, text::FAILED_TO_PARSE_OFFER);
-    let sdp = request
-        .get("sdp")
-        .and_then(Value::as_str)
-        .ok_or_else(failed_offer)?;
-    let kind = request
-        .get("type")
-        .and_then(Value::as_str)
-        .and_then(SdpType::from_wire)
-        .ok_or_else(failed_offer)?;
-    let offer = SessionDescription {
-        sdp: sdp.to_owned(),
-        kind,
-    };
+    let failed_offer = || WireError::new(400, ErrorType::InvalidRequest, text::FAILED_TO_PARSE_OFFER);
+    let sdp = request.get("sdp").and_then(Value::as_str).ok_or_else(failed_offer)?;
+    let kind = request.get("type").and_then(Value::as_str).and_then(SdpType::from_wire).ok_or_else(failed_offer)?;
+    let offer = SessionDescription { sdp: sdp.to_owned(), kind };
 
     let user = if is_participant {
         OfferUser::Participant {
@@ -135,9 +104,7 @@ pub fn parse_offer_request(
             participant_id: string_field(&request, "participant_id")?,
         }
     } else {
-        OfferUser::Experimenter {
-            password: string_field(&request, "experimenter_password")?,
-        }
+        OfferUser::Experimenter { password: string_field(&request, "experimenter_password")? }
     };
 
     let (connection_id, connection_id_generated) = if request.contains_key("connection_id") {
@@ -146,12 +113,7 @@ pub fn parse_offer_request(
         (uuid::Uuid::new_v4().to_string(), true)
     };
 
-    Ok(OfferRequest {
-        offer,
-        user,
-        connection_id,
-        connection_id_generated,
-    })
+    Ok(OfferRequest { offer, user, connection_id, connection_id_generated })
 }
 
 /// Parses a `POST /addIceCandidate` request:
@@ -178,10 +140,7 @@ pub fn parse_add_ice_candidate_request(
 pub fn offer_answer_body(sdp: &str, participant_summary: Option<Value>) -> Value {
     let mut data = Map::new();
     data.insert("sdp".into(), Value::String(sdp.to_owned()));
-    data.insert(
-        "type".into(),
-        Value::String(SdpType::Answer.as_str().to_owned()),
-    );
+    data.insert("type".into(), Value::String(SdpType::Answer.as_str().to_owned()));
     if let Some(summary) = participant_summary {
         data.insert("participant_summary".into(), summary);
     }
@@ -217,24 +176,14 @@ fn check_content_type(content_type: Option<&str>) -> Result<(), WireError> {
     if is_json {
         Ok(())
     } else {
-        Err(WireError::new(
-            415,
-            ErrorType::InvalidRequest,
-            text::CONTENT_TYPE_NOT_JSON,
-        ))
+        Err(WireError::new(415, ErrorType::InvalidRequest, text::CONTENT_TYPE_NOT_JSON))
     }
 }
 
 /// Step 2: the body is JSON and its `request` is an object. (SynthARium answered a missing or
 /// non-object `request` with a bare 500; exphub answers like a non-JSON body.)
 fn unwrap_request(body: &[u8]) -> Result<Map<String, Value>, WireError> {
-    let failed = || {
-        WireError::new(
-            400,
-            ErrorType::InvalidDatatype,
-            text::FAILED_TO_PARSE_REQUEST,
-        )
-    };
+    let failed = || WireError::new(400, ErrorType::InvalidDatatype, text::FAILED_TO_PARSE_REQUEST);
     let Ok(Value::Object(mut outer)) = serde_json::from_slice::<Value>(body) else {
         return Err(failed());
     };
@@ -294,19 +243,10 @@ mod tests {
     #[test]
     fn participant_offer_parses() {
         let req = parse_offer_request(JSON, &body(participant())).unwrap();
-        assert_eq!(
-            req.offer,
-            SessionDescription {
-                sdp: "v=0\r\n".into(),
-                kind: SdpType::Offer
-            }
-        );
+        assert_eq!(req.offer, SessionDescription { sdp: "v=0\r\n".into(), kind: SdpType::Offer });
         assert_eq!(
             req.user,
-            OfferUser::Participant {
-                session_id: "ae839e5e6f".into(),
-                participant_id: "9ba5fdccde".into()
-            }
+            OfferUser::Participant { session_id: "ae839e5e6f".into(), participant_id: "9ba5fdccde".into() }
         );
         assert_eq!(req.connection_id, "c0ffee");
         assert!(!req.connection_id_generated);
@@ -314,17 +254,8 @@ mod tests {
 
     #[test]
     fn experimenter_offer_parses_and_hides_the_password_in_debug() {
-        let req = parse_offer_request(
-            Some("Application/JSON; charset=utf-8"),
-            &body(experimenter()),
-        )
-        .unwrap();
-        assert_eq!(
-            req.user,
-            OfferUser::Experimenter {
-                password: "secret".into()
-            }
-        );
+        let req = parse_offer_request(Some("Application/JSON; charset=utf-8"), &body(experimenter())).unwrap();
+        assert_eq!(req.user, OfferUser::Experimenter { password: "secret".into() });
         let debug = format!("{req:?}");
         assert!(!debug.contains("secret"), "{debug}");
         assert!(debug.contains("redacted"), "{debug}");
@@ -361,31 +292,17 @@ mod tests {
 
     #[test]
     fn offer_errors_follow_synthariums_order() {
-        let ct_err = err(
-            415,
-            ErrorType::InvalidRequest,
-            "Content type must be 'application/json'.",
-        );
+        let ct_err = err(415, ErrorType::InvalidRequest, "Content type must be 'application/json'.");
         let parse_err = err(400, ErrorType::InvalidDatatype, "Failed to parse request.");
         let user_err = err(400, ErrorType::InvalidRequest, "Invalid user type.");
         let offer_err = err(400, ErrorType::InvalidRequest, "Failed to parse offer.");
-        let missing = |s: &str| {
-            err(
-                400,
-                ErrorType::InvalidRequest,
-                &format!("Missing request parameters: {s}."),
-            )
-        };
+        let missing = |s: &str| err(400, ErrorType::InvalidRequest, &format!("Missing request parameters: {s}."));
 
         let cases: Vec<(Option<&str>, Vec<u8>, WireError)> = vec![
             // 1. content type, before anything else (even an empty body).
             (None, b"".to_vec(), ct_err.clone()),
             (Some("text/plain"), body(participant()), ct_err.clone()),
-            (
-                Some("application/jsonx"),
-                body(participant()),
-                ct_err.clone(),
-            ),
+            (Some("application/jsonx"), body(participant()), ct_err.clone()),
             (Some(""), body(participant()), ct_err.clone()),
             // 2. JSON / request object.
             (JSON, b"".to_vec(), parse_err.clone()),
@@ -395,88 +312,46 @@ mod tests {
             (JSON, b"null".to_vec(), parse_err.clone()),
             (JSON, b"[]".to_vec(), parse_err.clone()),
             (JSON, b"{}".to_vec(), parse_err.clone()),
-            (
-                JSON,
-                serde_json::to_vec(&participant()).unwrap(),
-                parse_err.clone(),
-            ),
-            (
-                JSON,
-                br#"{"request": "sdp type user_type"}"#.to_vec(),
-                parse_err.clone(),
-            ),
+            (JSON, serde_json::to_vec(&participant()).unwrap(), parse_err.clone()),
+            (JSON, br#"{"request": "sdp type user_type"}"#.to_vec(), parse_err.clone()),
             (JSON, br#"{"request": null}"#.to_vec(), parse_err.clone()),
             // 3. missing keys, Python list repr in the required list's order.
-            (
-                JSON,
-                body(json!({})),
-                missing("['sdp', 'type', 'user_type']"),
-            ),
+            (JSON, body(json!({})), missing("['sdp', 'type', 'user_type']")),
             (
                 JSON,
                 body(json!({"user_type": "participant"})),
                 missing("['sdp', 'type', 'session_id', 'participant_id']"),
             ),
+            (JSON, body(json!({"user_type": "experimenter", "sdp": 1})), missing("['type', 'experimenter_password']")),
+            (JSON, body(json!({"user_type": "admin", "type": null})), missing("['sdp']")),
             (
                 JSON,
-                body(json!({"user_type": "experimenter", "sdp": 1})),
-                missing("['type', 'experimenter_password']"),
-            ),
-            (
-                JSON,
-                body(json!({"user_type": "admin", "type": null})),
-                missing("['sdp']"),
-            ),
-            (
-                JSON,
-                body(
-                    json!({"sdp": "", "type": "offer", "user_type": "participant", "participant_id": "p"}),
-                ),
+                body(json!({"sdp": "", "type": "offer", "user_type": "participant", "participant_id": "p"})),
                 missing("['session_id']"),
             ),
             // 4. user type (missing-key check passed).
-            (
-                JSON,
-                body(json!({"sdp": "", "type": "offer", "user_type": "admin"})),
-                user_err.clone(),
-            ),
-            (
-                JSON,
-                body(json!({"sdp": "", "type": "offer", "user_type": null})),
-                user_err.clone(),
-            ),
-            (
-                JSON,
-                body(json!({"sdp": "", "type": "bogus", "user_type": 5})),
-                user_err.clone(),
-            ),
+            (JSON, body(json!({"sdp": "", "type": "offer", "user_type": "admin"})), user_err.clone()),
+            (JSON, body(json!({"sdp": "", "type": "offer", "user_type": null})), user_err.clone()),
+            (JSON, body(json!({"sdp": "", "type": "bogus", "user_type": 5})), user_err.clone()),
             // 5. offer.
             (
                 JSON,
-                body(
-                    json!({"sdp": "", "type": "bogus", "user_type": "experimenter", "experimenter_password": "x"}),
-                ),
+                body(json!({"sdp": "", "type": "bogus", "user_type": "experimenter", "experimenter_password": "x"})),
                 offer_err.clone(),
             ),
             (
                 JSON,
-                body(
-                    json!({"sdp": "", "type": "OFFER", "user_type": "experimenter", "experimenter_password": "x"}),
-                ),
+                body(json!({"sdp": "", "type": "OFFER", "user_type": "experimenter", "experimenter_password": "x"})),
                 offer_err.clone(),
             ),
             (
                 JSON,
-                body(
-                    json!({"sdp": null, "type": "offer", "user_type": "experimenter", "experimenter_password": "x"}),
-                ),
+                body(json!({"sdp": null, "type": "offer", "user_type": "experimenter", "experimenter_password": "x"})),
                 offer_err.clone(),
             ),
             (
                 JSON,
-                body(
-                    json!({"sdp": "", "type": 1, "user_type": "participant", "session_id": 1, "participant_id": 2}),
-                ),
+                body(json!({"sdp": "", "type": 1, "user_type": "participant", "session_id": 1, "participant_id": 2})),
                 offer_err.clone(),
             ),
         ];
@@ -487,19 +362,15 @@ mod tests {
 
     #[test]
     fn non_string_credentials_are_invalid_datatype() {
-        for (key, value) in [
-            ("session_id", json!(5)),
-            ("participant_id", json!(null)),
-            ("connection_id", json!({"a": 1})),
-        ] {
+        for (key, value) in
+            [("session_id", json!(5)), ("participant_id", json!(null)), ("connection_id", json!({"a": 1}))]
+        {
             let mut r = participant();
             r[key] = value;
             let e = parse_offer_request(JSON, &body(r)).unwrap_err();
             assert_eq!((e.code, e.kind), (400, ErrorType::InvalidDatatype));
             assert!(
-                e.description.starts_with(&format!(
-                    "Failed to parse request.: request.{key}: expected a string"
-                )),
+                e.description.starts_with(&format!("Failed to parse request.: request.{key}: expected a string")),
                 "{}",
                 e.description
             );
@@ -533,40 +404,19 @@ mod tests {
         let (_, c) = parse_add_ice_candidate_request(JSON, &body(r)).unwrap();
         assert_eq!(
             c,
-            IceCandidate {
-                candidate: String::new(),
-                sdp_mid: None,
-                sdp_m_line_index: None,
-                username_fragment: None
-            }
+            IceCandidate { candidate: String::new(), sdp_mid: None, sdp_m_line_index: None, username_fragment: None }
         );
     }
 
     #[test]
     fn ice_candidate_request_errors() {
-        let ct_err = err(
-            415,
-            ErrorType::InvalidRequest,
-            "Content type must be 'application/json'.",
-        );
+        let ct_err = err(415, ErrorType::InvalidRequest, "Content type must be 'application/json'.");
         let parse_err = err(400, ErrorType::InvalidDatatype, "Failed to parse request.");
         let cand_err = err(400, ErrorType::InvalidRequest, "Invalid candidate.");
-        assert_eq!(
-            parse_add_ice_candidate_request(Some("text/html"), b"x"),
-            Err(ct_err)
-        );
-        assert_eq!(
-            parse_add_ice_candidate_request(JSON, b"x"),
-            Err(parse_err.clone())
-        );
-        assert_eq!(
-            parse_add_ice_candidate_request(JSON, b"{}"),
-            Err(parse_err.clone())
-        );
-        assert_eq!(
-            parse_add_ice_candidate_request(JSON, b"[1]"),
-            Err(parse_err)
-        );
+        assert_eq!(parse_add_ice_candidate_request(Some("text/html"), b"x"), Err(ct_err));
+        assert_eq!(parse_add_ice_candidate_request(JSON, b"x"), Err(parse_err.clone()));
+        assert_eq!(parse_add_ice_candidate_request(JSON, b"{}"), Err(parse_err.clone()));
+        assert_eq!(parse_add_ice_candidate_request(JSON, b"[1]"), Err(parse_err));
 
         let mutations: Vec<fn(&mut Value)> = vec![
             |r| *r = json!({}),
@@ -581,20 +431,13 @@ mod tests {
             |r| r["candidate"]["sdpMid"] = json!(0),
             |r| r["candidate"]["foundation"] = json!("1"),
             |r| {
-                r["candidate"]
-                    .as_object_mut()
-                    .unwrap()
-                    .remove("usernameFragment");
+                r["candidate"].as_object_mut().unwrap().remove("usernameFragment");
             },
         ];
         for (i, mutate) in mutations.iter().enumerate() {
             let mut r = candidate_request();
             mutate(&mut r);
-            assert_eq!(
-                parse_add_ice_candidate_request(JSON, &body(r)),
-                Err(cand_err.clone()),
-                "mutation {i}"
-            );
+            assert_eq!(parse_add_ice_candidate_request(JSON, &body(r)), Err(cand_err.clone()), "mutation {i}");
         }
     }
 
@@ -615,11 +458,7 @@ mod tests {
                    "description": "Ice candidate was succesfully received."}})
         );
         assert_eq!(
-            error_body(&err(
-                401,
-                ErrorType::InvalidRequest,
-                "Invalid or missing experimenter password."
-            )),
+            error_body(&err(401, ErrorType::InvalidRequest, "Invalid or missing experimenter password.")),
             json!({"type": "ERROR", "data": {"code": 401, "type": "INVALID_REQUEST",
                    "description": "Invalid or missing experimenter password."}})
         );

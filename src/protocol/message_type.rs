@@ -137,10 +137,7 @@ mod tests {
         for &t in MessageType::ALL {
             assert_eq!(t.as_str().parse::<MessageType>(), Ok(t));
             assert_eq!(t.to_string(), t.as_str());
-            assert_eq!(
-                serde_json::to_string(&t).ok(),
-                Some(format!("\"{}\"", t.as_str()))
-            );
+            assert_eq!(serde_json::to_string(&t).ok(), Some(format!("\"{}\"", t.as_str())));
         }
     }
 
@@ -169,10 +166,7 @@ mod tests {
     #[test]
     fn unknown_names_are_rejected_case_sensitively() {
         for name in ["", "ping", "Ping", "PING ", "NOT_A_TYPE", "SESSION_LIST\0"] {
-            assert_eq!(
-                name.parse::<MessageType>(),
-                Err(UnknownMessageType(name.to_owned()))
-            );
+            assert_eq!(name.parse::<MessageType>(), Err(UnknownMessageType(name.to_owned())));
         }
     }
 }

@@ -30,14 +30,11 @@ pub use http::{
     parse_offer_request, OfferRequest, OfferUser,
 };
 pub use message_type::{MessageType, UnknownMessageType};
-pub use outgoing::{
-    encode, error_message, experimenter_joined, pong, success_message, SuccessType,
-};
+pub use outgoing::{encode, error_message, experimenter_joined, pong, success_message, SuccessType};
 pub use request::{
-    canonical_filter_name, from_data, invalid_data, parse_request, ClientRequest, FilterChannel,
-    FilterNames, GetFiltersDataRequest, GetFiltersDataSendToParticipantRequest, IceCandidate,
-    KickRequest, MuteRequest, PongData, SdpType, SessionDescription, SetFiltersRequest,
-    SetGroupFiltersRequest,
+    canonical_filter_name, from_data, invalid_data, parse_request, ClientRequest, FilterChannel, FilterNames,
+    GetFiltersDataRequest, GetFiltersDataSendToParticipantRequest, IceCandidate, KickRequest, MuteRequest, PongData,
+    SdpType, SessionDescription, SetFiltersRequest, SetGroupFiltersRequest,
 };
 
 /// The default maximum size of one data-channel frame (contract §2.1: 1 MiB).

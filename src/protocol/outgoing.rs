@@ -27,8 +27,7 @@ const INTERNAL_ERROR_MESSAGE: &str = r#"{"type":"ERROR","data":{"code":500,"type
 /// `data` is server-made; if it cannot be serialized (only possible for maps with non-string
 /// keys), the result is a `500 INTERNAL_SERVER_ERROR` message instead.
 pub fn encode(kind: MessageType, data: impl Serialize) -> String {
-    serde_json::to_string(&Outgoing { kind, data })
-        .unwrap_or_else(|_| INTERNAL_ERROR_MESSAGE.to_owned())
+    serde_json::to_string(&Outgoing { kind, data }).unwrap_or_else(|_| INTERNAL_ERROR_MESSAGE.to_owned())
 }
 
 /// `{"type":"ERROR","data":{"code","type","description"}}`.
@@ -126,13 +125,7 @@ pub struct SuccessData<'a> {
 ///
 /// Usually `success_message(t, t.default_description())`.
 pub fn success_message(success_type: SuccessType, description: &str) -> String {
-    encode(
-        MessageType::Success,
-        SuccessData {
-            kind: success_type,
-            description,
-        },
-    )
+    encode(MessageType::Success, SuccessData { kind: success_type, description })
 }
 
 /// `PONG` data: both time fields (contract §1) with the same value, and the `PING` data echoed.
@@ -145,22 +138,12 @@ struct PongReply {
 
 /// The answer to a client's `PING`: `PONG {handled_time, server_time, ping_data}`.
 pub fn pong(ping_data: Value, now_ms: i64) -> String {
-    encode(
-        MessageType::Pong,
-        PongReply {
-            handled_time: now_ms,
-            server_time: now_ms,
-            ping_data,
-        },
-    )
+    encode(MessageType::Pong, PongReply { handled_time: now_ms, server_time: now_ms, ping_data })
 }
 
 /// The `/ws` WebSocket broadcast `{"type":"EXPERIMENTER_JOINED"}` (no `data` key).
 pub fn experimenter_joined() -> String {
-    format!(
-        r#"{{"type":"{}"}}"#,
-        MessageType::ExperimenterJoined.as_str()
-    )
+    format!(r#"{{"type":"{}"}}"#, MessageType::ExperimenterJoined.as_str())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -278,41 +261,22 @@ mod tests {
 
     #[test]
     fn encode_builds_the_envelope_in_order() {
-        let s = encode(
-            MessageType::ExperimentStarted,
-            ExperimentStarted { start_time: 7 },
-        );
-        assert_eq!(
-            s,
-            r#"{"type":"EXPERIMENT_STARTED","data":{"start_time":7}}"#
-        );
-        assert_eq!(
-            encode(MessageType::DeletedSession, "abc"),
-            r#"{"type":"DELETED_SESSION","data":"abc"}"#
-        );
+        let s = encode(MessageType::ExperimentStarted, ExperimentStarted { start_time: 7 });
+        assert_eq!(s, r#"{"type":"EXPERIMENT_STARTED","data":{"start_time":7}}"#);
+        assert_eq!(encode(MessageType::DeletedSession, "abc"), r#"{"type":"DELETED_SESSION","data":"abc"}"#);
     }
 
     #[test]
     fn unserializable_data_becomes_an_internal_error() {
         let mut bad: HashMap<Vec<u8>, u8> = HashMap::new();
         bad.insert(vec![1], 1);
-        assert_eq!(
-            encode(MessageType::Session, &bad),
-            error_message(&WireError::internal())
-        );
-        assert_eq!(
-            INTERNAL_ERROR_MESSAGE,
-            error_message(&WireError::internal())
-        );
+        assert_eq!(encode(MessageType::Session, &bad), error_message(&WireError::internal()));
+        assert_eq!(INTERNAL_ERROR_MESSAGE, error_message(&WireError::internal()));
     }
 
     #[test]
     fn error_message_shape() {
-        let e = WireError::new(
-            404,
-            ErrorType::UnknownSession,
-            "No session with the given ID found.",
-        );
+        let e = WireError::new(404, ErrorType::UnknownSession, "No session with the given ID found.");
         assert_eq!(
             as_json(&error_message(&e)),
             json!({"type":"ERROR","data":{"code":404,"type":"UNKNOWN_SESSION","description":"No session with the given ID found."}})
@@ -324,78 +288,26 @@ mod tests {
     #[test]
     fn success_messages_carry_syntharium_texts() {
         let cases = [
-            (
-                SuccessType::JoinExperiment,
-                "JOIN_EXPERIMENT",
-                "Successfully joined experiment.",
-            ),
-            (
-                SuccessType::LeaveExperiment,
-                "LEAVE_EXPERIMENT",
-                "Successfully left experiment.",
-            ),
-            (
-                SuccessType::StartExperiment,
-                "START_EXPERIMENT",
-                "Successfully started experiment.",
-            ),
-            (
-                SuccessType::StopExperiment,
-                "STOP_EXPERIMENT",
-                "Successfully stopped experiment.",
-            ),
+            (SuccessType::JoinExperiment, "JOIN_EXPERIMENT", "Successfully joined experiment."),
+            (SuccessType::LeaveExperiment, "LEAVE_EXPERIMENT", "Successfully left experiment."),
+            (SuccessType::StartExperiment, "START_EXPERIMENT", "Successfully started experiment."),
+            (SuccessType::StopExperiment, "STOP_EXPERIMENT", "Successfully stopped experiment."),
             (SuccessType::AddNote, "ADD_NOTE", "Successfully added note."),
             (SuccessType::Chat, "CHAT", "Successfully send chat message."),
-            (
-                SuccessType::KickParticipant,
-                "KICK_PARTICIPANT",
-                "Successfully kicked participant.",
-            ),
-            (
-                SuccessType::BanParticipant,
-                "BAN_PARTICIPANT",
-                "Successfully banned participant.",
-            ),
-            (
-                SuccessType::Mute,
-                "MUTE",
-                "Successfully changed muted state for participant.",
-            ),
-            (
-                SuccessType::SetFilters,
-                "SET_FILTERS",
-                "Successfully changed filters.",
-            ),
-            (
-                SuccessType::SetGroupFilters,
-                "SET_GROUP_FILTERS",
-                "Successfully changed group filters.",
-            ),
-            (
-                SuccessType::AddIceCandidate,
-                "ADD_ICE_CANDIDATE",
-                "Successfully added ice candidate",
-            ),
+            (SuccessType::KickParticipant, "KICK_PARTICIPANT", "Successfully kicked participant."),
+            (SuccessType::BanParticipant, "BAN_PARTICIPANT", "Successfully banned participant."),
+            (SuccessType::Mute, "MUTE", "Successfully changed muted state for participant."),
+            (SuccessType::SetFilters, "SET_FILTERS", "Successfully changed filters."),
+            (SuccessType::SetGroupFilters, "SET_GROUP_FILTERS", "Successfully changed group filters."),
+            (SuccessType::AddIceCandidate, "ADD_ICE_CANDIDATE", "Successfully added ice candidate"),
             (
                 SuccessType::SendToParticipant,
                 "SEND_TO_PARTICIPANT",
                 "Successfully sent GET_FILTERS_DATA to participant.",
             ),
-            (
-                SuccessType::SaveSession,
-                "SAVE_SESSION",
-                text::SAVED_SESSION,
-            ),
-            (
-                SuccessType::DeleteSession,
-                "DELETE_SESSION",
-                text::DELETED_SESSION,
-            ),
-            (
-                SuccessType::PostProcessingVideo,
-                "POST_PROCESSING_VIDEO",
-                text::POST_PROCESSING_FINISHED,
-            ),
+            (SuccessType::SaveSession, "SAVE_SESSION", text::SAVED_SESSION),
+            (SuccessType::DeleteSession, "DELETE_SESSION", text::DELETED_SESSION),
+            (SuccessType::PostProcessingVideo, "POST_PROCESSING_VIDEO", text::POST_PROCESSING_FINISHED),
         ];
         for (t, name, description) in cases {
             assert_eq!(t.as_str(), name);
@@ -404,16 +316,12 @@ mod tests {
             let msg = success_message(t, t.default_description());
             assert_eq!(
                 msg,
-                format!(
-                    r#"{{"type":"SUCCESS","data":{{"type":"{name}","description":"{description}"}}}}"#
-                )
+                format!(r#"{{"type":"SUCCESS","data":{{"type":"{name}","description":"{description}"}}}}"#)
             );
         }
         assert_eq!(
-            as_json(&success_message(
-                SuccessType::JoinExperiment,
-                text::CREATED_AND_JOINED_EXPERIMENT
-            ))["data"]["description"],
+            as_json(&success_message(SuccessType::JoinExperiment, text::CREATED_AND_JOINED_EXPERIMENT))["data"]
+                ["description"],
             json!("Successfully started and joined experiment.")
         );
     }
@@ -421,29 +329,22 @@ mod tests {
     #[test]
     fn pong_has_both_time_fields() {
         let msg = pong(json!({"sent": 1.5, "data": "x"}), 1_700_000_000_123);
-        assert!(msg.starts_with(r#"{"type":"PONG","data":{"handled_time":1700000000123,"server_time":1700000000123,"ping_data":"#));
+        assert!(msg.starts_with(
+            r#"{"type":"PONG","data":{"handled_time":1700000000123,"server_time":1700000000123,"ping_data":"#
+        ));
         assert_eq!(
             as_json(&msg),
             json!({"type":"PONG","data":{"handled_time":1700000000123_i64,"server_time":1700000000123_i64,"ping_data":{"sent":1.5,"data":"x"}}})
         );
-        assert_eq!(
-            as_json(&pong(Value::Null, 0))["data"]["ping_data"],
-            Value::Null
-        );
+        assert_eq!(as_json(&pong(Value::Null, 0))["data"]["ping_data"], Value::Null);
     }
 
     #[test]
     fn server_message_shapes() {
-        assert_eq!(
-            as_json(&experimenter_joined()),
-            json!({"type":"EXPERIMENTER_JOINED"})
-        );
+        assert_eq!(as_json(&experimenter_joined()), json!({"type":"EXPERIMENTER_JOINED"}));
         let answer = ConnectionAnswer {
             id: "sub".into(),
-            answer: SessionDescription {
-                sdp: "v=0".into(),
-                kind: SdpType::Answer,
-            },
+            answer: SessionDescription { sdp: "v=0".into(), kind: SdpType::Answer },
         };
         assert_eq!(
             as_json(&encode(MessageType::ConnectionAnswer, &answer)),
@@ -452,13 +353,7 @@ mod tests {
         let data: HashMap<&str, ParticipantFiltersData> = [(
             "p1",
             ParticipantFiltersData {
-                video: vec![
-                    Some(FilterData {
-                        id: "f".into(),
-                        data: json!({"glasses": true}),
-                    }),
-                    None,
-                ],
+                video: vec![Some(FilterData { id: "f".into(), data: json!({"glasses": true}) }), None],
                 audio: vec![],
             },
         )]
@@ -468,40 +363,19 @@ mod tests {
             json!({"type":"FILTERS_DATA","data":{"p1":{"video":[{"id":"f","data":{"glasses":true}},null],"audio":[]}}})
         );
         assert_eq!(
-            as_json(&encode(
-                MessageType::FiltersConfig,
-                FiltersConfig {
-                    test: vec![],
-                    session: vec![]
-                }
-            )),
+            as_json(&encode(MessageType::FiltersConfig, FiltersConfig { test: vec![], session: vec![] })),
             json!({"type":"FILTERS_CONFIG","data":{"TEST":[],"SESSION":[]}})
         );
         assert_eq!(
-            as_json(&encode(
-                MessageType::ExperimentEnded,
-                ExperimentEnded {
-                    end_time: 2,
-                    start_time: 1
-                }
-            )),
+            as_json(&encode(MessageType::ExperimentEnded, ExperimentEnded { end_time: 2, start_time: 1 })),
             json!({"type":"EXPERIMENT_ENDED","data":{"end_time":2,"start_time":1}})
         );
         assert_eq!(
-            as_json(&encode(
-                MessageType::KickNotification,
-                Notification { reason: "r".into() }
-            )),
+            as_json(&encode(MessageType::KickNotification, Notification { reason: "r".into() })),
             json!({"type":"KICK_NOTIFICATION","data":{"reason":"r"}})
         );
         assert_eq!(
-            as_json(&encode(
-                MessageType::Ping,
-                ServerPing {
-                    sent: 5,
-                    data: json!("")
-                }
-            )),
+            as_json(&encode(MessageType::Ping, ServerPing { sent: 5, data: json!("") })),
             json!({"type":"PING","data":{"sent":5,"data":""}})
         );
     }

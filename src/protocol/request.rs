@@ -33,10 +33,7 @@ const FILTER_NAME_ALIASES: &[(&str, &str)] = &[("AUDIO_SPEAKING_TIME", "SPEAKING
 /// The canonical name of a filter: aliases (`AUDIO_SPEAKING_TIME`) map to their current name
 /// (`SPEAKING_TIME`), every other name maps to itself.
 pub fn canonical_filter_name(name: &str) -> &str {
-    FILTER_NAME_ALIASES
-        .iter()
-        .find(|(alias, _)| *alias == name)
-        .map_or(name, |(_, canonical)| canonical)
+    FILTER_NAME_ALIASES.iter().find(|(alias, _)| *alias == name).map_or(name, |(_, canonical)| canonical)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -447,42 +444,26 @@ pub fn parse_request(env: Envelope, filters: &dyn FilterNames) -> Result<ClientR
         T::Ping => R::Ping(data),
         T::Pong => {
             let pong: PongDict = from_data(data, text::INVALID_PONG)?;
-            let handled_time = pong.handled_time.or(pong.server_time).ok_or_else(|| {
-                invalid_data(text::INVALID_PONG, "data", "missing field `handled_time`")
-            })?;
-            R::Pong(PongData {
-                handled_time,
-                ping_data: pong.ping_data,
-            })
+            let handled_time = pong
+                .handled_time
+                .or(pong.server_time)
+                .ok_or_else(|| invalid_data(text::INVALID_PONG, "data", "missing field `handled_time`"))?;
+            R::Pong(PongData { handled_time, ping_data: pong.ping_data })
         }
         T::ConnectionOffer => {
             let d: ConnectionOfferDict = from_data(data, text::INVALID_CONNECTION_OFFER)?;
-            R::ConnectionOffer {
-                id: d.id,
-                offer: d.offer,
-            }
+            R::ConnectionOffer { id: d.id, offer: d.offer }
         }
         T::AddIceCandidate => {
             let d: AddIceCandidateDict = from_data(data, text::INVALID_ADD_ICE_CANDIDATE)?;
-            R::AddIceCandidate {
-                id: d.id,
-                candidate: d.candidate,
-            }
+            R::AddIceCandidate { id: d.id, candidate: d.candidate }
         }
         T::GetSessionList => R::GetSessionList,
-        T::GetSession => R::GetSession {
-            session_id: session_id(data)?,
-        },
+        T::GetSession => R::GetSession { session_id: session_id(data)? },
         T::SaveSession => R::SaveSession(data),
-        T::DeleteSession => R::DeleteSession {
-            session_id: session_id(data)?,
-        },
-        T::CreateExperiment => R::CreateExperiment {
-            session_id: session_id(data)?,
-        },
-        T::JoinExperiment => R::JoinExperiment {
-            session_id: session_id(data)?,
-        },
+        T::DeleteSession => R::DeleteSession { session_id: session_id(data)? },
+        T::CreateExperiment => R::CreateExperiment { session_id: session_id(data)? },
+        T::JoinExperiment => R::JoinExperiment { session_id: session_id(data)? },
         T::LeaveExperiment => R::LeaveExperiment,
         T::StartExperiment => R::StartExperiment,
         T::StopExperiment => R::StopExperiment,
@@ -495,20 +476,8 @@ pub fn parse_request(env: Envelope, filters: &dyn FilterNames) -> Result<ClientR
             const TEXT: &str = text::INVALID_SET_FILTERS_REQUEST;
             let mut req: SetFiltersRequest = from_data(data, TEXT)?;
             let registered = |name: &str| filters.is_filter(name);
-            check_filters(
-                &mut req.audio_filters,
-                "audio_filters",
-                TEXT,
-                &registered,
-                &mut HashSet::new(),
-            )?;
-            check_filters(
-                &mut req.video_filters,
-                "video_filters",
-                TEXT,
-                &registered,
-                &mut HashSet::new(),
-            )?;
+            check_filters(&mut req.audio_filters, "audio_filters", TEXT, &registered, &mut HashSet::new())?;
+            check_filters(&mut req.video_filters, "video_filters", TEXT, &registered, &mut HashSet::new())?;
             R::SetFilters(req)
         }
         T::SetGroupFilters => {
@@ -516,20 +485,8 @@ pub fn parse_request(env: Envelope, filters: &dyn FilterNames) -> Result<ClientR
             let mut req: SetGroupFiltersRequest = from_data(data, TEXT)?;
             let registered = |name: &str| filters.is_group_filter(name);
             let mut ids = HashSet::new();
-            check_filters(
-                &mut req.audio_group_filters,
-                "audio_group_filters",
-                TEXT,
-                &registered,
-                &mut ids,
-            )?;
-            check_filters(
-                &mut req.video_group_filters,
-                "video_group_filters",
-                TEXT,
-                &registered,
-                &mut ids,
-            )?;
+            check_filters(&mut req.audio_group_filters, "audio_group_filters", TEXT, &registered, &mut ids)?;
+            check_filters(&mut req.video_group_filters, "video_group_filters", TEXT, &registered, &mut ids)?;
             R::SetGroupFilters(req)
         }
         T::GetFiltersConfig => R::GetFiltersConfig,
@@ -546,8 +503,7 @@ pub fn parse_request(env: Envelope, filters: &dyn FilterNames) -> Result<ClientR
             R::GetFiltersDataSendToParticipant(req)
         }
         T::UpdateReadMessageTime => {
-            let req: UpdateReadMessageTimeRequest =
-                from_data(data, text::INVALID_UPDATE_READ_MESSAGE_TIME)?;
+            let req: UpdateReadMessageTimeRequest = from_data(data, text::INVALID_UPDATE_READ_MESSAGE_TIME)?;
             R::UpdateReadMessageTime {
                 participant_id: req.participant_id,
                 last_message_read_time: req.last_message_read_time,
@@ -556,9 +512,7 @@ pub fn parse_request(env: Envelope, filters: &dyn FilterNames) -> Result<ClientR
         T::GetRecordingList => R::GetRecordingList,
         T::PostProcessingVideo => {
             let req: SessionIdRequest = from_data(data, text::INVALID_POST_PROCESSING)?;
-            R::PostProcessingVideo {
-                session_id: req.session_id,
-            }
+            R::PostProcessingVideo { session_id: req.session_id }
         }
         T::CheckPostProcessing => R::CheckPostProcessing,
         // Server-only types returned above; listed so that this match stays exhaustive
@@ -626,11 +580,7 @@ fn check_filters(
     Ok(())
 }
 
-fn check_filter_name(
-    name: &mut String,
-    invalid_text: &str,
-    filters: &dyn FilterNames,
-) -> Result<(), WireError> {
+fn check_filter_name(name: &mut String, invalid_text: &str, filters: &dyn FilterNames) -> Result<(), WireError> {
     let canonical = canonical_filter_name(name);
     if canonical != name.as_str() {
         *name = canonical.to_owned();
@@ -638,11 +588,7 @@ fn check_filter_name(
     if filters.is_filter(name) {
         Ok(())
     } else {
-        Err(invalid_data(
-            invalid_text,
-            "data.filter_name",
-            format_args!("unknown filter {:?}", name),
-        ))
+        Err(invalid_data(invalid_text, "data.filter_name", format_args!("unknown filter {:?}", name)))
     }
 }
 
@@ -652,11 +598,7 @@ fn check_filter_name(
 
 /// `400 INVALID_DATATYPE` "`<text>: <path>: <problem>`".
 pub fn invalid_data(text: &str, path: &str, problem: impl fmt::Display) -> WireError {
-    WireError::new(
-        400,
-        ErrorType::InvalidDatatype,
-        format!("{text}: {path}: {problem}"),
-    )
+    WireError::new(400, ErrorType::InvalidDatatype, format!("{text}: {path}: {problem}"))
 }
 
 /// Deserializes message `data` into `T` (a serde type with `deny_unknown_fields`), mapping
@@ -665,11 +607,7 @@ pub fn invalid_data(text: &str, path: &str, problem: impl fmt::Display) -> WireE
 /// The session module can use it for `SAVE_SESSION` with [`text::INVALID_SESSION`].
 pub fn from_data<T: DeserializeOwned>(data: Value, invalid_text: &str) -> Result<T, WireError> {
     if !data.is_object() {
-        return Err(invalid_data(
-            invalid_text,
-            "data",
-            format_args!("expected an object, got {}", json_kind(&data)),
-        ));
+        return Err(invalid_data(invalid_text, "data", format_args!("expected an object, got {}", json_kind(&data))));
     }
     serde_path_to_error::deserialize(data).map_err(|err| {
         let path = render_path(err.path());

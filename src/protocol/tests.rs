@@ -68,8 +68,7 @@ fn every_client_request_parses() {
     let chat = json!({"message": "hi", "time": 1650380763075_i64, "author": "experimenter", "target": "participants"});
     let chat_with_score = json!({"message": "hi", "time": 1, "author": "p1", "target": "experimenter",
                                  "sentiment_score": {"label": "neutral", "score": 0.9}});
-    let note =
-        json!({"time": 1650380763076_i64, "speakers": ["speaker"], "content": "This is a note"});
+    let note = json!({"time": 1650380763076_i64, "speakers": ["speaker"], "content": "This is a note"});
     let session = json!({"id": "", "title": "t"});
     let ping = json!({"sent": 12.25, "data": "latency"});
 
@@ -87,29 +86,20 @@ fn every_client_request_parses() {
         (
             "PONG",
             json!({"server_time": 7, "ping_data": null}),
-            ClientRequest::Pong(PongData {
-                handled_time: 7.into(),
-                ping_data: Value::Null,
-            }),
+            ClientRequest::Pong(PongData { handled_time: 7.into(), ping_data: Value::Null }),
         ),
         (
             "CONNECTION_OFFER",
             json!({"id": "sub1", "offer": {"sdp": "v=0", "type": "offer"}}),
             ClientRequest::ConnectionOffer {
                 id: "sub1".into(),
-                offer: SessionDescription {
-                    sdp: "v=0".into(),
-                    kind: SdpType::Offer,
-                },
+                offer: SessionDescription { sdp: "v=0".into(), kind: SdpType::Offer },
             },
         ),
         (
             "ADD_ICE_CANDIDATE",
             json!({"id": "sub1", "candidate": ice()}),
-            ClientRequest::AddIceCandidate {
-                id: "sub1".into(),
-                candidate: serde_json::from_value(ice()).unwrap(),
-            },
+            ClientRequest::AddIceCandidate { id: "sub1".into(), candidate: serde_json::from_value(ice()).unwrap() },
         ),
         (
             "ADD_ICE_CANDIDATE",
@@ -128,57 +118,17 @@ fn every_client_request_parses() {
         (
             "GET_SESSION",
             json!({"session_id": "ae839e5e6f"}),
-            ClientRequest::GetSession {
-                session_id: "ae839e5e6f".into(),
-            },
+            ClientRequest::GetSession { session_id: "ae839e5e6f".into() },
         ),
-        (
-            "SAVE_SESSION",
-            session.clone(),
-            ClientRequest::SaveSession(session),
-        ),
-        (
-            "DELETE_SESSION",
-            json!({"session_id": "s"}),
-            ClientRequest::DeleteSession {
-                session_id: "s".into(),
-            },
-        ),
-        (
-            "CREATE_EXPERIMENT",
-            json!({"session_id": "s"}),
-            ClientRequest::CreateExperiment {
-                session_id: "s".into(),
-            },
-        ),
-        (
-            "JOIN_EXPERIMENT",
-            json!({"session_id": "s"}),
-            ClientRequest::JoinExperiment {
-                session_id: "s".into(),
-            },
-        ),
-        (
-            "LEAVE_EXPERIMENT",
-            json!({}),
-            ClientRequest::LeaveExperiment,
-        ),
-        (
-            "START_EXPERIMENT",
-            json!({}),
-            ClientRequest::StartExperiment,
-        ),
+        ("SAVE_SESSION", session.clone(), ClientRequest::SaveSession(session)),
+        ("DELETE_SESSION", json!({"session_id": "s"}), ClientRequest::DeleteSession { session_id: "s".into() }),
+        ("CREATE_EXPERIMENT", json!({"session_id": "s"}), ClientRequest::CreateExperiment { session_id: "s".into() }),
+        ("JOIN_EXPERIMENT", json!({"session_id": "s"}), ClientRequest::JoinExperiment { session_id: "s".into() }),
+        ("LEAVE_EXPERIMENT", json!({}), ClientRequest::LeaveExperiment),
+        ("START_EXPERIMENT", json!({}), ClientRequest::StartExperiment),
         ("STOP_EXPERIMENT", json!({}), ClientRequest::StopExperiment),
-        (
-            "ADD_NOTE",
-            note.clone(),
-            ClientRequest::AddNote(serde_json::from_value::<Note>(note).unwrap()),
-        ),
-        (
-            "CHAT",
-            chat.clone(),
-            ClientRequest::Chat(serde_json::from_value::<ChatMessage>(chat).unwrap()),
-        ),
+        ("ADD_NOTE", note.clone(), ClientRequest::AddNote(serde_json::from_value::<Note>(note).unwrap())),
+        ("CHAT", chat.clone(), ClientRequest::Chat(serde_json::from_value::<ChatMessage>(chat).unwrap())),
         (
             "CHAT",
             chat_with_score.clone(),
@@ -187,27 +137,17 @@ fn every_client_request_parses() {
         (
             "KICK_PARTICIPANT",
             json!({"participant_id": "p", "reason": "r"}),
-            ClientRequest::KickParticipant(KickRequest {
-                participant_id: "p".into(),
-                reason: "r".into(),
-            }),
+            ClientRequest::KickParticipant(KickRequest { participant_id: "p".into(), reason: "r".into() }),
         ),
         (
             "BAN_PARTICIPANT",
             json!({"participant_id": "p", "reason": ""}),
-            ClientRequest::BanParticipant(KickRequest {
-                participant_id: "p".into(),
-                reason: String::new(),
-            }),
+            ClientRequest::BanParticipant(KickRequest { participant_id: "p".into(), reason: String::new() }),
         ),
         (
             "MUTE",
             json!({"participant_id": "p", "mute_video": true, "mute_audio": false}),
-            ClientRequest::Mute(MuteRequest {
-                participant_id: "p".into(),
-                mute_video: true,
-                mute_audio: false,
-            }),
+            ClientRequest::Mute(MuteRequest { participant_id: "p".into(), mute_video: true, mute_audio: false }),
         ),
         (
             "SET_FILTERS",
@@ -218,10 +158,7 @@ fn every_client_request_parses() {
             ClientRequest::SetFilters(SetFiltersRequest {
                 participant_id: "all".into(),
                 audio_filters: vec![filter_dict("SPEAKING_TIME", "a")],
-                video_filters: vec![
-                    filter_dict("ROTATION", "a"),
-                    filter_dict("EDGE_OUTLINE", "b"),
-                ],
+                video_filters: vec![filter_dict("ROTATION", "a"), filter_dict("EDGE_OUTLINE", "b")],
             }),
         ),
         (
@@ -241,11 +178,7 @@ fn every_client_request_parses() {
                 video_group_filters: vec![filter_dict("TEMPLATE_GF", "g2")],
             }),
         ),
-        (
-            "GET_FILTERS_CONFIG",
-            json!({}),
-            ClientRequest::GetFiltersConfig,
-        ),
+        ("GET_FILTERS_CONFIG", json!({}), ClientRequest::GetFiltersConfig),
         (
             "GET_FILTERS_DATA",
             json!({"filter_id": "all", "filter_name": "ROTATION", "filter_channel": "video"}),
@@ -267,40 +200,25 @@ fn every_client_request_parses() {
         (
             "GET_FILTERS_DATA_SEND_TO_PARTICIPANT",
             json!({"participant_id": "all", "filter_id": "all", "filter_name": "DELAY", "filter_channel": "audio"}),
-            ClientRequest::GetFiltersDataSendToParticipant(
-                GetFiltersDataSendToParticipantRequest {
-                    participant_id: "all".into(),
-                    filter_id: "all".into(),
-                    filter_name: "DELAY".into(),
-                    filter_channel: FilterChannel::Audio,
-                },
-            ),
+            ClientRequest::GetFiltersDataSendToParticipant(GetFiltersDataSendToParticipantRequest {
+                participant_id: "all".into(),
+                filter_id: "all".into(),
+                filter_name: "DELAY".into(),
+                filter_channel: FilterChannel::Audio,
+            }),
         ),
         (
             "UPDATE_READ_MESSAGE_TIME",
             json!({"participant_id": "p", "lastMessageReadTime": 1700000000000_i64}),
-            ClientRequest::UpdateReadMessageTime {
-                participant_id: "p".into(),
-                last_message_read_time: 1700000000000,
-            },
+            ClientRequest::UpdateReadMessageTime { participant_id: "p".into(), last_message_read_time: 1700000000000 },
         ),
-        (
-            "GET_RECORDING_LIST",
-            json!({}),
-            ClientRequest::GetRecordingList,
-        ),
+        ("GET_RECORDING_LIST", json!({}), ClientRequest::GetRecordingList),
         (
             "POST_PROCESSING_VIDEO",
             json!({"session_id": "s"}),
-            ClientRequest::PostProcessingVideo {
-                session_id: "s".into(),
-            },
+            ClientRequest::PostProcessingVideo { session_id: "s".into() },
         ),
-        (
-            "CHECK_POST_PROCESSING",
-            json!({}),
-            ClientRequest::CheckPostProcessing,
-        ),
+        ("CHECK_POST_PROCESSING", json!({}), ClientRequest::CheckPostProcessing),
     ];
 
     let mut covered = BTreeSet::new();
@@ -310,15 +228,9 @@ fn every_client_request_parses() {
         assert_eq!(expected.kind().as_str(), kind);
         covered.insert(expected.kind());
     }
-    let client_types: BTreeSet<MessageType> = MessageType::ALL
-        .iter()
-        .copied()
-        .filter(|t| t.is_client_request())
-        .collect();
-    assert_eq!(
-        covered, client_types,
-        "every client request type has a success case"
-    );
+    let client_types: BTreeSet<MessageType> =
+        MessageType::ALL.iter().copied().filter(|t| t.is_client_request()).collect();
+    assert_eq!(covered, client_types, "every client request type has a success case");
 }
 
 #[test]
@@ -329,14 +241,9 @@ fn pong_helpers() {
     ) else {
         panic!("valid PONG");
     };
-    assert_eq!(
-        pong.handled_time,
-        3.into(),
-        "handled_time wins over server_time"
-    );
+    assert_eq!(pong.handled_time, 3.into(), "handled_time wins over server_time");
     assert_eq!(pong.ping_sent_ms(), Some(1700000000000));
-    let Ok(ClientRequest::Pong(pong)) = parse("PONG", json!({"handled_time": 3, "ping_data": "x"}))
-    else {
+    let Ok(ClientRequest::Pong(pong)) = parse("PONG", json!({"handled_time": 3, "ping_data": "x"})) else {
         panic!("valid PONG");
     };
     assert_eq!(pong.ping_sent_ms(), None);
@@ -451,22 +358,11 @@ fn malformed_data_is_400_invalid_datatype_naming_the_field() {
     let mut covered = BTreeSet::new();
     for (kind, data, text, rest) in malformed_cases() {
         let err = parse(kind, data.clone()).expect_err(&format!("{kind} {data} must fail"));
-        assert_eq!(
-            (err.code, err.kind),
-            (400, ErrorType::InvalidDatatype),
-            "{kind} {data}"
-        );
+        assert_eq!((err.code, err.kind), (400, ErrorType::InvalidDatatype), "{kind} {data}");
         let expected_start = format!("{text}: ");
-        assert!(
-            err.description.starts_with(&expected_start),
-            "{kind} {data}: {}",
-            err.description
-        );
+        assert!(err.description.starts_with(&expected_start), "{kind} {data}: {}", err.description);
         let got_rest = &err.description[expected_start.len()..];
-        assert!(
-            glob_match(rest, got_rest),
-            "{kind} {data}:\n  got  {got_rest}\n  want {rest}"
-        );
+        assert!(glob_match(rest, got_rest), "{kind} {data}:\n  got  {got_rest}\n  want {rest}");
         covered.insert(kind.parse::<MessageType>().unwrap());
     }
     // Every client type that validates its data has malformed cases.
@@ -481,20 +377,13 @@ fn malformed_data_is_400_invalid_datatype_naming_the_field() {
 
 #[test]
 fn the_full_description_reads_well() {
-    let err = parse(
-        "KICK_PARTICIPANT",
-        json!({"participant_id": "p", "reason": 5}),
-    )
-    .unwrap_err();
+    let err = parse("KICK_PARTICIPANT", json!({"participant_id": "p", "reason": 5})).unwrap_err();
     assert_eq!(
         err.description,
         "Message data is not a valid KickRequest.: data.reason: invalid type: integer `5`, expected a string"
     );
     let err = parse("CONNECTION_OFFER", json!({"id": "s"})).unwrap_err();
-    assert_eq!(
-        err.description,
-        "Invalid connection offer dict: data: missing field `offer`"
-    );
+    assert_eq!(err.description, "Invalid connection offer dict: data: missing field `offer`");
 }
 
 fn ignores_data(kind: MessageType) -> bool {
@@ -520,14 +409,8 @@ fn ignored_data_accepts_anything() {
         }
     }
     for data in odd_data() {
-        assert_eq!(
-            parse("PING", data.clone()),
-            Ok(ClientRequest::Ping(data.clone()))
-        );
-        assert_eq!(
-            parse("SAVE_SESSION", data.clone()),
-            Ok(ClientRequest::SaveSession(data))
-        );
+        assert_eq!(parse("PING", data.clone()), Ok(ClientRequest::Ping(data.clone())));
+        assert_eq!(parse("SAVE_SESSION", data.clone()), Ok(ClientRequest::SaveSession(data)));
     }
 }
 
@@ -563,17 +446,10 @@ fn server_only_types_are_recognised_whatever_their_data() {
         let kind: MessageType = name.parse().unwrap();
         assert!(!kind.is_client_request(), "{name}");
         for data in odd_data() {
-            assert_eq!(
-                parse(name, data),
-                Ok(ClientRequest::ServerOnly(kind)),
-                "{name}"
-            );
+            assert_eq!(parse(name, data), Ok(ClientRequest::ServerOnly(kind)), "{name}");
         }
     }
-    let client_count = MessageType::ALL
-        .iter()
-        .filter(|t| t.is_client_request())
-        .count();
+    let client_count = MessageType::ALL.iter().filter(|t| t.is_client_request()).count();
     assert_eq!(client_count + server_only.len(), MessageType::ALL.len());
 }
 
@@ -595,9 +471,7 @@ fn no_input_panics_and_every_error_has_the_messages_text() {
             T::SetFilters => text::INVALID_SET_FILTERS_REQUEST,
             T::SetGroupFilters => text::INVALID_SET_GROUP_FILTERS_REQUEST,
             T::GetFiltersData => text::INVALID_GET_FILTERS_DATA,
-            T::GetFiltersDataSendToParticipant => {
-                text::INVALID_GET_FILTERS_DATA_SEND_TO_PARTICIPANT
-            }
+            T::GetFiltersDataSendToParticipant => text::INVALID_GET_FILTERS_DATA_SEND_TO_PARTICIPANT,
             T::UpdateReadMessageTime => text::INVALID_UPDATE_READ_MESSAGE_TIME,
             T::PostProcessingVideo => text::INVALID_POST_PROCESSING,
             _ => "<never fails>",
@@ -610,17 +484,9 @@ fn no_input_panics_and_every_error_has_the_messages_text() {
             match parse(kind.as_str(), data.clone()) {
                 Ok(req) => assert_eq!(req.kind(), kind),
                 Err(err) => {
-                    assert_eq!(
-                        (err.code, err.kind),
-                        (400, ErrorType::InvalidDatatype),
-                        "{kind} {data}"
-                    );
+                    assert_eq!((err.code, err.kind), (400, ErrorType::InvalidDatatype), "{kind} {data}");
                     let prefix = format!("{}: data", prefixes(kind));
-                    assert!(
-                        err.description.starts_with(&prefix),
-                        "{kind} {data}: {}",
-                        err.description
-                    );
+                    assert!(err.description.starts_with(&prefix), "{kind} {data}: {}", err.description);
                 }
             }
         }
@@ -641,16 +507,8 @@ fn raw_frames_of_every_kind_never_panic() {
         r#"{"type":"ADD_NOTE","data":{"time":9223372036854775807,"speakers":[],"content":""}}"#.into(),
         r#"{"type":"SET_FILTERS","data":{"participant_id":"all","audio_filters":[],"video_filters":[],"participant_id":"x"}}"#.into(),
     ];
-    frames.push(format!(
-        r#"{{"type":"SAVE_SESSION","data":{}{}}}"#,
-        "[".repeat(127),
-        "]".repeat(127)
-    ));
-    frames.push(format!(
-        r#"{{"type":"MUTE","data":{}{}}}"#,
-        "{\"a\":".repeat(200),
-        "}".repeat(200)
-    ));
+    frames.push(format!(r#"{{"type":"SAVE_SESSION","data":{}{}}}"#, "[".repeat(127), "]".repeat(127)));
+    frames.push(format!(r#"{{"type":"MUTE","data":{}{}}}"#, "{\"a\":".repeat(200), "}".repeat(200)));
     for frame in &frames {
         for is_text in [true, false] {
             if let Ok(env) = parse_frame(frame.as_bytes(), is_text, DEFAULT_MAX_FRAME_LEN) {
@@ -668,10 +526,7 @@ fn raw_frames_of_every_kind_never_panic() {
 
 #[test]
 fn canonical_filter_names() {
-    assert_eq!(
-        canonical_filter_name("AUDIO_SPEAKING_TIME"),
-        "SPEAKING_TIME"
-    );
+    assert_eq!(canonical_filter_name("AUDIO_SPEAKING_TIME"), "SPEAKING_TIME");
     assert_eq!(canonical_filter_name("SPEAKING_TIME"), "SPEAKING_TIME");
     assert_eq!(canonical_filter_name("ROTATION"), "ROTATION");
     assert_eq!(canonical_filter_name(""), "");
@@ -690,14 +545,7 @@ fn from_data_serves_other_validators() {
         err.description,
         "Message data is not a valid Session object.: data.n: invalid type: string \"1\", expected i64"
     );
-    assert_eq!(
-        err,
-        invalid_data(
-            text::INVALID_SESSION,
-            "data.n",
-            "invalid type: string \"1\", expected i64"
-        )
-    );
+    assert_eq!(err, invalid_data(text::INVALID_SESSION, "data.n", "invalid type: string \"1\", expected i64"));
 }
 
 /// Deterministic fuzzing: valid messages of every type, mutated byte by byte, plus random

@@ -30,8 +30,7 @@ pub const INVALID_MUTE_REQUEST: &str = "Message data is not a valid MuteRequest.
 /// `SET_FILTERS`.
 pub const INVALID_SET_FILTERS_REQUEST: &str = "Message data is not a valid SetFiltersRequest.";
 /// `SET_GROUP_FILTERS`.
-pub const INVALID_SET_GROUP_FILTERS_REQUEST: &str =
-    "Message data is not a valid SetGroupFiltersRequest.";
+pub const INVALID_SET_GROUP_FILTERS_REQUEST: &str = "Message data is not a valid SetGroupFiltersRequest.";
 /// `GET_FILTERS_DATA`.
 pub const INVALID_GET_FILTERS_DATA: &str = "Message data is not a valid GetFiltersData.";
 /// `GET_FILTERS_DATA_SEND_TO_PARTICIPANT`.
@@ -40,8 +39,7 @@ pub const INVALID_GET_FILTERS_DATA_SEND_TO_PARTICIPANT: &str =
 /// `POST_PROCESSING_VIDEO`.
 pub const INVALID_POST_PROCESSING: &str = "Message data is not a valid PostProcessingDict.";
 /// *exphub*: `UPDATE_READ_MESSAGE_TIME` (SynthARium did not validate it and answered 500).
-pub const INVALID_UPDATE_READ_MESSAGE_TIME: &str =
-    "Message data is not a valid UpdateReadMessageTimeRequest.";
+pub const INVALID_UPDATE_READ_MESSAGE_TIME: &str = "Message data is not a valid UpdateReadMessageTimeRequest.";
 /// *exphub*: `PONG` (SynthARium did not validate it and answered 500).
 pub const INVALID_PONG: &str = "Message data is not a valid Pong.";
 
@@ -91,8 +89,7 @@ pub const ADDED_ICE_CANDIDATE: &str = "Successfully added ice candidate";
 /// `ADD_ICE_CANDIDATE` as the HTTP `/addIceCandidate` answer (SynthARium's spelling).
 pub const ICE_CANDIDATE_RECEIVED: &str = "Ice candidate was succesfully received.";
 /// `SEND_TO_PARTICIPANT` in reply to `GET_FILTERS_DATA_SEND_TO_PARTICIPANT`.
-pub const SENT_FILTERS_DATA_TO_PARTICIPANT: &str =
-    "Successfully sent GET_FILTERS_DATA to participant.";
+pub const SENT_FILTERS_DATA_TO_PARTICIPANT: &str = "Successfully sent GET_FILTERS_DATA to participant.";
 /// *exphub*: `SAVE_SESSION` (declared by SynthARium, never sent).
 pub const SAVED_SESSION: &str = "Successfully saved session.";
 /// *exphub*: `DELETE_SESSION` (declared by SynthARium, never sent).

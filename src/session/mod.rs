@@ -20,13 +20,11 @@ mod view;
 
 pub use model::*;
 pub use rules::{
-    all_filters, apply_update, prepare_new_session, FilterKind, FilterRef,
-    DUPLICATE_PARTICIPANT_ID, SESSION_ALREADY_STARTED, UNKNOWN_PARTICIPANT_ID,
+    all_filters, apply_update, prepare_new_session, FilterKind, FilterRef, DUPLICATE_PARTICIPANT_ID,
+    SESSION_ALREADY_STARTED, UNKNOWN_PARTICIPANT_ID,
 };
 pub use store::{validate_dir, LoadProblem, SessionStore};
-pub use view::{
-    is_public, participant_summary, participant_view, ParticipantSummary, PUBLIC_TARGET,
-};
+pub use view::{is_public, participant_summary, participant_view, ParticipantSummary, PUBLIC_TARGET};
 
 use serde_json::Value;
 
@@ -109,11 +107,7 @@ fn check_objects(input: &Value, output: &Value, path: &mut String) -> Result<(),
             Ok(())
         }
         (Value::Array(_), Value::Object(_)) => {
-            let at = if path.is_empty() {
-                String::new()
-            } else {
-                format!("{path}: ")
-            };
+            let at = if path.is_empty() { String::new() } else { format!("{path}: ") };
             Err(format!("{at}invalid type: sequence, expected a map"))
         }
         _ => Ok(()),
@@ -254,10 +248,7 @@ mod tests {
     fn errors_name_the_field() {
         let mut v = main_value();
         v["participants"][0]["banned"] = json!("x");
-        assert_eq!(
-            parse_err(v),
-            r#"participants[0].banned: invalid type: string "x", expected a boolean"#
-        );
+        assert_eq!(parse_err(v), r#"participants[0].banned: invalid type: string "x", expected a boolean"#);
 
         let mut v = main_value();
         v["participants"][1]["position"]["y"] = json!("1");
@@ -295,27 +286,18 @@ mod tests {
         let mut v = main_value();
         v["participants"][0]["position"]["x"] = json!(1.5);
         let s = parse_session(v).unwrap();
-        assert_eq!(
-            serde_json::to_value(&s.participants[0].position).unwrap()["x"],
-            json!(1.5)
-        );
+        assert_eq!(serde_json::to_value(&s.participants[0].position).unwrap()["x"], json!(1.5));
     }
 
     #[test]
     fn arrays_are_not_objects() {
         let mut v = main_value();
         v["participants"][0]["position"] = json!([0, 10, 10]);
-        assert_eq!(
-            parse_err(v),
-            "participants[0].position: invalid type: sequence, expected a map"
-        );
+        assert_eq!(parse_err(v), "participants[0].position: invalid type: sequence, expected a map");
 
         let mut v = main_value();
         v["notes"][0] = json!([1, [], "x"]);
-        assert_eq!(
-            parse_err(v),
-            "notes[0]: invalid type: sequence, expected a map"
-        );
+        assert_eq!(parse_err(v), "notes[0]: invalid type: sequence, expected a map");
 
         assert!(parse_session(json!([])).is_err());
         assert!(parse_session(json!("x")).is_err());
@@ -330,28 +312,18 @@ mod tests {
             {"name": "ROTATION", "id": "r1", "channel": "video", "groupFilter": false,
              "config": {"direction": {"value": "clockwise"}}}
         ]);
-        v["participants"][0]["chat"][0]["sentiment_score"] =
-            json!({"label": "neutral", "score": 0.9});
+        v["participants"][0]["chat"][0]["sentiment_score"] = json!({"label": "neutral", "score": 0.9});
         let s = parse_session(v.clone()).unwrap();
         let out = serde_json::to_value(&s).unwrap();
         assert_eq!(out["log"], v["log"]);
-        assert_eq!(
-            out["participants"][0]["video_filters"],
-            v["participants"][0]["video_filters"]
-        );
-        assert_eq!(
-            out["participants"][0]["chat"][0],
-            v["participants"][0]["chat"][0]
-        );
+        assert_eq!(out["participants"][0]["video_filters"], v["participants"][0]["video_filters"]);
+        assert_eq!(out["participants"][0]["chat"][0], v["participants"][0]["chat"][0]);
     }
 
     #[test]
     fn syntax_errors_have_a_position() {
         let e = parse_session_str("{\"id\": }").unwrap_err();
-        assert!(
-            e.starts_with("not valid JSON:") && e.contains("line 1"),
-            "{e}"
-        );
+        assert!(e.starts_with("not valid JSON:") && e.contains("line 1"), "{e}");
         // A byte order mark is tolerated.
         assert!(parse_session_str(&format!("\u{feff}{MAIN_FORMAT_EXAMPLE}")).is_ok());
     }
@@ -360,9 +332,7 @@ mod tests {
     fn ids_are_ten_lowercase_hex() {
         let a = new_id();
         assert_eq!(a.len(), 10);
-        assert!(a
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(a, new_id());
         assert!(unique_id(|_| true).is_none());
         let taken = new_id();
@@ -372,10 +342,7 @@ mod tests {
     #[test]
     fn participant_lookup() {
         let mut s = parse_session_str(MAIN_FORMAT_EXAMPLE).unwrap();
-        assert_eq!(
-            s.participant("25a882669d").unwrap().participant_name,
-            "Erika"
-        );
+        assert_eq!(s.participant("25a882669d").unwrap().participant_name, "Erika");
         assert!(s.participant("nope").is_none());
         s.participant_mut("8e39086e83").unwrap().banned = true;
         assert!(s.participants[2].banned);

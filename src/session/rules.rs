@@ -18,10 +18,8 @@ pub const UNKNOWN_PARTICIPANT_ID: &str = "Unknown participant ID found in sessio
 /// 400 `DUPLICATE_ID`: two participants of one session share an id.
 pub const DUPLICATE_PARTICIPANT_ID: &str = "Duplicate participant ID found in session data.";
 
-const SESSION_ID_NOT_EMPTY: &str =
-    "Session \"id\" must initially be set to an empty string as default value.";
-const PARTICIPANT_ID_NOT_EMPTY: &str =
-    "Participant \"id\" must initially be set to an empty string as default value.";
+const SESSION_ID_NOT_EMPTY: &str = "Session \"id\" must initially be set to an empty string as default value.";
+const PARTICIPANT_ID_NOT_EMPTY: &str = "Participant \"id\" must initially be set to an empty string as default value.";
 
 fn invalid_request(text: &str) -> WireError {
     WireError::new(400, ErrorType::InvalidRequest, text)
@@ -29,11 +27,7 @@ fn invalid_request(text: &str) -> WireError {
 
 /// The three times only the server sets, in SynthARium's check order.
 fn read_only_times(s: &Session) -> [(&'static str, i64); 3] {
-    [
-        ("creation_time", s.creation_time),
-        ("start_time", s.start_time),
-        ("end_time", s.end_time),
-    ]
+    [("creation_time", s.creation_time), ("start_time", s.start_time), ("end_time", s.end_time)]
 }
 
 /// Checks a session sent for **creation** (`SAVE_SESSION` with `id == ""`) and gives it its
@@ -47,10 +41,7 @@ fn read_only_times(s: &Session) -> [(&'static str, i64); 3] {
 ///
 /// `existing_ids` should answer for every id the caller knows: its in-memory sessions and
 /// [`super::SessionStore::id_taken`].
-pub fn prepare_new_session(
-    mut s: Session,
-    existing_ids: impl Fn(&str) -> bool,
-) -> Result<Session, WireError> {
+pub fn prepare_new_session(mut s: Session, existing_ids: impl Fn(&str) -> bool) -> Result<Session, WireError> {
     if !s.id.is_empty() {
         return Err(invalid_request(SESSION_ID_NOT_EMPTY));
     }
@@ -58,15 +49,9 @@ pub fn prepare_new_session(
         return Err(invalid_request(PARTICIPANT_ID_NOT_EMPTY));
     }
     // SynthARium checks creation, end, start in that order (not the field order).
-    for (field, value) in [
-        ("creation_time", s.creation_time),
-        ("end_time", s.end_time),
-        ("start_time", s.start_time),
-    ] {
+    for (field, value) in [("creation_time", s.creation_time), ("end_time", s.end_time), ("start_time", s.start_time)] {
         if value != 0 {
-            return Err(invalid_request(&format!(
-                "\"{field}\" must initially be set to the default value 0."
-            )));
+            return Err(invalid_request(&format!("\"{field}\" must initially be set to the default value 0.")));
         }
     }
     s.id = unique_id(existing_ids).ok_or_else(id_space_exhausted)?;
@@ -86,17 +71,11 @@ pub fn prepare_new_session(
 /// `UNKNOWN_ID`; a non-empty participant id twice → 400 `DUPLICATE_ID`.
 pub fn apply_update(stored: &Session, mut new: Session) -> Result<Session, WireError> {
     if stored.start_time != 0 {
-        return Err(WireError::new(
-            409,
-            ErrorType::ExperimentAlreadyStarted,
-            SESSION_ALREADY_STARTED,
-        ));
+        return Err(WireError::new(409, ErrorType::ExperimentAlreadyStarted, SESSION_ALREADY_STARTED));
     }
     let id_change = std::iter::once(("id", stored.id != new.id));
-    let time_changes = read_only_times(stored)
-        .into_iter()
-        .zip(read_only_times(&new))
-        .map(|((f, a), (_, b))| (f, a != b));
+    let time_changes =
+        read_only_times(stored).into_iter().zip(read_only_times(&new)).map(|((f, a), (_, b))| (f, a != b));
     if let Some((field, _)) = id_change.chain(time_changes).find(|(_, changed)| *changed) {
         return Err(WireError::new(
             409,
@@ -105,28 +84,12 @@ pub fn apply_update(stored: &Session, mut new: Session) -> Result<Session, WireE
         ));
     }
     // SynthARium checks all ids for "unknown" before it checks for duplicates.
-    if new
-        .participants
-        .iter()
-        .any(|p| !p.id.is_empty() && stored.participant(&p.id).is_none())
-    {
-        return Err(WireError::new(
-            409,
-            ErrorType::UnknownId,
-            UNKNOWN_PARTICIPANT_ID,
-        ));
+    if new.participants.iter().any(|p| !p.id.is_empty() && stored.participant(&p.id).is_none()) {
+        return Err(WireError::new(409, ErrorType::UnknownId, UNKNOWN_PARTICIPANT_ID));
     }
     let mut seen = HashSet::new();
-    if new
-        .participants
-        .iter()
-        .any(|p| !p.id.is_empty() && !seen.insert(p.id.as_str()))
-    {
-        return Err(WireError::new(
-            400,
-            ErrorType::DuplicateId,
-            DUPLICATE_PARTICIPANT_ID,
-        ));
+    if new.participants.iter().any(|p| !p.id.is_empty() && !seen.insert(p.id.as_str())) {
+        return Err(WireError::new(400, ErrorType::DuplicateId, DUPLICATE_PARTICIPANT_ID));
     }
     // New ids also avoid the ids of participants this update removes: recordings are named
     // by participant id, and a reused id would mix two people's files.
@@ -141,12 +104,7 @@ pub(crate) fn assign_missing_participant_ids(
     participants: &mut [Participant],
     mut avoid: HashSet<String>,
 ) -> Result<(), WireError> {
-    avoid.extend(
-        participants
-            .iter()
-            .filter(|p| !p.id.is_empty())
-            .map(|p| p.id.clone()),
-    );
+    avoid.extend(participants.iter().filter(|p| !p.id.is_empty()).map(|p| p.id.clone()));
     for p in participants.iter_mut().filter(|p| p.id.is_empty()) {
         let id = unique_id(|id| avoid.contains(id)).ok_or_else(id_space_exhausted)?;
         avoid.insert(id.clone());
@@ -252,18 +210,15 @@ pub fn all_filters(s: &Session) -> impl Iterator<Item = FilterRef<'_>> {
                 (FilterKind::AsymmetricVideo, Some(ai), &a.video_filters),
             ]
         });
-        own.chain(asymmetric)
-            .flat_map(move |(kind, asymmetric, list)| {
-                list.iter()
-                    .enumerate()
-                    .map(move |(index, filter)| FilterRef {
-                        filter,
-                        kind,
-                        participant: pi,
-                        asymmetric,
-                        index,
-                    })
+        own.chain(asymmetric).flat_map(move |(kind, asymmetric, list)| {
+            list.iter().enumerate().map(move |(index, filter)| FilterRef {
+                filter,
+                kind,
+                participant: pi,
+                asymmetric,
+                index,
             })
+        })
     })
 }
 
@@ -296,9 +251,7 @@ mod tests {
         assert_eq!(s.id.len(), 10);
         let ids: HashSet<_> = s.participants.iter().map(|p| p.id.clone()).collect();
         assert_eq!(ids.len(), 3);
-        assert!(ids
-            .iter()
-            .all(|id| id.len() == 10 && id.chars().all(|c| c.is_ascii_hexdigit())));
+        assert!(ids.iter().all(|id| id.len() == 10 && id.chars().all(|c| c.is_ascii_hexdigit())));
         // Everything else is kept as given (notes, chat, log).
         let given = new_session();
         assert_eq!(s.notes, given.notes);
@@ -443,12 +396,7 @@ mod tests {
         let mut new = old.clone();
         new.participants[1].id = new.participants[0].id.clone();
         new.participants[2].id = "made-up".into();
-        assert_err(
-            apply_update(&old, new),
-            409,
-            ErrorType::UnknownId,
-            "Unknown participant ID found in session data.",
-        );
+        assert_err(apply_update(&old, new), 409, ErrorType::UnknownId, "Unknown participant ID found in session data.");
 
         let mut new = old.clone();
         new.participants[1].id = new.participants[0].id.clone();
@@ -472,42 +420,19 @@ mod tests {
             {"id": "x", "participant_name": "Max", "audio_filters": [f("AA")], "video_filters": [f("AV")]}
         ]);
         let s = parse_session(v).unwrap();
-        let got: Vec<_> = all_filters(&s)
-            .map(|r| (r.filter.name.clone(), r.kind, r.path()))
-            .collect();
+        let got: Vec<_> = all_filters(&s).map(|r| (r.filter.name.clone(), r.kind, r.path())).collect();
         let want = vec![
             ("A", FilterKind::Audio, "participants[0].audio_filters[0]"),
             ("V1", FilterKind::Video, "participants[0].video_filters[0]"),
             ("V2", FilterKind::Video, "participants[0].video_filters[1]"),
-            (
-                "AG",
-                FilterKind::AudioGroup,
-                "participants[1].audio_group_filters[0]",
-            ),
-            (
-                "VG",
-                FilterKind::VideoGroup,
-                "participants[1].video_group_filters[0]",
-            ),
-            (
-                "AA",
-                FilterKind::AsymmetricAudio,
-                "participants[2].asymmetric_filters[0].audio_filters[0]",
-            ),
-            (
-                "AV",
-                FilterKind::AsymmetricVideo,
-                "participants[2].asymmetric_filters[0].video_filters[0]",
-            ),
+            ("AG", FilterKind::AudioGroup, "participants[1].audio_group_filters[0]"),
+            ("VG", FilterKind::VideoGroup, "participants[1].video_group_filters[0]"),
+            ("AA", FilterKind::AsymmetricAudio, "participants[2].asymmetric_filters[0].audio_filters[0]"),
+            ("AV", FilterKind::AsymmetricVideo, "participants[2].asymmetric_filters[0].video_filters[0]"),
         ];
-        let want: Vec<_> = want
-            .into_iter()
-            .map(|(n, k, p)| (n.to_string(), k, p.to_string()))
-            .collect();
+        let want: Vec<_> = want.into_iter().map(|(n, k, p)| (n.to_string(), k, p.to_string())).collect();
         assert_eq!(got, want);
         assert!(FilterKind::AudioGroup.is_group() && !FilterKind::AsymmetricVideo.is_group());
-        assert!(
-            FilterKind::AsymmetricAudio.is_audio() && FilterKind::AsymmetricAudio.is_asymmetric()
-        );
+        assert!(FilterKind::AsymmetricAudio.is_audio() && FilterKind::AsymmetricAudio.is_asymmetric());
     }
 }

@@ -81,9 +81,7 @@ impl SessionStore {
     /// one named `<id>.json` wins, else the first by name; the other is reported and kept as is.
     ///
     /// Fails only if the directory cannot be created or listed.
-    pub fn open(
-        dir: impl AsRef<Path>,
-    ) -> io::Result<(SessionStore, Vec<Session>, Vec<LoadProblem>)> {
+    pub fn open(dir: impl AsRef<Path>) -> io::Result<(SessionStore, Vec<Session>, Vec<LoadProblem>)> {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir)?;
         let scan = scan(&dir)?;
@@ -101,28 +99,19 @@ impl SessionStore {
         let mut imports = Vec::new();
         // Every session id present in the directory, so that an imported session's fresh id
         // differs from all of them, shadowed duplicates included.
-        let ids_on_disk: HashSet<String> = scan
-            .files
-            .iter()
-            .filter_map(|(_, r)| r.as_ref().ok())
-            .map(|s| s.id.clone())
-            .collect();
+        let ids_on_disk: HashSet<String> =
+            scan.files.iter().filter_map(|(_, r)| r.as_ref().ok()).map(|s| s.id.clone()).collect();
         for ((path, result), verdict) in scan.files.into_iter().zip(verdicts) {
             match (result, verdict) {
                 (Ok(s), Verdict::Load) => loaded.push((path, s)),
                 (Ok(s), Verdict::Import) => imports.push((path, s)),
-                (_, Verdict::Broken(message))
-                | (_, Verdict::Duplicate(message))
-                | (Err(message), _) => {
+                (_, Verdict::Broken(message)) | (_, Verdict::Duplicate(message)) | (Err(message), _) => {
                     state.protected.insert(path.clone());
                     problems.push(LoadProblem { path, message });
                 }
             }
         }
-        let store = SessionStore {
-            dir,
-            state: Mutex::new(state),
-        };
+        let store = SessionStore { dir, state: Mutex::new(state) };
         let mut sessions = Vec::with_capacity(loaded.len() + imports.len());
         let mut st = store.lock();
         for (path, mut s) in loaded {
@@ -141,10 +130,7 @@ impl SessionStore {
                             });
                         }
                     }
-                    Err(e) => problems.push(LoadProblem {
-                        path: path.clone(),
-                        message: e.description,
-                    }),
+                    Err(e) => problems.push(LoadProblem { path: path.clone(), message: e.description }),
                 }
             }
             sessions.push(s);
@@ -153,27 +139,17 @@ impl SessionStore {
             s.creation_time = 0;
             if let Err(e) = assign_missing_participant_ids(&mut s.participants, HashSet::new()) {
                 st.protected.insert(path.clone());
-                problems.push(LoadProblem {
-                    path,
-                    message: e.description,
-                });
+                problems.push(LoadProblem { path, message: e.description });
                 continue;
             }
-            let Some(id) =
-                unique_id(|id| ids_on_disk.contains(id) || store.id_taken_locked(&st, id))
-            else {
+            let Some(id) = unique_id(|id| ids_on_disk.contains(id) || store.id_taken_locked(&st, id)) else {
                 st.protected.insert(path.clone());
-                problems.push(LoadProblem {
-                    path,
-                    message: "could not generate a session id".into(),
-                });
+                problems.push(LoadProblem { path, message: "could not generate a session id".into() });
                 continue;
             };
             s.id = id;
             let target = store.dir.join(format!("{}.json", s.id));
-            let written = store
-                .check_new_target(&st, &target)
-                .and_then(|()| store.write_locked(&mut st, &target, &s));
+            let written = store.check_new_target(&st, &target).and_then(|()| store.write_locked(&mut st, &target, &s));
             if let Err(e) = written {
                 if st.paths.get(&s.id) == Some(&target) {
                     // Renamed into place; only the directory fsync failed. Go on: removing
@@ -184,21 +160,14 @@ impl SessionStore {
                     st.protected.insert(path.clone());
                     problems.push(LoadProblem {
                         path,
-                        message: format!(
-                            "has no session id; could not write it as {}: {e}",
-                            target.display()
-                        ),
+                        message: format!("has no session id; could not write it as {}: {e}", target.display()),
                     });
                     continue;
                 }
             }
             match fs::remove_file(&path) {
                 Ok(()) => {
-                    tracing::info!(
-                        "session file {} had no id: now {}",
-                        path.display(),
-                        target.display()
-                    );
+                    tracing::info!("session file {} had no id: now {}", path.display(), target.display());
                     if let Err(e) = sync_dir(&store.dir) {
                         tracing::warn!("{}: {e}", store.dir.display());
                     }
@@ -269,11 +238,7 @@ impl SessionStore {
     /// revision of that session is written any more.
     pub fn save_revision(&self, s: &Session, revision: u64) -> io::Result<bool> {
         let mut st = self.lock();
-        if st
-            .revisions
-            .get(&s.id)
-            .is_some_and(|&last| last >= revision)
-        {
+        if st.revisions.get(&s.id).is_some_and(|&last| last >= revision) {
             return Ok(false);
         }
         let target = self.target_for(&st, &s.id)?;
@@ -286,19 +251,15 @@ impl SessionStore {
     /// store has no file for `id`; a file already gone counts as deleted.
     pub fn delete(&self, id: &str) -> io::Result<()> {
         let mut st = self.lock();
-        let path = st.paths.get(id).cloned().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no file for session {id:?}"),
-            )
-        })?;
+        let path = st
+            .paths
+            .get(id)
+            .cloned()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no file for session {id:?}")))?;
         if st.protected.contains(&path) {
             // Cannot happen (protected files are never a session's path); checked anyway
             // because deleting one would be unrecoverable.
-            return Err(io::Error::other(format!(
-                "{} is protected, not deleting it",
-                path.display()
-            )));
+            return Err(io::Error::other(format!("{} is protected, not deleting it", path.display())));
         }
         match fs::remove_file(&path) {
             Ok(()) => {}
@@ -318,9 +279,7 @@ impl SessionStore {
 
     fn id_taken_locked(&self, st: &State, id: &str) -> bool {
         let file = self.dir.join(format!("{id}.json"));
-        st.paths.contains_key(id)
-            || st.protected.contains(&file)
-            || st.paths.values().any(|p| *p == file)
+        st.paths.contains_key(id) || st.protected.contains(&file) || st.paths.values().any(|p| *p == file)
     }
 
     /// The file `save` writes for session `id`, or why it must not write.
@@ -331,12 +290,7 @@ impl SessionStore {
             }
             return Ok(path.clone());
         }
-        if id.is_empty()
-            || id.len() > 128
-            || !id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("session id {id:?} cannot be used as a file name"),
@@ -361,10 +315,7 @@ impl SessionStore {
         match fs::symlink_metadata(target) {
             Ok(_) => Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
-                format!(
-                    "{} exists and is not a known session file; not overwriting it",
-                    target.display()
-                ),
+                format!("{} exists and is not a known session file; not overwriting it", target.display()),
             )),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
@@ -383,26 +334,19 @@ impl SessionStore {
 }
 
 fn protected_error(path: &Path) -> io::Error {
-    io::Error::other(format!(
-        "{} holds a session file that did not load; not overwriting it",
-        path.display()
-    ))
+    io::Error::other(format!("{} holds a session file that did not load; not overwriting it", path.display()))
 }
 
 fn parent_of<'a>(path: &'a Path, fallback: &'a Path) -> &'a Path {
-    path.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(fallback)
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(fallback)
 }
 
 /// The file format: the session as JSON, indented by 4 spaces like SynthARium's
 /// `json.dump(indent=4)`, with a final newline.
 fn to_json(s: &Session) -> io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(4096);
-    let mut ser = serde_json::Serializer::with_formatter(
-        &mut buf,
-        serde_json::ser::PrettyFormatter::with_indent(b"    "),
-    );
+    let mut ser =
+        serde_json::Serializer::with_formatter(&mut buf, serde_json::ser::PrettyFormatter::with_indent(b"    "));
     s.serialize(&mut ser).map_err(io::Error::other)?;
     buf.push(b'\n');
     Ok(buf)
@@ -452,19 +396,13 @@ struct Scan {
 }
 
 fn scan(dir: &Path) -> io::Result<Scan> {
-    let mut scan = Scan {
-        files: Vec::new(),
-        temps: Vec::new(),
-        errors: Vec::new(),
-    };
+    let mut scan = Scan { files: Vec::new(), temps: Vec::new(), errors: Vec::new() };
     for entry in fs::read_dir(dir)? {
         let entry = match entry {
             Ok(entry) => entry,
             Err(e) => {
-                scan.errors.push(LoadProblem {
-                    path: dir.to_path_buf(),
-                    message: format!("cannot list an entry: {e}"),
-                });
+                scan.errors
+                    .push(LoadProblem { path: dir.to_path_buf(), message: format!("cannot list an entry: {e}") });
                 continue;
             }
         };
@@ -483,18 +421,14 @@ fn scan(dir: &Path) -> io::Result<Scan> {
             Ok(m) if m.is_file() => {}
             Ok(_) => continue,
             Err(e) => {
-                scan.errors.push(LoadProblem {
-                    path,
-                    message: format!("cannot read: {e}"),
-                });
+                scan.errors.push(LoadProblem { path, message: format!("cannot read: {e}") });
                 continue;
             }
         }
         let result = read_session(&path);
         scan.files.push((path, result));
     }
-    scan.files
-        .sort_by(|a, b| a.0.file_name().cmp(&b.0.file_name()));
+    scan.files.sort_by(|a, b| a.0.file_name().cmp(&b.0.file_name()));
     Ok(scan)
 }
 
@@ -503,15 +437,8 @@ fn read_session(path: &Path) -> Result<Session, String> {
     let text = std::str::from_utf8(&bytes).map_err(|e| format!("not UTF-8 text: {e}"))?;
     let s = parse_session_str(text).map_err(|e| format!("not a valid session: {e}"))?;
     let mut seen = HashSet::new();
-    if let Some(p) = s
-        .participants
-        .iter()
-        .find(|p| !p.id.is_empty() && !seen.insert(p.id.as_str()))
-    {
-        return Err(format!(
-            "not a valid session: duplicate participant id {:?}",
-            p.id
-        ));
+    if let Some(p) = s.participants.iter().find(|p| !p.id.is_empty() && !seen.insert(p.id.as_str())) {
+        return Err(format!("not a valid session: duplicate participant id {:?}", p.id));
     }
     Ok(s)
 }
@@ -533,8 +460,7 @@ enum Verdict {
 /// named `<id>.json` if there is one (that is where SynthARium, and this store, write it),
 /// else the first by name.
 fn classify(files: &[(PathBuf, Result<Session, String>)]) -> Vec<Verdict> {
-    let canonical =
-        |path: &Path, id: &str| path.file_name() == Some(OsStr::new(&format!("{id}.json")));
+    let canonical = |path: &Path, id: &str| path.file_name() == Some(OsStr::new(&format!("{id}.json")));
     let mut winner: HashMap<&str, usize> = HashMap::new();
     for (i, (path, result)) in files.iter().enumerate() {
         let Ok(s) = result else { continue };
@@ -578,19 +504,11 @@ pub fn validate_dir(dir: impl AsRef<Path>) -> Vec<(PathBuf, Result<String, Strin
     let dir = dir.as_ref();
     let scan = match scan(dir) {
         Ok(scan) => scan,
-        Err(e) => {
-            return vec![(
-                dir.to_path_buf(),
-                Err(format!("cannot read directory: {e}")),
-            )]
-        }
+        Err(e) => return vec![(dir.to_path_buf(), Err(format!("cannot read directory: {e}")))],
     };
     let verdicts = classify(&scan.files);
-    let mut out: Vec<(PathBuf, Result<String, String>)> = scan
-        .errors
-        .into_iter()
-        .map(|p| (p.path, Err(p.message)))
-        .collect();
+    let mut out: Vec<(PathBuf, Result<String, String>)> =
+        scan.errors.into_iter().map(|p| (p.path, Err(p.message))).collect();
     for ((path, result), verdict) in scan.files.into_iter().zip(verdicts) {
         let line = match (result, verdict) {
             (Ok(s), Verdict::Load) => {
@@ -601,10 +519,7 @@ pub fn validate_dir(dir: impl AsRef<Path>) -> Vec<(PathBuf, Result<String, Strin
                 };
                 Ok(format!("{}: {}{note}", s.id, s.title))
             }
-            (Ok(s), Verdict::Import) => Ok(format!(
-                "(no session id; gets a new id and file on start): {}",
-                s.title
-            )),
+            (Ok(s), Verdict::Import) => Ok(format!("(no session id; gets a new id and file on start): {}", s.title)),
             (_, Verdict::Broken(m)) | (_, Verdict::Duplicate(m)) | (Err(m), _) => Err(m),
         };
         out.push((path, line));
@@ -624,8 +539,7 @@ mod tests {
 
     impl TestDir {
         fn new(name: &str) -> Self {
-            let path =
-                std::env::temp_dir().join(format!("exphub-session-test-{name}-{}", new_id()));
+            let path = std::env::temp_dir().join(format!("exphub-session-test-{name}-{}", new_id()));
             fs::create_dir_all(&path).unwrap();
             TestDir(path)
         }
@@ -635,10 +549,8 @@ mod tests {
             p
         }
         fn names(&self) -> Vec<String> {
-            let mut v: Vec<String> = fs::read_dir(&self.0)
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
+            let mut v: Vec<String> =
+                fs::read_dir(&self.0).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
             v.sort();
             v
         }
@@ -666,8 +578,7 @@ mod tests {
     #[test]
     fn main_format_file_loads_untouched_until_saved() {
         let d = TestDir::new("main");
-        let mut text =
-            MAIN_FORMAT_EXAMPLE.replace("\"creation_time\": 0", "\"creation_time\": 1684691300000");
+        let mut text = MAIN_FORMAT_EXAMPLE.replace("\"creation_time\": 0", "\"creation_time\": 1684691300000");
         text.push('\n');
         let path = d.write("ae839e5e6f.json", &text);
         let (store, sessions, problems) = open(&d);
@@ -676,10 +587,7 @@ mod tests {
         let s = &sessions[0];
         assert_eq!(s.creation_time, 0, "forced to 0 on load");
         assert_eq!(s.start_time, 1684691314078);
-        assert!(s
-            .participants
-            .iter()
-            .all(|p| !p.local_stream && p.view.is_empty() && p.canvas_id.is_empty()));
+        assert!(s.participants.iter().all(|p| !p.local_stream && p.view.is_empty() && p.canvas_id.is_empty()));
         // Loading does not rewrite it.
         assert_eq!(fs::read_to_string(&path).unwrap(), text);
         // Saving writes the full dev format, 4-space indented, to the same file.
@@ -735,13 +643,7 @@ mod tests {
         assert_eq!(sessions.len(), 1);
         let got: Vec<_> = problems.iter().map(|p| p.path.clone()).collect();
         assert_eq!(got, vec![p1.clone(), p2.clone(), p3.clone(), p4.clone()]);
-        assert!(
-            problems[0]
-                .message
-                .starts_with("not a valid session: not valid JSON:"),
-            "{}",
-            problems[0]
-        );
+        assert!(problems[0].message.starts_with("not a valid session: not valid JSON:"), "{}", problems[0]);
         assert_eq!(
             problems[1].message,
             r#"not a valid session: participants[0].banned: invalid type: string "x", expected a boolean"#
@@ -801,11 +703,7 @@ mod tests {
         let path = d.write("ae839e5e6f.json", &v.to_string());
         let (_, sessions, problems) = open(&d);
         assert!(problems.is_empty());
-        let ids: HashSet<_> = sessions[0]
-            .participants
-            .iter()
-            .map(|p| p.id.clone())
-            .collect();
+        let ids: HashSet<_> = sessions[0].participants.iter().map(|p| p.id.clone()).collect();
         assert_eq!(ids.len(), 3);
         assert!(ids.contains("9ba5fdccde"));
         let on_disk = parse_session_str(&fs::read_to_string(&path).unwrap()).unwrap();
@@ -825,13 +723,8 @@ mod tests {
         let (store, sessions, problems) = open(&d);
         assert_eq!(sessions.len(), 1);
         assert_eq!(sessions[0].title, "Example Session 1");
-        assert_eq!(
-            problems.iter().map(|p| p.path.clone()).collect::<Vec<_>>(),
-            vec![backup.clone(), other]
-        );
-        assert!(problems[0]
-            .message
-            .contains("duplicate session id \"ae839e5e6f\""));
+        assert_eq!(problems.iter().map(|p| p.path.clone()).collect::<Vec<_>>(), vec![backup.clone(), other]);
+        assert!(problems[0].message.contains("duplicate session id \"ae839e5e6f\""));
         store.save(&sessions[0]).unwrap();
         assert!(fs::read_to_string(&backup).unwrap().contains("backup copy"));
 
@@ -856,19 +749,12 @@ mod tests {
         store.save(&s).unwrap();
         let file = d.0.join(format!("{}.json", s.id));
         assert!(file.is_file());
-        assert_eq!(
-            d.names(),
-            vec![format!("{}.json", s.id)],
-            "no temp file left behind"
-        );
+        assert_eq!(d.names(), vec![format!("{}.json", s.id)], "no temp file left behind");
         assert!(store.id_taken(&s.id));
         store.delete(&s.id).unwrap();
         assert!(!file.exists());
         assert!(!store.id_taken(&s.id));
-        assert_eq!(
-            store.delete(&s.id).unwrap_err().kind(),
-            io::ErrorKind::NotFound
-        );
+        assert_eq!(store.delete(&s.id).unwrap_err().kind(), io::ErrorKind::NotFound);
         assert!(d.names().is_empty());
     }
 
@@ -879,21 +765,11 @@ mod tests {
         let mut s = parse_session_str(MAIN_FORMAT_EXAMPLE).unwrap();
         // A file that appeared after start-up is not overwritten.
         d.write("ae839e5e6f.json", "not mine");
-        assert_eq!(
-            store.save(&s).unwrap_err().kind(),
-            io::ErrorKind::AlreadyExists
-        );
-        assert_eq!(
-            fs::read_to_string(d.0.join("ae839e5e6f.json")).unwrap(),
-            "not mine"
-        );
+        assert_eq!(store.save(&s).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read_to_string(d.0.join("ae839e5e6f.json")).unwrap(), "not mine");
         for id in ["", "../escape", "a/b", ".hidden", "x.json\0"] {
             s.id = id.into();
-            assert_eq!(
-                store.save(&s).unwrap_err().kind(),
-                io::ErrorKind::InvalidInput,
-                "{id:?}"
-            );
+            assert_eq!(store.save(&s).unwrap_err().kind(), io::ErrorKind::InvalidInput, "{id:?}");
         }
         assert!(!d.0.parent().unwrap().join("escape.json").exists());
     }
@@ -936,17 +812,9 @@ mod tests {
         assert!(!store.save_revision(&older, 1).unwrap());
         assert!(!store.save_revision(&newer, 2).unwrap());
         let path = d.0.join("ae839e5e6f.json");
-        assert_eq!(
-            parse_session_str(&fs::read_to_string(&path).unwrap())
-                .unwrap()
-                .title,
-            "rev 2"
-        );
+        assert_eq!(parse_session_str(&fs::read_to_string(&path).unwrap()).unwrap().title, "rev 2");
         store.delete(&newer.id).unwrap();
-        assert!(
-            !store.save_revision(&newer, 3).unwrap(),
-            "a deleted session stays deleted"
-        );
+        assert!(!store.save_revision(&newer, 3).unwrap(), "a deleted session stays deleted");
         assert!(!path.exists());
     }
 
@@ -962,16 +830,7 @@ mod tests {
         let (_, sessions, problems) = open(&d);
         assert_eq!(sessions.len(), 1);
         assert!(problems.is_empty(), "{problems:?}");
-        assert_eq!(
-            d.names(),
-            vec![
-                ".hidden.json",
-                "ae839e5e6f",
-                "ae839e5e6f.json",
-                "dir.json",
-                "notes.txt"
-            ]
-        );
+        assert_eq!(d.names(), vec![".hidden.json", "ae839e5e6f", "ae839e5e6f.json", "dir.json", "notes.txt"]);
     }
 
     #[test]
@@ -996,10 +855,7 @@ mod tests {
             h.join().unwrap();
         }
         assert_eq!(d.names().len(), 4);
-        assert!(d
-            .names()
-            .iter()
-            .all(|n| n.ends_with(".json") && !n.starts_with('.')));
+        assert!(d.names().iter().all(|n| n.ends_with(".json") && !n.starts_with('.')));
     }
 
     #[test]
@@ -1013,30 +869,16 @@ mod tests {
         let before = d.names();
         let report = validate_dir(&d.0);
         assert_eq!(d.names(), before, "nothing written, renamed or removed");
-        let names: Vec<_> = report
-            .iter()
-            .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(
-            names,
-            vec!["ae839e5e6f.json", "broken.json", "draft.json", "dup.json"]
-        );
+        let names: Vec<_> = report.iter().map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, vec!["ae839e5e6f.json", "broken.json", "draft.json", "dup.json"]);
         assert_eq!(report[0].1, Ok("ae839e5e6f: Example Session 1".into()));
         assert!(report[1].1.is_err());
         assert!(report[2].1.as_ref().unwrap().contains("no session id"));
-        assert!(report[3]
-            .1
-            .as_ref()
-            .unwrap_err()
-            .contains("duplicate session id"));
+        assert!(report[3].1.as_ref().unwrap_err().contains("duplicate session id"));
 
         let missing = validate_dir(d.0.join("missing"));
         assert_eq!(missing.len(), 1);
-        assert!(missing[0]
-            .1
-            .as_ref()
-            .unwrap_err()
-            .starts_with("cannot read directory"));
+        assert!(missing[0].1.as_ref().unwrap_err().starts_with("cannot read directory"));
     }
 
     #[test]
@@ -1049,18 +891,9 @@ mod tests {
         let s = &sessions[0];
         assert_eq!(s.id, "ae839e5e6f");
         assert_eq!((s.creation_time, s.start_time, s.end_time), (0, 0, 0));
-        assert!(s
-            .participants
-            .iter()
-            .all(|p| !p.canvas_id.is_empty() && p.view.len() == 3));
-        assert_eq!(
-            validate_dir(&d.0)[0].1,
-            Ok("ae839e5e6f: Example Session 1".into())
-        );
+        assert!(s.participants.iter().all(|p| !p.canvas_id.is_empty() && p.view.len() == 3));
+        assert_eq!(validate_dir(&d.0)[0].1, Ok("ae839e5e6f: Example Session 1".into()));
         // The shipped file is exactly what the store writes.
-        assert_eq!(
-            String::from_utf8(to_json(s).unwrap()).unwrap(),
-            DEV_FORMAT_EXAMPLE
-        );
+        assert_eq!(String::from_utf8(to_json(s).unwrap()).unwrap(), DEV_FORMAT_EXAMPLE);
     }
 }

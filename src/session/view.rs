@@ -80,22 +80,11 @@ mod tests {
     fn summary_has_dev_keys_and_only_public_chat() {
         let s = parse_session_str(DEV_FORMAT_EXAMPLE).unwrap();
         let erika = &s.participants[1];
-        assert!(
-            erika.chat.iter().any(|m| !is_public(m)),
-            "fixture needs private chat"
-        );
+        assert!(erika.chat.iter().any(|m| !is_public(m)), "fixture needs private chat");
         let v = participant_summary(erika);
         let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
-        let mut want = vec![
-            "id",
-            "participant_name",
-            "position",
-            "size",
-            "chat",
-            "view",
-            "canvas_id",
-            "asymmetric_filters_id",
-        ];
+        let mut want =
+            vec!["id", "participant_name", "position", "size", "chat", "view", "canvas_id", "asymmetric_filters_id"];
         let mut keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         keys.sort_unstable();
         want.sort_unstable();
@@ -126,10 +115,7 @@ mod tests {
         let s = parse_session_str(MAIN_FORMAT_EXAMPLE).unwrap();
         let erika = "25a882669d";
         let v = participant_view(&s, erika);
-        assert_eq!(
-            v.participant(erika).unwrap().chat,
-            s.participant(erika).unwrap().chat
-        );
+        assert_eq!(v.participant(erika).unwrap().chat, s.participant(erika).unwrap().chat);
         let bob = v.participant("8e39086e83").unwrap();
         assert_eq!(bob.chat.len(), 1);
         assert!(bob.chat.iter().all(is_public));

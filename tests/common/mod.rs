@@ -165,14 +165,18 @@ pub struct Received {
 
 /// Whether an RTP payload starts a VP8 keyframe (RFC 7741 payload descriptor, then the frame tag).
 pub fn is_vp8_keyframe(payload: &[u8]) -> bool {
-    let Some(&d) = payload.first() else { return false };
+    let Some(&d) = payload.first() else {
+        return false;
+    };
     let (x, s, pid) = (d & 0x80 != 0, d & 0x10 != 0, d & 0x07);
     if !s || pid != 0 {
         return false;
     }
     let mut i = 1;
     if x {
-        let Some(&ext) = payload.get(1) else { return false };
+        let Some(&ext) = payload.get(1) else {
+            return false;
+        };
         i = 2;
         if ext & 0x80 != 0 {
             // Picture id: one byte, or two when its M bit is set.
@@ -249,7 +253,9 @@ pub async fn wait_media(rec: &Recorder, origin: &str, kind: Kind, n: u64, timeou
 }
 
 pub async fn experimenter(base: &str) -> Client {
-    Client::connect(base, Role::Experimenter { password: PASSWORD.into() }, ClientOptions::default()).await.expect("experimenter connects")
+    Client::connect(base, Role::Experimenter { password: PASSWORD.into() }, ClientOptions::default())
+        .await
+        .expect("experimenter connects")
 }
 
 pub async fn experimenter_with(base: &str, opts: ClientOptions) -> Client {

@@ -4,8 +4,9 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-# ring (DTLS/SRTP crypto) needs a C compiler; the media pipeline adds FFmpeg's libraries.
-APT_PACKAGES := build-essential pkg-config
+# ring (DTLS/SRTP crypto) needs a C compiler; the media pipeline needs FFmpeg's libraries
+# (libvpx, x264, opus come with them) and libclang for the bindings.
+APT_PACKAGES := build-essential pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
 
 .PHONY: all deps build run test check fmt lint bench load clean help
 

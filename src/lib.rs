@@ -21,6 +21,7 @@
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod media;
 pub mod metrics;
 pub mod peer;
 pub mod protocol;

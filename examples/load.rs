@@ -103,7 +103,12 @@ struct Stream {
 
 impl Stream {
     fn new() -> Self {
-        Self { seen: AtomicU64::new(0), count: AtomicU64::new(0), min_seq: AtomicU32::new(u32::MAX), max_seq: AtomicU32::new(0) }
+        Self {
+            seen: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+            min_seq: AtomicU32::new(u32::MAX),
+            max_seq: AtomicU32::new(0),
+        }
     }
 }
 
@@ -316,7 +321,9 @@ fn proc_ticks(pid: &str) -> Res<u64> {
     Ok(f.get(11).ok_or("short stat")?.parse::<u64>()? + f.get(12).ok_or("short stat")?.parse::<u64>()?)
 }
 
-/// (busy, total) ticks of the whole machine.
+/// (busy, idle) ticks of the whole machine. Busy ticks are sampled at the timer tick and
+/// under-count short, timer-aligned bursts (like media pacing); idle time is measured exactly on
+/// tickless kernels, so the machine's busy share is better taken as wall time minus idle.
 fn machine_ticks() -> Res<(u64, u64)> {
     let s = std::fs::read_to_string("/proc/stat")?;
     let line = s.lines().next().ok_or("empty /proc/stat")?;
@@ -327,7 +334,7 @@ fn machine_ticks() -> Res<(u64, u64)> {
     // user nice system idle iowait irq softirq steal (guest is included in user)
     let total: u64 = v.iter().take(8).sum();
     let idle = v[3] + v[4];
-    Ok((total - idle, total))
+    Ok((total - idle, idle))
 }
 
 /// (VmRSS, VmHWM) in MiB.
@@ -354,12 +361,12 @@ struct CpuSnap {
     server: u64,
     own: u64,
     busy: u64,
-    total: u64,
+    idle: u64,
 }
 
 fn cpu_snap(server_pid: &str) -> Res<CpuSnap> {
-    let (busy, total) = machine_ticks()?;
-    Ok(CpuSnap { at: Instant::now(), server: proc_ticks(server_pid)?, own: proc_ticks("self")?, busy, total })
+    let (busy, idle) = machine_ticks()?;
+    Ok(CpuSnap { at: Instant::now(), server: proc_ticks(server_pid)?, own: proc_ticks("self")?, busy, idle })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -381,7 +388,10 @@ impl Server {
         let ids = participant_ids(n);
         let sessions = dir.0.join("sessions");
         std::fs::create_dir_all(&sessions)?;
-        std::fs::write(sessions.join(format!("{SESSION}.json")), serde_json::to_vec_pretty(&session_json(SESSION, &ids))?)?;
+        std::fs::write(
+            sessions.join(format!("{SESSION}.json")),
+            serde_json::to_vec_pretty(&session_json(SESSION, &ids))?,
+        )?;
         let log = match &args.server_log_dir {
             Some(d) => {
                 std::fs::create_dir_all(d)?;
@@ -395,13 +405,19 @@ impl Server {
         }
         let wrapped = Path::new("/usr/bin/timeout").exists();
         if wrapped {
-            // Dies by itself even if this tool is SIGKILLed.
-            cmd_line.extend(["/usr/bin/timeout".into(), "-s".into(), "KILL".into(), format!("{}", hard_limit.as_secs() + 30)]);
+            // Dies by itself even if this tool is SIGKILLed; `--foreground` keeps it in our
+            // process group, so a Ctrl-C at the terminal reaches it as well.
+            cmd_line.extend([
+                "/usr/bin/timeout".into(),
+                "--foreground".into(),
+                "-s".into(),
+                "KILL".into(),
+                format!("{}", hard_limit.as_secs() + 30),
+            ]);
         }
         cmd_line.push(args.server_bin.display().to_string());
-        cmd_line.extend(
-            ["serve", "--host", "127.0.0.1", "--port", "0", "--sessions-dir"].into_iter().map(String::from),
-        );
+        cmd_line
+            .extend(["serve", "--host", "127.0.0.1", "--port", "0", "--sessions-dir"].into_iter().map(String::from));
         cmd_line.push(sessions.display().to_string());
         let mut child = Command::new(&cmd_line[0])
             .args(&cmd_line[1..])
@@ -441,7 +457,9 @@ impl Server {
             Err(_) => {
                 let err = std::fs::read_to_string(guard._dir.0.join("server.stderr")).unwrap_or_default();
                 let out = std::fs::read_to_string(&guard.log).unwrap_or_default();
-                return Err(format!("the server did not print its address within 15 s\nstdout: {out}\nstderr: {err}").into());
+                return Err(
+                    format!("the server did not print its address within 15 s\nstdout: {out}\nstderr: {err}").into()
+                );
             }
         };
         if !guard.base.starts_with("http://127.0.0.1:") {
@@ -575,8 +593,11 @@ struct RoundResult {
     loss_pct: f64,
     unmatched: u64,
     tool_cpu_pct: f64,
+    /// Machine busy minus server minus this tool, in % of one core.
     other_cpu_pct: f64,
+    /// Whole machine, % of all cores: wall time minus idle, and as sampled at ticks.
     machine_busy_pct: f64,
+    machine_busy_sampled_pct: f64,
     cores: usize,
     setup_s: f64,
     error: Option<String>,
@@ -641,6 +662,32 @@ impl Crowd {
     }
 }
 
+/// Set once SIGINT/SIGTERM arrived: the current round is torn down and no other starts.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Resolves once INTERRUPTED is set.
+async fn interrupted() {
+    while !INTERRUPTED.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM (sent to this tool alone, e.g. by `kill` or a supervisor).
+async fn stop_signal() -> &'static str {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut t) => {
+                t.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term => "SIGTERM",
+    }
+}
+
 async fn round(args: &Args, n: usize, media: Arc<Media>, tck: f64) -> Res<RoundResult> {
     let hard_limit = Duration::from_secs(args.setup_timeout + args.warmup + args.seconds + 60);
     let mut server = Server::start(args, n, hard_limit)?;
@@ -649,7 +696,10 @@ async fn round(args: &Args, n: usize, media: Arc<Media>, tck: f64) -> Res<RoundR
     let ids = participant_ids(n);
     let probe = Arc::new(Probe::new(ids.clone()));
     let mut crowd = Crowd { exp: None, parts: vec![], players: vec![] };
-    let res = tokio::time::timeout(hard_limit, measure(args, n, &base, &mut server, &probe, &mut crowd, media, tck)).await;
+    let res = tokio::select! {
+        r = tokio::time::timeout(hard_limit, measure(args, n, &base, &mut server, &probe, &mut crowd, media, tck)) => r,
+        _ = interrupted() => Ok(Err("interrupted by a signal".into())),
+    };
     let out = match res {
         Ok(r) => r,
         Err(_) => Err(format!("round exceeded its hard limit of {} s", hard_limit.as_secs()).into()),
@@ -659,7 +709,10 @@ async fn round(args: &Args, n: usize, media: Arc<Media>, tck: f64) -> Res<RoundR
     if let Err(e) = &out {
         let log = std::fs::read_to_string(&server.log).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(20).collect();
-        eprintln!("[N={n}] failed: {e}\n[N={n}] server log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        eprintln!(
+            "[N={n}] failed: {e}\n[N={n}] server log tail:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
     }
     out
 }
@@ -676,16 +729,25 @@ async fn measure(
     tck: f64,
 ) -> Res<RoundResult> {
     let t0 = Instant::now();
-    let mut exp = step("experimenter connects", 20, Client::connect(base, Role::Experimenter { password: PASSWORD.into() }, recv_opts(probe, n))).await?;
+    let mut exp = step(
+        "experimenter connects",
+        20,
+        Client::connect(base, Role::Experimenter { password: PASSWORD.into() }, recv_opts(probe, n)),
+    )
+    .await?;
     exp.send("CREATE_EXPERIMENT", json!({"session_id": SESSION})).await?;
-    let (created, _) = exp.recv_type("EXPERIMENT_CREATED", Duration::from_secs(10)).await.map_err(|e| format!("CREATE_EXPERIMENT: {e}"))?;
+    let (created, _) = exp
+        .recv_type("EXPERIMENT_CREATED", Duration::from_secs(10))
+        .await
+        .map_err(|e| format!("CREATE_EXPERIMENT: {e}"))?;
     if created["data"]["session_id"] != SESSION {
         return Err(format!("unexpected EXPERIMENT_CREATED: {created}").into());
     }
     crowd.exp = Some(exp);
     for (i, pid) in ids_iter(&probe.ids) {
         let role = Role::Participant { session_id: SESSION.into(), participant_id: pid.clone() };
-        let c = step(&format!("participant {i} connects"), 20, Client::connect(base, role, recv_opts(probe, i))).await?;
+        let c =
+            step(&format!("participant {i} connects"), 20, Client::connect(base, role, recv_opts(probe, i))).await?;
         let (Some(v), Some(a)) = (c.video_out.clone(), c.audio_out.clone()) else {
             return Err("participant client has no outgoing tracks".into());
         };
@@ -706,7 +768,14 @@ async fn measure(
             break;
         }
         if Instant::now() > deadline {
-            return Err(format!("media not flowing after {} s: {}/{} streams; missing {:?}", args.setup_timeout, ok, total, probe.missing_streams()).into());
+            return Err(format!(
+                "media not flowing after {} s: {}/{} streams; missing {:?}",
+                args.setup_timeout,
+                ok,
+                total,
+                probe.missing_streams()
+            )
+            .into());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -753,8 +822,9 @@ async fn measure(
     let ticks = |a: u64, b: u64| b.saturating_sub(a) as f64 / tck;
     let server_cpu = ticks(c0.server, c1.server) / secs * 100.0;
     let tool_cpu = ticks(c0.own, c1.own) / secs * 100.0;
-    let busy = ticks(c0.busy, c1.busy) / secs * 100.0; // % of one core
-    let total_cores = (c1.total - c0.total) as f64 / tck / secs; // ≈ cores
+    let ncores = cores() as f64;
+    let busy_sampled = ticks(c0.busy, c1.busy) / secs * 100.0; // % of one core
+    let busy = (ncores * 100.0 - ticks(c0.idle, c1.idle) / secs * 100.0).clamp(0.0, ncores * 100.0).max(busy_sampled);
     let other = (busy - server_cpu - tool_cpu).max(0.0);
     let fwd_pps = (m1.0 - m0.0) as f64 / secs;
     let rx_pps = (m1.1 - m0.1) as f64 / secs;
@@ -779,7 +849,8 @@ async fn measure(
         unmatched: probe.unmatched.load(Ordering::Relaxed),
         tool_cpu_pct: tool_cpu,
         other_cpu_pct: other,
-        machine_busy_pct: busy / total_cores.max(1.0),
+        machine_busy_pct: busy / ncores,
+        machine_busy_sampled_pct: busy_sampled / ncores,
         cores: cores(),
         setup_s,
         error: None,
@@ -800,7 +871,11 @@ const HEADER: &str = "| N | sinks/track | fwd pkt/s | server CPU % | **fwd pkt/s
 
 fn row(r: &RoundResult) -> String {
     if let Some(e) = &r.error {
-        return format!("| {} | - | - | - | - | - | - | - | - | - | - | - | - | - | failed: {} |", r.participants, e.replace('|', "/").replace('\n', " "));
+        return format!(
+            "| {} | - | - | - | - | - | - | - | - | - | - | - | - | - | failed: {} |",
+            r.participants,
+            e.replace('|', "/").replace('\n', " ")
+        );
     }
     format!(
         "| {} | {} | {:.0} | {:.1} | **{:.0}** | {:.1} | {} | {} | {} | {} | {:.3} | {} | {:.1} | {:.1} | {:.1} |",
@@ -824,7 +899,10 @@ fn row(r: &RoundResult) -> String {
 
 fn check_binary(bin: &Path) -> Res<()> {
     let meta = std::fs::metadata(bin).map_err(|_| {
-        format!("{} not found: build it first with `cargo build --release --bin exphub` (or pass --server-bin)", bin.display())
+        format!(
+            "{} not found: build it first with `cargo build --release --bin exphub` (or pass --server-bin)",
+            bin.display()
+        )
     })?;
     // Warn when sources are newer than the binary (someone changed src/ since the build).
     let built = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
@@ -836,6 +914,8 @@ fn check_binary(bin: &Path) -> Res<()> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == "tests.rs") {
+                // unit tests do not change the binary
             } else if let Ok(m) = e.metadata().and_then(|m| m.modified()) {
                 if newest.as_ref().is_none_or(|(t, _)| m > *t) {
                     newest = Some((m, p));
@@ -880,7 +960,10 @@ fn real_main(args: Args) -> Res<()> {
         if own.is_empty() {
             return Err("--pin-server leaves no CPU for the tool".into());
         }
-        let st = Command::new("taskset").args(["-a", "-p", "-c", &own.join(","), &std::process::id().to_string()]).stdout(Stdio::null()).status()?;
+        let st = Command::new("taskset")
+            .args(["-a", "-p", "-c", &own.join(","), &std::process::id().to_string()])
+            .stdout(Stdio::null())
+            .status()?;
         if !st.success() {
             return Err("taskset failed".into());
         }
@@ -900,11 +983,28 @@ fn real_main(args: Args) -> Res<()> {
     );
     let tck = clk_tck();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // From here on SIGINT/SIGTERM tear the current round down (server included) and end the run.
+    rt.spawn(async {
+        let sig = stop_signal().await;
+        eprintln!("load: {sig}: stopping");
+        INTERRUPTED.store(true, Ordering::Relaxed);
+    });
     let mut results = vec![];
     println!("{HEADER}");
     for (i, &n) in args.participants.iter().enumerate() {
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            break;
+        }
         if i > 0 {
-            std::thread::sleep(Duration::from_secs(args.pause));
+            rt.block_on(async {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(args.pause)) => {}
+                    _ = interrupted() => {}
+                }
+            });
+            if INTERRUPTED.load(Ordering::Relaxed) {
+                break;
+            }
         }
         let r = match rt.block_on(round(&args, n, media.clone(), tck)) {
             Ok(r) => r,
@@ -940,7 +1040,8 @@ fn real_main(args: Args) -> Res<()> {
             "cores": cores(),
             "rounds": results,
         });
-        std::fs::write(path, serde_json::to_vec_pretty(&doc)?).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
         eprintln!("results written to {}", path.display());
     }
     if results.iter().any(|r| r.error.is_some()) {

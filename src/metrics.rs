@@ -29,6 +29,51 @@ impl Counter {
     }
 }
 
+/// Upper bounds (ms) of the latency histogram's buckets.
+const LATENCY_BUCKETS_MS: [f64; 14] = [1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 75.0, 100.0, 150.0, 250.0, 500.0];
+
+/// A fixed-bucket histogram of durations: lock-free `observe`, Prometheus rendering and
+/// approximate quantiles.
+pub struct Histogram {
+    buckets: [AtomicU64; 15],
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub const fn new() -> Self {
+        Self { buckets: [const { AtomicU64::new(0) }; 15], sum_us: AtomicU64::new(0) }
+    }
+
+    pub fn observe(&self, d: std::time::Duration) {
+        let ms = d.as_secs_f64() * 1000.0;
+        let i = LATENCY_BUCKETS_MS.iter().position(|b| ms <= *b).unwrap_or(LATENCY_BUCKETS_MS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    fn render(&self, s: &mut String, name: &str, help: &str) {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cum = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            cum += b.load(Ordering::Relaxed);
+            match LATENCY_BUCKETS_MS.get(i) {
+                Some(le) => {
+                    let _ = writeln!(s, "{name}_bucket{{le=\"{}\"}} {cum}", le / 1000.0);
+                }
+                None => {
+                    let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {cum}");
+                }
+            }
+        }
+        let _ = writeln!(s, "{name}_sum {}", self.sum_us.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(s, "{name}_count {cum}");
+    }
+}
+
 #[derive(Default)]
 pub struct Gauge(AtomicI64);
 
@@ -59,6 +104,15 @@ pub struct Metrics {
     pub pli_sent: Counter,
     pub pli_received: Counter,
     pub session_writes: Counter,
+    pub pipelines: Gauge,
+    pub pipeline_frames_in: Counter,
+    pub pipeline_frames_out: Counter,
+    pub pipeline_frames_stale: Counter,
+    pub pipeline_decode_errors: Counter,
+    pub pipeline_input_dropped: Counter,
+    pub filter_panics: Counter,
+    /// RTP arrival of a frame's last packet to the send of its processed frame.
+    pub pipeline_latency: Histogram,
     errors: Mutex<Vec<(ErrorType, u64)>>,
 }
 
@@ -77,6 +131,14 @@ pub static METRICS: Metrics = Metrics {
     pli_sent: Counter::new(),
     pli_received: Counter::new(),
     session_writes: Counter::new(),
+    pipelines: Gauge::new(),
+    pipeline_frames_in: Counter::new(),
+    pipeline_frames_out: Counter::new(),
+    pipeline_frames_stale: Counter::new(),
+    pipeline_decode_errors: Counter::new(),
+    pipeline_input_dropped: Counter::new(),
+    filter_panics: Counter::new(),
+    pipeline_latency: Histogram::new(),
     errors: Mutex::new(Vec::new()),
 };
 
@@ -134,6 +196,18 @@ impl Metrics {
         c("exphub_pli_sent_total", "Keyframe requests sent to publishers.", self.pli_sent.get());
         c("exphub_pli_received_total", "Keyframe requests received from viewers.", self.pli_received.get());
         c("exphub_session_writes_total", "Session files written.", self.session_writes.get());
+        c("exphub_pipeline_frames_in_total", "Video frames assembled by media pipelines.", self.pipeline_frames_in.get());
+        c("exphub_pipeline_frames_out_total", "Video frames filtered, encoded and sent.", self.pipeline_frames_out.get());
+        c("exphub_pipeline_frames_stale_total", "Frames decoded but skipped as too late.", self.pipeline_frames_stale.get());
+        c("exphub_pipeline_decode_errors_total", "Frames the decoder rejected.", self.pipeline_decode_errors.get());
+        c("exphub_pipeline_input_dropped_total", "Packets dropped at a full pipeline input.", self.pipeline_input_dropped.get());
+        c("exphub_filter_panics_total", "Filters that panicked (and were bypassed).", self.filter_panics.get());
+        let _ = writeln!(s, "# HELP exphub_pipelines Media pipelines running.\n# TYPE exphub_pipelines gauge\nexphub_pipelines {}", self.pipelines.get());
+        self.pipeline_latency.render(
+            &mut s,
+            "exphub_pipeline_latency_seconds",
+            "Server-added latency of processed video: arrival of a frame to the send of its processed frame.",
+        );
         let _ = writeln!(
             s,
             "# HELP exphub_errors_total Errors sent to clients, by type.\n# TYPE exphub_errors_total counter"

@@ -1,185 +1,207 @@
 //! exphub filter SDK.
 //!
-//! This crate is what filter developers write against. It knows frames and parameters, never
-//! tokio, webrtc, ffmpeg or the hub. For now it holds the **catalogue**: every filter the server
-//! knows, its kind, channel and parameter schema, from which the server derives both the
-//! `FILTERS_CONFIG` catalogue and the validation of filter names. The media-pipeline issue adds
-//! the frame types, the `VideoFilter`/`AudioFilter` traits and the filters themselves.
+//! This crate is what filter developers write against. It knows frames, parameters and a
+//! context, never tokio, webrtc, ffmpeg or the hub (invariant: it depends on `std` and
+//! `serde_json` only).
+//!
+//! # Map
+//! * [`VideoFrame`] (I420 planes with strides) and [`AudioFrame`] (interleaved `f32`, 48 kHz):
+//!   `api/frame.rs`.
+//! * [`VideoFilter`] / [`AudioFilter`]: `new(params)`, `process(&mut frame, &mut ctx)` in place,
+//!   `update(params)` for live changes, `Drop` for cleanup: `api/filter.rs`.
+//! * [`Param`] schemas → the catalogue entry ([`FilterInfo::config_json`]) and validated
+//!   [`Params`] ([`FilterInfo::parse_config`], errors as [`ParamError`]): `api/params.rs`.
+//! * [`FilterContext`]: report data, read other filters' reports, send messages, ping, timing:
+//!   `api/context.rs`.
+//! * [`draw`]: rectangles and bitmap-font text straight into I420.
+//! * The registry ([`catalogue`], [`find`]): one line per filter, below.
+//! * [`chain`]: [`VideoChain`] / [`AudioChain`], what the server runs per track: live
+//!   re-configuration, per-filter timing, panic containment, events.
+//! * [`testing`]: synthetic frames and a harness to run a filter without a server.
+//! * One module per filter (`rotation`, `edge_outline`, ...); `template` is the commented
+//!   starting point the README walks through.
+//!
+//! # Invariants
+//! * A filter keeps the frame's size and works in place; per-frame work allocates nothing in
+//!   steady state (buffers are reused: `clone_from`, scratch `Vec`s kept in the filter).
+//! * Everything a filter does besides pixels goes through its [`FilterContext`], which is plain
+//!   data: no lock or await on the media path.
+//! * A panicking filter never takes the chain down: the chain catches it, reports it and bypasses
+//!   the filter from then on (so never build the server with `panic = "abort"`).
 
-/// Where a filter is offered (SynthARium's filter "type").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listing {
-    /// Offered in the session designer.
-    Session,
-    /// Offered on test pages only.
-    Test,
-    /// Not listed in the catalogue (internal, e.g. the mute filters).
-    Hidden,
-}
+// `x % n == 0` rather than `is_multiple_of` (stable only since 1.87; the workspace's MSRV is 1.85).
+#![allow(unknown_lints, clippy::manual_is_multiple_of)]
 
-/// Which media a filter applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Channel {
-    Video,
-    Audio,
-    Both,
-}
+mod api;
+pub mod chain;
+pub mod testing;
 
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Video => "video",
-            Channel::Audio => "audio",
-            Channel::Both => "both",
-        }
-    }
-}
+pub use api::context::{FilterContext, PingRequest, Reported, Target};
+pub use api::draw;
+pub use api::filter::{audio, video, AudioFilter, Channel, FilterInfo, Listing, MakeAudio, MakeVideo, VideoFilter};
+pub use api::frame::{AudioFrame, VideoFrame, VideoFramePool, BLACK_Y, NEUTRAL_UV, SAMPLE_RATE, U, V, WHITE_Y, Y};
+pub use api::params::{Param, ParamError, ParamValue, Params};
+pub use chain::{AudioChain, Budget, ChainEvent, FilterSpec, FilterStats, SpecError, Stage, VideoChain};
 
-/// One parameter of a filter.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Param {
-    /// A number input: `{min, max, step, value, defaultValue}`.
-    Number { name: &'static str, min: f64, max: f64, step: f64, default: f64 },
-    /// A choice list: `{defaultValue: [options], value, requiresOtherFilter}`. With
-    /// `requires_other_filter`, `options[0]` names another filter whose instance id the value holds.
-    Choice { name: &'static str, options: &'static [&'static str], default: &'static str, requires_other_filter: bool },
-}
+pub mod audio_pitch;
+pub mod blur;
+pub mod delay;
+pub mod display_speaking_time;
+pub mod edge_outline;
+pub mod filter_api_test;
+pub mod mirror;
+pub mod mute_audio;
+pub mod mute_video;
+pub mod ping;
+pub mod rotation;
+pub mod speaking_time;
+pub mod template;
 
-impl Param {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Param::Number { name, .. } | Param::Choice { name, .. } => name,
-        }
-    }
-}
+/// The registry: every filter the server knows, in catalogue order. **Adding a filter = one
+/// file + one line here.**
+static REGISTRY: &[FilterInfo] = &[
+    filter_api_test::INFO,
+    edge_outline::INFO,
+    rotation::INFO,
+    delay::INFO,
+    ping::INFO,
+    speaking_time::INFO,
+    display_speaking_time::INFO,
+    blur::INFO,
+    mirror::INFO,
+    audio_pitch::INFO,
+    template::INFO,
+    mute_audio::INFO,
+    mute_video::INFO,
+    TEMPLATE_GF,
+];
 
-/// A filter as the catalogue describes it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FilterInfo {
-    pub name: &'static str,
-    pub listing: Listing,
-    pub channel: Channel,
-    /// A group filter (aggregates across participants).
-    pub group: bool,
-    pub description: &'static str,
-    pub params: &'static [Param],
-}
-
-impl FilterInfo {
-    /// The catalogue's default instance id: `name.lower().replace("_", "-")`.
-    pub fn default_id(&self) -> String {
-        self.name.to_ascii_lowercase().replace('_', "-")
-    }
-}
+/// SynthARium's template group filter. Group filters are not run by the chains yet; the name is
+/// kept so that stored sessions and `SET_GROUP_FILTERS` that use it validate.
+const TEMPLATE_GF: FilterInfo = FilterInfo {
+    name: "TEMPLATE_GF",
+    listing: Listing::Hidden,
+    channel: Channel::Video,
+    group: true,
+    description: "Template group filter: per-participant mean brightness, aggregated as a standard deviation.",
+    params: &[],
+    video: None,
+    audio: None,
+};
 
 /// Every filter the server knows, in catalogue order.
 pub fn catalogue() -> &'static [FilterInfo] {
-    CATALOGUE
+    REGISTRY
 }
 
 /// Looks a filter up by name; `AUDIO_SPEAKING_TIME` (SynthARium main) is an alias of `SPEAKING_TIME`.
 pub fn find(name: &str) -> Option<&'static FilterInfo> {
     let name = if name == "AUDIO_SPEAKING_TIME" { "SPEAKING_TIME" } else { name };
-    CATALOGUE.iter().find(|f| f.name == name)
+    REGISTRY.iter().find(|f| f.name == name)
 }
 
-static CATALOGUE: &[FilterInfo] = &[
-    FilterInfo {
-        name: "FILTER_API_TEST",
-        listing: Listing::Session,
-        channel: Channel::Both,
-        group: false,
-        description: "Sends TEST messages to everyone in the experiment (frame 0, then every 300th frame).",
-        params: &[],
-    },
-    FilterInfo {
-        name: "EDGE_OUTLINE",
-        listing: Listing::Session,
-        channel: Channel::Video,
-        group: false,
-        description: "White edges on black.",
-        params: &[],
-    },
-    FilterInfo {
-        name: "ROTATION",
-        listing: Listing::Session,
-        channel: Channel::Video,
-        group: false,
-        description: "Rotates the picture continuously; angle is degrees per second.",
-        params: &[
-            Param::Choice {
-                name: "direction",
-                options: &["clockwise", "anti-clockwise"],
-                default: "clockwise",
-                requires_other_filter: false,
-            },
-            Param::Number { name: "angle", min: 1.0, max: 180.0, step: 1.0, default: 45.0 },
-        ],
-    },
-    FilterInfo {
-        name: "DELAY",
-        listing: Listing::Session,
-        channel: Channel::Both,
-        group: false,
-        description: "Delays the stream by a number of frames.",
-        params: &[Param::Number { name: "size", min: 0.0, max: 120.0, step: 1.0, default: 60.0 }],
-    },
-    FilterInfo {
-        name: "PING",
-        listing: Listing::Session,
-        channel: Channel::Video,
-        group: false,
-        description: "Measures the round-trip time to the participant over the data channel (ms).",
-        params: &[
-            Param::Number { name: "period", min: 10.0, max: 60000.0, step: 1.0, default: 1000.0 },
-            Param::Number { name: "bufferLength", min: 1.0, max: 300.0, step: 1.0, default: 10.0 },
-        ],
-    },
-    FilterInfo {
-        name: "SPEAKING_TIME",
-        listing: Listing::Session,
-        channel: Channel::Audio,
-        group: false,
-        description: "Counts the seconds the participant speaks.",
-        params: &[],
-    },
-    FilterInfo {
-        name: "MUTE_AUDIO",
-        listing: Listing::Hidden,
-        channel: Channel::Audio,
-        group: false,
-        description: "Silence.",
-        params: &[],
-    },
-    FilterInfo {
-        name: "MUTE_VIDEO",
-        listing: Listing::Hidden,
-        channel: Channel::Video,
-        group: false,
-        description: "A black picture of the source's size.",
-        params: &[],
-    },
-    FilterInfo {
-        name: "TEMPLATE_GF",
-        listing: Listing::Hidden,
-        channel: Channel::Video,
-        group: true,
-        description: "Template group filter: per-participant mean brightness, aggregated as a standard deviation.",
-        params: &[],
-    },
-];
+/// The whole `FILTERS_CONFIG` payload: `{"TEST": [FilterDict], "SESSION": [FilterDict]}` of every
+/// listed filter (hidden ones are left out), in registry order.
+pub fn catalogue_json() -> serde_json::Value {
+    let listed =
+        |l: Listing| REGISTRY.iter().filter(|f| f.listing == l).map(FilterInfo::catalogue_entry).collect::<Vec<_>>();
+    serde_json::json!({"TEST": listed(Listing::Test), "SESSION": listed(Listing::Session)})
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn names_are_unique_and_alias_resolves() {
-        for (i, f) in CATALOGUE.iter().enumerate() {
-            assert!(CATALOGUE[i + 1..].iter().all(|g| g.name != f.name), "duplicate {}", f.name);
+        for (i, f) in REGISTRY.iter().enumerate() {
+            assert!(REGISTRY[i + 1..].iter().all(|g| g.name != f.name), "duplicate {}", f.name);
         }
         assert_eq!(find("AUDIO_SPEAKING_TIME").map(|f| f.name), Some("SPEAKING_TIME"));
         assert_eq!(find("ROTATION").map(|f| f.default_id()), Some("rotation".to_owned()));
         assert!(find("NOPE").is_none());
+    }
+
+    #[test]
+    fn every_filter_is_runnable_where_its_channel_says() {
+        for f in REGISTRY {
+            if f.group {
+                continue;
+            }
+            let (v, a) = (f.video.is_some(), f.audio.is_some());
+            let expect = match f.channel {
+                Channel::Video => (true, false),
+                Channel::Audio => (false, true),
+                Channel::Both => (true, true),
+            };
+            assert_eq!((v, a), expect, "{}", f.name);
+            // Defaults always validate and build.
+            let p = f.parse_config(&f.config_json()).unwrap_or_else(|e| panic!("{}: {e}", f.name));
+            if let Some(make) = f.video {
+                make(&p).unwrap_or_else(|e| panic!("{}: {e}", f.name));
+            }
+            if let Some(make) = f.audio {
+                make(&p).unwrap_or_else(|e| panic!("{}: {e}", f.name));
+            }
+        }
+    }
+
+    /// The catalogue keeps SynthARium's shapes and the startup validation of §7.3: a choice's
+    /// options are strings, `value` a string, `requiresOtherFilter` a bool and, if true,
+    /// `defaultValue[0]` an existing filter; numbers have int min/max/value when the default is.
+    #[test]
+    fn catalogue_matches_synthariums_filters_config() {
+        let cfg = catalogue_json();
+        let session: Vec<&str> =
+            cfg["SESSION"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+        for n in
+            ["FILTER_API_TEST", "EDGE_OUTLINE", "ROTATION", "DELAY", "PING", "SPEAKING_TIME", "DISPLAY_SPEAKING_TIME"]
+        {
+            assert!(session.contains(&n), "{n} in SESSION: {session:?}");
+        }
+        for hidden in ["MUTE_AUDIO", "MUTE_VIDEO", "TEMPLATE_GF"] {
+            assert!(!cfg.to_string().contains(&format!("\"{hidden}\"")), "{hidden} is not listed");
+        }
+        assert_eq!(cfg["TEST"], json!([template::INFO.catalogue_entry()]));
+        let rot = cfg["SESSION"].as_array().unwrap().iter().find(|f| f["name"] == "ROTATION").unwrap();
+        assert_eq!(
+            *rot,
+            json!({"name": "ROTATION", "id": "rotation", "channel": "video", "groupFilter": false, "config": {
+                "direction": {"defaultValue": ["clockwise", "anti-clockwise"], "value": "clockwise", "requiresOtherFilter": false},
+                "angle": {"min": 1, "max": 180, "step": 1, "value": 45, "defaultValue": 45}}})
+        );
+        for list in [&cfg["TEST"], &cfg["SESSION"]] {
+            for f in list.as_array().unwrap() {
+                for (param, e) in f["config"].as_object().unwrap() {
+                    let name = &f["name"];
+                    match &e["defaultValue"] {
+                        serde_json::Value::Array(opts) => {
+                            assert!(opts.iter().all(|o| o.is_string()), "{name}.{param}");
+                            assert!(e["value"].is_string(), "{name}.{param}");
+                            assert!(e["requiresOtherFilter"].is_boolean(), "{name}.{param}");
+                            if e["requiresOtherFilter"] == true {
+                                assert!(
+                                    find(opts[0].as_str().unwrap()).is_some(),
+                                    "{name}.{param} requires an existing filter"
+                                );
+                            }
+                        }
+                        d if d.is_i64() => {
+                            for k in ["min", "max", "value"] {
+                                assert!(e[k].is_i64(), "{name}.{param}.{k} is an int");
+                            }
+                            assert!(e["step"].is_number(), "{name}.{param}.step");
+                        }
+                        d => assert!(d.is_number(), "{name}.{param}: defaultValue {d}"),
+                    }
+                }
+            }
+        }
+        let dst = find("DISPLAY_SPEAKING_TIME").unwrap().config_json();
+        assert_eq!(
+            dst,
+            json!({"filterId": {"defaultValue": ["SPEAKING_TIME"], "value": "", "requiresOtherFilter": true}})
+        );
     }
 }

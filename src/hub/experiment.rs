@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use super::ConnId;
-use crate::peer::forward::Kind;
 use crate::peer::Forwarder;
 
 /// SynthARium's `ExperimentState`: WAITING → RUNNING → ENDED (or WAITING → ENDED).
@@ -20,6 +19,10 @@ pub enum ExperimentState {
 pub struct SeatMedia {
     pub video: Forwarder,
     pub audio: Forwarder,
+    /// The last data each filter instance reported, by (kind, instance id): `GET_FILTERS_DATA`.
+    pub reports: HashMap<(crate::peer::forward::Kind, String), serde_json::Value>,
+    /// Pinging requested by PING filters (instance id → request), and its state.
+    pub ping: super::media::PingState,
 }
 
 pub struct Experiment {
@@ -39,13 +42,6 @@ impl Experiment {
             experimenters: vec![],
             media: HashMap::new(),
         }
-    }
-
-    /// The seat's forwarders, created on first use.
-    pub fn media_for(&mut self, participant_id: &str) -> &mut SeatMedia {
-        self.media
-            .entry(participant_id.to_owned())
-            .or_insert_with(|| SeatMedia { video: Forwarder::spawn(Kind::Video), audio: Forwarder::spawn(Kind::Audio) })
     }
 }
 

@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 use super::{now_ms, Catalogue, ConnId, Experiment, ExperimentState, Hub, Role};
 use crate::metrics::METRICS;
 use crate::peer;
-use crate::protocol::outgoing::{FilterData, FiltersConfig, ParticipantFiltersData};
+use crate::peer::forward::Kind;
+use crate::protocol::outgoing::{FilterData, ParticipantFiltersData};
 use crate::protocol::{self, text, ClientRequest, ErrorType, FilterChannel, MessageType as T, SuccessType, WireError};
 use crate::session::model::{ChatMessage, FilterDict};
 use crate::session::{self, Session};
@@ -90,8 +91,13 @@ impl Hub {
                 self.send(id, protocol::pong(data, now_ms()));
                 Ok(())
             }
-            // Answers to the server's own PING (the PING filter, media-pipeline issue).
-            ClientRequest::Pong(_) => Ok(()),
+            // Answers to the server's own PING (the PING filter).
+            ClientRequest::Pong(p) => {
+                if let Some(super::Role::Participant { session_id, participant_id }) = self.conns.get(&id).map(|c| c.role.clone()) {
+                    self.on_pong(&session_id, &participant_id, &p.ping_data);
+                }
+                Ok(())
+            }
             ClientRequest::ConnectionOffer { id: sub_id, offer } => self.on_connection_offer(id, sub_id, offer.sdp),
             ClientRequest::AddIceCandidate { id: sub_id, candidate } => {
                 self.on_sub_ice(id, &sub_id, to_peer_candidate(candidate))?;
@@ -246,16 +252,14 @@ impl Hub {
                 p.muted_video = r.mute_video;
                 p.muted_audio = r.mute_audio;
                 self.persist(&sid).await?;
-                if let Some(m) = self.experiments.get(&sid).and_then(|e| e.media.get(&r.participant_id)) {
-                    m.video.set_paused(r.mute_video);
-                    m.audio.set_paused(r.mute_audio);
-                }
+                self.apply_media(&sid, Some(&r.participant_id));
                 self.broadcast_session_change(&sid, None);
                 self.send(id, success(SuccessType::Mute, text::CHANGED_MUTE));
                 Ok(())
             }
             R::SetFilters(r) => {
                 let sid = self.joined(id).ok_or_else(|| nce("Failed to set filters."))?;
+                super::media::validate_filters(&r.video_filters, &r.audio_filters, text::INVALID_SET_FILTERS_REQUEST)?;
                 let session = self.session_mut(&sid)?;
                 if r.participant_id == "all" {
                     for p in &mut session.participants {
@@ -274,6 +278,9 @@ impl Hub {
                     p.video_filters = r.video_filters;
                 }
                 self.persist(&sid).await?;
+                // Live from the next frame, without renegotiation.
+                let only = (r.participant_id != "all").then_some(r.participant_id.as_str());
+                self.apply_media(&sid, only);
                 self.broadcast_session_change(&sid, None);
                 self.send(id, success(SuccessType::SetFilters, text::CHANGED_FILTERS));
                 Ok(())
@@ -291,7 +298,8 @@ impl Hub {
                 Ok(())
             }
             R::GetFiltersConfig => {
-                let msg = protocol::encode(T::FiltersConfig, filters_config());
+                // Derived from each filter's own declaration (filters crate).
+                let msg = protocol::encode(T::FiltersConfig, filters::catalogue_json());
                 self.send(id, msg);
                 Ok(())
             }
@@ -411,6 +419,9 @@ impl Hub {
                 ));
             }
         }
+        for p in &saved.participants {
+            super::media::validate_filters(&p.video_filters, &p.audio_filters, text::INVALID_SESSION)?;
+        }
         let sid = saved.id.clone();
         let previous = self.sessions.insert(sid.clone(), saved);
         if let Err(e) = self.persist(&sid).await {
@@ -420,6 +431,8 @@ impl Hub {
             };
             return Err(e);
         }
+        // A waiting experiment's participants get the new filters at once (contract §2.5).
+        self.apply_media(&sid, None);
         self.broadcast_session_change(&sid, Some(id));
         let msg = protocol::encode(T::SavedSession, &self.sessions[&sid]);
         self.send(id, msg);
@@ -684,12 +697,18 @@ impl Hub {
         let mut out = serde_json::Map::new();
         let (Some(exp), Some(session)) = (self.experiments.get(sid), self.sessions.get(sid)) else { return Ok(out) };
         let name = protocol::canonical_filter_name(filter_name);
-        let pick = |list: &[FilterDict]| -> Vec<Option<FilterData>> {
+        // The last value each matching instance reported (`null` until it reports).
+        let pick = |pid: &str, kind: Kind, list: &[FilterDict]| -> Vec<Option<FilterData>> {
+            let reports = exp.media.get(pid).map(|m| &m.reports);
             list.iter()
                 .filter(|f| {
                     protocol::canonical_filter_name(&f.name) == name && (filter_id == "all" || f.id == filter_id)
                 })
-                .map(|_| None)
+                .map(|f| {
+                    reports
+                        .and_then(|r| r.get(&(kind, f.id.clone())))
+                        .map(|data| FilterData { id: f.id.clone(), data: data.clone() })
+                })
                 .collect()
         };
         let seats: Vec<&String> = exp.participants.keys().filter(|p| only.is_none_or(|o| o == p.as_str())).collect();
@@ -713,12 +732,12 @@ impl Hub {
             let Some(p) = session.participant(pid) else { continue };
             let entry = ParticipantFiltersData {
                 video: if matches!(channel, FilterChannel::Video | FilterChannel::Both) {
-                    pick(&p.video_filters)
+                    pick(pid, Kind::Video, &p.video_filters)
                 } else {
                     vec![]
                 },
                 audio: if matches!(channel, FilterChannel::Audio | FilterChannel::Both) {
-                    pick(&p.audio_filters)
+                    pick(pid, Kind::Audio, &p.audio_filters)
                 } else {
                     vec![]
                 },
@@ -766,43 +785,3 @@ impl Hub {
     }
 }
 
-/// The filter catalogue as SynthARium's `FILTERS_CONFIG` (`{"TEST": [...], "SESSION": [...]}`).
-pub fn filters_config() -> FiltersConfig {
-    let mut cfg = FiltersConfig { test: vec![], session: vec![] };
-    for f in filters::catalogue() {
-        let mut config = serde_json::Map::new();
-        for p in f.params {
-            let v = match p {
-                filters::Param::Number { min, max, step, default, .. } => {
-                    json!({"min": num(*min), "max": num(*max), "step": num(*step), "value": num(*default), "defaultValue": num(*default)})
-                }
-                filters::Param::Choice { options, default, requires_other_filter, .. } => {
-                    json!({"defaultValue": options, "value": default, "requiresOtherFilter": requires_other_filter})
-                }
-            };
-            config.insert(p.name().to_owned(), v);
-        }
-        let entry = FilterDict {
-            name: f.name.to_owned(),
-            id: f.default_id(),
-            channel: Value::String(f.channel.as_str().to_owned()),
-            group_filter: Value::Bool(f.group),
-            config: Value::Object(config),
-        };
-        match f.listing {
-            filters::Listing::Session => cfg.session.push(entry),
-            filters::Listing::Test => cfg.test.push(entry),
-            filters::Listing::Hidden => {}
-        }
-    }
-    cfg
-}
-
-/// Integers stay integers on the wire (SynthARium's UI and validators expect ints).
-fn num(x: f64) -> Value {
-    if x.fract() == 0.0 && x.abs() < 1e15 {
-        json!(x as i64)
-    } else {
-        json!(x)
-    }
-}

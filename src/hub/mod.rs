@@ -18,6 +18,7 @@
 
 mod experiment;
 mod handlers;
+mod media;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -53,6 +54,10 @@ pub(crate) enum Input {
     Peer { conn: ConnId, ev: PeerEvent },
     SubAnswered { sub_id: String, result: Result<peer::SubConnection, peer::PeerError> },
     SubConnected { sub_id: String },
+    /// An event of a participant's track pipeline (filter reports, messages, pings, panics).
+    Media { session_id: String, participant_id: String, kind: Kind, ev: crate::media::pipeline::ToHub },
+    /// Time to ping a participant for its PING filters.
+    PingTick { session_id: String, participant_id: String },
     SubClosed { sub_id: String },
     Shutdown { reply: oneshot::Sender<()> },
 }
@@ -211,6 +216,10 @@ impl Hub {
                 Input::Peer { conn, ev } => self.on_peer_event(conn, ev).await,
                 Input::SubAnswered { sub_id, result } => self.on_sub_answered(sub_id, result),
                 Input::SubConnected { sub_id } => self.on_sub_connected(&sub_id),
+                Input::Media { session_id, participant_id, kind, ev } => {
+                    self.on_media_event(&session_id, &participant_id, kind, ev)
+                }
+                Input::PingTick { session_id, participant_id } => self.on_ping_tick(&session_id, &participant_id),
                 Input::SubClosed { sub_id } => {
                     if let Some(sub) = self.subs.get(&sub_id) {
                         let sid = sub.session_id.clone();
@@ -360,11 +369,6 @@ impl Hub {
                     .and_then(|s| s.participant(participant_id))
                     .map(session::participant_summary);
                 let sink_ids = (self.next_id(), self.next_id());
-                let muted = self
-                    .sessions
-                    .get(session_id)
-                    .and_then(|s| s.participant(participant_id))
-                    .map(|p| (p.muted_video, p.muted_audio));
                 // Rejoin: the new connection takes the seat; the old one is closed.
                 let Some(exp) = self.experiments.get_mut(session_id) else {
                     let _ =
@@ -372,15 +376,10 @@ impl Hub {
                     return;
                 };
                 let old = exp.participants.insert(participant_id.clone(), id);
-                let media = exp.media_for(participant_id);
-                if let Some((v, a)) = echo {
+                if let (Some((v, a)), Some(media)) = (echo, self.seat_media(session_id, participant_id)) {
                     media.video.add_sink(sink_ids.0, v);
                     media.audio.add_sink(sink_ids.1, a);
                     echo_sinks = Some(sink_ids);
-                }
-                if let Some((mv, ma)) = muted {
-                    media.video.set_paused(mv);
-                    media.audio.set_paused(ma);
                 }
                 if let Some(old) = old {
                     tracing::info!(participant = %participant_id, "rejoin: replacing the previous connection");
@@ -485,11 +484,11 @@ impl Hub {
                 else {
                     return;
                 };
-                let Some(exp) = self.experiments.get_mut(&session_id) else { return };
+                let Some(exp) = self.experiments.get(&session_id) else { return };
                 if exp.participants.get(&participant_id) != Some(&id) {
                     return; // a stale connection's late track
                 }
-                let media = exp.media_for(&participant_id);
+                let Some(media) = self.seat_media(&session_id, &participant_id) else { return };
                 match track.kind {
                     Kind::Video => media.video.set_source(track),
                     Kind::Audio => media.audio.set_source(track),
@@ -734,8 +733,7 @@ impl Hub {
         let Some((v, a)) = sub.sinks.take() else { return };
         sub.sink_ids = Some(ids);
         let (sid, publisher) = (sub.session_id.clone(), sub.publisher.clone());
-        if let Some(exp) = self.experiments.get_mut(&sid) {
-            let m = exp.media_for(&publisher);
+        if let Some(m) = self.seat_media(&sid, &publisher) {
             m.video.add_sink(ids.0, v);
             m.audio.add_sink(ids.1, a);
         }

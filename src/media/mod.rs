@@ -2,4 +2,6 @@
 //! published track, on worker threads off the async runtime (media-pipeline issue; being
 //! built). Today: the RTP payload formats ([`rtp`]).
 
+pub mod codec;
+pub mod pipeline;
 pub mod rtp;

@@ -9,6 +9,7 @@
 //! the pipeline can ask for a keyframe and freeze instead of decoding garbage.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -27,6 +28,8 @@ pub struct RtpIn {
     pub timestamp: u32,
     pub marker: bool,
     pub payload: Bytes,
+    /// When the server received it (for the server-added latency).
+    pub arrival: Instant,
 }
 
 /// One packet to send: the forwarder adds SSRC, payload type and sequence number.
@@ -46,6 +49,8 @@ pub struct Frame {
     pub keyframe: bool,
     /// Frames were lost before this one (the decoder's reference chain is broken).
     pub after_loss: bool,
+    /// Arrival of the frame's last packet.
+    pub arrival: Instant,
 }
 
 /// Reassembles frames from packets that may arrive reordered or with gaps.
@@ -74,7 +79,8 @@ impl FrameAssembler {
             None => (1u64 << 32) + seq as u64,
             Some(h) => {
                 let base = h & !0xFFFF;
-                let candidates = [base.wrapping_sub(0x1_0000) + seq as u64, base + seq as u64, base + 0x1_0000 + seq as u64];
+                let candidates =
+                    [base.wrapping_sub(0x1_0000) + seq as u64, base + seq as u64, base + 0x1_0000 + seq as u64];
                 *candidates.iter().min_by_key(|c| c.abs_diff(h)).expect("three candidates")
             }
         }
@@ -87,7 +93,13 @@ impl FrameAssembler {
             let ext = self.extend(p.seq);
             let after_loss = self.highest.is_some_and(|h| ext > h + 1);
             self.highest = Some(self.highest.map_or(ext, |h| h.max(ext)));
-            return vec![Frame { timestamp: p.timestamp, data: p.payload, keyframe: true, after_loss }];
+            return vec![Frame {
+                timestamp: p.timestamp,
+                data: p.payload,
+                keyframe: true,
+                after_loss,
+                arrival: p.arrival,
+            }];
         }
         let ext = self.extend(p.seq);
         if self.last_done.is_some_and(|d| ext <= d) {
@@ -236,7 +248,8 @@ impl FrameAssembler {
             }
         };
         let after_loss = std::mem::take(&mut self.loss);
-        Some(Frame { timestamp: first.timestamp, data: data.freeze(), keyframe, after_loss })
+        let arrival = pkts.iter().map(|p| p.arrival).max().unwrap_or(first.arrival);
+        Some(Frame { timestamp: first.timestamp, data: data.freeze(), keyframe, after_loss, arrival })
     }
 }
 
@@ -401,7 +414,13 @@ mod tests {
         }
         out.into_iter()
             .enumerate()
-            .map(|(i, o)| RtpIn { seq: (65_530u32 + i as u32) as u16, timestamp: o.timestamp, marker: o.marker, payload: o.payload })
+            .map(|(i, o)| RtpIn {
+                seq: (65_530u32 + i as u32) as u16,
+                timestamp: o.timestamp,
+                marker: o.marker,
+                payload: o.payload,
+                arrival: Instant::now(),
+            })
             .collect()
     }
 
@@ -418,7 +437,13 @@ mod tests {
         let mut pkts = packets(Format::Vp8, &frames, 1200);
         // A start marker so the assembler knows where frames begin.
         let mut a = FrameAssembler::new(Format::Vp8);
-        let prime = RtpIn { seq: pkts[0].seq.wrapping_sub(1), timestamp: 999, marker: true, payload: Bytes::from_static(&[0x10, 0]) };
+        let prime = RtpIn {
+            seq: pkts[0].seq.wrapping_sub(1),
+            timestamp: 999,
+            marker: true,
+            payload: Bytes::from_static(&[0x10, 0]),
+            arrival: Instant::now(),
+        };
         assert!(a.push(prime).is_empty(), "the start-up frame is skipped");
         pkts.swap(1, 2); // reordering inside a frame
         let mut got = vec![];
@@ -439,7 +464,13 @@ mod tests {
         let frames = vec![(0, vp8_frame(true, 100, 1)), (3000, vp8_frame(false, 100, 2))];
         let pkts = packets(Format::Vp8, &frames, 1200);
         let mut a = FrameAssembler::new(Format::Vp8);
-        a.push(RtpIn { seq: pkts[0].seq.wrapping_sub(1), timestamp: 7, marker: true, payload: Bytes::from_static(&[0x10, 0]) });
+        a.push(RtpIn {
+            seq: pkts[0].seq.wrapping_sub(1),
+            timestamp: 7,
+            marker: true,
+            payload: Bytes::from_static(&[0x10, 0]),
+            arrival: Instant::now(),
+        });
         assert_eq!(a.push(pkts[0].clone()).len(), 1, "single-packet frame out at once");
     }
 
@@ -448,7 +479,13 @@ mod tests {
         let frames: Vec<(u32, Vec<u8>)> = (0..4).map(|i| (i * 3000, vp8_frame(i == 0, 2000, i as u8))).collect();
         let mut pkts = packets(Format::Vp8, &frames, 1200);
         let mut a = FrameAssembler::new(Format::Vp8);
-        a.push(RtpIn { seq: pkts[0].seq.wrapping_sub(1), timestamp: 7, marker: true, payload: Bytes::from_static(&[0x10, 0]) });
+        a.push(RtpIn {
+            seq: pkts[0].seq.wrapping_sub(1),
+            timestamp: 7,
+            marker: true,
+            payload: Bytes::from_static(&[0x10, 0]),
+            arrival: Instant::now(),
+        });
         pkts.remove(3); // a packet of frame 1 (2 packets per frame)
         let mut got = vec![];
         for p in pkts {
@@ -471,7 +508,13 @@ mod tests {
         let frames = vec![(0u32, au.clone()), (3000, p_frame.clone())];
         let pkts = packets(Format::H264, &frames, 1200);
         let mut a = FrameAssembler::new(Format::H264);
-        a.push(RtpIn { seq: pkts[0].seq.wrapping_sub(1), timestamp: 7, marker: true, payload: Bytes::from_static(&[0x41, 0]) });
+        a.push(RtpIn {
+            seq: pkts[0].seq.wrapping_sub(1),
+            timestamp: 7,
+            marker: true,
+            payload: Bytes::from_static(&[0x41, 0]),
+            arrival: Instant::now(),
+        });
         let got: Vec<Frame> = pkts.into_iter().flat_map(|p| a.push(p)).collect();
         assert_eq!(got.len(), 2);
         assert_eq!(&got[0].data[..], &au[..]);
@@ -483,9 +526,21 @@ mod tests {
     #[test]
     fn opus_is_one_packet_per_frame() {
         let mut a = FrameAssembler::new(Format::Opus);
-        let f = a.push(RtpIn { seq: 1, timestamp: 960, marker: false, payload: Bytes::from_static(b"opus") });
+        let f = a.push(RtpIn {
+            seq: 1,
+            timestamp: 960,
+            marker: false,
+            payload: Bytes::from_static(b"opus"),
+            arrival: Instant::now(),
+        });
         assert_eq!(f.len(), 1);
-        let f = a.push(RtpIn { seq: 3, timestamp: 2880, marker: false, payload: Bytes::from_static(b"next") });
+        let f = a.push(RtpIn {
+            seq: 3,
+            timestamp: 2880,
+            marker: false,
+            payload: Bytes::from_static(b"next"),
+            arrival: Instant::now(),
+        });
         assert!(f[0].after_loss);
     }
 
@@ -498,7 +553,13 @@ mod tests {
                 seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 let len = (seed >> 50) as usize % 40;
                 let payload: Vec<u8> = (0..len).map(|k| (seed >> (k % 56)) as u8).collect();
-                a.push(RtpIn { seq: (seed >> 20) as u16 % 64 + i as u16, timestamp: (seed >> 30) as u32 % 3, marker: seed & 1 == 0, payload: payload.into() });
+                a.push(RtpIn {
+                    seq: (seed >> 20) as u16 % 64 + i as u16,
+                    timestamp: (seed >> 30) as u32 % 3,
+                    marker: seed & 1 == 0,
+                    payload: payload.into(),
+                    arrival: Instant::now(),
+                });
             }
         }
     }

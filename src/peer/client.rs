@@ -90,6 +90,8 @@ pub struct Client {
     pub audio_out: Option<(Arc<TrackLocalStaticRTP>, u32)>,
     subs: Arc<Mutex<HashMap<String, Arc<dyn PeerConnection>>>>,
     closed: tokio::sync::watch::Receiver<bool>,
+    packetizer: Mutex<crate::media::rtp::Packetizer>,
+    video_seq: std::sync::atomic::AtomicU16,
 }
 
 /// An `/offer` that the server refused: HTTP status and the body.
@@ -314,7 +316,18 @@ impl Client {
         let (open_tx, open_rx) = oneshot::channel();
         tokio::spawn(run_channel(dc.clone(), inbox_tx, open_tx, subs.clone(), opts.clone(), closed_tx));
         tokio::time::timeout(Duration::from_secs(10), open_rx).await.map_err(|_| "data channel did not open")??;
-        Ok(Client { pc, dc, inbox, offer_response: body, video_out, audio_out, subs, closed: closed_rx })
+        Ok(Client {
+            pc,
+            dc,
+            inbox,
+            offer_response: body,
+            video_out,
+            audio_out,
+            subs,
+            closed: closed_rx,
+            packetizer: Mutex::new(crate::media::rtp::Packetizer::new(crate::media::rtp::Format::Vp8, 1200)),
+            video_seq: std::sync::atomic::AtomicU16::new(1000),
+        })
     }
 
     /// Sends `{"type": kind, "data": data}`.
@@ -406,6 +419,31 @@ impl Client {
             let _ = pc.close().await;
         }
         let _ = self.pc.close().await;
+    }
+
+    /// Sends one encoded video frame (VP8) on our published track: packetized here, with our
+    /// own sequence numbers. For tests that generate their pictures.
+    pub async fn send_video_frame(&self, data: &[u8], timestamp: u32) -> ClientResult<()> {
+        let (track, ssrc) = self.video_out.clone().ok_or("not a participant")?;
+        let mut out = Vec::new();
+        self.packetizer.lock().await.packetize(data, timestamp, &mut out);
+        for o in out {
+            let seq = self.video_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let p = rtp::Packet {
+                header: rtp::header::Header {
+                    version: 2,
+                    marker: o.marker,
+                    payload_type: 96,
+                    sequence_number: seq,
+                    timestamp,
+                    ssrc,
+                    ..Default::default()
+                },
+                payload: o.payload,
+            };
+            track.write_rtp(p).await?;
+        }
+        Ok(())
     }
 
     /// Starts playing `media` on our published tracks in real time, looping; stops when the

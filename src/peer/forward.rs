@@ -12,6 +12,11 @@
 //! Sequence numbers and timestamps are rewritten with a per-forwarder offset so that a
 //! rejoining publisher (a new source with new sequence space) continues the stream every
 //! subscriber already has, without a jump the receivers would read as loss.
+//!
+//! When the track has filters (or is muted), the forwarder hands source packets to a
+//! [`Pipeline`] worker instead (decode once, filter, encode once) and fans out what comes back:
+//! the same sinks, the same continuous sequence space. It switches between the two paths live,
+//! at the next packet, from a desired filter list ([`Forwarder::configure`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,7 +33,10 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::rtp_transceiver::RtpSender;
 
 use super::{PeerError, Result, VideoCodec};
+use crate::media::pipeline::{Pipeline, ToForwarder, ToHub};
+use crate::media::rtp::{Format, RtpIn, RtpOut};
 use crate::metrics::METRICS;
+use filters::FilterSpec;
 
 /// Minimum spacing of keyframe requests sent to one publisher.
 const PLI_INTERVAL: Duration = Duration::from_millis(300);
@@ -83,6 +91,17 @@ impl RemoteTrack {
     pub fn video_codec(&self) -> Option<VideoCodec> {
         VideoCodec::from_mime(&self.mime)
     }
+
+    /// The payload format, if the pipeline can process it.
+    fn format(&self) -> Option<Format> {
+        match self.kind {
+            Kind::Audio => self.mime.eq_ignore_ascii_case("audio/opus").then_some(Format::Opus),
+            Kind::Video => match self.video_codec()? {
+                VideoCodec::Vp8 => Some(Format::Vp8),
+                VideoCodec::H264 => Some(Format::H264),
+            },
+        }
+    }
 }
 
 /// One outgoing track of one connection, bound and ready for packets.
@@ -113,7 +132,9 @@ enum Ctrl {
     Add(u64, Sink),
     Remove(u64),
     Keyframe,
-    Paused(bool),
+    Configure(Vec<FilterSpec>),
+    Ping(Option<f64>),
+    PeerReport(String, String, Option<serde_json::Value>),
 }
 
 /// Fans one publisher's track of one kind out to any number of sinks. Dropping the last
@@ -125,10 +146,17 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    pub fn spawn(kind: Kind) -> Self {
+    /// `events` receives what this track's filters report or send (when it has filters).
+    pub fn spawn(kind: Kind, name: String, events: mpsc::UnboundedSender<ToHub>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(kind, rx, tx.downgrade()));
+        tokio::spawn(run(kind, name, rx, tx.downgrade(), events));
         Self { tx, kind }
+    }
+
+    /// The filters this track should run (empty: forward without decoding). Applied live:
+    /// the pipeline starts, changes or stops at the next packet.
+    pub fn configure(&self, specs: Vec<FilterSpec>) {
+        let _ = self.tx.send(Ctrl::Configure(specs));
     }
 
     pub fn kind(&self) -> Kind {
@@ -149,10 +177,14 @@ impl Forwarder {
         let _ = self.tx.send(Ctrl::Remove(id));
     }
 
-    /// While paused (the participant is muted), packets are dropped instead of forwarded.
-    /// Resuming asks for a keyframe so the picture comes back at once.
-    pub fn set_paused(&self, paused: bool) {
-        let _ = self.tx.send(Ctrl::Paused(paused));
+    /// The participant's round-trip time, for the PING filter.
+    pub fn set_ping(&self, ms: Option<f64>) {
+        let _ = self.tx.send(Ctrl::Ping(ms));
+    }
+
+    /// Another chain's report (e.g. SPEAKING_TIME's seconds for DISPLAY_SPEAKING_TIME).
+    pub fn peer_report(&self, id: String, name: String, data: Option<serde_json::Value>) {
+        let _ = self.tx.send(Ctrl::PeerReport(id, name, data));
     }
 
     /// Asks the publisher for a keyframe (rate-limited).
@@ -179,11 +211,24 @@ struct Loop {
     rebase: bool,
     last_pli: Option<Instant>,
     pli_pending: bool,
-    paused: bool,
+    /// Where output sequence numbers continue after a switch of path or source.
+    rebase_seq: bool,
+    name: String,
+    format: Option<Format>,
+    specs: Vec<FilterSpec>,
+    pipeline: Option<Pipeline>,
+    pipe_rx: Option<mpsc::UnboundedReceiver<ToForwarder>>,
+    events: mpsc::UnboundedSender<ToHub>,
     ctrl_weak: mpsc::WeakUnboundedSender<Ctrl>,
 }
 
-async fn run(kind: Kind, mut rx: mpsc::UnboundedReceiver<Ctrl>, ctrl_weak: mpsc::WeakUnboundedSender<Ctrl>) {
+async fn run(
+    kind: Kind,
+    name: String,
+    mut rx: mpsc::UnboundedReceiver<Ctrl>,
+    ctrl_weak: mpsc::WeakUnboundedSender<Ctrl>,
+    events: mpsc::UnboundedSender<ToHub>,
+) {
     let mut l = Loop {
         kind,
         source: None,
@@ -196,25 +241,34 @@ async fn run(kind: Kind, mut rx: mpsc::UnboundedReceiver<Ctrl>, ctrl_weak: mpsc:
         rebase: false,
         last_pli: None,
         pli_pending: false,
-        paused: false,
+        rebase_seq: false,
+        name,
+        format: None,
+        specs: vec![],
+        pipeline: None,
+        pipe_rx: None,
+        events,
         ctrl_weak,
     };
     loop {
-        let Some(source) = l.source.clone() else {
-            match rx.recv().await {
-                Some(c) => l.control(c),
-                None => break,
-            }
-            continue;
-        };
+        let source = l.source.clone();
         tokio::select! {
             biased;
             c = rx.recv() => match c {
                 Some(c) => l.control(c),
                 None => break,
             },
-            ev = source.poll() => match ev {
-                Some(TrackRemoteEvent::OnRtpPacket(p)) => l.forward(p),
+            out = recv_pipeline(&mut l.pipe_rx) => match out {
+                Some(ToForwarder::Packets(p)) => l.send_processed(p),
+                Some(ToForwarder::NeedKeyframe) => l.request_upstream_keyframe(),
+                None => {
+                    // The worker is gone (a bug outside the filters): fall back to forwarding.
+                    tracing::warn!(track = %l.name, "media pipeline stopped; forwarding unprocessed");
+                    l.stop_pipeline();
+                }
+            },
+            ev = poll_source(&source) => match ev {
+                Some(TrackRemoteEvent::OnRtpPacket(p)) => l.on_source_packet(p),
                 Some(TrackRemoteEvent::OnEnded) | None => l.source = None,
                 Some(_) => {}
             },
@@ -223,16 +277,45 @@ async fn run(kind: Kind, mut rx: mpsc::UnboundedReceiver<Ctrl>, ctrl_weak: mpsc:
     for (_, s) in l.sinks.drain() {
         s.listener.abort();
     }
+    if l.pipeline.take().is_some() {
+        METRICS.pipelines.set(METRICS.pipelines.get() - 1);
+    }
+}
+
+async fn recv_pipeline(rx: &mut Option<mpsc::UnboundedReceiver<ToForwarder>>) -> Option<ToForwarder> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn poll_source(source: &Option<Arc<dyn TrackRemote>>) -> Option<TrackRemoteEvent> {
+    match source {
+        Some(s) => s.poll().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Loop {
     fn control(&mut self, c: Ctrl) {
         match c {
             Ctrl::Source(t) => {
+                let format = t.format();
                 self.source = Some(t.inner);
                 self.source_ssrc = t.ssrc;
                 self.rebase = true;
+                self.rebase_seq = true;
+                if format != self.format {
+                    // A new codec (rejoin from another browser): a new pipeline for it.
+                    self.format = format;
+                    self.stop_pipeline();
+                }
+                self.reconcile_pipeline();
                 self.want_keyframe();
+            }
+            Ctrl::Configure(specs) => {
+                self.specs = specs;
+                self.reconcile_pipeline();
             }
             Ctrl::Add(id, sink) => {
                 let listener = tokio::spawn(listen_rtcp(sink.track.clone(), self.ctrl_weak.clone()));
@@ -247,16 +330,63 @@ impl Loop {
                 }
             }
             Ctrl::Keyframe => self.want_keyframe(),
-            Ctrl::Paused(p) => {
-                if self.paused && !p {
-                    self.want_keyframe();
+            Ctrl::Ping(ms) => {
+                if let Some(p) = &self.pipeline {
+                    p.set_ping(ms);
                 }
-                self.paused = p;
+            }
+            Ctrl::PeerReport(id, name, data) => {
+                if let Some(p) = &self.pipeline {
+                    p.peer_report(id, name, data);
+                }
             }
         }
     }
 
+    /// Brings the pipeline to the desired filter list: none, started, or reconfigured.
+    fn reconcile_pipeline(&mut self) {
+        if self.specs.is_empty() {
+            self.stop_pipeline();
+            return;
+        }
+        if let Some(p) = &self.pipeline {
+            p.configure(self.specs.clone());
+            return;
+        }
+        let Some(format) = self.format else { return }; // started when the source arrives
+        let (tx, rx) = mpsc::unbounded_channel();
+        match Pipeline::spawn(format, self.specs.clone(), tx, self.events.clone(), self.name.clone()) {
+            Ok(p) => {
+                METRICS.pipelines.set(METRICS.pipelines.get() + 1);
+                self.pipeline = Some(p);
+                self.pipe_rx = Some(rx);
+            }
+            Err(e) => tracing::error!(track = %self.name, error = %e, "cannot start a media worker; forwarding unprocessed"),
+        }
+    }
+
+    fn stop_pipeline(&mut self) {
+        if self.pipeline.take().is_some() {
+            METRICS.pipelines.set(METRICS.pipelines.get() - 1);
+            // Forwarded packets continue the sequence; the picture restarts with a keyframe.
+            self.rebase_seq = true;
+            self.want_keyframe();
+        }
+        self.pipe_rx = None;
+    }
+
+    /// A viewer needs a keyframe: our encoder makes one, or the publisher is asked.
     fn want_keyframe(&mut self) {
+        if self.kind != Kind::Video {
+            return;
+        }
+        match &self.pipeline {
+            Some(p) => p.force_keyframe(),
+            None => self.request_upstream_keyframe(),
+        }
+    }
+
+    fn request_upstream_keyframe(&mut self) {
         if self.kind != Kind::Video {
             return;
         }
@@ -282,11 +412,11 @@ impl Loop {
         });
     }
 
-    fn forward(&mut self, mut p: rtp::Packet) {
+    fn on_source_packet(&mut self, mut p: rtp::Packet) {
+        METRICS.packets_received.inc();
         if self.rebase {
             self.rebase = false;
-            if let Some(last) = self.last_out_seq {
-                self.seq_offset = last.wrapping_add(1).wrapping_sub(p.header.sequence_number);
+            if self.last_out_seq.is_some() {
                 // Continue the timestamp a nominal frame (or 20 ms of audio) after the last one.
                 let step = if self.kind == Kind::Video { 3000 } else { 960 };
                 self.ts_offset = self.last_out_ts.wrapping_add(step).wrapping_sub(p.header.timestamp);
@@ -295,20 +425,54 @@ impl Loop {
         if self.pli_pending {
             self.maybe_send_pli();
         }
-        let bytes = p.payload.len() as u64;
-        METRICS.packets_received.inc();
-        if self.paused {
+        if let Some(pipeline) = &self.pipeline {
+            pipeline.push(RtpIn {
+                seq: p.header.sequence_number,
+                timestamp: p.header.timestamp,
+                marker: p.header.marker,
+                payload: p.payload,
+                arrival: Instant::now(),
+            });
             return;
+        }
+        if self.rebase_seq {
+            self.rebase_seq = false;
+            if let Some(last) = self.last_out_seq {
+                self.seq_offset = last.wrapping_add(1).wrapping_sub(p.header.sequence_number);
+            }
         }
         p.header.sequence_number = p.header.sequence_number.wrapping_add(self.seq_offset);
         p.header.timestamp = p.header.timestamp.wrapping_add(self.ts_offset);
-        self.last_out_seq = Some(p.header.sequence_number);
-        self.last_out_ts = p.header.timestamp;
         // The publisher's header extensions carry ids negotiated on *its* connection; the
         // subscriber's connection adds its own (e.g. transport-cc) in the interceptors.
         p.header.extension = false;
         p.header.extensions.clear();
         p.header.extensions_padding = 0;
+        self.fan_out(p);
+    }
+
+    /// Packets from our own encoder: they continue the sequence the subscribers already have.
+    fn send_processed(&mut self, packets: Vec<RtpOut>) {
+        for o in packets {
+            let seq = self.last_out_seq.map_or(0, |s| s.wrapping_add(1));
+            let p = rtp::Packet {
+                header: rtp::header::Header {
+                    version: 2,
+                    marker: o.marker,
+                    sequence_number: seq,
+                    timestamp: o.timestamp.wrapping_add(self.ts_offset),
+                    ..Default::default()
+                },
+                payload: o.payload,
+            };
+            self.fan_out(p);
+        }
+    }
+
+    fn fan_out(&mut self, p: rtp::Packet) {
+        self.last_out_seq = Some(p.header.sequence_number);
+        self.last_out_ts = p.header.timestamp;
+        let bytes = p.payload.len() as u64;
         let mut sent = 0u64;
         let mut dropped = 0u64;
         for s in self.sinks.values() {

@@ -1,0 +1,8 @@
+//! The SDK proper: frames, the filter traits, parameter schemas, the context and drawing
+//! helpers. Everything here is re-exported at the crate root.
+
+pub mod context;
+pub mod draw;
+pub mod filter;
+pub mod frame;
+pub mod params;

@@ -1,0 +1,248 @@
+//! The hub's side of the media plane: which filters each published track should run (desired
+//! state, pushed to the seat's forwarders on every change), and what the filters ask of the
+//! experiment (reports for `GET_FILTERS_DATA`, messages, round-trip pings, panics).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use filters::{ChainEvent, FilterSpec, PingRequest, Target};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::experiment::SeatMedia;
+use super::{now_ms, ConnId, Hub, Input};
+use crate::media::pipeline::ToHub;
+use crate::peer::forward::Kind;
+use crate::peer::Forwarder;
+use crate::protocol::{self, ErrorType, MessageType, WireError};
+use crate::session::model::{FilterDict, Participant};
+
+/// Server→participant pinging on behalf of PING filters.
+#[derive(Default)]
+pub struct PingState {
+    /// Active requests by filter instance id.
+    requests: HashMap<String, PingRequest>,
+    /// Round-trip times (ms), newest last.
+    samples: VecDeque<f64>,
+    capacity: usize,
+    timer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for PingState {
+    fn drop(&mut self) {
+        if let Some(t) = self.timer.take() {
+            t.abort();
+        }
+    }
+}
+
+/// The filter lists a participant's tracks should run: its own filters, plus the hidden mute
+/// filter when muted (contract §2.11: muted video keeps the source's size).
+pub fn desired_specs(p: &Participant) -> (Vec<FilterSpec>, Vec<FilterSpec>) {
+    let spec = |f: &FilterDict| FilterSpec::new(f.id.clone(), f.name.clone(), f.config.clone());
+    let mut video: Vec<FilterSpec> = p.video_filters.iter().map(spec).collect();
+    let mut audio: Vec<FilterSpec> = p.audio_filters.iter().map(spec).collect();
+    if p.muted_video {
+        video.push(FilterSpec::new("exphub-mute-video", "MUTE_VIDEO", json!({})));
+    }
+    if p.muted_audio {
+        audio.push(FilterSpec::new("exphub-mute-audio", "MUTE_AUDIO", json!({})));
+    }
+    (video, audio)
+}
+
+/// Checks filter lists against the filters' schemas; the error names the list and the filter.
+pub fn validate_filters(video: &[FilterDict], audio: &[FilterDict], what: &str) -> Result<(), WireError> {
+    let specs = |l: &[FilterDict]| -> Vec<FilterSpec> {
+        l.iter().map(|f| FilterSpec::new(f.id.clone(), f.name.clone(), f.config.clone())).collect()
+    };
+    if let Err(e) = filters::VideoChain::validate(&specs(video)) {
+        return Err(protocol::invalid_data(what, "video_filters", join(&e)));
+    }
+    if let Err(e) = filters::AudioChain::validate(&specs(audio)) {
+        return Err(protocol::invalid_data(what, "audio_filters", join(&e)));
+    }
+    Ok(())
+}
+
+fn join(errors: &[filters::SpecError]) -> String {
+    errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+}
+
+impl Hub {
+    /// The seat's forwarders, created on first use with relays that bring their filters'
+    /// events back to the hub.
+    pub(crate) fn seat_media(&mut self, sid: &str, pid: &str) -> Option<&mut SeatMedia> {
+        if !self.experiments.get(sid)?.media.contains_key(pid) {
+            let mk = |kind: Kind| -> Forwarder {
+                let (tx, mut rx) = mpsc::unbounded_channel::<ToHub>();
+                let hub = self.tx.clone();
+                let (s, p) = (sid.to_owned(), pid.to_owned());
+                tokio::spawn(async move {
+                    while let Some(ev) = rx.recv().await {
+                        let input = Input::Media { session_id: s.clone(), participant_id: p.clone(), kind, ev };
+                        if hub.send(input).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                Forwarder::spawn(kind, format!("{pid}-{}", kind.as_str()), tx)
+            };
+            let media = SeatMedia {
+                video: mk(Kind::Video),
+                audio: mk(Kind::Audio),
+                reports: HashMap::new(),
+                ping: PingState::default(),
+            };
+            // Configured from the session before anything else reaches it.
+            if let Some((v, a)) = self.sessions.get(sid).and_then(|s| s.participant(pid)).map(desired_specs) {
+                media.video.configure(v);
+                media.audio.configure(a);
+            }
+            self.experiments.get_mut(sid)?.media.insert(pid.to_owned(), media);
+        }
+        self.experiments.get_mut(sid)?.media.get_mut(pid)
+    }
+
+    /// Pushes the desired filter lists of one participant (or all, with `None`) to its tracks.
+    pub(crate) fn apply_media(&mut self, sid: &str, pid: Option<&str>) {
+        let (Some(session), Some(exp)) = (self.sessions.get(sid), self.experiments.get(sid)) else { return };
+        for p in session.participants.iter().filter(|p| pid.is_none_or(|x| x == p.id)) {
+            if let Some(m) = exp.media.get(&p.id) {
+                let (v, a) = desired_specs(p);
+                m.video.configure(v);
+                m.audio.configure(a);
+            }
+        }
+    }
+
+    /// What a participant's filters ask of the experiment.
+    pub(crate) fn on_media_event(&mut self, sid: &str, pid: &str, kind: Kind, ev: ToHub) {
+        let ev = match ev {
+            ToHub::Filter(ev) => ev,
+            ToHub::Rejected(why) => {
+                tracing::warn!(session = sid, participant = pid, %why, "filter list rejected by the pipeline");
+                return;
+            }
+        };
+        match ev {
+            ChainEvent::Report { id, name, data } => {
+                let Some(m) = self.experiments.get_mut(sid).and_then(|e| e.media.get_mut(pid)) else { return };
+                m.reports.insert((kind, id.to_string()), data.clone());
+                // The other chain may read it (DISPLAY_SPEAKING_TIME reads SPEAKING_TIME).
+                let other = if kind == Kind::Video { &m.audio } else { &m.video };
+                other.peer_report(id.to_string(), name.to_owned(), Some(data));
+            }
+            ChainEvent::Removed { id, name } => {
+                let Some(m) = self.experiments.get_mut(sid).and_then(|e| e.media.get_mut(pid)) else { return };
+                m.reports.remove(&(kind, id.to_string()));
+                let other = if kind == Kind::Video { &m.audio } else { &m.video };
+                other.peer_report(id.to_string(), name.to_owned(), None);
+                let _ = m.ping.requests.remove(id.as_ref());
+                self.reschedule_ping(sid, pid);
+            }
+            ChainEvent::Send { to, data, .. } => self.filter_send(sid, &to, data),
+            ChainEvent::Ping { id, request } => {
+                let Some(m) = self.experiments.get_mut(sid).and_then(|e| e.media.get_mut(pid)) else { return };
+                match request {
+                    Some(r) => m.ping.requests.insert(id.to_string(), r),
+                    None => m.ping.requests.remove(id.as_ref()),
+                };
+                self.reschedule_ping(sid, pid);
+            }
+            ChainEvent::Panicked { id, name, stage, message } => {
+                tracing::warn!(session = sid, participant = pid, filter = name, %id, ?stage, %message, "filter panicked; bypassed");
+                if let Some(m) = self.experiments.get_mut(sid).and_then(|e| e.media.get_mut(pid)) {
+                    m.reports.insert((kind, id.to_string()), json!({"error": format!("panicked: {message}")}));
+                }
+                // Reported to the experimenters; the stream and the experiment go on.
+                let e = WireError::new(
+                    500,
+                    ErrorType::InternalServerError,
+                    format!("Filter {name} \"{id}\" of participant {pid} failed and is bypassed: {message}"),
+                );
+                let msg = protocol::error_message(&e);
+                for c in self.experiments.get(sid).map(|x| x.experimenters.clone()).unwrap_or_default() {
+                    self.send(c, msg.clone());
+                }
+            }
+            ChainEvent::UpdateFailed { id, name, error } => {
+                tracing::warn!(session = sid, participant = pid, filter = name, %id, %error, "filter kept its old parameters");
+            }
+            ChainEvent::Overrun { id, name, took, budget, count } => {
+                tracing::debug!(participant = pid, filter = name, %id, ?took, ?budget, count, "filter over budget");
+            }
+            ChainEvent::ChainOverrun { took, budget, count } => {
+                tracing::debug!(participant = pid, ?took, ?budget, count, "filter chain over budget");
+            }
+        }
+    }
+
+    /// A filter's message (e.g. FILTER_API_TEST's `TEST`) to people in the experiment.
+    fn filter_send(&mut self, sid: &str, to: &Target, data: Value) {
+        let msg = if data.get("type").and_then(Value::as_str).is_some() && data.get("data").is_some() {
+            data.to_string()
+        } else {
+            protocol::encode(MessageType::Test, data)
+        };
+        let Some(exp) = self.experiments.get(sid) else { return };
+        let targets: Vec<ConnId> = match to {
+            Target::All => exp.participants.values().chain(exp.experimenters.iter()).copied().collect(),
+            Target::Participants => exp.participants.values().copied().collect(),
+            Target::Experimenter => exp.experimenters.clone(),
+            Target::Participant(p) => exp.participants.get(p).copied().into_iter().collect(),
+        };
+        for t in targets {
+            self.send(t, msg.clone());
+        }
+    }
+
+    /// (Re)starts the seat's ping timer at the shortest requested period, or stops it.
+    fn reschedule_ping(&mut self, sid: &str, pid: &str) {
+        let tx = self.tx.clone();
+        let Some(m) = self.experiments.get_mut(sid).and_then(|e| e.media.get_mut(pid)) else { return };
+        if let Some(t) = m.ping.timer.take() {
+            t.abort();
+        }
+        let Some(period) = m.ping.requests.values().map(|r| r.period_ms.max(10)).min() else {
+            m.ping.samples.clear();
+            return;
+        };
+        let buffer_s = m.ping.requests.values().map(|r| r.buffer_length_s).max().unwrap_or(10);
+        m.ping.capacity = ((buffer_s as u64 * 1000) / period as u64).max(1) as usize;
+        let (s, p) = (sid.to_owned(), pid.to_owned());
+        m.ping.timer = Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(period as u64));
+            loop {
+                tick.tick().await;
+                if tx.send(Input::PingTick { session_id: s.clone(), participant_id: p.clone() }).await.is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+
+    /// Sends the server's own `PING {sent, data}` to a participant.
+    pub(crate) fn on_ping_tick(&mut self, sid: &str, pid: &str) {
+        let Some(conn) = self.experiments.get(sid).and_then(|e| e.participants.get(pid)).copied() else { return };
+        let msg = protocol::encode(MessageType::Ping, json!({"sent": now_ms(), "data": ""}));
+        self.send(conn, msg);
+    }
+
+    /// A participant's `PONG` to our `PING`: one round-trip sample.
+    pub(crate) fn on_pong(&mut self, sid: &str, pid: &str, ping_data: &Value) {
+        let Some(sent) = ping_data.get("sent").and_then(Value::as_f64) else { return };
+        let rtt = (now_ms() as f64 - sent).max(0.0);
+        let Some(m) = self.experiments.get_mut(sid).and_then(|e| e.media.get_mut(pid)) else { return };
+        if m.ping.requests.is_empty() {
+            return;
+        }
+        m.ping.samples.push_back(rtt);
+        while m.ping.samples.len() > m.ping.capacity.max(1) {
+            m.ping.samples.pop_front();
+        }
+        let avg = m.ping.samples.iter().sum::<f64>() / m.ping.samples.len() as f64;
+        m.video.set_ping(Some(avg));
+        m.audio.set_ping(Some(avg));
+    }
+}

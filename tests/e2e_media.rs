@@ -122,7 +122,8 @@ fn start_camera(client: Arc<Client>) -> (tokio::task::JoinHandle<()>, Arc<Mutex<
     let sent: Arc<Mutex<HashMap<u32, Instant>>> = Arc::default();
     let s = sent.clone();
     let task = tokio::spawn(async move {
-        let mut enc = VideoEncoder::new(Format::Vp8, VideoSettings { bitrate: 600_000, vp8_cpu_used: 16, fps: FPS }).unwrap();
+        let mut enc =
+            VideoEncoder::new(Format::Vp8, VideoSettings { bitrate: 600_000, vp8_cpu_used: 16, fps: FPS }).unwrap();
         let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / FPS as u64));
         let mut packets = Vec::new();
         for n in 0u32.. {
@@ -165,7 +166,13 @@ fn filter(name: &str, id: &str, config: Value) -> Value {
 }
 
 async fn set_video_filters(exp: &mut Client, pid: &str, filters: Value) {
-    let ok = request(exp, "SET_FILTERS", json!({"participant_id": pid, "audio_filters": [], "video_filters": filters}), "SUCCESS").await;
+    let ok = request(
+        exp,
+        "SET_FILTERS",
+        json!({"participant_id": pid, "audio_filters": [], "video_filters": filters}),
+        "SUCCESS",
+    )
+    .await;
     assert_success(&ok, "SET_FILTERS");
 }
 
@@ -209,7 +216,9 @@ async fn filters_change_what_the_others_see_and_can_be_removed() {
     let mut s = setup().await;
     let p0 = PARTICIPANTS[0];
     // Forwarded as sent: a bright marker on grey.
-    let plain = |d: &Decoded| d.mean(MX + 8, MY + 8, MS - 16, MS - 16) > 200.0 && (d.mean(150, 100, 40, 40) - 128.0).abs() < 15.0;
+    let plain = |d: &Decoded| {
+        d.mean(MX + 8, MY + 8, MS - 16, MS - 16) > 200.0 && (d.mean(150, 100, 40, 40) - 128.0).abs() < 15.0
+    };
     assert!(wait_picture(&s.pics, p0, 0, plain).await.is_some(), "unfiltered picture arrives");
 
     // EDGE_OUTLINE: white edges on black; the marker's inside goes dark, its border bright.
@@ -227,7 +236,9 @@ async fn filters_change_what_the_others_see_and_can_be_removed() {
     // MIRROR: the marker moves to the other side.
     set_video_filters(&mut s.exp, p0, json!([filter("MIRROR", "m1", json!({}))])).await;
     let n = count_pictures(&s.pics, p0);
-    let mirrored = |d: &Decoded| d.mean(W - MX - MS + 8, MY + 8, MS - 16, MS - 16) > 200.0 && d.mean(MX + 8, MY + 8, MS - 16, MS - 16) < 150.0;
+    let mirrored = |d: &Decoded| {
+        d.mean(W - MX - MS + 8, MY + 8, MS - 16, MS - 16) > 200.0 && d.mean(MX + 8, MY + 8, MS - 16, MS - 16) < 150.0
+    };
     assert!(wait_picture(&s.pics, p0, n, mirrored).await.is_some(), "MIRROR reaches the viewer");
 
     // No filters: back to forwarding the publisher's own frames.
@@ -270,7 +281,9 @@ async fn delay_of_300_ms_is_measured_at_the_receiver() {
         let sent = s.sent.lock().unwrap();
         pics[p0][from..]
             .iter()
-            .filter_map(|d| sent.get(&read_number(d)).map(|t| d.at.saturating_duration_since(*t).as_secs_f64() * 1000.0))
+            .filter_map(|d| {
+                sent.get(&read_number(d)).map(|t| d.at.saturating_duration_since(*t).as_secs_f64() * 1000.0)
+            })
             .collect()
     };
     let median = |mut v: Vec<f64>| {
@@ -292,10 +305,19 @@ async fn delay_of_300_ms_is_measured_at_the_receiver() {
     assert!(samples.len() > 30, "pictures keep coming while delayed ({})", samples.len());
     let delayed = median(samples);
     let added = delayed - base;
-    assert!((added - 300.0).abs() <= 1000.0 / FPS as f64, "DELAY 300 ms added {added:.1} ms (base {base:.1}, delayed {delayed:.1})");
+    assert!(
+        (added - 300.0).abs() <= 1000.0 / FPS as f64,
+        "DELAY 300 ms added {added:.1} ms (base {base:.1}, delayed {delayed:.1})"
+    );
 
     // The achieved delay is reported through GET_FILTERS_DATA.
-    let m = request(&mut s.exp, "GET_FILTERS_DATA", json!({"filter_id": "d1", "filter_name": "DELAY", "filter_channel": "video"}), "FILTERS_DATA").await;
+    let m = request(
+        &mut s.exp,
+        "GET_FILTERS_DATA",
+        json!({"filter_id": "d1", "filter_name": "DELAY", "filter_channel": "video"}),
+        "FILTERS_DATA",
+    )
+    .await;
     let reported = &m["data"][p0]["video"][0];
     assert_eq!(reported["id"], "d1", "{m}");
     let ms = reported["data"]["delay_ms"].as_f64().unwrap_or(-1.0);
@@ -307,14 +329,54 @@ async fn delay_of_300_ms_is_measured_at_the_receiver() {
 async fn mute_keeps_the_resolution_and_unmute_brings_the_picture_back() {
     let mut s = setup().await;
     let p0 = PARTICIPANTS[0];
-    let ok = request(&mut s.exp, "MUTE", json!({"participant_id": p0, "mute_video": true, "mute_audio": true}), "SUCCESS").await;
+    let ok =
+        request(&mut s.exp, "MUTE", json!({"participant_id": p0, "mute_video": true, "mute_audio": true}), "SUCCESS")
+            .await;
     assert_success(&ok, "MUTE");
     let n = count_pictures(&s.pics, p0);
     let black = |d: &Decoded| d.w == W && d.h == H && d.mean(0, 0, W, H) < 25.0;
     assert!(wait_picture(&s.pics, p0, n, black).await.is_some(), "muted video is black at the source's size");
-    request(&mut s.exp, "MUTE", json!({"participant_id": p0, "mute_video": false, "mute_audio": false}), "SUCCESS").await;
+    request(&mut s.exp, "MUTE", json!({"participant_id": p0, "mute_video": false, "mute_audio": false}), "SUCCESS")
+        .await;
     let n = count_pictures(&s.pics, p0);
     let back = |d: &Decoded| d.mean(MX + 8, MY + 8, MS - 16, MS - 16) > 200.0;
     assert!(wait_picture(&s.pics, p0, n, back).await.is_some(), "unmuted picture returns");
+    s.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_filter_is_bypassed_and_reported_while_the_stream_goes_on() {
+    let mut s = setup().await;
+    let p0 = PARTICIPANTS[0];
+    // FAULT_TEST panics on its 10th frame; MIRROR after it must keep working.
+    set_video_filters(
+        &mut s.exp,
+        p0,
+        json!([filter("FAULT_TEST", "boom", json!({"after": 10})), filter("MIRROR", "m1", json!({}))]),
+    )
+    .await;
+    let (err, _) = s.exp.recv_type("ERROR", T).await.expect("the experimenters are told");
+    assert_eq!(err["data"]["code"], 500);
+    let text = err["data"]["description"].as_str().unwrap();
+    assert!(
+        text.contains("FAULT_TEST") && text.contains("boom") && text.contains(p0) && text.contains("bypassed"),
+        "{text}"
+    );
+    // The stream goes on, still mirrored.
+    let n = count_pictures(&s.pics, p0);
+    let mirrored = |d: &Decoded| d.mean(W - MX - MS + 8, MY + 8, MS - 16, MS - 16) > 200.0;
+    assert!(wait_picture(&s.pics, p0, n + 30, mirrored).await.is_some(), "30 more mirrored pictures after the panic");
+    // And GET_FILTERS_DATA says what happened to it.
+    let m = request(
+        &mut s.exp,
+        "GET_FILTERS_DATA",
+        json!({"filter_id": "boom", "filter_name": "FAULT_TEST", "filter_channel": "video"}),
+        "FILTERS_DATA",
+    )
+    .await;
+    let data = &m["data"][p0]["video"][0]["data"]["error"];
+    assert!(data.as_str().is_some_and(|e| e.contains("deliberate failure")), "{m}");
+    let metrics = String::from_utf8(exphub::peer::client::get(&s.srv.base, "/metrics").await.unwrap().1).unwrap();
+    assert!(metrics.contains("exphub_filter_panics_total 1"), "{metrics}");
     s.end().await;
 }

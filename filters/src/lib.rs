@@ -48,6 +48,7 @@ pub mod blur;
 pub mod delay;
 pub mod display_speaking_time;
 pub mod edge_outline;
+pub mod fault_test;
 pub mod filter_api_test;
 pub mod mirror;
 pub mod mute_audio;
@@ -73,6 +74,7 @@ static REGISTRY: &[FilterInfo] = &[
     template::INFO,
     mute_audio::INFO,
     mute_video::INFO,
+    fault_test::INFO,
     TEMPLATE_GF,
 ];
 

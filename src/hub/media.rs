@@ -135,7 +135,11 @@ impl Hub {
             }
             ChainEvent::Removed { id, name } => {
                 let Some(m) = self.experiments.get_mut(sid).and_then(|e| e.media.get_mut(pid)) else { return };
-                m.reports.remove(&(kind, id.to_string()));
+                // A bypassed filter keeps its error visible in GET_FILTERS_DATA.
+                let key = (kind, id.to_string());
+                if m.reports.get(&key).is_none_or(|r| r.get("error").is_none()) {
+                    m.reports.remove(&key);
+                }
                 let other = if kind == Kind::Video { &m.audio } else { &m.video };
                 other.peer_report(id.to_string(), name.to_owned(), None);
                 let _ = m.ping.requests.remove(id.as_ref());

@@ -30,7 +30,8 @@ impl Counter {
 }
 
 /// Upper bounds (ms) of the latency histogram's buckets.
-const LATENCY_BUCKETS_MS: [f64; 14] = [1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 75.0, 100.0, 150.0, 250.0, 500.0];
+const LATENCY_BUCKETS_MS: [f64; 14] =
+    [1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 75.0, 100.0, 150.0, 250.0, 500.0];
 
 /// A fixed-bucket histogram of durations: lock-free `observe`, Prometheus rendering and
 /// approximate quantiles.
@@ -196,13 +197,33 @@ impl Metrics {
         c("exphub_pli_sent_total", "Keyframe requests sent to publishers.", self.pli_sent.get());
         c("exphub_pli_received_total", "Keyframe requests received from viewers.", self.pli_received.get());
         c("exphub_session_writes_total", "Session files written.", self.session_writes.get());
-        c("exphub_pipeline_frames_in_total", "Video frames assembled by media pipelines.", self.pipeline_frames_in.get());
-        c("exphub_pipeline_frames_out_total", "Video frames filtered, encoded and sent.", self.pipeline_frames_out.get());
-        c("exphub_pipeline_frames_stale_total", "Frames decoded but skipped as too late.", self.pipeline_frames_stale.get());
+        c(
+            "exphub_pipeline_frames_in_total",
+            "Video frames assembled by media pipelines.",
+            self.pipeline_frames_in.get(),
+        );
+        c(
+            "exphub_pipeline_frames_out_total",
+            "Video frames filtered, encoded and sent.",
+            self.pipeline_frames_out.get(),
+        );
+        c(
+            "exphub_pipeline_frames_stale_total",
+            "Frames decoded but skipped as too late.",
+            self.pipeline_frames_stale.get(),
+        );
         c("exphub_pipeline_decode_errors_total", "Frames the decoder rejected.", self.pipeline_decode_errors.get());
-        c("exphub_pipeline_input_dropped_total", "Packets dropped at a full pipeline input.", self.pipeline_input_dropped.get());
+        c(
+            "exphub_pipeline_input_dropped_total",
+            "Packets dropped at a full pipeline input.",
+            self.pipeline_input_dropped.get(),
+        );
         c("exphub_filter_panics_total", "Filters that panicked (and were bypassed).", self.filter_panics.get());
-        let _ = writeln!(s, "# HELP exphub_pipelines Media pipelines running.\n# TYPE exphub_pipelines gauge\nexphub_pipelines {}", self.pipelines.get());
+        let _ = writeln!(
+            s,
+            "# HELP exphub_pipelines Media pipelines running.\n# TYPE exphub_pipelines gauge\nexphub_pipelines {}",
+            self.pipelines.get()
+        );
         self.pipeline_latency.render(
             &mut s,
             "exphub_pipeline_latency_seconds",

@@ -93,7 +93,9 @@ impl Hub {
             }
             // Answers to the server's own PING (the PING filter).
             ClientRequest::Pong(p) => {
-                if let Some(super::Role::Participant { session_id, participant_id }) = self.conns.get(&id).map(|c| c.role.clone()) {
+                if let Some(super::Role::Participant { session_id, participant_id }) =
+                    self.conns.get(&id).map(|c| c.role.clone())
+                {
                     self.on_pong(&session_id, &participant_id, &p.ping_data);
                 }
                 Ok(())
@@ -784,4 +786,3 @@ impl Hub {
         out
     }
 }
-

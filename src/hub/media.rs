@@ -11,11 +11,14 @@ use tokio::sync::mpsc;
 
 use super::experiment::SeatMedia;
 use super::{now_ms, ConnId, Hub, Input};
-use crate::media::pipeline::ToHub;
+use std::sync::Arc;
+
+use crate::media::pipeline::{Group, PipelineConfig, ToHub};
 use crate::peer::forward::Kind;
 use crate::peer::Forwarder;
 use crate::protocol::{self, ErrorType, MessageType, WireError};
-use crate::session::model::{FilterDict, Participant};
+use crate::session::model::{AsymmetricFilter, FilterDict, Participant};
+use crate::session::Session;
 
 /// Server→participant pinging on behalf of PING filters.
 #[derive(Default)]
@@ -36,19 +39,67 @@ impl Drop for PingState {
     }
 }
 
-/// The filter lists a participant's tracks should run: its own filters, plus the hidden mute
-/// filter when muted (contract §2.11: muted video keeps the source's size).
-pub fn desired_specs(p: &Participant) -> (Vec<FilterSpec>, Vec<FilterSpec>) {
-    let spec = |f: &FilterDict| FilterSpec::new(f.id.clone(), f.name.clone(), f.config.clone());
-    let mut video: Vec<FilterSpec> = p.video_filters.iter().map(spec).collect();
-    let mut audio: Vec<FilterSpec> = p.audio_filters.iter().map(spec).collect();
-    if p.muted_video {
-        video.push(FilterSpec::new("exphub-mute-video", "MUTE_VIDEO", json!({})));
+/// One filter list as the pipeline runs it: the filters, plus the hidden mute filter when
+/// muted (contract §2.11: muted video keeps the source's size).
+fn specs(list: &[FilterDict], muted: bool, mute: &str) -> Vec<FilterSpec> {
+    let mut v: Vec<FilterSpec> =
+        list.iter().map(|f| FilterSpec::new(f.id.clone(), f.name.clone(), f.config.clone())).collect();
+    if muted {
+        v.push(FilterSpec::new(format!("exphub-{}", mute.to_ascii_lowercase()), mute, json!({})));
     }
-    if p.muted_audio {
-        audio.push(FilterSpec::new("exphub-mute-audio", "MUTE_AUDIO", json!({})));
+    v
+}
+
+/// The viewer-side lists participant `viewer` has for `publisher` (SynthARium dev's
+/// asymmetric filters: `viewer.asymmetric_filters[i].id == publisher.asymmetric_filters_id`).
+fn asymmetric_for<'a>(viewer: &'a Participant, publisher: &Participant) -> Option<&'a AsymmetricFilter> {
+    if publisher.asymmetric_filters_id.is_empty() || viewer.id == publisher.id {
+        return None;
+    }
+    viewer.asymmetric_filters.iter().find(|a| a.id == publisher.asymmetric_filters_id)
+}
+
+/// The group (`None`: main) a viewer's list maps to: a branch keyed by its content, unless it
+/// equals the publisher's own list (SynthARium's UI starts viewers' lists as copies of it).
+fn group_of(list: Vec<FilterSpec>, main: &[FilterSpec]) -> Option<(Arc<str>, Vec<FilterSpec>)> {
+    if list == main {
+        return None;
+    }
+    let key: Vec<(&str, &str, &Value)> = list.iter().map(|s| (s.id.as_str(), s.name.as_str(), &s.config)).collect();
+    Some((Arc::from(serde_json::to_string(&key).unwrap_or_default()), list))
+}
+
+/// What a publisher's video and audio tracks should run: its own filters (main) and one branch
+/// per distinct viewer-side list among the other participants.
+pub fn desired_config(session: &Session, p: &Participant) -> (PipelineConfig, PipelineConfig) {
+    let mut video = PipelineConfig { main: specs(&p.video_filters, p.muted_video, "MUTE_VIDEO"), branches: vec![] };
+    let mut audio = PipelineConfig { main: specs(&p.audio_filters, p.muted_audio, "MUTE_AUDIO"), branches: vec![] };
+    for viewer in &session.participants {
+        let Some(a) = asymmetric_for(viewer, p) else { continue };
+        if let Some(b) = group_of(specs(&a.video_filters, p.muted_video, "MUTE_VIDEO"), &video.main) {
+            if !video.branches.iter().any(|(k, _)| *k == b.0) {
+                video.branches.push(b);
+            }
+        }
+        if let Some(b) = group_of(specs(&a.audio_filters, p.muted_audio, "MUTE_AUDIO"), &audio.main) {
+            if !audio.branches.iter().any(|(k, _)| *k == b.0) {
+                audio.branches.push(b);
+            }
+        }
     }
     (video, audio)
+}
+
+/// The (video, audio) groups a viewer participant gets of a publisher.
+pub fn viewer_groups(session: &Session, publisher: &str, viewer: &str) -> (Group, Group) {
+    let (Some(p), Some(v)) = (session.participant(publisher), session.participant(viewer)) else { return (None, None) };
+    let Some(a) = asymmetric_for(v, p) else { return (None, None) };
+    let vmain = specs(&p.video_filters, p.muted_video, "MUTE_VIDEO");
+    let amain = specs(&p.audio_filters, p.muted_audio, "MUTE_AUDIO");
+    (
+        group_of(specs(&a.video_filters, p.muted_video, "MUTE_VIDEO"), &vmain).map(|(k, _)| k),
+        group_of(specs(&a.audio_filters, p.muted_audio, "MUTE_AUDIO"), &amain).map(|(k, _)| k),
+    )
 }
 
 /// Checks filter lists against the filters' schemas; the error names the list and the filter.
@@ -95,24 +146,49 @@ impl Hub {
                 ping: PingState::default(),
             };
             // Configured from the session before anything else reaches it.
-            if let Some((v, a)) = self.sessions.get(sid).and_then(|s| s.participant(pid)).map(desired_specs) {
-                media.video.configure(v);
-                media.audio.configure(a);
+            if let Some(session) = self.sessions.get(sid) {
+                if let Some(p) = session.participant(pid) {
+                    let (v, a) = desired_config(session, p);
+                    media.video.configure(v);
+                    media.audio.configure(a);
+                }
             }
             self.experiments.get_mut(sid)?.media.insert(pid.to_owned(), media);
         }
         self.experiments.get_mut(sid)?.media.get_mut(pid)
     }
 
-    /// Pushes the desired filter lists of one participant (or all, with `None`) to its tracks.
+    /// Pushes the desired filter lists of one participant (or all, with `None`) to its tracks,
+    /// and moves each viewer's sinks to the group (main or branch) it should now get.
     pub(crate) fn apply_media(&mut self, sid: &str, pid: Option<&str>) {
         let (Some(session), Some(exp)) = (self.sessions.get(sid), self.experiments.get(sid)) else { return };
         for p in session.participants.iter().filter(|p| pid.is_none_or(|x| x == p.id)) {
             if let Some(m) = exp.media.get(&p.id) {
-                let (v, a) = desired_specs(p);
+                let (v, a) = desired_config(session, p);
                 m.video.configure(v);
                 m.audio.configure(a);
             }
+        }
+        for sub in self.subs.values().filter(|s| s.session_id == sid && pid.is_none_or(|x| x == s.publisher)) {
+            let (Some((vid, aid)), Some((v, a)), Some(m)) = (sub.sink_ids, &sub.sinks, exp.media.get(&sub.publisher))
+            else {
+                continue;
+            };
+            let (vg, ag) = self.sub_groups(sid, &sub.publisher, sub.subscriber);
+            m.video.add_sink(vid, v.clone(), vg);
+            m.audio.add_sink(aid, a.clone(), ag);
+        }
+    }
+
+    /// The groups a subscriber connection gets of a publisher: viewer-side branches for a
+    /// participant with asymmetric filters for it, the main output otherwise (experimenters
+    /// always see the publisher's own processing).
+    pub(crate) fn sub_groups(&self, sid: &str, publisher: &str, subscriber: ConnId) -> (Group, Group) {
+        match (self.conns.get(&subscriber).map(|c| &c.role), self.sessions.get(sid)) {
+            (Some(super::Role::Participant { participant_id, .. }), Some(session)) => {
+                viewer_groups(session, publisher, participant_id)
+            }
+            _ => (None, None),
         }
     }
 

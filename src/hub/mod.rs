@@ -48,18 +48,48 @@ const ICE_BUFFER_TTL: Duration = Duration::from_secs(60);
 
 /// Inputs of the hub task.
 pub(crate) enum Input {
-    Offer { req: OfferRequest, reply: oneshot::Sender<Result<Value, WireError>> },
-    Answered { token: u64, result: Result<peer::MainConnection, peer::PeerError> },
-    Ice { connection_id: String, candidate: IceCandidate, reply: oneshot::Sender<Result<(), WireError>> },
-    Peer { conn: ConnId, ev: PeerEvent },
-    SubAnswered { sub_id: String, result: Result<peer::SubConnection, peer::PeerError> },
-    SubConnected { sub_id: String },
+    Offer {
+        req: OfferRequest,
+        reply: oneshot::Sender<Result<Value, WireError>>,
+    },
+    Answered {
+        token: u64,
+        result: Result<peer::MainConnection, peer::PeerError>,
+    },
+    Ice {
+        connection_id: String,
+        candidate: IceCandidate,
+        reply: oneshot::Sender<Result<(), WireError>>,
+    },
+    Peer {
+        conn: ConnId,
+        ev: PeerEvent,
+    },
+    SubAnswered {
+        sub_id: String,
+        result: Result<peer::SubConnection, peer::PeerError>,
+    },
+    SubConnected {
+        sub_id: String,
+    },
     /// An event of a participant's track pipeline (filter reports, messages, pings, panics).
-    Media { session_id: String, participant_id: String, kind: Kind, ev: crate::media::pipeline::ToHub },
+    Media {
+        session_id: String,
+        participant_id: String,
+        kind: Kind,
+        ev: crate::media::pipeline::ToHub,
+    },
     /// Time to ping a participant for its PING filters.
-    PingTick { session_id: String, participant_id: String },
-    SubClosed { sub_id: String },
-    Shutdown { reply: oneshot::Sender<()> },
+    PingTick {
+        session_id: String,
+        participant_id: String,
+    },
+    SubClosed {
+        sub_id: String,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// Cheap, cloneable access to the hub task.
@@ -129,7 +159,8 @@ pub(crate) struct Sub {
     /// Candidates that arrived before the answer.
     pub early_ice: Vec<IceCandidate>,
     pub sink_ids: Option<(u64, u64)>,
-    /// The sinks, held until the connection is up (a keyframe sent earlier would be lost).
+    /// The sinks (video, audio); added to the forwarders once the connection is up (a keyframe
+    /// sent earlier would be lost), kept to move them between groups.
     pub sinks: Option<(peer::Sink, peer::Sink)>,
 }
 
@@ -377,8 +408,8 @@ impl Hub {
                 };
                 let old = exp.participants.insert(participant_id.clone(), id);
                 if let (Some((v, a)), Some(media)) = (echo, self.seat_media(session_id, participant_id)) {
-                    media.video.add_sink(sink_ids.0, v);
-                    media.audio.add_sink(sink_ids.1, a);
+                    media.video.add_sink(sink_ids.0, v, None);
+                    media.audio.add_sink(sink_ids.1, a, None);
                     echo_sinks = Some(sink_ids);
                 }
                 if let Some(old) = old {
@@ -730,12 +761,16 @@ impl Hub {
     fn on_sub_connected(&mut self, sub_id: &str) {
         let ids = (self.next_id(), self.next_id());
         let Some(sub) = self.subs.get_mut(sub_id) else { return };
-        let Some((v, a)) = sub.sinks.take() else { return };
+        if sub.sink_ids.is_some() {
+            return;
+        }
+        let Some((v, a)) = sub.sinks.clone() else { return };
         sub.sink_ids = Some(ids);
-        let (sid, publisher) = (sub.session_id.clone(), sub.publisher.clone());
+        let (sid, publisher, subscriber) = (sub.session_id.clone(), sub.publisher.clone(), sub.subscriber);
+        let (vg, ag) = self.sub_groups(&sid, &publisher, subscriber);
         if let Some(m) = self.seat_media(&sid, &publisher) {
-            m.video.add_sink(ids.0, v);
-            m.audio.add_sink(ids.1, a);
+            m.video.add_sink(ids.0, v, vg);
+            m.audio.add_sink(ids.1, a, ag);
         }
     }
 

@@ -8,11 +8,16 @@
 //! needs them) but stale ones are not filtered and encoded: latency is never traded for
 //! completeness. After a loss the picture freezes until a keyframe arrives, instead of
 //! decoding smeared inter frames.
+//!
+//! Outputs: the *main* output (the publisher's own filters: what its echo, the experimenters and
+//! most viewers get) and one *branch* per distinct viewer-side filter list (asymmetric filters),
+//! each with its own chain and encoder, all fed from the same decoded frame.
 
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use filters::{AudioChain, Budget, ChainEvent, FilterSpec, VideoChain, VideoFrame};
+use filters::{AudioChain, AudioFrame, Budget, ChainEvent, FilterSpec, VideoChain, VideoFrame};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::codec::{AudioDecoder, AudioEncoder, VideoDecoder, VideoEncoder, VideoSettings};
@@ -25,10 +30,30 @@ const STALE_AFTER: Duration = Duration::from_millis(100);
 const INPUT_CAPACITY: usize = 512;
 const MTU: usize = 1200;
 
+/// Which output: `None` is the main one, `Some(key)` a viewer-side branch.
+pub type Group = Option<Arc<str>>;
+
+/// What a pipeline should produce.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PipelineConfig {
+    /// The publisher's own filters. Empty: no main output (the forwarder forwards the
+    /// publisher's packets to the main group itself).
+    pub main: Vec<FilterSpec>,
+    /// Viewer-side branches by key.
+    pub branches: Vec<(Arc<str>, Vec<FilterSpec>)>,
+}
+
+impl PipelineConfig {
+    /// Nothing to decode for.
+    pub fn is_empty(&self) -> bool {
+        self.main.is_empty() && self.branches.is_empty()
+    }
+}
+
 /// What the worker sends back to the forwarder.
 #[derive(Debug)]
 pub enum ToForwarder {
-    Packets(Vec<RtpOut>),
+    Packets(Group, Vec<RtpOut>),
     /// The decoder needs a keyframe from the publisher (loss, start, decode error).
     NeedKeyframe,
 }
@@ -44,8 +69,8 @@ pub enum ToHub {
 
 enum Input {
     Rtp(RtpIn),
-    Configure(Vec<FilterSpec>),
-    Keyframe,
+    Configure(PipelineConfig),
+    Keyframe(Group),
     Ping(Option<f64>),
     PeerReport { id: String, name: String, data: Option<serde_json::Value> },
 }
@@ -67,14 +92,14 @@ impl Pipeline {
     /// Starts a worker for a track of `format` (VP8/H.264 video or Opus audio).
     pub fn spawn(
         format: Format,
-        specs: Vec<FilterSpec>,
+        config: PipelineConfig,
         to_forwarder: UnboundedSender<ToForwarder>,
         to_hub: UnboundedSender<ToHub>,
         name: String,
     ) -> std::io::Result<Self> {
         let kind = if format == Format::Opus { MediaKind::Audio } else { MediaKind::Video };
         let (tx, rx) = mpsc::sync_channel(INPUT_CAPACITY);
-        let _ = tx.try_send(Input::Configure(specs));
+        let _ = tx.try_send(Input::Configure(config));
         std::thread::Builder::new().name(format!("media-{name}")).spawn(move || {
             let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match kind {
                 MediaKind::Video => run_video(format, rx, to_forwarder, to_hub),
@@ -111,15 +136,15 @@ impl Pipeline {
         !matches!(self.tx.try_send(Input::Ping(None)), Err(TrySendError::Disconnected(_)))
     }
 
-    /// A new filter list, applied from the next frame (instances with the same id and name
+    /// New filter lists, applied from the next frame (instances with the same id and name
     /// keep their state and get the new parameters).
-    pub fn configure(&self, specs: Vec<FilterSpec>) {
-        let _ = self.tx.send(Input::Configure(specs));
+    pub fn configure(&self, config: PipelineConfig) {
+        let _ = self.tx.send(Input::Configure(config));
     }
 
-    /// The next encoded frame is a keyframe (a viewer joined or asked).
-    pub fn force_keyframe(&self) {
-        let _ = self.tx.try_send(Input::Keyframe);
+    /// The next frame of output `group` is a keyframe (a viewer joined or asked).
+    pub fn force_keyframe(&self, group: Group) {
+        let _ = self.tx.try_send(Input::Keyframe(group));
     }
 
     /// The participant's current round-trip time (for the PING filter).
@@ -142,46 +167,120 @@ fn drain_chain_events(events: impl Iterator<Item = ChainEvent>, to_hub: &Unbound
     }
 }
 
+/// One output of a pipeline: a chain and its encoder.
+struct Output<C, E> {
+    group: Group,
+    chain: C,
+    encoder: E,
+    packetizer: Packetizer,
+    force_key: bool,
+}
+
+/// Brings the outputs to `config`: outputs of kept groups get the new list (their filter
+/// instances carry over), new groups are created, dropped groups are removed.
+fn reconfigure<C, E>(
+    outputs: &mut Vec<Output<C, E>>,
+    config: PipelineConfig,
+    new_output: &mut dyn FnMut(Group) -> Option<Output<C, E>>,
+    apply: &mut dyn FnMut(&mut C, &[FilterSpec]) -> Result<(), String>,
+    to_hub: &UnboundedSender<ToHub>,
+) {
+    let mut wanted: Vec<(Group, Vec<FilterSpec>)> = config.branches.into_iter().map(|(k, v)| (Some(k), v)).collect();
+    if !config.main.is_empty() {
+        wanted.insert(0, (None, config.main));
+    }
+    outputs.retain(|o| wanted.iter().any(|(g, _)| *g == o.group));
+    for (group, specs) in wanted {
+        let idx = match outputs.iter().position(|o| o.group == group) {
+            Some(i) => i,
+            None => match new_output(group.clone()) {
+                Some(o) => {
+                    outputs.push(o);
+                    outputs.len() - 1
+                }
+                None => continue,
+            },
+        };
+        if let Err(text) = apply(&mut outputs[idx].chain, &specs) {
+            let _ = to_hub.send(ToHub::Rejected(text));
+        }
+    }
+}
+
+fn spec_errors(errors: Vec<filters::SpecError>) -> String {
+    errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+}
+
+/// Events of the main chain all go to the hub; a branch's only when they are failures (its
+/// reports would shadow the main instances' in `GET_FILTERS_DATA`).
+fn forward_events<'a>(group: &Group, events: impl Iterator<Item = ChainEvent> + 'a, to_hub: &UnboundedSender<ToHub>) {
+    if group.is_none() {
+        drain_chain_events(events, to_hub);
+    } else {
+        drain_chain_events(events.filter(|e| matches!(e, ChainEvent::Panicked { .. })), to_hub);
+    }
+}
+
 fn run_video(format: Format, rx: Receiver<Input>, out: UnboundedSender<ToForwarder>, to_hub: UnboundedSender<ToHub>) {
-    let (mut decoder, mut encoder) = match (VideoDecoder::new(format), VideoEncoder::new(format, VideoSettings::default())) {
-        (Ok(d), Ok(e)) => (d, e),
-        (d, e) => {
-            tracing::error!(decoder = ?d.err(), encoder = ?e.err(), "video codec unavailable");
+    let mut decoder = match VideoDecoder::new(format) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "video decoder unavailable");
             return;
         }
     };
-    let mut chain = VideoChain::new(Budget::VIDEO);
+    let mut new_output = |group: Group| -> Option<Output<VideoChain, VideoEncoder>> {
+        match VideoEncoder::new(format, VideoSettings::default()) {
+            Ok(encoder) => Some(Output {
+                group,
+                chain: VideoChain::new(Budget::VIDEO),
+                encoder,
+                packetizer: Packetizer::new(format, MTU),
+                force_key: true,
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "video encoder unavailable");
+                None
+            }
+        }
+    };
+    let mut apply = |c: &mut VideoChain, specs: &[FilterSpec]| c.apply(specs).map_err(spec_errors);
+    let mut outputs: Vec<Output<VideoChain, VideoEncoder>> = Vec::new();
     let mut assembler = FrameAssembler::new(format);
-    let mut packetizer = Packetizer::new(format, MTU);
-    let mut picture = VideoFrame::new(2, 2);
+    let mut decoded = VideoFrame::new(2, 2);
+    let mut scratch = VideoFrame::new(2, 2);
     let mut encoded = Vec::new();
-    let mut force_key = true;
     let mut waiting_for_key = true;
     let epoch = Instant::now();
     let _ = out.send(ToForwarder::NeedKeyframe);
     while let Ok(input) = rx.recv() {
         let packet = match input {
             Input::Rtp(p) => p,
-            Input::Configure(specs) => {
-                if let Err(errors) = chain.apply(&specs) {
-                    let text = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
-                    let _ = to_hub.send(ToHub::Rejected(text));
+            Input::Configure(config) => {
+                reconfigure(&mut outputs, config, &mut new_output, &mut apply, &to_hub);
+                for o in &mut outputs {
+                    forward_events(&o.group, o.chain.drain_events(), &to_hub);
                 }
-                drain_chain_events(chain.drain_events(), &to_hub);
                 continue;
             }
-            Input::Keyframe => {
-                force_key = true;
+            Input::Keyframe(group) => {
+                for o in outputs.iter_mut().filter(|o| o.group == group) {
+                    o.force_key = true;
+                }
                 continue;
             }
             Input::Ping(ms) => {
                 if ms.is_some() {
-                    chain.set_ping_ms(ms);
+                    for o in &mut outputs {
+                        o.chain.set_ping_ms(ms);
+                    }
                 }
                 continue;
             }
             Input::PeerReport { id, name, data } => {
-                chain.set_peer_report(&id, &name, data);
+                for o in &mut outputs {
+                    o.chain.set_peer_report(&id, &name, data.clone());
+                }
                 continue;
             }
         };
@@ -196,7 +295,7 @@ fn run_video(format: Format, rx: Receiver<Input>, out: UnboundedSender<ToForward
                 continue;
             }
             waiting_for_key = false;
-            match decoder.decode(&frame.data, &mut picture) {
+            match decoder.decode(&frame.data, &mut decoded) {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(e) => {
@@ -211,24 +310,36 @@ fn run_video(format: Format, rx: Receiver<Input>, out: UnboundedSender<ToForward
                 METRICS.pipeline_frames_stale.inc();
                 continue;
             }
-            picture.pts = frame.arrival.duration_since(epoch);
-            chain.process(&mut picture);
-            drain_chain_events(chain.drain_events(), &to_hub);
-            encoded.clear();
-            if let Err(e) = encoder.encode(&picture, std::mem::take(&mut force_key), &mut encoded) {
-                tracing::warn!(error = %e, "encode error");
-                force_key = true;
-                continue;
-            }
-            let mut packets = Vec::new();
-            for e in &encoded {
-                packetizer.packetize(&e.data, frame.timestamp, &mut packets);
-            }
-            if !packets.is_empty() {
-                METRICS.pipeline_frames_out.inc();
-                METRICS.pipeline_latency.observe(frame.arrival.elapsed());
-                if out.send(ToForwarder::Packets(packets)).is_err() {
-                    return;
+            decoded.pts = frame.arrival.duration_since(epoch);
+            let single = outputs.len() == 1;
+            for o in &mut outputs {
+                // One output filters the decoded frame in place; several each get a copy.
+                let picture = if single {
+                    &mut decoded
+                } else {
+                    scratch.clone_from(&decoded);
+                    &mut scratch
+                };
+                o.chain.process(picture);
+                forward_events(&o.group, o.chain.drain_events(), &to_hub);
+                encoded.clear();
+                if let Err(e) = o.encoder.encode(picture, std::mem::take(&mut o.force_key), &mut encoded) {
+                    tracing::warn!(error = %e, "encode error");
+                    o.force_key = true;
+                    continue;
+                }
+                let mut packets = Vec::new();
+                for e in &encoded {
+                    o.packetizer.packetize(&e.data, frame.timestamp, &mut packets);
+                }
+                if !packets.is_empty() {
+                    METRICS.pipeline_frames_out.inc();
+                    if o.group.is_none() {
+                        METRICS.pipeline_latency.observe(frame.arrival.elapsed());
+                    }
+                    if out.send(ToForwarder::Packets(o.group.clone(), packets)).is_err() {
+                        return;
+                    }
                 }
             }
         }
@@ -236,44 +347,62 @@ fn run_video(format: Format, rx: Receiver<Input>, out: UnboundedSender<ToForward
 }
 
 fn run_audio(rx: Receiver<Input>, out: UnboundedSender<ToForwarder>, to_hub: UnboundedSender<ToHub>) {
-    let (mut decoder, mut encoder) = match (AudioDecoder::new(), AudioEncoder::new(2, 64_000)) {
-        (Ok(d), Ok(e)) => (d, e),
-        (d, e) => {
-            tracing::error!(decoder = ?d.err(), encoder = ?e.err(), "opus codec unavailable");
+    let mut decoder = match AudioDecoder::new() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "opus decoder unavailable");
             return;
         }
     };
-    let mut chain = AudioChain::new(Budget::AUDIO);
+    let mut new_output = |group: Group| -> Option<Output<AudioChain, AudioEncoder>> {
+        match AudioEncoder::new(2, 64_000) {
+            Ok(encoder) => Some(Output {
+                group,
+                chain: AudioChain::new(Budget::AUDIO),
+                encoder,
+                packetizer: Packetizer::new(Format::Opus, MTU),
+                force_key: false,
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "opus encoder unavailable");
+                None
+            }
+        }
+    };
+    let mut apply = |c: &mut AudioChain, specs: &[FilterSpec]| c.apply(specs).map_err(spec_errors);
+    let mut outputs: Vec<Output<AudioChain, AudioEncoder>> = Vec::new();
     let mut assembler = FrameAssembler::new(Format::Opus);
-    let mut packetizer = Packetizer::new(Format::Opus, MTU);
-    let mut samples = filters::AudioFrame::new(2, 960, 48_000);
+    let mut decoded = AudioFrame::new(2, 960, 48_000);
     let mut encoded = Vec::new();
     let epoch = Instant::now();
     while let Ok(input) = rx.recv() {
         let packet = match input {
             Input::Rtp(p) => p,
-            Input::Configure(specs) => {
-                if let Err(errors) = chain.apply(&specs) {
-                    let text = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
-                    let _ = to_hub.send(ToHub::Rejected(text));
+            Input::Configure(config) => {
+                reconfigure(&mut outputs, config, &mut new_output, &mut apply, &to_hub);
+                for o in &mut outputs {
+                    forward_events(&o.group, o.chain.drain_events(), &to_hub);
                 }
-                drain_chain_events(chain.drain_events(), &to_hub);
                 continue;
             }
-            Input::Keyframe => continue,
+            Input::Keyframe(_) => continue,
             Input::Ping(ms) => {
                 if ms.is_some() {
-                    chain.set_ping_ms(ms);
+                    for o in &mut outputs {
+                        o.chain.set_ping_ms(ms);
+                    }
                 }
                 continue;
             }
             Input::PeerReport { id, name, data } => {
-                chain.set_peer_report(&id, &name, data);
+                for o in &mut outputs {
+                    o.chain.set_peer_report(&id, &name, data.clone());
+                }
                 continue;
             }
         };
         for frame in assembler.push(packet) {
-            match decoder.decode(&frame.data, &mut samples) {
+            match decoder.decode(&frame.data, &mut decoded) {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(_) => {
@@ -285,19 +414,31 @@ fn run_audio(rx: Receiver<Input>, out: UnboundedSender<ToForwarder>, to_hub: Unb
                 METRICS.pipeline_frames_stale.inc();
                 continue;
             }
-            samples.pts = frame.arrival.duration_since(epoch);
-            chain.process(&mut samples);
-            drain_chain_events(chain.drain_events(), &to_hub);
-            encoded.clear();
-            if encoder.encode(&samples, &mut encoded).is_err() {
-                continue;
-            }
-            let mut packets = Vec::new();
-            for e in &encoded {
-                packetizer.packetize(e, frame.timestamp, &mut packets);
-            }
-            if !packets.is_empty() && out.send(ToForwarder::Packets(packets)).is_err() {
-                return;
+            decoded.pts = frame.arrival.duration_since(epoch);
+            let single = outputs.len() == 1;
+            for o in &mut outputs {
+                let mut copy;
+                let samples = if single {
+                    &mut decoded
+                } else {
+                    copy =
+                        AudioFrame::from_samples(decoded.channels(), decoded.sample_rate(), decoded.samples().to_vec());
+                    copy.pts = decoded.pts;
+                    &mut copy
+                };
+                o.chain.process(samples);
+                forward_events(&o.group, o.chain.drain_events(), &to_hub);
+                encoded.clear();
+                if o.encoder.encode(samples, &mut encoded).is_err() {
+                    continue;
+                }
+                let mut packets = Vec::new();
+                for e in &encoded {
+                    o.packetizer.packetize(e, frame.timestamp, &mut packets);
+                }
+                if !packets.is_empty() && out.send(ToForwarder::Packets(o.group.clone(), packets)).is_err() {
+                    return;
+                }
             }
         }
     }

@@ -109,9 +109,16 @@ impl FrameAssembler {
         self.pending.insert(ext, p);
         let mut out = vec![];
         loop {
-            // Start-up: nothing is known to end before the first packets; skip to the first
-            // marker so the first frame we emit starts on a frame boundary.
+            // Start-up: the first packet may be mid-frame. If it says it starts a frame (VP8's
+            // S bit, an H.264 NAL start), begin there: a stream that opens with a keyframe is
+            // decodable at once. Otherwise skip to the first marker, to a frame boundary.
             let Some(done) = self.last_done else {
+                if let Some((k, p)) = self.pending.iter().next() {
+                    if self.starts_frame(&p.payload) {
+                        self.last_done = Some(k - 1);
+                        continue;
+                    }
+                }
                 match self.pending.iter().find(|(_, p)| p.marker).map(|(k, _)| *k) {
                     Some(m) => {
                         self.pending.retain(|k, _| *k > m);
@@ -444,7 +451,7 @@ mod tests {
             payload: Bytes::from_static(&[0x10, 0]),
             arrival: Instant::now(),
         };
-        assert!(a.push(prime).is_empty(), "the start-up frame is skipped");
+        assert_eq!(a.push(prime).len(), 1, "a first packet that starts a frame is a frame");
         pkts.swap(1, 2); // reordering inside a frame
         let mut got = vec![];
         for p in pkts {
@@ -457,6 +464,17 @@ mod tests {
             assert_eq!(g.keyframe, f[0] & 1 == 0);
             assert!(!g.after_loss);
         }
+    }
+
+    #[test]
+    fn a_stream_that_starts_mid_frame_is_picked_up_at_the_next_frame() {
+        let frames: Vec<(u32, Vec<u8>)> = (0..3).map(|i| (i * 3000, vp8_frame(i == 0, 2500, i as u8))).collect();
+        let pkts = packets(Format::Vp8, &frames, 1200);
+        let mut a = FrameAssembler::new(Format::Vp8);
+        // Joined after the first packet of frame 0.
+        let got: Vec<Frame> = pkts.into_iter().skip(1).flat_map(|p| a.push(p)).collect();
+        let ts: Vec<u32> = got.iter().map(|f| f.timestamp).collect();
+        assert_eq!(ts, vec![3000, 6000]);
     }
 
     #[test]

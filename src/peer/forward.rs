@@ -16,7 +16,11 @@
 //! When the track has filters (or is muted), the forwarder hands source packets to a
 //! [`Pipeline`] worker instead (decode once, filter, encode once) and fans out what comes back:
 //! the same sinks, the same continuous sequence space. It switches between the two paths live,
-//! at the next packet, from a desired filter list ([`Forwarder::configure`]).
+//! at the next packet, from desired filter lists ([`Forwarder::configure`]).
+//!
+//! Sinks belong to a *group*: the main group (the publisher's own filters, or its packets
+//! forwarded as they are) or a viewer-side branch (asymmetric filters). Each group has its own
+//! sequence space; a branch only runs while it has sinks.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,7 +37,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::rtp_transceiver::RtpSender;
 
 use super::{PeerError, Result, VideoCodec};
-use crate::media::pipeline::{Pipeline, ToForwarder, ToHub};
+use crate::media::pipeline::{Group, Pipeline, PipelineConfig, ToForwarder, ToHub};
 use crate::media::rtp::{Format, RtpIn, RtpOut};
 use crate::metrics::METRICS;
 use filters::FilterSpec;
@@ -129,10 +133,11 @@ impl Sink {
 
 enum Ctrl {
     Source(RemoteTrack),
-    Add(u64, Sink),
+    Add(u64, Sink, Group),
     Remove(u64),
-    Keyframe,
-    Configure(Vec<FilterSpec>),
+    /// A viewer asked for a keyframe: `Some(sink)`, or the whole track (`None`).
+    Keyframe(Option<u64>),
+    Configure(PipelineConfig),
     Ping(Option<f64>),
     PeerReport(String, String, Option<serde_json::Value>),
 }
@@ -153,10 +158,11 @@ impl Forwarder {
         Self { tx, kind }
     }
 
-    /// The filters this track should run (empty: forward without decoding). Applied live:
-    /// the pipeline starts, changes or stops at the next packet.
-    pub fn configure(&self, specs: Vec<FilterSpec>) {
-        let _ = self.tx.send(Ctrl::Configure(specs));
+    /// The filters this track should run: the publisher's own (`main`; empty: forward without
+    /// decoding) and the viewer-side branches. Applied live: the pipeline starts, changes or
+    /// stops at the next packet.
+    pub fn configure(&self, config: PipelineConfig) {
+        let _ = self.tx.send(Ctrl::Configure(config));
     }
 
     pub fn kind(&self) -> Kind {
@@ -168,9 +174,10 @@ impl Forwarder {
         let _ = self.tx.send(Ctrl::Source(t));
     }
 
-    /// Starts sending to `sink` under `id`; a video sink gets a keyframe soon.
-    pub fn add_sink(&self, id: u64, sink: Sink) {
-        let _ = self.tx.send(Ctrl::Add(id, sink));
+    /// Starts sending to `sink` under `id`, from output `group` (`None`: main); a video sink
+    /// gets a keyframe soon. Adding an existing id moves it (e.g. to another branch).
+    pub fn add_sink(&self, id: u64, sink: Sink, group: Group) {
+        let _ = self.tx.send(Ctrl::Add(id, sink, group));
     }
 
     pub fn remove_sink(&self, id: u64) {
@@ -187,35 +194,45 @@ impl Forwarder {
         let _ = self.tx.send(Ctrl::PeerReport(id, name, data));
     }
 
-    /// Asks the publisher for a keyframe (rate-limited).
+    /// A keyframe for every viewer (our encoders make one, or the publisher is asked).
     pub fn request_keyframe(&self) {
-        let _ = self.tx.send(Ctrl::Keyframe);
+        let _ = self.tx.send(Ctrl::Keyframe(None));
     }
 }
 
 struct SinkState {
     sink: Sink,
+    group: Group,
     listener: tokio::task::JoinHandle<()>,
+}
+
+/// The sequence space of one group of sinks.
+#[derive(Default)]
+struct Sequence {
+    last_seq: Option<u16>,
+    last_ts: u32,
+    /// Forwarded packets: output = input + offset.
+    offset: u16,
+    /// Re-base `offset` at the next forwarded packet (after a switch of path or source).
+    rebase: bool,
 }
 
 struct Loop {
     kind: Kind,
+    name: String,
     source: Option<Arc<dyn TrackRemote>>,
     source_ssrc: u32,
+    format: Option<Format>,
     sinks: HashMap<u64, SinkState>,
-    /// Output = input + offset (wrapping), re-based on every source change.
-    seq_offset: u16,
+    seqs: HashMap<Group, Sequence>,
+    /// Timestamps: output = input + offset, re-based when the source changes.
     ts_offset: u32,
-    last_out_seq: Option<u16>,
-    last_out_ts: u32,
-    rebase: bool,
+    rebase_ts: bool,
     last_pli: Option<Instant>,
     pli_pending: bool,
-    /// Where output sequence numbers continue after a switch of path or source.
-    rebase_seq: bool,
-    name: String,
-    format: Option<Format>,
-    specs: Vec<FilterSpec>,
+    /// Desired filter lists; the pipeline runs the main list and the branches with sinks.
+    config: PipelineConfig,
+    running: PipelineConfig,
     pipeline: Option<Pipeline>,
     pipe_rx: Option<mpsc::UnboundedReceiver<ToForwarder>>,
     events: mpsc::UnboundedSender<ToHub>,
@@ -231,20 +248,18 @@ async fn run(
 ) {
     let mut l = Loop {
         kind,
+        name,
         source: None,
         source_ssrc: 0,
+        format: None,
         sinks: HashMap::new(),
-        seq_offset: 0,
+        seqs: HashMap::new(),
         ts_offset: 0,
-        last_out_seq: None,
-        last_out_ts: 0,
-        rebase: false,
+        rebase_ts: false,
         last_pli: None,
         pli_pending: false,
-        rebase_seq: false,
-        name,
-        format: None,
-        specs: vec![],
+        config: PipelineConfig::default(),
+        running: PipelineConfig::default(),
         pipeline: None,
         pipe_rx: None,
         events,
@@ -259,11 +274,12 @@ async fn run(
                 None => break,
             },
             out = recv_pipeline(&mut l.pipe_rx) => match out {
-                Some(ToForwarder::Packets(p)) => l.send_processed(p),
+                Some(ToForwarder::Packets(group, p)) => l.send_processed(&group, p),
                 Some(ToForwarder::NeedKeyframe) => l.request_upstream_keyframe(),
                 None => {
                     // The worker is gone (a bug outside the filters): fall back to forwarding.
                     tracing::warn!(track = %l.name, "media pipeline stopped; forwarding unprocessed");
+                    l.config = PipelineConfig::default();
                     l.stop_pipeline();
                 }
             },
@@ -303,33 +319,45 @@ impl Loop {
                 let format = t.format();
                 self.source = Some(t.inner);
                 self.source_ssrc = t.ssrc;
-                self.rebase = true;
-                self.rebase_seq = true;
+                self.rebase_ts = true;
+                for s in self.seqs.values_mut() {
+                    s.rebase = true;
+                }
                 if format != self.format {
                     // A new codec (rejoin from another browser): a new pipeline for it.
                     self.format = format;
                     self.stop_pipeline();
                 }
                 self.reconcile_pipeline();
-                self.want_keyframe();
+                self.want_keyframe(None);
             }
-            Ctrl::Configure(specs) => {
-                self.specs = specs;
+            Ctrl::Configure(config) => {
+                self.config = config;
                 self.reconcile_pipeline();
             }
-            Ctrl::Add(id, sink) => {
-                let listener = tokio::spawn(listen_rtcp(sink.track.clone(), self.ctrl_weak.clone()));
-                if let Some(old) = self.sinks.insert(id, SinkState { sink, listener }) {
+            Ctrl::Add(id, sink, group) => {
+                let listener = tokio::spawn(listen_rtcp(id, sink.track.clone(), self.ctrl_weak.clone()));
+                if let Some(old) = self.sinks.insert(id, SinkState { sink, group: group.clone(), listener }) {
                     old.listener.abort();
                 }
-                self.want_keyframe();
+                self.reconcile_pipeline();
+                self.want_keyframe(Some(group));
             }
             Ctrl::Remove(id) => {
                 if let Some(old) = self.sinks.remove(&id) {
                     old.listener.abort();
+                    self.reconcile_pipeline();
                 }
             }
-            Ctrl::Keyframe => self.want_keyframe(),
+            Ctrl::Keyframe(sink) => match sink {
+                Some(id) => {
+                    let group = self.sinks.get(&id).map(|s| s.group.clone());
+                    if let Some(g) = group {
+                        self.want_keyframe(Some(g));
+                    }
+                }
+                None => self.want_keyframe(None),
+            },
             Ctrl::Ping(ms) => {
                 if let Some(p) = &self.pipeline {
                     p.set_ping(ms);
@@ -343,46 +371,88 @@ impl Loop {
         }
     }
 
-    /// Brings the pipeline to the desired filter list: none, started, or reconfigured.
+    /// The main output is processed (not forwarded as received).
+    fn main_processed(&self) -> bool {
+        self.pipeline.is_some() && !self.running.main.is_empty()
+    }
+
+    /// Brings the pipeline to the desired lists: the main list, plus the branches that have
+    /// sinks. None left: forward without decoding.
     fn reconcile_pipeline(&mut self) {
-        if self.specs.is_empty() {
+        let branches = self
+            .config
+            .branches
+            .iter()
+            .filter(|(k, _)| self.sinks.values().any(|s| s.group.as_deref() == Some(&**k)))
+            .cloned()
+            .collect();
+        let want = PipelineConfig { main: self.config.main.clone(), branches };
+        if want.is_empty() {
             self.stop_pipeline();
             return;
         }
-        if let Some(p) = &self.pipeline {
-            p.configure(self.specs.clone());
+        if want == self.running && self.pipeline.is_some() {
             return;
         }
-        let Some(format) = self.format else { return }; // started when the source arrives
-        let (tx, rx) = mpsc::unbounded_channel();
-        match Pipeline::spawn(format, self.specs.clone(), tx, self.events.clone(), self.name.clone()) {
-            Ok(p) => {
-                METRICS.pipelines.set(METRICS.pipelines.get() + 1);
-                self.pipeline = Some(p);
-                self.pipe_rx = Some(rx);
+        let main_was_processed = self.main_processed();
+        if let Some(p) = &self.pipeline {
+            p.configure(want.clone());
+            self.running = want;
+        } else {
+            let Some(format) = self.format else { return }; // started when the source arrives
+            let (tx, rx) = mpsc::unbounded_channel();
+            match Pipeline::spawn(format, want.clone(), tx, self.events.clone(), self.name.clone()) {
+                Ok(p) => {
+                    METRICS.pipelines.set(METRICS.pipelines.get() + 1);
+                    self.pipeline = Some(p);
+                    self.pipe_rx = Some(rx);
+                    self.running = want;
+                }
+                Err(e) => {
+                    tracing::error!(track = %self.name, error = %e, "cannot start a media worker; forwarding unprocessed")
+                }
             }
-            Err(e) => tracing::error!(track = %self.name, error = %e, "cannot start a media worker; forwarding unprocessed"),
+        }
+        if main_was_processed && !self.main_processed() {
+            // Back to forwarding the main group: continue its sequence, restart its picture.
+            self.seqs.entry(None).or_default().rebase = true;
+            self.request_upstream_keyframe();
         }
     }
 
     fn stop_pipeline(&mut self) {
+        let main_was_processed = self.main_processed();
         if self.pipeline.take().is_some() {
             METRICS.pipelines.set(METRICS.pipelines.get() - 1);
-            // Forwarded packets continue the sequence; the picture restarts with a keyframe.
-            self.rebase_seq = true;
-            self.want_keyframe();
         }
         self.pipe_rx = None;
+        self.running = PipelineConfig::default();
+        if main_was_processed {
+            self.seqs.entry(None).or_default().rebase = true;
+            self.request_upstream_keyframe();
+        }
     }
 
-    /// A viewer needs a keyframe: our encoder makes one, or the publisher is asked.
-    fn want_keyframe(&mut self) {
+    /// Viewers of `group` (`None`: every group) need a keyframe: our encoder makes one, or
+    /// the publisher is asked.
+    fn want_keyframe(&mut self, group: Option<Group>) {
         if self.kind != Kind::Video {
             return;
         }
-        match &self.pipeline {
-            Some(p) => p.force_keyframe(),
-            None => self.request_upstream_keyframe(),
+        let groups: Vec<Group> = match group {
+            Some(g) => vec![g],
+            None => {
+                let mut g: Vec<Group> = self.running.branches.iter().map(|(k, _)| Some(k.clone())).collect();
+                g.push(None);
+                g
+            }
+        };
+        for g in groups {
+            match (&self.pipeline, &g) {
+                (Some(p), Some(_)) => p.force_keyframe(g),
+                (Some(p), None) if self.main_processed() => p.force_keyframe(None),
+                _ => self.request_upstream_keyframe(),
+            }
         }
     }
 
@@ -414,12 +484,12 @@ impl Loop {
 
     fn on_source_packet(&mut self, mut p: rtp::Packet) {
         METRICS.packets_received.inc();
-        if self.rebase {
-            self.rebase = false;
-            if self.last_out_seq.is_some() {
+        if self.rebase_ts {
+            self.rebase_ts = false;
+            if let Some(last) = self.seqs.values().filter(|s| s.last_seq.is_some()).map(|s| s.last_ts).next() {
                 // Continue the timestamp a nominal frame (or 20 ms of audio) after the last one.
                 let step = if self.kind == Kind::Video { 3000 } else { 960 };
-                self.ts_offset = self.last_out_ts.wrapping_add(step).wrapping_sub(p.header.timestamp);
+                self.ts_offset = last.wrapping_add(step).wrapping_sub(p.header.timestamp);
             }
         }
         if self.pli_pending {
@@ -430,31 +500,34 @@ impl Loop {
                 seq: p.header.sequence_number,
                 timestamp: p.header.timestamp,
                 marker: p.header.marker,
-                payload: p.payload,
+                payload: p.payload.clone(),
                 arrival: Instant::now(),
             });
-            return;
-        }
-        if self.rebase_seq {
-            self.rebase_seq = false;
-            if let Some(last) = self.last_out_seq {
-                self.seq_offset = last.wrapping_add(1).wrapping_sub(p.header.sequence_number);
+            if self.main_processed() {
+                return;
             }
         }
-        p.header.sequence_number = p.header.sequence_number.wrapping_add(self.seq_offset);
+        let seq = self.seqs.entry(None).or_default();
+        if seq.rebase {
+            seq.rebase = false;
+            if let Some(last) = seq.last_seq {
+                seq.offset = last.wrapping_add(1).wrapping_sub(p.header.sequence_number);
+            }
+        }
+        p.header.sequence_number = p.header.sequence_number.wrapping_add(seq.offset);
         p.header.timestamp = p.header.timestamp.wrapping_add(self.ts_offset);
         // The publisher's header extensions carry ids negotiated on *its* connection; the
         // subscriber's connection adds its own (e.g. transport-cc) in the interceptors.
         p.header.extension = false;
         p.header.extensions.clear();
         p.header.extensions_padding = 0;
-        self.fan_out(p);
+        self.fan_out(&None, p);
     }
 
-    /// Packets from our own encoder: they continue the sequence the subscribers already have.
-    fn send_processed(&mut self, packets: Vec<RtpOut>) {
+    /// Packets from one of our encoders: they continue that group's sequence.
+    fn send_processed(&mut self, group: &Group, packets: Vec<RtpOut>) {
         for o in packets {
-            let seq = self.last_out_seq.map_or(0, |s| s.wrapping_add(1));
+            let seq = self.seqs.entry(group.clone()).or_default().last_seq.map_or(0, |s| s.wrapping_add(1));
             let p = rtp::Packet {
                 header: rtp::header::Header {
                     version: 2,
@@ -465,17 +538,18 @@ impl Loop {
                 },
                 payload: o.payload,
             };
-            self.fan_out(p);
+            self.fan_out(group, p);
         }
     }
 
-    fn fan_out(&mut self, p: rtp::Packet) {
-        self.last_out_seq = Some(p.header.sequence_number);
-        self.last_out_ts = p.header.timestamp;
+    fn fan_out(&mut self, group: &Group, p: rtp::Packet) {
+        let seq = self.seqs.entry(group.clone()).or_default();
+        seq.last_seq = Some(p.header.sequence_number);
+        seq.last_ts = p.header.timestamp;
         let bytes = p.payload.len() as u64;
         let mut sent = 0u64;
         let mut dropped = 0u64;
-        for s in self.sinks.values() {
+        for s in self.sinks.values().filter(|s| s.group == *group) {
             let mut out = p.clone();
             out.header.ssrc = s.sink.ssrc;
             out.header.payload_type = s.sink.pt;
@@ -495,13 +569,13 @@ impl Loop {
     }
 }
 
-/// Turns a viewer's PLI/FIR on one sink into a keyframe request to the publisher.
-async fn listen_rtcp(track: Arc<TrackLocalStaticRTP>, ctrl: mpsc::WeakUnboundedSender<Ctrl>) {
+/// Turns a viewer's PLI/FIR on one sink into a keyframe request for that sink's group.
+async fn listen_rtcp(id: u64, track: Arc<TrackLocalStaticRTP>, ctrl: mpsc::WeakUnboundedSender<Ctrl>) {
     while let Some(TrackLocalEvent::OnRtcpPacket(_)) = track.poll().await {
         METRICS.pli_received.inc();
         match ctrl.upgrade() {
             Some(tx) => {
-                let _ = tx.send(Ctrl::Keyframe);
+                let _ = tx.send(Ctrl::Keyframe(Some(id)));
             }
             None => break,
         }

@@ -277,19 +277,22 @@ async fn a_late_subscriber_gets_a_keyframe_at_once() {
     assert_success(&ok, "JOIN_EXPERIMENT");
     assert!(wait_media(&rec, PARTICIPANTS[0], Kind::Video, 10, T).await);
     let deadline = std::time::Instant::now() + T;
-    while rec.lock().unwrap().first_key.get(PARTICIPANTS[0]).is_none() && std::time::Instant::now() < deadline {
+    while !rec.lock().unwrap().first_key.contains_key(PARTICIPANTS[0]) && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let g = rec.lock().unwrap();
-    let first_pkt = g.first[&(PARTICIPANTS[0].to_owned(), Kind::Video)];
-    let first_key = *g.first_key.get(PARTICIPANTS[0]).expect("a keyframe arrives");
+    let (first_pkt, first_key) = {
+        let g = rec.lock().unwrap();
+        (
+            g.first[&(PARTICIPANTS[0].to_owned(), Kind::Video)],
+            *g.first_key.get(PARTICIPANTS[0]).expect("a keyframe arrives"),
+        )
+    };
     let wait = first_key.saturating_duration_since(first_pkt);
     assert!(wait < Duration::from_millis(400), "keyframe {wait:?} after the first packet");
     assert!(
         clip.keyframes_sent.load(std::sync::atomic::Ordering::Relaxed) > answered,
         "the publisher was asked for a keyframe when the viewer joined"
     );
-    drop(g);
     player.abort();
     p0.close().await;
     late.close().await;

@@ -71,11 +71,13 @@ impl Decoded {
 }
 
 type Pictures = Arc<Mutex<HashMap<String, Vec<Decoded>>>>;
+/// Per origin: the viewer's assembler, decoder and last picture.
+type Decoders = Arc<Mutex<HashMap<String, (FrameAssembler, VideoDecoder, VideoFrame)>>>;
 
 /// Client options that decode every video stream a viewer receives.
 fn decoding_viewer() -> (Pictures, ClientOptions) {
     let pictures: Pictures = Arc::default();
-    let decoders: Arc<Mutex<HashMap<String, (FrameAssembler, VideoDecoder, VideoFrame)>>> = Arc::default();
+    let decoders: Decoders = Arc::default();
     let out = pictures.clone();
     let opts = ClientOptions {
         on_rtp: Some(Arc::new(move |origin, kind, p, at| {

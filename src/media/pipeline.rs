@@ -176,13 +176,18 @@ struct Output<C, E> {
     force_key: bool,
 }
 
+/// Makes a new output for a group (`None` if its codec cannot be opened).
+type NewOutput<'a, C, E> = dyn FnMut(Group) -> Option<Output<C, E>> + 'a;
+/// Applies a filter list to a chain (the error says what was wrong with the list).
+type Apply<'a, C> = dyn FnMut(&mut C, &[FilterSpec]) -> Result<(), String> + 'a;
+
 /// Brings the outputs to `config`: outputs of kept groups get the new list (their filter
 /// instances carry over), new groups are created, dropped groups are removed.
 fn reconfigure<C, E>(
     outputs: &mut Vec<Output<C, E>>,
     config: PipelineConfig,
-    new_output: &mut dyn FnMut(Group) -> Option<Output<C, E>>,
-    apply: &mut dyn FnMut(&mut C, &[FilterSpec]) -> Result<(), String>,
+    new_output: &mut NewOutput<'_, C, E>,
+    apply: &mut Apply<'_, C>,
     to_hub: &UnboundedSender<ToHub>,
 ) {
     let mut wanted: Vec<(Group, Vec<FilterSpec>)> = config.branches.into_iter().map(|(k, v)| (Some(k), v)).collect();

@@ -40,7 +40,6 @@ use super::{PeerError, Result, VideoCodec};
 use crate::media::pipeline::{Group, Pipeline, PipelineConfig, ToForwarder, ToHub};
 use crate::media::rtp::{Format, RtpIn, RtpOut};
 use crate::metrics::METRICS;
-use filters::FilterSpec;
 
 /// Minimum spacing of keyframe requests sent to one publisher.
 const PLI_INTERVAL: Duration = Duration::from_millis(300);

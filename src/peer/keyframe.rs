@@ -20,7 +20,7 @@ pub struct KeyframeRequestForwarder {
     write_queue: VecDeque<TaggedPacket>,
 }
 
-fn is_keyframe_request(packet: &Box<dyn rtc::rtcp::Packet>) -> bool {
+fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
     let p = packet.as_any();
     p.is::<PictureLossIndication>() || p.is::<FullIntraRequest>()
 }
@@ -35,11 +35,11 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestForwarder {
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtcp(packets) = &msg.message.packet {
             // Fast path: most inbound RTCP (receiver reports, TWCC) is not for us.
-            if !packets.iter().any(is_keyframe_request) {
+            if !packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
                 return Ok(());
             }
             let requests: Vec<Box<dyn rtc::rtcp::Packet>> =
-                packets.iter().filter(|p| is_keyframe_request(p)).cloned().collect();
+                packets.iter().filter(|p| is_keyframe_request(p.as_ref())).cloned().collect();
             msg.message.packet = Packet::Rtcp(requests);
             msg.message.add(Attribute::DeliverToApplication);
         }

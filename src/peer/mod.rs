@@ -181,18 +181,11 @@ fn media_engine() -> Result<MediaEngine> {
     let mut me = MediaEngine::default();
     for codec in [VideoCodec::Vp8, VideoCodec::H264] {
         me.register_codec(
-            RTCRtpCodecParameters {
-                rtp_codec: codec.rtp_codec(),
-                payload_type: codec.payload_type(),
-                ..Default::default()
-            },
+            RTCRtpCodecParameters { rtp_codec: codec.rtp_codec(), payload_type: codec.payload_type() },
             RtpCodecKind::Video,
         )?;
     }
-    me.register_codec(
-        RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: OPUS_PT, ..Default::default() },
-        RtpCodecKind::Audio,
-    )?;
+    me.register_codec(RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: OPUS_PT }, RtpCodecKind::Audio)?;
     Ok(me)
 }
 
@@ -278,7 +271,6 @@ impl PeerFactory {
                 urls: s.urls.clone(),
                 username: s.username.clone(),
                 credential: s.credential.clone(),
-                ..Default::default()
             })
             .collect();
         let pc = PeerConnectionBuilder::new()

@@ -17,6 +17,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use filters::chain::{Chain, Kind};
 use filters::{AudioChain, AudioFrame, Budget, ChainEvent, FilterSpec, VideoChain, VideoFrame};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -177,39 +178,64 @@ struct Output<C, E> {
 }
 
 /// Makes a new output for a group (`None` if its codec cannot be opened).
-type NewOutput<'a, C, E> = dyn FnMut(Group) -> Option<Output<C, E>> + 'a;
-/// Applies a filter list to a chain (the error says what was wrong with the list).
-type Apply<'a, C> = dyn FnMut(&mut C, &[FilterSpec]) -> Result<(), String> + 'a;
+type NewOutput<'a, K, E> = dyn FnMut(Group) -> Option<Output<Chain<K>, E>> + 'a;
 
-/// Brings the outputs to `config`: outputs of kept groups get the new list (their filter
+/// Handles a control input for a pipeline's outputs; gives the packet back when it is one.
+/// `Configure` brings the outputs to the new lists: kept groups get the new list (their filter
 /// instances carry over), new groups are created, dropped groups are removed.
-fn reconfigure<C, E>(
-    outputs: &mut Vec<Output<C, E>>,
-    config: PipelineConfig,
-    new_output: &mut NewOutput<'_, C, E>,
-    apply: &mut Apply<'_, C>,
+fn control<K: Kind, E>(
+    input: Input,
+    outputs: &mut Vec<Output<Chain<K>, E>>,
+    new_output: &mut NewOutput<'_, K, E>,
     to_hub: &UnboundedSender<ToHub>,
-) {
-    let mut wanted: Vec<(Group, Vec<FilterSpec>)> = config.branches.into_iter().map(|(k, v)| (Some(k), v)).collect();
-    if !config.main.is_empty() {
-        wanted.insert(0, (None, config.main));
-    }
-    outputs.retain(|o| wanted.iter().any(|(g, _)| *g == o.group));
-    for (group, specs) in wanted {
-        let idx = match outputs.iter().position(|o| o.group == group) {
-            Some(i) => i,
-            None => match new_output(group.clone()) {
-                Some(o) => {
-                    outputs.push(o);
-                    outputs.len() - 1
+) -> Option<RtpIn> {
+    match input {
+        Input::Rtp(p) => return Some(p),
+        Input::Configure(config) => {
+            let mut wanted: Vec<(Group, Vec<FilterSpec>)> =
+                config.branches.into_iter().map(|(k, v)| (Some(k), v)).collect();
+            if !config.main.is_empty() {
+                wanted.insert(0, (None, config.main));
+            }
+            outputs.retain(|o| wanted.iter().any(|(g, _)| *g == o.group));
+            for (group, specs) in wanted {
+                let idx = match outputs.iter().position(|o| o.group == group) {
+                    Some(i) => i,
+                    None => match new_output(group.clone()) {
+                        Some(o) => {
+                            outputs.push(o);
+                            outputs.len() - 1
+                        }
+                        None => continue,
+                    },
+                };
+                if let Err(errors) = outputs[idx].chain.apply(&specs) {
+                    let _ = to_hub.send(ToHub::Rejected(spec_errors(errors)));
                 }
-                None => continue,
-            },
-        };
-        if let Err(text) = apply(&mut outputs[idx].chain, &specs) {
-            let _ = to_hub.send(ToHub::Rejected(text));
+            }
+            for o in outputs.iter_mut() {
+                forward_events(&o.group, o.chain.drain_events(), to_hub);
+            }
+        }
+        Input::Keyframe(group) => {
+            for o in outputs.iter_mut().filter(|o| o.group == group) {
+                o.force_key = true;
+            }
+        }
+        Input::Ping(ms) => {
+            if ms.is_some() {
+                for o in outputs.iter_mut() {
+                    o.chain.set_ping_ms(ms);
+                }
+            }
+        }
+        Input::PeerReport { id, name, data } => {
+            for o in outputs.iter_mut() {
+                o.chain.set_peer_report(&id, &name, data.clone());
+            }
         }
     }
+    None
 }
 
 fn spec_errors(errors: Vec<filters::SpecError>) -> String {
@@ -249,7 +275,6 @@ fn run_video(format: Format, rx: Receiver<Input>, out: UnboundedSender<ToForward
             }
         }
     };
-    let mut apply = |c: &mut VideoChain, specs: &[FilterSpec]| c.apply(specs).map_err(spec_errors);
     let mut outputs: Vec<Output<VideoChain, VideoEncoder>> = Vec::new();
     let mut assembler = FrameAssembler::new(format);
     let mut decoded = VideoFrame::new(2, 2);
@@ -259,36 +284,7 @@ fn run_video(format: Format, rx: Receiver<Input>, out: UnboundedSender<ToForward
     let epoch = Instant::now();
     let _ = out.send(ToForwarder::NeedKeyframe);
     while let Ok(input) = rx.recv() {
-        let packet = match input {
-            Input::Rtp(p) => p,
-            Input::Configure(config) => {
-                reconfigure(&mut outputs, config, &mut new_output, &mut apply, &to_hub);
-                for o in &mut outputs {
-                    forward_events(&o.group, o.chain.drain_events(), &to_hub);
-                }
-                continue;
-            }
-            Input::Keyframe(group) => {
-                for o in outputs.iter_mut().filter(|o| o.group == group) {
-                    o.force_key = true;
-                }
-                continue;
-            }
-            Input::Ping(ms) => {
-                if ms.is_some() {
-                    for o in &mut outputs {
-                        o.chain.set_ping_ms(ms);
-                    }
-                }
-                continue;
-            }
-            Input::PeerReport { id, name, data } => {
-                for o in &mut outputs {
-                    o.chain.set_peer_report(&id, &name, data.clone());
-                }
-                continue;
-            }
-        };
+        let Some(packet) = control(input, &mut outputs, &mut new_output, &to_hub) else { continue };
         for frame in assembler.push(packet) {
             METRICS.pipeline_frames_in.inc();
             if frame.after_loss {
@@ -374,38 +370,13 @@ fn run_audio(rx: Receiver<Input>, out: UnboundedSender<ToForwarder>, to_hub: Unb
             }
         }
     };
-    let mut apply = |c: &mut AudioChain, specs: &[FilterSpec]| c.apply(specs).map_err(spec_errors);
     let mut outputs: Vec<Output<AudioChain, AudioEncoder>> = Vec::new();
     let mut assembler = FrameAssembler::new(Format::Opus);
     let mut decoded = AudioFrame::new(2, 960, 48_000);
     let mut encoded = Vec::new();
     let epoch = Instant::now();
     while let Ok(input) = rx.recv() {
-        let packet = match input {
-            Input::Rtp(p) => p,
-            Input::Configure(config) => {
-                reconfigure(&mut outputs, config, &mut new_output, &mut apply, &to_hub);
-                for o in &mut outputs {
-                    forward_events(&o.group, o.chain.drain_events(), &to_hub);
-                }
-                continue;
-            }
-            Input::Keyframe(_) => continue,
-            Input::Ping(ms) => {
-                if ms.is_some() {
-                    for o in &mut outputs {
-                        o.chain.set_ping_ms(ms);
-                    }
-                }
-                continue;
-            }
-            Input::PeerReport { id, name, data } => {
-                for o in &mut outputs {
-                    o.chain.set_peer_report(&id, &name, data.clone());
-                }
-                continue;
-            }
-        };
+        let Some(packet) = control(input, &mut outputs, &mut new_output, &to_hub) else { continue };
         for frame in assembler.push(packet) {
             match decoder.decode(&frame.data, &mut decoded) {
                 Ok(true) => {}

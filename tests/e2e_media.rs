@@ -446,3 +446,30 @@ async fn asymmetric_filters_change_only_what_that_viewer_sees() {
     exp.close().await;
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_participant_who_rejoins_is_seen_again_at_once() {
+    let mut s = setup().await;
+    let p0 = PARTICIPANTS[0];
+    set_video_filters(&mut s.exp, p0, json!([filter("MIRROR", "m1", json!({}))])).await;
+    let mirrored = |d: &Decoded| d.mean(W - MX - MS + 8, MY + 8, MS - 16, MS - 16) > 200.0;
+    let n = count_pictures(&s.pics, p0);
+    assert!(wait_picture(&s.pics, p0, n, mirrored).await.is_some());
+    // Let the old stream's sequence numbers run well past where the new one will start.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    // A page refresh: a new connection for the same seat, its camera starting afresh.
+    let again = Arc::new(participant(&s.srv.base, p0, Default::default()).await);
+    s.camera.abort();
+    let (camera, _) = start_camera(again.clone());
+    let rejoined = Instant::now();
+    let n = count_pictures(&s.pics, p0);
+    assert!(wait_picture(&s.pics, p0, n + 5, mirrored).await.is_some(), "filtered pictures after the rejoin");
+    let took = rejoined.elapsed();
+    assert!(took < Duration::from_millis(1500), "the viewer saw the rejoined participant after {took:?}");
+    camera.abort();
+    if let Ok(p) = Arc::try_unwrap(again) {
+        p.close().await;
+    }
+    s.end().await;
+}

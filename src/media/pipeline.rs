@@ -70,6 +70,8 @@ pub enum ToHub {
 
 enum Input {
     Rtp(RtpIn),
+    /// The publisher's stream restarted (a rejoin): new sequence space, new decoder state.
+    NewSource,
     Configure(PipelineConfig),
     Keyframe(Group),
     Ping(Option<f64>),
@@ -137,6 +139,12 @@ impl Pipeline {
         !matches!(self.tx.try_send(Input::Ping(None)), Err(TrySendError::Disconnected(_)))
     }
 
+    /// The source changed (a rejoin): forget the old stream's sequence numbers and wait for
+    /// a keyframe of the new one.
+    pub fn new_source(&self) {
+        let _ = self.tx.send(Input::NewSource);
+    }
+
     /// New filter lists, applied from the next frame (instances with the same id and name
     /// keep their state and get the new parameters).
     pub fn configure(&self, config: PipelineConfig) {
@@ -191,6 +199,8 @@ fn control<K: Kind, E>(
 ) -> Option<RtpIn> {
     match input {
         Input::Rtp(p) => return Some(p),
+        // Handled by the worker loops before they call this.
+        Input::NewSource => {}
         Input::Configure(config) => {
             let mut wanted: Vec<(Group, Vec<FilterSpec>)> =
                 config.branches.into_iter().map(|(k, v)| (Some(k), v)).collect();
@@ -284,6 +294,13 @@ fn run_video(format: Format, rx: Receiver<Input>, out: UnboundedSender<ToForward
     let epoch = Instant::now();
     let _ = out.send(ToForwarder::NeedKeyframe);
     while let Ok(input) = rx.recv() {
+        if let Input::NewSource = input {
+            // The old sequence space means nothing now; the new stream starts at a keyframe.
+            assembler = FrameAssembler::new(format);
+            waiting_for_key = true;
+            let _ = out.send(ToForwarder::NeedKeyframe);
+            continue;
+        }
         let Some(packet) = control(input, &mut outputs, &mut new_output, &to_hub) else { continue };
         for frame in assembler.push(packet) {
             METRICS.pipeline_frames_in.inc();
@@ -376,6 +393,10 @@ fn run_audio(rx: Receiver<Input>, out: UnboundedSender<ToForwarder>, to_hub: Unb
     let mut encoded = Vec::new();
     let epoch = Instant::now();
     while let Ok(input) = rx.recv() {
+        if let Input::NewSource = input {
+            assembler = FrameAssembler::new(Format::Opus);
+            continue;
+        }
         let Some(packet) = control(input, &mut outputs, &mut new_output, &to_hub) else { continue };
         for frame in assembler.push(packet) {
             match decoder.decode(&frame.data, &mut decoded) {

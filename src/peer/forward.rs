@@ -326,8 +326,14 @@ impl Loop {
                     // A new codec (rejoin from another browser): a new pipeline for it.
                     self.format = format;
                     self.stop_pipeline();
+                } else if let Some(p) = &self.pipeline {
+                    p.new_source();
                 }
                 self.reconcile_pipeline();
+                // The new source's decoder state starts now: ask the publisher for a keyframe
+                // (forwarded viewers need it, and so does our own decoder), and let our
+                // encoders restart their pictures too.
+                self.request_upstream_keyframe();
                 self.want_keyframe(None);
             }
             Ctrl::Configure(config) => {

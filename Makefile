@@ -8,13 +8,14 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # (libvpx, x264, opus come with them) and libclang for the bindings.
 APT_PACKAGES := build-essential pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
 
-.PHONY: all deps build run test check fmt lint bench load clean help
+.PHONY: all deps build run test check fmt lint bench load clean help browser-deps e2e
 
 all: build
 
 help:
 	@echo "make run    build (release) and serve with ./sessions on http://127.0.0.1:8080/"
-	@echo "make test   run every test (unit, integration over real WebRTC on loopback)"
+	@echo "make test   run every test (unit, integration over real WebRTC on loopback, browser)"
+	@echo "make e2e    only the web app's end-to-end tests in headless Chromium"
 	@echo "make lint   rustfmt check + clippy"
 	@echo "make bench  criterion benchmarks;  make load  the forwarding load tool"
 
@@ -34,6 +35,29 @@ run: build
 
 test: deps
 	$(CARGO) test --workspace --all-targets
+	@$(MAKE) --no-print-directory e2e
+
+# The web app's browser tests: Debian's Chromium (no downloaded browser) driven by playwright-core
+# from npm (pinned in package-lock.json), a fake camera made with ffmpeg, the real server binary.
+# Screenshots land in tests/artifacts/browser/.
+BROWSER_APT_PACKAGES := chromium ffmpeg
+
+browser-deps:
+	@missing=""; for p in $(BROWSER_APT_PACKAGES); do dpkg -s "$$p" >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing for the browser tests:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+		echo "installing Node.js and npm (Debian) for the browser tests"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+	@node -e "const w=require('./package-lock.json').packages['node_modules/playwright-core'].version; \
+		process.exit(require('./node_modules/playwright-core/package.json').version===w?0:1)" 2>/dev/null \
+		|| npm ci --no-audit --no-fund --loglevel=error
+
+e2e: deps browser-deps
+	$(CARGO) build --bin exphub
+	node tests/browser/run.mjs
 
 check: deps
 	$(CARGO) check --workspace --all-targets

@@ -4,16 +4,17 @@
 //!   statuses and bodies (status = the error's `code`).
 //! - `GET /hello-world`: SynthARium's liveness text.
 //! - `GET /healthz`, `GET /metrics`: operations.
-//! - `GET /`: the landing page (the web app replaces it).
+//! - `GET /`, `/room` (`/lobby`, `/meetingRoom`), `/web/...`: the web app (`web.rs`).
 
 pub mod tls;
+pub mod web;
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
@@ -40,7 +41,12 @@ pub fn router(state: AppState) -> Router {
         .route("/hello-world", get(hello_world))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/", get(index))
+        .route("/", get(web::dashboard))
+        .route("/room", get(web::room))
+        .route("/lobby", get(web::room))
+        .route("/meetingRoom", get(web::room))
+        .route("/web/filters.json", get(web::filters_info))
+        .route("/web/{*path}", get(web::asset))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -116,10 +122,6 @@ async fn healthz() -> Json<serde_json::Value> {
 
 async fn metrics() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], METRICS.render())
-}
-
-async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
 }
 
 #[cfg(test)]

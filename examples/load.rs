@@ -25,6 +25,41 @@
 //!
 //! All traffic is on 127.0.0.1. Every step has a timeout and each round has a hard deadline;
 //! the server is started under `timeout -s KILL` so that it dies even if this tool is killed.
+//!
+//! ## With filters (the media pipeline)
+//!
+//! ```text
+//! # N=4, everyone filtered, 3 repetitions, medians at the end:
+//! cargo run --release --example load -- --participants 4 --filters ROTATION,EDGE_OUTLINE --repeat 3
+//! # the cost of one transcoded stream: N=1 (echo + experimenter watch it), each filtered round
+//! # preceded by the same round without filters (the forwarding baseline):
+//! cargo run --release --example load -- --participants 1 --filters ROTATION,EDGE_OUTLINE --baseline --repeat 3
+//! # or N=2 with only the first participant filtered:
+//! cargo run --release --example load -- --participants 2 --filtered 1 --filters ROTATION,EDGE_OUTLINE --baseline
+//! ```
+//!
+//! `--filters` names video filters of the catalogue, in chain order, each with its catalogue
+//! default config (ROTATION: 45°/s clockwise); `NAME:{json}` overrides the config (e.g.
+//! `ROTATION:{"angle":90}`). After the experiment has started and all media flows, the
+//! experimenter sends `SET_FILTERS` for each filtered participant (the first `--filtered`, default
+//! all), the tool waits until every viewer receives the processed streams, warms up, and then
+//! measures, in addition to the figures above:
+//!
+//! - received video frame rate per (viewer, publisher) pair: RTP packets with the marker bit per
+//!   second, min and median over all pairs (viewers: every participant, incl. its own echo, and
+//!   the experimenter) and over the pairs of filtered publishers;
+//! - server-added latency p50/p95/mean: quantiles of the delta of the server's
+//!   `exphub_pipeline_latency_seconds` histogram over the window (arrival of a frame's last RTP
+//!   packet to the send of its processed frame; linear within a bucket);
+//! - the pipeline counters' deltas: frames in/out, stale (decoded, not encoded: too late),
+//!   decode errors, input drops;
+//! - the CPU of the server's media worker threads (`media-*`, from /proc/<pid>/task) apart from
+//!   the rest of the server.
+//!
+//! The packet-latency figures (publisher send → subscriber receive, matched by sequence number)
+//! leave out the video of filtered publishers: its packets are re-encoded and re-numbered.
+//! With `--baseline` the summary also gives the transcoding cost per filtered stream:
+//! (server CPU with filters − server CPU of the baseline round) / filtered participants.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -87,6 +122,30 @@ struct Args {
     /// (e.g. a profiler: "perf record -F 499 -g -o perf.data -p"); it gets SIGINT at the end.
     #[arg(long)]
     attach: Option<String>,
+    /// Video filters to set on the filtered participants, in chain order (catalogue names;
+    /// `NAME:{json config}` to override the defaults), e.g. "ROTATION,EDGE_OUTLINE".
+    #[arg(long, value_parser = split_filters, default_value = "")]
+    filters: FilterList,
+    /// How many participants (the first ones) get the filters; default all.
+    #[arg(long)]
+    filtered: Option<usize>,
+    /// Before each filtered round, run the same round without filters (forwarding only), and
+    /// report the CPU cost per transcoded stream as the difference.
+    #[arg(long)]
+    baseline: bool,
+    /// Run every round this many times (interleaved), and print medians at the end.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// Before each round, wait (up to 15 min) until the machine is less than this % busy (of
+    /// all cores) for 6 s: other work (builds, browser tests) skews CPU and latency figures.
+    #[arg(long)]
+    quiet_before: Option<f64>,
+    /// Repeat a round whose other processes used more than this % of one core during the
+    /// window (up to --retries times); the noisy result is kept in the JSON as discarded.
+    #[arg(long)]
+    max_other_cpu: Option<f64>,
+    #[arg(long, default_value_t = 2)]
+    retries: usize,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -99,6 +158,8 @@ struct Stream {
     count: AtomicU64,
     min_seq: AtomicU32,
     max_seq: AtomicU32,
+    /// Within the window: packets with the marker bit (video: frames).
+    frames: AtomicU64,
 }
 
 impl Stream {
@@ -106,6 +167,7 @@ impl Stream {
         Self {
             seen: AtomicU64::new(0),
             count: AtomicU64::new(0),
+            frames: AtomicU64::new(0),
             min_seq: AtomicU32::new(u32::MAX),
             max_seq: AtomicU32::new(0),
         }
@@ -186,6 +248,8 @@ struct Probe {
     hist_kind: [Hist; 2],
     unmatched: AtomicU64,
     unknown_origin: AtomicU64,
+    /// Per publisher: its video is processed (re-encoded, re-numbered): no packet latency.
+    filtered: Vec<bool>,
 }
 
 fn kind_idx(k: Kind) -> usize {
@@ -196,7 +260,7 @@ fn kind_idx(k: Kind) -> usize {
 }
 
 impl Probe {
-    fn new(ids: Vec<String>) -> Self {
+    fn new(ids: Vec<String>, filtered: Vec<bool>) -> Self {
         let n = ids.len();
         Self {
             base: Instant::now(),
@@ -209,6 +273,7 @@ impl Probe {
             hist_kind: [Hist::new(), Hist::new()],
             unmatched: AtomicU64::new(0),
             unknown_origin: AtomicU64::new(0),
+            filtered,
         }
     }
 
@@ -233,7 +298,7 @@ impl Probe {
     }
 
     #[inline]
-    fn on_recv(&self, receiver: usize, o: &Origin, kind: Kind, seq: u16, at: Instant) {
+    fn on_recv(&self, receiver: usize, o: &Origin, kind: Kind, seq: u16, marker: bool, at: Instant) {
         let Some(p) = self.publisher_of(receiver, o) else {
             self.unknown_origin.fetch_add(1, Ordering::Relaxed);
             return;
@@ -247,6 +312,12 @@ impl Probe {
         st.count.fetch_add(1, Ordering::Relaxed);
         st.min_seq.fetch_min(seq as u32, Ordering::Relaxed);
         st.max_seq.fetch_max(seq as u32, Ordering::Relaxed);
+        if marker {
+            st.frames.fetch_add(1, Ordering::Relaxed);
+        }
+        if k == 0 && self.filtered[p] {
+            return; // re-encoded: sequence numbers are not the publisher's
+        }
         let sent = self.sent[(p * 2 + k) * 65536 + seq as usize].load(Ordering::Relaxed);
         let now = at.saturating_duration_since(self.base).as_nanos() as u64 + 1;
         if sent == 0 || now < sent || now - sent > MAX_LATENCY_NS {
@@ -255,6 +326,22 @@ impl Probe {
         }
         self.hist.add(now - sent);
         self.hist_kind[k].add(now - sent);
+    }
+
+    /// Video frames/s within the window per (viewer, publisher) pair: all pairs, and the pairs
+    /// whose publisher is filtered.
+    fn frame_rates(&self, secs: f64) -> (Vec<f64>, Vec<f64>) {
+        let (mut all, mut filtered) = (vec![], vec![]);
+        for r in 0..=self.n {
+            for p in 0..self.n {
+                let fps = self.stream(r, p, 0).frames.load(Ordering::Relaxed) as f64 / secs;
+                all.push(fps);
+                if self.filtered[p] {
+                    filtered.push(fps);
+                }
+            }
+        }
+        (all, filtered)
     }
 
     fn all_flowing(&self) -> (usize, usize) {
@@ -319,6 +406,41 @@ fn proc_ticks(pid: &str) -> Res<u64> {
     let f: Vec<&str> = rest.split_whitespace().collect();
     // rest starts at field 3 (state); utime is field 14, stime 15.
     Ok(f.get(11).ok_or("short stat")?.parse::<u64>()? + f.get(12).ok_or("short stat")?.parse::<u64>()?)
+}
+
+/// utime + stime of each thread of a process, by tid, and whether it is a media worker
+/// (threads named `media-…` by `media::pipeline`).
+fn thread_ticks(pid: &str) -> std::collections::HashMap<String, (bool, u64)> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    for e in rd.flatten() {
+        let tid = e.file_name().to_string_lossy().into_owned();
+        let Ok(s) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        let (Some(open), Some(close)) = (s.find('('), s.rfind(')')) else { continue };
+        let name = &s[open + 1..close];
+        let f: Vec<&str> = s[close + 2..].split_whitespace().collect();
+        let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        out.insert(tid, (name.starts_with("media-"), ticks));
+    }
+    out
+}
+
+/// Ticks the media worker threads used between two snapshots (threads born in between count
+/// from zero; threads that ended in between are lost, which a steady window does not see).
+fn media_ticks(
+    a: &std::collections::HashMap<String, (bool, u64)>,
+    b: &std::collections::HashMap<String, (bool, u64)>,
+) -> (u64, usize) {
+    let mut ticks = 0;
+    let mut threads = 0;
+    for (tid, (media, t)) in b {
+        if *media {
+            threads += 1;
+            ticks += t.saturating_sub(a.get(tid).map_or(0, |x| x.1));
+        }
+    }
+    (ticks, threads)
 }
 
 /// (busy, idle) ticks of the whole machine. Busy ticks are sampled at the timer tick and
@@ -601,6 +723,110 @@ struct RoundResult {
     cores: usize,
     setup_s: f64,
     error: Option<String>,
+    /// Repetition index (0-based) of this round.
+    rep: usize,
+    /// The video filters set (empty: forwarding only) and on how many participants.
+    filters: Vec<String>,
+    filtered: usize,
+    /// A forwarding-only round run as the baseline of a filtered one.
+    baseline: bool,
+    /// Attempt number of this round (repeated when the machine was busy), and whether it was
+    /// discarded for that reason (left out of the summary).
+    attempt: usize,
+    discarded: bool,
+    /// CPU of the server's media worker threads, % of one core, and how many there were.
+    media_cpu_pct: f64,
+    media_threads: usize,
+    /// Video frames/s per (viewer, publisher) pair: min and median over all pairs, and over
+    /// the pairs of filtered publishers; pairs under 28 fps.
+    fps_min: f64,
+    fps_median: f64,
+    fps_filtered_min: Option<f64>,
+    fps_filtered_median: Option<f64>,
+    fps_pairs: usize,
+    fps_pairs_below_28: usize,
+    /// Server-added latency of processed frames, from the server's histogram over the window.
+    server_latency_frames: u64,
+    server_latency_p50_ms: Option<f64>,
+    server_latency_p95_ms: Option<f64>,
+    server_latency_mean_ms: Option<f64>,
+    /// Pipeline counters over the window.
+    pipeline_frames_in: u64,
+    pipeline_frames_out: u64,
+    pipeline_frames_out_per_s: f64,
+    pipeline_stale: u64,
+    pipeline_decode_errors: u64,
+    pipeline_input_dropped: u64,
+    pipelines: u64,
+}
+
+/// A round to run.
+#[derive(Clone)]
+struct RoundSpec {
+    n: usize,
+    /// Participants (the first ones) with the filters; 0: forwarding only.
+    filtered: usize,
+    baseline: bool,
+    rep: usize,
+}
+
+/// The `--filters` items (a newtype: clap would otherwise take one value per item).
+#[derive(Clone, Debug, Default)]
+struct FilterList(Vec<String>);
+
+impl std::ops::Deref for FilterList {
+    type Target = Vec<String>;
+    fn deref(&self) -> &Vec<String> {
+        &self.0
+    }
+}
+
+/// Splits `--filters` at the commas outside `{...}` (configs are JSON objects).
+fn split_filters(s: &str) -> Result<FilterList, String> {
+    let (mut out, mut cur, mut depth) = (vec![], String::new(), 0i32);
+    for c in s.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    if depth != 0 {
+        return Err("unbalanced braces".into());
+    }
+    out.push(cur);
+    Ok(FilterList(out.into_iter().map(|x| x.trim().to_owned()).filter(|x| !x.is_empty()).collect()))
+}
+
+/// `--filters` as wire filter dicts.
+fn filter_dicts(names: &[String]) -> Res<Vec<Value>> {
+    let mut out = vec![];
+    for (i, item) in names.iter().enumerate() {
+        let (name, config) = match item.split_once(':') {
+            Some((n, c)) => {
+                (n.trim(), Some(serde_json::from_str::<Value>(c).map_err(|e| format!("--filters {n}: {e}"))?))
+            }
+            None => (item.trim(), None),
+        };
+        let info = filters::find(name).ok_or_else(|| format!("--filters: unknown filter {name:?}"))?;
+        if info.video.is_none() {
+            return Err(format!("--filters: {name} is not a video filter").into());
+        }
+        let mut d = info.catalogue_entry();
+        d["id"] = json!(format!("{}-{i}", name.to_lowercase()));
+        if let Some(Value::Object(m)) = config {
+            for (k, v) in m {
+                d["config"][k] = v;
+            }
+        }
+        out.push(d);
+    }
+    Ok(out)
 }
 
 fn metric(text: &str, name: &str) -> Res<u64> {
@@ -612,7 +838,72 @@ fn metric(text: &str, name: &str) -> Res<u64> {
         .map_err(|e| format!("metric {name}: {e}").into())
 }
 
-async fn scrape(base: &str) -> Res<(u64, u64, u64)> {
+/// What one GET /metrics says (pipeline figures are 0 on a server without them).
+#[derive(Clone, Default)]
+struct Scrape {
+    forwarded: u64,
+    received: u64,
+    dropped: u64,
+    frames_in: u64,
+    frames_out: u64,
+    stale: u64,
+    decode_errors: u64,
+    input_dropped: u64,
+    pipelines: u64,
+    /// `exphub_pipeline_latency_seconds`: (upper bound in ms, cumulative count); +Inf last.
+    latency_buckets: Vec<(f64, u64)>,
+    latency_sum_s: f64,
+}
+
+fn latency_buckets(text: &str) -> Vec<(f64, u64)> {
+    let prefix = "exphub_pipeline_latency_seconds_bucket{le=\"";
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(prefix)?;
+            let (le, rest) = rest.split_once('"')?;
+            let n = rest.trim_start_matches('}').trim().parse::<u64>().ok()?;
+            let ms = if le == "+Inf" { f64::INFINITY } else { le.parse::<f64>().ok()? * 1000.0 };
+            Some((ms, n))
+        })
+        .collect()
+}
+
+/// The q-quantile (ms) of the observations between two cumulative histograms, linear within a
+/// bucket (Prometheus' `histogram_quantile`); in the +Inf bucket, the last finite bound.
+fn bucket_quantile(a: &[(f64, u64)], b: &[(f64, u64)], q: f64) -> Option<f64> {
+    if a.len() != b.len() || b.is_empty() {
+        return None;
+    }
+    let counts: Vec<(f64, u64)> = b.iter().zip(a).map(|(x, y)| (x.0, x.1.saturating_sub(y.1))).collect();
+    // Cumulative → per bucket.
+    let mut per = vec![];
+    let mut prev = 0;
+    for (le, cum) in &counts {
+        per.push((*le, cum.saturating_sub(prev)));
+        prev = *cum;
+    }
+    let total: u64 = per.iter().map(|x| x.1).sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let (mut acc, mut lower) = (0u64, 0.0f64);
+    for (le, c) in per {
+        if c > 0 && (acc + c) as f64 >= rank {
+            if le.is_infinite() {
+                return Some(lower);
+            }
+            return Some(lower + (le - lower) * ((rank - acc as f64) / c as f64).clamp(0.0, 1.0));
+        }
+        acc += c;
+        if le.is_finite() {
+            lower = le;
+        }
+    }
+    Some(lower)
+}
+
+async fn scrape(base: &str) -> Res<Scrape> {
     let (status, body) = tokio::time::timeout(Duration::from_secs(5), client::get(base, "/metrics"))
         .await
         .map_err(|_| "GET /metrics timed out")??;
@@ -620,17 +911,30 @@ async fn scrape(base: &str) -> Res<(u64, u64, u64)> {
         return Err(format!("GET /metrics: HTTP {status}").into());
     }
     let t = String::from_utf8_lossy(&body);
-    Ok((
-        metric(&t, "exphub_rtp_packets_forwarded_total")?,
-        metric(&t, "exphub_rtp_packets_received_total")?,
-        metric(&t, "exphub_rtp_packets_dropped_total")?,
-    ))
+    let opt = |name: &str| metric(&t, name).unwrap_or(0);
+    Ok(Scrape {
+        forwarded: metric(&t, "exphub_rtp_packets_forwarded_total")?,
+        received: metric(&t, "exphub_rtp_packets_received_total")?,
+        dropped: metric(&t, "exphub_rtp_packets_dropped_total")?,
+        frames_in: opt("exphub_pipeline_frames_in_total"),
+        frames_out: opt("exphub_pipeline_frames_out_total"),
+        stale: opt("exphub_pipeline_frames_stale_total"),
+        decode_errors: opt("exphub_pipeline_decode_errors_total"),
+        input_dropped: opt("exphub_pipeline_input_dropped_total"),
+        pipelines: opt("exphub_pipelines"),
+        latency_buckets: latency_buckets(&t),
+        latency_sum_s: t
+            .lines()
+            .find_map(|l| l.strip_prefix("exphub_pipeline_latency_seconds_sum "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0),
+    })
 }
 
 fn recv_opts(probe: &Arc<Probe>, receiver: usize) -> ClientOptions {
     let p = probe.clone();
     let cb: RtpCallback = Arc::new(move |o: &Origin, kind: Kind, pkt: &rtc::rtp::Packet, at: Instant| {
-        p.on_recv(receiver, o, kind, pkt.header.sequence_number, at);
+        p.on_recv(receiver, o, kind, pkt.header.sequence_number, pkt.header.marker, at);
     });
     ClientOptions { on_rtp: Some(cb), ..Default::default() }
 }
@@ -688,16 +992,18 @@ async fn stop_signal() -> &'static str {
     }
 }
 
-async fn round(args: &Args, n: usize, media: Arc<Media>, tck: f64) -> Res<RoundResult> {
-    let hard_limit = Duration::from_secs(args.setup_timeout + args.warmup + args.seconds + 60);
+async fn round(args: &Args, spec: &RoundSpec, dicts: &[Value], media: Arc<Media>, tck: f64) -> Res<RoundResult> {
+    let n = spec.n;
+    // Setting filters gets its own setup timeout.
+    let hard_limit = Duration::from_secs(2 * args.setup_timeout + args.warmup + args.seconds + 60);
     let mut server = Server::start(args, n, hard_limit)?;
     let base = server.base.clone();
     eprintln!("[N={n}] server pid {} on {base}", server.pid);
     let ids = participant_ids(n);
-    let probe = Arc::new(Probe::new(ids.clone()));
+    let probe = Arc::new(Probe::new(ids.clone(), (0..n).map(|i| i < spec.filtered).collect()));
     let mut crowd = Crowd { exp: None, parts: vec![], players: vec![] };
     let res = tokio::select! {
-        r = tokio::time::timeout(hard_limit, measure(args, n, &base, &mut server, &probe, &mut crowd, media, tck)) => r,
+        r = tokio::time::timeout(hard_limit, measure(args, spec, dicts, &base, &mut server, &probe, &mut crowd, media, tck)) => r,
         _ = interrupted() => Ok(Err("interrupted by a signal".into())),
     };
     let out = match res {
@@ -720,7 +1026,8 @@ async fn round(args: &Args, n: usize, media: Arc<Media>, tck: f64) -> Res<RoundR
 #[allow(clippy::too_many_arguments)]
 async fn measure(
     args: &Args,
-    n: usize,
+    spec: &RoundSpec,
+    dicts: &[Value],
     base: &str,
     server: &mut Server,
     probe: &Arc<Probe>,
@@ -728,6 +1035,7 @@ async fn measure(
     media: Arc<Media>,
     tck: f64,
 ) -> Res<RoundResult> {
+    let n = spec.n;
     let t0 = Instant::now();
     let mut exp = step(
         "experimenter connects",
@@ -780,11 +1088,16 @@ async fn measure(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let setup_s = t0.elapsed().as_secs_f64();
-    eprintln!("[N={n}] all {} streams flowing after {setup_s:.1} s; warm-up {} s", probe.streams.len(), args.warmup);
+    eprintln!("[N={n}] all {} streams flowing after {setup_s:.1} s", probe.streams.len());
+    if spec.filtered > 0 {
+        set_filters(args, spec, dicts, base, crowd).await?;
+    }
+    eprintln!("[N={n}] warm-up {} s", args.warmup);
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
 
     // The window.
     let m0 = scrape(base).await?;
+    let th0 = thread_ticks(&server.pid);
     let c0 = cpu_snap(&server.pid)?;
     probe.measuring.store(true, Ordering::Relaxed);
     let mut attached = match &args.attach {
@@ -806,6 +1119,7 @@ async fn measure(
     }
     probe.measuring.store(false, Ordering::Relaxed);
     let c1 = cpu_snap(&server.pid)?;
+    let th1 = thread_ticks(&server.pid);
     let m1 = scrape(base).await?;
     if let Some(a) = attached.as_mut() {
         let _ = Command::new("kill").args(["-INT", &a.id().to_string()]).status();
@@ -826,16 +1140,20 @@ async fn measure(
     let busy_sampled = ticks(c0.busy, c1.busy) / secs * 100.0; // % of one core
     let busy = (ncores * 100.0 - ticks(c0.idle, c1.idle) / secs * 100.0).clamp(0.0, ncores * 100.0).max(busy_sampled);
     let other = (busy - server_cpu - tool_cpu).max(0.0);
-    let fwd_pps = (m1.0 - m0.0) as f64 / secs;
-    let rx_pps = (m1.1 - m0.1) as f64 / secs;
+    let fwd_pps = (m1.forwarded - m0.forwarded) as f64 / secs;
+    let rx_pps = (m1.received - m0.received) as f64 / secs;
     let (got, expected) = probe.loss();
+    let (media_ticks, media_threads) = media_ticks(&th0, &th1);
+    let (fps_all, fps_filtered) = probe.frame_rates(secs);
+    let lat_frames =
+        m1.latency_buckets.last().map_or(0, |b| b.1).saturating_sub(m0.latency_buckets.last().map_or(0, |b| b.1));
     Ok(RoundResult {
         participants: n,
         sinks_per_track: n + 1,
         seconds: secs,
         server_received_pps: rx_pps,
         forwarded_pps: fwd_pps,
-        server_dropped: m1.2 - m0.2,
+        server_dropped: m1.dropped - m0.dropped,
         server_cpu_pct: server_cpu,
         pps_per_core: if server_cpu > 0.0 { fwd_pps / (server_cpu / 100.0) } else { f64::NAN },
         server_rss_mib: rss.max(rss_max),
@@ -854,7 +1172,115 @@ async fn measure(
         cores: cores(),
         setup_s,
         error: None,
+        rep: spec.rep,
+        filters: if spec.filtered > 0 { args.filters.to_vec() } else { vec![] },
+        filtered: spec.filtered,
+        baseline: spec.baseline,
+        attempt: 0,
+        discarded: false,
+        media_cpu_pct: ticks(0, media_ticks) / secs * 100.0,
+        media_threads,
+        fps_min: fps_all.iter().copied().fold(f64::INFINITY, f64::min),
+        fps_median: median(&fps_all).unwrap_or(f64::NAN),
+        fps_filtered_min: (!fps_filtered.is_empty())
+            .then(|| fps_filtered.iter().copied().fold(f64::INFINITY, f64::min)),
+        fps_filtered_median: median(&fps_filtered),
+        fps_pairs: fps_all.len(),
+        fps_pairs_below_28: fps_all.iter().filter(|f| **f < 28.0).count(),
+        server_latency_frames: lat_frames,
+        server_latency_p50_ms: bucket_quantile(&m0.latency_buckets, &m1.latency_buckets, 0.50),
+        server_latency_p95_ms: bucket_quantile(&m0.latency_buckets, &m1.latency_buckets, 0.95),
+        server_latency_mean_ms: (lat_frames > 0)
+            .then(|| (m1.latency_sum_s - m0.latency_sum_s) * 1000.0 / lat_frames as f64),
+        pipeline_frames_in: m1.frames_in - m0.frames_in,
+        pipeline_frames_out: m1.frames_out - m0.frames_out,
+        pipeline_frames_out_per_s: (m1.frames_out - m0.frames_out) as f64 / secs,
+        pipeline_stale: m1.stale - m0.stale,
+        pipeline_decode_errors: m1.decode_errors - m0.decode_errors,
+        pipeline_input_dropped: m1.input_dropped - m0.input_dropped,
+        pipelines: m1.pipelines,
     })
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let m = v.len() / 2;
+    Some(if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 })
+}
+
+/// Waits until the machine is less than `pct` % busy (all cores) over three 2-s windows in a
+/// row, for at most 15 minutes.
+async fn wait_quiet(pct: f64) {
+    let start = Instant::now();
+    let mut quiet = 0;
+    let Ok(mut prev) = machine_ticks() else { return };
+    while quiet < 3 {
+        if start.elapsed() > Duration::from_secs(900) || INTERRUPTED.load(Ordering::Relaxed) {
+            eprintln!("load: the machine did not become quiet within 15 min; measuring anyway");
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let Ok(now) = machine_ticks() else { return };
+        let (busy, idle) = (now.0.saturating_sub(prev.0) as f64, now.1.saturating_sub(prev.1) as f64);
+        prev = now;
+        let pct_busy = if busy + idle > 0.0 { busy / (busy + idle) * 100.0 } else { 0.0 };
+        quiet = if pct_busy < pct { quiet + 1 } else { 0 };
+    }
+    if start.elapsed() > Duration::from_secs(7) {
+        eprintln!("load: waited {:.0} s for a quiet machine", start.elapsed().as_secs_f64());
+    }
+}
+
+/// The experimenter sets the video filters of the first `spec.filtered` participants; returns
+/// once every pipeline runs and processed frames flow at (nearly) the source rate.
+async fn set_filters(args: &Args, spec: &RoundSpec, dicts: &[Value], base: &str, crowd: &mut Crowd) -> Res<()> {
+    let n = spec.n;
+    let t0 = Instant::now();
+    let ids = participant_ids(n);
+    let exp = crowd.exp.as_mut().ok_or("no experimenter")?;
+    exp.drain();
+    for pid in ids.iter().take(spec.filtered) {
+        exp.send("SET_FILTERS", json!({"participant_id": pid, "audio_filters": [], "video_filters": dicts})).await?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let m = exp.recv(left).await.map_err(|e| format!("SET_FILTERS for {pid}: {e}"))?;
+            match m["type"].as_str() {
+                Some("SUCCESS") if m["data"]["type"] == "SET_FILTERS" => break,
+                Some("ERROR") => return Err(format!("SET_FILTERS for {pid}: {m}").into()),
+                _ => {}
+            }
+        }
+    }
+    // Processed frames flow: every pipeline runs and frames come out at >= 90% of 30 fps each.
+    let deadline = t0 + Duration::from_secs(args.setup_timeout);
+    loop {
+        let a = scrape(base).await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let b = scrape(base).await?;
+        let rate = (b.frames_out - a.frames_out) as f64;
+        if b.pipelines as usize >= spec.filtered && rate >= 27.0 * spec.filtered as f64 {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "processed video not flowing {} s after SET_FILTERS: {} pipelines, {rate:.0} frames/s out",
+                args.setup_timeout, b.pipelines
+            )
+            .into());
+        }
+    }
+    eprintln!(
+        "[N={n}] filters {:?} set on {} participant(s); processed video flows after {:.1} s",
+        *args.filters,
+        spec.filtered,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn ids_iter(ids: &[String]) -> impl Iterator<Item = (usize, &String)> {
@@ -895,6 +1321,117 @@ fn row(r: &RoundResult) -> String {
         r.other_cpu_pct,
         r.machine_busy_pct,
     )
+}
+
+const MEDIA_HEADER: &str = "| N | filtered | rep | server CPU % | media threads CPU % (threads) | rest of server CPU % | fps min / median, all pairs | fps min / median, filtered publishers | pairs < 28 fps | server-added p50 / p95 / mean ms | frames out/s | stale | decode err | input dropped | rtp dropped | loss % | tool CPU % | other CPU % |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
+
+fn fmt_opt(v: Option<f64>, digits: usize) -> String {
+    v.filter(|x| x.is_finite()).map(|v| format!("{v:.digits$}")).unwrap_or_else(|| "-".into())
+}
+
+fn media_row(r: &RoundResult) -> String {
+    let mode = if r.discarded {
+        format!("{} (discarded: busy machine)", r.filtered)
+    } else if r.filtered > 0 {
+        r.filtered.to_string()
+    } else if r.baseline {
+        "0 (baseline)".into()
+    } else {
+        "0".into()
+    };
+    if let Some(e) = &r.error {
+        return format!(
+            "| {} | {mode} | {} | failed: {} |",
+            r.participants,
+            r.rep,
+            e.replace('|', "/").replace('\n', " ")
+        );
+    }
+    format!(
+        "| {} | {mode} | {} | {:.1} | {:.1} ({}) | {:.1} | {:.1} / {:.1} | {} / {} | {} of {} | {} / {} / {} | {:.1} | {} | {} | {} | {} | {:.3} | {:.1} | {:.1} |",
+        r.participants,
+        r.rep,
+        r.server_cpu_pct,
+        r.media_cpu_pct,
+        r.media_threads,
+        r.server_cpu_pct - r.media_cpu_pct,
+        r.fps_min,
+        r.fps_median,
+        fmt_opt(r.fps_filtered_min, 1),
+        fmt_opt(r.fps_filtered_median, 1),
+        r.fps_pairs_below_28,
+        r.fps_pairs,
+        fmt_opt(r.server_latency_p50_ms, 1),
+        fmt_opt(r.server_latency_p95_ms, 1),
+        fmt_opt(r.server_latency_mean_ms, 1),
+        r.pipeline_frames_out_per_s,
+        r.pipeline_stale,
+        r.pipeline_decode_errors,
+        r.pipeline_input_dropped,
+        r.server_dropped,
+        r.loss_pct,
+        r.tool_cpu_pct,
+        r.other_cpu_pct,
+    )
+}
+
+/// Medians over repetitions per (N, filtered), and the paired cost per transcoded stream.
+fn summary(results: &[RoundResult]) -> String {
+    let mut keys: Vec<(usize, usize)> = vec![];
+    let results: Vec<RoundResult> = results.iter().filter(|r| !r.discarded).cloned().collect();
+    let results = &results[..];
+    for r in results.iter().filter(|r| r.error.is_none()) {
+        if !keys.contains(&(r.participants, r.filtered)) {
+            keys.push((r.participants, r.filtered));
+        }
+    }
+    let mut s = String::from(
+        "Medians over repetitions:\n\n| N | filtered | runs | server CPU % | media threads CPU % | fps min (worst run) | fps median | server-added p50 / p95 ms (worst p95) | stale | other CPU % (max) | transcode cost per filtered stream, % of a core: server Δ vs baseline / media threads |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for (n, f) in keys {
+        let rs: Vec<&RoundResult> =
+            results.iter().filter(|r| r.error.is_none() && r.participants == n && r.filtered == f).collect();
+        let med = |g: &dyn Fn(&RoundResult) -> f64| median(&rs.iter().map(|r| g(r)).collect::<Vec<_>>());
+        let worst = |g: &dyn Fn(&RoundResult) -> f64, min: bool| {
+            rs.iter()
+                .map(|r| g(r))
+                .filter(|x| x.is_finite())
+                .fold(if min { f64::INFINITY } else { f64::NEG_INFINITY }, |a, b| if min { a.min(b) } else { a.max(b) })
+        };
+        // Paired differences: each filtered round against the baseline round of its repetition.
+        let cost = if f > 0 {
+            let d: Vec<f64> = rs
+                .iter()
+                .filter_map(|r| {
+                    let b = results
+                        .iter()
+                        .find(|b| b.error.is_none() && b.baseline && b.participants == n && b.rep == r.rep)?;
+                    Some((r.server_cpu_pct - b.server_cpu_pct) / f as f64)
+                })
+                .collect();
+            format!("{} / {}", fmt_opt(median(&d), 1), fmt_opt(med(&|r| r.media_cpu_pct / f as f64), 1))
+        } else {
+            "-".into()
+        };
+        let _ = std::fmt::Write::write_fmt(
+            &mut s,
+            format_args!(
+                "| {n} | {f} | {} | {} | {} | {} ({}) | {} | {} / {} ({}) | {} | {} | {cost} |\n",
+                rs.len(),
+                fmt_opt(med(&|r| r.server_cpu_pct), 1),
+                fmt_opt(med(&|r| r.media_cpu_pct), 1),
+                fmt_opt(med(&|r| r.fps_min), 1),
+                fmt_opt(Some(worst(&|r| r.fps_min, true)), 1),
+                fmt_opt(med(&|r| r.fps_median), 1),
+                fmt_opt(med(&|r| r.server_latency_p50_ms.unwrap_or(f64::NAN)), 1),
+                fmt_opt(med(&|r| r.server_latency_p95_ms.unwrap_or(f64::NAN)), 1),
+                fmt_opt(Some(worst(&|r| r.server_latency_p95_ms.unwrap_or(f64::NAN), false)), 1),
+                fmt_opt(med(&|r| r.pipeline_stale as f64), 0),
+                fmt_opt(Some(worst(&|r| r.other_cpu_pct, false)), 1),
+            ),
+        );
+    }
+    s
 }
 
 fn check_binary(bin: &Path) -> Res<()> {
@@ -989,30 +1526,56 @@ fn real_main(args: Args) -> Res<()> {
         eprintln!("load: {sig}: stopping");
         INTERRUPTED.store(true, Ordering::Relaxed);
     });
+    let dicts = filter_dicts(&args.filters)?;
+    let mut specs = vec![];
+    for rep in 0..args.repeat.max(1) {
+        for &n in &args.participants {
+            let filtered = if args.filters.is_empty() { 0 } else { args.filtered.unwrap_or(n).min(n) };
+            if args.baseline && filtered > 0 {
+                specs.push(RoundSpec { n, filtered: 0, baseline: true, rep });
+            }
+            specs.push(RoundSpec { n, filtered, baseline: false, rep });
+        }
+    }
     let mut results = vec![];
     println!("{HEADER}");
-    for (i, &n) in args.participants.iter().enumerate() {
-        if INTERRUPTED.load(Ordering::Relaxed) {
-            break;
-        }
-        if i > 0 {
-            rt.block_on(async {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(args.pause)) => {}
-                    _ = interrupted() => {}
-                }
-            });
+    for (i, spec) in specs.iter().enumerate() {
+        for attempt in 0..=args.retries {
+            let n = spec.n;
             if INTERRUPTED.load(Ordering::Relaxed) {
                 break;
             }
-        }
-        let r = match rt.block_on(round(&args, n, media.clone(), tck)) {
-            Ok(r) => r,
-            Err(e) => RoundResult { participants: n, error: Some(e.to_string()), ..Default::default() },
-        };
-        println!("{}", row(&r));
-        if r.error.is_none() {
-            eprintln!(
+            if i > 0 || attempt > 0 {
+                rt.block_on(async {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(args.pause)) => {}
+                        _ = interrupted() => {}
+                    }
+                });
+                if INTERRUPTED.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+            if let Some(pct) = args.quiet_before {
+                rt.block_on(wait_quiet(pct));
+            }
+            let mut r = match rt.block_on(round(&args, spec, &dicts, media.clone(), tck)) {
+                Ok(r) => r,
+                Err(e) => RoundResult {
+                    participants: n,
+                    rep: spec.rep,
+                    filtered: spec.filtered,
+                    baseline: spec.baseline,
+                    error: Some(e.to_string()),
+                    ..Default::default()
+                },
+            };
+            println!("{}", row(&r));
+            if r.error.is_none() && (spec.filtered > 0 || !args.filters.is_empty()) {
+                eprintln!("[N={n}] media: {}", media_row(&r));
+            }
+            if r.error.is_none() {
+                eprintln!(
                 "[N={n}] server rx {:.0} pkt/s, latency video p50/p95/p99 {}/{}/{} ms, audio {}/{}/{} ms, {} samples, {} unmatched, {} of {} received",
                 r.server_received_pps,
                 fmt_ms(r.latency_video.p50_ms),
@@ -1026,10 +1589,32 @@ fn real_main(args: Args) -> Res<()> {
                 r.rx_packets,
                 r.rx_expected,
             );
+            }
+            r.attempt = attempt;
+            let noisy = args.max_other_cpu.is_some_and(|m| r.error.is_none() && r.other_cpu_pct > m);
+            r.discarded = noisy && attempt < args.retries;
+            let again = r.discarded;
+            if again {
+                eprintln!(
+                    "[N={n}] other processes used {:.0}% of a core (> {:.0}): repeating this round",
+                    r.other_cpu_pct,
+                    args.max_other_cpu.unwrap_or(0.0)
+                );
+            }
+            results.push(r);
+            if !again {
+                break;
+            }
         }
-        results.push(r);
     }
     rt.shutdown_timeout(Duration::from_secs(5));
+    if !args.filters.is_empty() {
+        println!("\nMedia pipeline, per round:\n\n{MEDIA_HEADER}");
+        for r in &results {
+            println!("{}", media_row(r));
+        }
+        println!("\n{}", summary(&results));
+    }
     if let Some(path) = &args.json {
         let doc = json!({
             "tool": "exphub examples/load.rs",
@@ -1037,6 +1622,10 @@ fn real_main(args: Args) -> Res<()> {
             "seconds": args.seconds,
             "warmup": args.warmup,
             "pin_server": args.pin_server,
+            "filters": *args.filters,
+            "filter_dicts": dicts,
+            "filtered": args.filtered,
+            "repeat": args.repeat,
             "cores": cores(),
             "rounds": results,
         });

@@ -75,7 +75,11 @@ enum Input {
     Configure(PipelineConfig),
     Keyframe(Group),
     Ping(Option<f64>),
-    PeerReport { id: String, name: String, data: Option<serde_json::Value> },
+    PeerReport {
+        id: String,
+        name: String,
+        data: Option<serde_json::Value>,
+    },
 }
 
 /// Media kind of a pipeline.

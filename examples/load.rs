@@ -60,6 +60,11 @@
 //! leave out the video of filtered publishers: its packets are re-encoded and re-numbered.
 //! With `--baseline` the summary also gives the transcoding cost per filtered stream:
 //! (server CPU with filters − server CPU of the baseline round) / filtered participants.
+//!
+//! On a shared machine, `--quiet-before 15` waits before each round until the machine is less
+//! than 15% busy, and `--max-other-cpu 30 --retries 3` repeats a round during which other
+//! processes used more than 30% of a core (the repeated result stays in the JSON, marked
+//! `discarded`, and out of the medians).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -750,6 +755,9 @@ struct RoundResult {
     server_latency_p50_ms: Option<f64>,
     server_latency_p95_ms: Option<f64>,
     server_latency_mean_ms: Option<f64>,
+    /// The histogram buckets `(lower, upper]` holding the p50 and the p95.
+    server_latency_p50_bucket_ms: Option<(f64, f64)>,
+    server_latency_p95_bucket_ms: Option<(f64, f64)>,
     /// Pipeline counters over the window.
     pipeline_frames_in: u64,
     pipeline_frames_out: u64,
@@ -901,6 +909,29 @@ fn bucket_quantile(a: &[(f64, u64)], b: &[(f64, u64)], q: f64) -> Option<f64> {
         }
     }
     Some(lower)
+}
+
+/// The bucket `(lower, upper]` (ms) holding the q-quantile of the observations between two
+/// cumulative histograms: what the histogram really knows about that quantile.
+fn quantile_bucket(a: &[(f64, u64)], b: &[(f64, u64)], q: f64) -> Option<(f64, f64)> {
+    if a.len() != b.len() || b.is_empty() {
+        return None;
+    }
+    let total = b.last()?.1.saturating_sub(a.last()?.1);
+    if total == 0 {
+        return None;
+    }
+    let rank = (q * total as f64).ceil().max(1.0) as u64;
+    let mut lower = 0.0;
+    for (x, y) in b.iter().zip(a) {
+        if x.1.saturating_sub(y.1) >= rank {
+            return Some((lower, x.0));
+        }
+        if x.0.is_finite() {
+            lower = x.0;
+        }
+    }
+    None
 }
 
 async fn scrape(base: &str) -> Res<Scrape> {
@@ -1190,6 +1221,8 @@ async fn measure(
         server_latency_frames: lat_frames,
         server_latency_p50_ms: bucket_quantile(&m0.latency_buckets, &m1.latency_buckets, 0.50),
         server_latency_p95_ms: bucket_quantile(&m0.latency_buckets, &m1.latency_buckets, 0.95),
+        server_latency_p50_bucket_ms: quantile_bucket(&m0.latency_buckets, &m1.latency_buckets, 0.50),
+        server_latency_p95_bucket_ms: quantile_bucket(&m0.latency_buckets, &m1.latency_buckets, 0.95),
         server_latency_mean_ms: (lat_frames > 0)
             .then(|| (m1.latency_sum_s - m0.latency_sum_s) * 1000.0 / lat_frames as f64),
         pipeline_frames_in: m1.frames_in - m0.frames_in,
@@ -1323,10 +1356,18 @@ fn row(r: &RoundResult) -> String {
     )
 }
 
-const MEDIA_HEADER: &str = "| N | filtered | rep | server CPU % | media threads CPU % (threads) | rest of server CPU % | fps min / median, all pairs | fps min / median, filtered publishers | pairs < 28 fps | server-added p50 / p95 / mean ms | frames out/s | stale | decode err | input dropped | rtp dropped | loss % | tool CPU % | other CPU % |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
+const MEDIA_HEADER: &str = "| N | filtered | rep | server CPU % | media threads CPU % (threads) | rest of server CPU % | fps min / median, all pairs | fps min / median, filtered publishers | pairs < 28 fps | server-added p50 / p95 / mean ms (bucket of the p95) | frames out/s | stale | decode err | input dropped | rtp dropped | loss % | tool CPU % | other CPU % |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
 
 fn fmt_opt(v: Option<f64>, digits: usize) -> String {
     v.filter(|x| x.is_finite()).map(|v| format!("{v:.digits$}")).unwrap_or_else(|| "-".into())
+}
+
+fn fmt_bucket(b: Option<(f64, f64)>) -> String {
+    match b {
+        Some((lo, hi)) if hi.is_finite() => format!("({lo}, {hi}]"),
+        Some((lo, _)) => format!("(> {lo})"),
+        None => String::new(),
+    }
 }
 
 fn media_row(r: &RoundResult) -> String {
@@ -1348,7 +1389,7 @@ fn media_row(r: &RoundResult) -> String {
         );
     }
     format!(
-        "| {} | {mode} | {} | {:.1} | {:.1} ({}) | {:.1} | {:.1} / {:.1} | {} / {} | {} of {} | {} / {} / {} | {:.1} | {} | {} | {} | {} | {:.3} | {:.1} | {:.1} |",
+        "| {} | {mode} | {} | {:.1} | {:.1} ({}) | {:.1} | {:.1} / {:.1} | {} / {} | {} of {} | {} / {} / {} {} | {:.1} | {} | {} | {} | {} | {:.3} | {:.1} | {:.1} |",
         r.participants,
         r.rep,
         r.server_cpu_pct,
@@ -1364,6 +1405,7 @@ fn media_row(r: &RoundResult) -> String {
         fmt_opt(r.server_latency_p50_ms, 1),
         fmt_opt(r.server_latency_p95_ms, 1),
         fmt_opt(r.server_latency_mean_ms, 1),
+        fmt_bucket(r.server_latency_p95_bucket_ms),
         r.pipeline_frames_out_per_s,
         r.pipeline_stale,
         r.pipeline_decode_errors,

@@ -207,18 +207,13 @@ impl Hub {
             R::Chat(msg) => self.experimenter_chat(id, msg).await,
             R::KickParticipant(r) => {
                 let sid = self.joined(id).ok_or_else(|| nce("Cannot kick participant."))?;
-                let conn = self
-                    .experiments
-                    .get(&sid)
-                    .and_then(|e| e.participants.get(&r.participant_id))
-                    .copied()
-                    .ok_or_else(|| {
-                        WireError::new(
-                            404,
-                            ErrorType::UnknownParticipant,
-                            "Failed to kick Participant. Participant with the given ID not found.",
-                        )
-                    })?;
+                let conn = self.seat(&sid, &r.participant_id).ok_or_else(|| {
+                    WireError::new(
+                        404,
+                        ErrorType::UnknownParticipant,
+                        "Failed to kick Participant. Participant with the given ID not found.",
+                    )
+                })?;
                 self.remove_participant(conn, T::KickNotification, &r.reason);
                 self.send(id, success(SuccessType::KickParticipant, text::KICKED_PARTICIPANT));
                 Ok(())
@@ -234,9 +229,7 @@ impl Hub {
                 })?;
                 p.banned = true;
                 self.persist(&sid).await?;
-                if let Some(conn) =
-                    self.experiments.get(&sid).and_then(|e| e.participants.get(&r.participant_id)).copied()
-                {
+                if let Some(conn) = self.seat(&sid, &r.participant_id) {
                     self.remove_participant(conn, T::BanNotification, &r.reason);
                 }
                 self.send(id, success(SuccessType::BanParticipant, text::BANNED_PARTICIPANT));
@@ -319,18 +312,13 @@ impl Hub {
                         .map(|e| e.participants.iter().map(|(p, c)| (p.clone(), *c)).collect())
                         .unwrap_or_default()
                 } else {
-                    let c = self
-                        .experiments
-                        .get(&sid)
-                        .and_then(|e| e.participants.get(&r.participant_id))
-                        .copied()
-                        .ok_or_else(|| {
-                            WireError::new(
-                                404,
-                                ErrorType::UnknownParticipant,
-                                format!("Participant with id \"{}\" not found.", r.participant_id),
-                            )
-                        })?;
+                    let c = self.seat(&sid, &r.participant_id).ok_or_else(|| {
+                        WireError::new(
+                            404,
+                            ErrorType::UnknownParticipant,
+                            format!("Participant with id \"{}\" not found.", r.participant_id),
+                        )
+                    })?;
                     vec![(r.participant_id.clone(), c)]
                 };
                 let only = if r.participant_id == "all" { None } else { Some(r.participant_id.as_str()) };

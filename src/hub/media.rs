@@ -304,7 +304,7 @@ impl Hub {
 
     /// Sends the server's own `PING {sent, data}` to a participant.
     pub(crate) fn on_ping_tick(&mut self, sid: &str, pid: &str) {
-        let Some(conn) = self.experiments.get(sid).and_then(|e| e.participants.get(pid)).copied() else { return };
+        let Some(conn) = self.seat(sid, pid) else { return };
         let msg = protocol::encode(MessageType::Ping, json!({"sent": now_ms(), "data": ""}));
         self.send(conn, msg);
     }

@@ -563,6 +563,11 @@ impl Hub {
         }
     }
 
+    /// The connection currently holding participant `pid`'s seat in experiment `sid`.
+    pub(crate) fn seat(&self, sid: &str, pid: &str) -> Option<ConnId> {
+        self.experiments.get(sid).and_then(|e| e.participants.get(pid)).copied()
+    }
+
     /// Queues a message for a connection; a client whose outbox is full is dropped.
     pub(crate) fn send(&mut self, id: ConnId, msg: String) {
         let Some(c) = self.conns.get(&id) else { return };

@@ -36,6 +36,17 @@ pub enum Command {
     /// Work with session files.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Write one archive (tar) of a session's research data: the session file, manifest.json,
+    /// events.jsonl and every recording.
+    Export {
+        session_id: String,
+        /// Where to write the archive ("-": standard output) [default: <SESSION_ID>.tar].
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// Directory of session files [default: sessions, or EXPHUB_SESSIONS_DIR].
+        #[arg(long, env = "EXPHUB_SESSIONS_DIR")]
+        sessions_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

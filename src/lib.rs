@@ -25,6 +25,7 @@ pub mod media;
 pub mod metrics;
 pub mod peer;
 pub mod protocol;
+pub mod record;
 pub mod session;
 
 use std::net::SocketAddr;
@@ -67,6 +68,9 @@ pub async fn start(cfg: config::Config) -> Result<Server, StartError> {
         tracing::error!(file = %p.path.display(), problem = %p.message, "session file not loaded (it is left untouched)");
     }
     tracing::info!(count = sessions.len(), dir = %cfg.sessions_dir.display(), "sessions loaded");
+    // Recordings a crash left unfinished get their duration and checksum before anything new.
+    let dir = cfg.sessions_dir.clone();
+    let _ = tokio::task::spawn_blocking(move || record::recover_all(&dir)).await;
     let hub = hub::start(cfg.clone(), Arc::new(store), sessions);
     let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| StartError::Bind(cfg.listen, e))?;
     let addr = listener.local_addr().map_err(|e| StartError::Bind(cfg.listen, e))?;

@@ -1,4 +1,5 @@
-//! The `exphub` command: `exphub [serve]` and `exphub sessions validate [DIR]`.
+//! The `exphub` command: `exphub [serve]`, `exphub sessions validate [DIR]` and
+//! `exphub export SESSION_ID`.
 
 use std::process::ExitCode;
 
@@ -10,6 +11,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Sessions(SessionsCommand::Validate { dir })) => validate(dir, &cli.serve),
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Export { session_id, out, sessions_dir }) => export(&session_id, out, sessions_dir),
         None => serve(cli.serve),
     }
 }
@@ -32,6 +34,46 @@ fn validate(dir: Option<std::path::PathBuf>, args: &ServeArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+fn export(session_id: &str, out: Option<std::path::PathBuf>, dir: Option<std::path::PathBuf>) -> ExitCode {
+    let dir = dir.unwrap_or_else(|| "sessions".into());
+    let session_file = exphub::session::store::find_file(&dir, session_id);
+    let files = match exphub::record::export::contents(&dir, session_file.as_deref(), session_id) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("exphub: no research data for session {session_id:?} in {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    if session_file.is_none() {
+        eprintln!("exphub: warning: no session file for {session_id:?}; archiving the recordings alone");
+    }
+    let out = out.unwrap_or_else(|| format!("{session_id}.tar").into());
+    let result = if out.as_os_str() == "-" {
+        exphub::record::export::write_archive(&files, std::io::stdout().lock())
+    } else {
+        // Written beside the target and renamed: a half-written archive never has the name.
+        let tmp = out.with_extension("tar.partial");
+        std::fs::File::create(&tmp)
+            .and_then(|f| exphub::record::export::write_archive(&files, std::io::BufWriter::new(f)))
+            .and_then(|()| std::fs::rename(&tmp, &out))
+            .inspect_err(|_| {
+                let _ = std::fs::remove_file(&tmp);
+            })
+    };
+    match result {
+        Ok(()) => {
+            if out.as_os_str() != "-" {
+                eprintln!("exphub: wrote {} ({} files)", out.display(), files.len());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("exphub: cannot write the archive: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

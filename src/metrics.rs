@@ -118,6 +118,9 @@ pub struct Metrics {
     pub pipeline_decode_errors: Counter,
     pub pipeline_input_dropped: Counter,
     pub filter_panics: Counter,
+    pub record_frames: Counter,
+    pub record_dropped: Counter,
+    pub record_errors: Counter,
     /// RTP arrival of a frame's last packet to the send of its processed frame.
     pub pipeline_latency: Histogram,
     errors: Mutex<Vec<(ErrorType, u64)>>,
@@ -145,6 +148,9 @@ pub static METRICS: Metrics = Metrics {
     pipeline_decode_errors: Counter::new(),
     pipeline_input_dropped: Counter::new(),
     filter_panics: Counter::new(),
+    record_frames: Counter::new(),
+    record_dropped: Counter::new(),
+    record_errors: Counter::new(),
     pipeline_latency: Histogram::new(),
     errors: Mutex::new(Vec::new()),
 };
@@ -225,6 +231,13 @@ impl Metrics {
             self.pipeline_input_dropped.get(),
         );
         c("exphub_filter_panics_total", "Filters that panicked (and were bypassed).", self.filter_panics.get());
+        c("exphub_record_frames_total", "Frames written to recordings.", self.record_frames.get());
+        c(
+            "exphub_record_packets_dropped_total",
+            "Packets lost to a recording because its queue was full (a slow disk).",
+            self.record_dropped.get(),
+        );
+        c("exphub_record_errors_total", "Recording files ended by a write error.", self.record_errors.get());
         let _ = writeln!(
             s,
             "# HELP exphub_pipelines Media pipelines running.\n# TYPE exphub_pipelines gauge\nexphub_pipelines {}",

@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/hello-world", get(hello_world))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/recordings/{session_id}/export", get(export))
         .route("/", get(web::dashboard))
         .route("/room", get(web::room))
         .route("/lobby", get(web::room))
@@ -116,6 +117,118 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// The experimenter password from `Authorization: Bearer <password>` or HTTP Basic (any
+/// user name).
+fn password_of(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    if let Some(p) = v.strip_prefix("Bearer ") {
+        return Some(p.trim().to_owned());
+    }
+    let b = v.strip_prefix("Basic ")?;
+    let decoded = base64_decode(b.trim())?;
+    let s = String::from_utf8(decoded).ok()?;
+    s.split_once(':').map(|(_, p)| p.to_owned())
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let s = s.trim_end_matches('=').as_bytes();
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    for chunk in s.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= val(c)? << (18 - 6 * i);
+        }
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len().max(1)]);
+    }
+    Some(out)
+}
+
+/// `GET /recordings/{session_id}/export`: the session's research data as one tar (the same
+/// archive as `exphub export`), streamed as it is written. Experimenters only.
+async fn export(
+    State(st): State<AppState>,
+    axum::extract::Path(session_id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let authorized =
+        password_of(&headers).is_some_and(|p| crate::config::constant_time_eq(&p, &st.cfg.experimenter_password));
+    if !authorized {
+        let e = WireError::new(401, protocol::ErrorType::InvalidRequest, "Experimenter password required.");
+        let mut r = error_response(&e);
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"exphub\""));
+        return r;
+    }
+    let dir = st.cfg.sessions_dir.clone();
+    let sid = session_id.clone();
+    let listed = tokio::task::spawn_blocking(move || {
+        let file = crate::session::store::find_file(&dir, &sid);
+        crate::record::export::contents(&dir, file.as_deref(), &sid)
+    })
+    .await;
+    let files = match listed {
+        Ok(Ok(f)) => f,
+        _ => {
+            let e = WireError::new(404, protocol::ErrorType::FileNotFound, "No recordings for this session.");
+            return error_response(&e);
+        }
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+    tokio::task::spawn_blocking(move || {
+        let w = ChannelWriter { tx: tx.clone(), buf: Vec::with_capacity(CHUNK) };
+        if let Err(e) = crate::record::export::write_archive(&files, w) {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let body = axum::body::Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    (
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{session_id}.tar\"")),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+const CHUNK: usize = 256 * 1024;
+
+/// A `Write` that hands 256 KiB chunks to the response body, waiting while the client reads
+/// slowly (backpressure instead of memory).
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| std::io::Error::other("the client went away"))
+    }
+}
+
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
@@ -126,6 +239,17 @@ async fn metrics() -> impl IntoResponse {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn basic_and_bearer_passwords() {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert("authorization", "Basic dXNlcjpzM2NyZXQ6eA==".parse().unwrap()); // user:s3cret:x
+        assert_eq!(super::password_of(&h).as_deref(), Some("s3cret:x"));
+        h.insert("authorization", "Bearer pw".parse().unwrap());
+        assert_eq!(super::password_of(&h).as_deref(), Some("pw"));
+        h.insert("authorization", "Basic !!!".parse().unwrap());
+        assert_eq!(super::password_of(&h), None);
+    }
+
     #[test]
     fn civil_dates() {
         assert_eq!(super::civil_from_days(0), (1970, 1, 1));

@@ -66,6 +66,9 @@ impl Hub {
         if matches!(role, Role::Participant { .. }) && !PARTICIPANT_MAY_SEND.contains(&kind) {
             return self.send_error(id, &forbidden(kind));
         }
+        // The event log gets the request as sent (only when its experiment records).
+        let sid_before = self.log_target(id);
+        let logged = (!self.recordings.is_empty()).then(|| env.data.clone());
         let req = match protocol::parse_request(env, &Catalogue) {
             Ok(r) => r,
             Err(e) => return self.send_error(id, &e),
@@ -76,6 +79,11 @@ impl Hub {
                 self.participant_request(id, &session_id, &participant_id, kind, req).await
             }
         };
+        if let Some(data) = logged {
+            if let Some(sid) = sid_before.or_else(|| self.log_target(id)) {
+                self.log_request(id, &sid, kind, &data, result.as_ref().err());
+            }
+        }
         if let Err(e) = result {
             if e.kind == ErrorType::InternalServerError {
                 tracing::error!(conn = id, message = kind.as_str(), "request failed internally");
@@ -357,6 +365,16 @@ impl Hub {
     }
 
     /// The experiment (session id) an experimenter has joined.
+    /// The recording session whose log gets connection `id`'s requests.
+    fn log_target(&self, id: ConnId) -> Option<String> {
+        let c = self.conns.get(&id)?;
+        let sid = match &c.role {
+            Role::Participant { session_id, .. } => session_id.clone(),
+            Role::Experimenter { .. } => c.experiment.clone()?,
+        };
+        self.recording(&sid).then_some(sid)
+    }
+
     fn joined(&self, id: ConnId) -> Option<String> {
         self.conns.get(&id).and_then(|c| c.experiment.clone()).filter(|sid| self.experiments.contains_key(sid))
     }
@@ -472,6 +490,7 @@ impl Hub {
         }
         self.experiments.insert(sid.to_owned(), Experiment::new());
         METRICS.live_experiments.set(self.experiments.len() as i64);
+        self.open_recording(sid);
         let msg = protocol::encode(T::ExperimentCreated, json!({"session_id": sid, "creation_time": now}));
         for e in self.experimenters.clone() {
             self.send(e, msg.clone());
@@ -513,6 +532,7 @@ impl Hub {
                 e.experimenters.push(id);
             }
         }
+        self.log(sid, "experimenter_joined", json!({"connection": id}));
         self.reconcile(sid);
     }
 
@@ -523,6 +543,7 @@ impl Hub {
         if let Some(e) = self.experiments.get_mut(sid) {
             e.experimenters.retain(|x| *x != id);
         }
+        self.log(sid, "experimenter_left", json!({"connection": id}));
         self.reconcile(sid);
         self.maybe_drop_experiment(sid);
     }
@@ -546,6 +567,7 @@ impl Hub {
         if let Some(e) = self.experiments.get_mut(&sid) {
             e.state = ExperimentState::Running;
         }
+        self.start_recording(&sid, now);
         self.send_to_experiment(&sid, protocol::encode(T::ExperimentStarted, json!({"start_time": now})));
         self.send(id, success(SuccessType::StartExperiment, text::STARTED_EXPERIMENT));
         self.reconcile(&sid);
@@ -566,6 +588,7 @@ impl Hub {
         if let Some(e) = self.experiments.get_mut(sid) {
             e.state = ExperimentState::Ended;
         }
+        self.stop_recording(sid, end_time);
         self.send_to_experiment(
             sid,
             protocol::encode(T::ExperimentEnded, json!({"end_time": end_time, "start_time": start_time})),
@@ -584,6 +607,10 @@ impl Hub {
     /// Kick or ban: the notification is queued before the close, and the outbox flushes it
     /// before closing (contract §2.12).
     fn remove_participant(&mut self, conn: ConnId, notification: T, reason: &str) {
+        if let Some(Role::Participant { session_id, participant_id }) = self.conns.get(&conn).map(|c| c.role.clone()) {
+            let what = if notification == T::BanNotification { "participant_banned" } else { "participant_kicked" };
+            self.log(&session_id, what, json!({"participant_id": participant_id, "reason": reason}));
+        }
         self.send(conn, protocol::encode(notification, json!({ "reason": reason })));
         self.drop_connection(conn, false);
     }
@@ -737,31 +764,23 @@ impl Hub {
         Ok(out)
     }
 
-    /// `RECORDING_LIST`: recordings found under `<sessions-dir>/<session id>/`.
+    /// `RECORDING_LIST`: recordings found under `<sessions-dir>/<session id>/` (the manifest's
+    /// files, or SynthARium-style names when there is no manifest).
     fn recording_list(&self) -> Vec<protocol::outgoing::RecordingListEntry> {
         let mut out = vec![];
         for s in self.sessions.values() {
             let dir = self.cfg.sessions_dir.join(&s.id);
-            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
-            let mut files: Vec<String> =
-                rd.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect();
-            files.sort();
+            if !dir.is_dir() {
+                continue;
+            }
+            let ids: Vec<String> = s.participants.iter().map(|p| p.id.clone()).collect();
+            let mut files = crate::record::list(&dir, &ids);
             let participants = s
                 .participants
                 .iter()
                 .map(|p| {
-                    let mine = |ext: &[&str]| -> Vec<String> {
-                        files
-                            .iter()
-                            .filter(|f| f.starts_with(&p.id) && ext.iter().any(|x| f.ends_with(x)))
-                            .cloned()
-                            .collect()
-                    };
-                    protocol::outgoing::ParticipantRecordings {
-                        participant_id: p.id.clone(),
-                        video: mine(&[".mp4", ".webm", ".mkv"]),
-                        audio: mine(&[".mp3", ".ogg", ".opus"]),
-                    }
+                    let (video, audio) = files.remove(&p.id).unwrap_or_default();
+                    protocol::outgoing::ParticipantRecordings { participant_id: p.id.clone(), video, audio }
                 })
                 .collect();
             out.push(protocol::outgoing::RecordingListEntry {

@@ -154,6 +154,7 @@ impl Hub {
                 }
             }
             self.experiments.get_mut(sid)?.media.insert(pid.to_owned(), media);
+            self.record_seat(sid, pid);
         }
         self.experiments.get_mut(sid)?.media.get_mut(pid)
     }
@@ -167,6 +168,20 @@ impl Hub {
                 let (v, a) = desired_config(session, p);
                 m.video.configure(v);
                 m.audio.configure(a);
+            }
+            if let Some(r) = self.recordings.get(sid) {
+                // What this participant's media now runs, with every parameter.
+                r.event(
+                    "media_config",
+                    serde_json::json!({
+                        "participant_id": p.id,
+                        "muted_video": p.muted_video,
+                        "muted_audio": p.muted_audio,
+                        "video_filters": p.video_filters,
+                        "audio_filters": p.audio_filters,
+                        "asymmetric_filters": p.asymmetric_filters,
+                    }),
+                );
             }
         }
         for sub in self.subs.values().filter(|s| s.session_id == sid && pid.is_none_or(|x| x == s.publisher)) {
@@ -196,6 +211,7 @@ impl Hub {
     pub(crate) fn on_media_event(&mut self, sid: &str, pid: &str, kind: Kind, ev: ToHub) {
         let ev = match ev {
             ToHub::Filter(ev) => ev,
+            ToHub::Recording(ev) => return self.on_recording(sid, pid, kind, ev),
             ToHub::Rejected(why) => {
                 tracing::warn!(session = sid, participant = pid, %why, "filter list rejected by the pipeline");
                 return;

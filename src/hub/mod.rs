@@ -19,6 +19,7 @@
 mod experiment;
 mod handlers;
 mod media;
+mod recording;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -205,6 +206,8 @@ pub(crate) struct Hub {
     ice_order: VecDeque<String>,
     pending: HashMap<u64, PendingOffer>,
     next_id: u64,
+    /// Sessions recording (their experiment runs, or its files are still being finished).
+    recordings: HashMap<String, crate::record::SessionRecord>,
 }
 
 /// Starts the hub task over the sessions found on disk.
@@ -225,6 +228,7 @@ pub fn start(cfg: Arc<Config>, store: Arc<SessionStore>, sessions: Vec<Session>)
         ice_order: VecDeque::new(),
         pending: HashMap::new(),
         next_id: 1,
+        recordings: HashMap::new(),
     };
     tokio::spawn(hub.run(rx));
     HubHandle { tx }
@@ -261,6 +265,7 @@ impl Hub {
                 }
                 Input::Shutdown { reply } => {
                     self.shutdown().await;
+                    self.finish_recordings(&mut rx).await;
                     let _ = reply.send(());
                     break;
                 }
@@ -412,6 +417,11 @@ impl Hub {
                     media.audio.add_sink(sink_ids.1, a, None);
                     echo_sinks = Some(sink_ids);
                 }
+                self.log(
+                    session_id,
+                    "participant_joined",
+                    serde_json::json!({"participant_id": participant_id, "rejoin": old.is_some()}),
+                );
                 if let Some(old) = old {
                     tracing::info!(participant = %participant_id, "rejoin: replacing the previous connection");
                     self.drop_connection(old, true);
@@ -543,6 +553,7 @@ impl Hub {
                     if let Some(exp) = self.experiments.get_mut(sid) {
                         exp.experimenters.retain(|e| *e != id);
                     }
+                    self.log(sid, "experimenter_left", serde_json::json!({"connection": id}));
                     self.reconcile(sid);
                     self.maybe_drop_experiment(sid);
                 }
@@ -557,6 +568,9 @@ impl Hub {
                     if !replaced && exp.participants.get(participant_id) == Some(&id) {
                         exp.participants.remove(participant_id);
                     }
+                }
+                if !replaced {
+                    self.log(session_id, "participant_left", serde_json::json!({"participant_id": participant_id}));
                 }
                 self.reconcile(session_id);
             }
@@ -853,6 +867,7 @@ impl Hub {
         }
         self.experiments.remove(session_id);
         METRICS.live_experiments.set(self.experiments.len() as i64);
+        self.maybe_close_recording(session_id);
         if let Some(s) = self.sessions.get_mut(session_id) {
             s.creation_time = 0;
         }

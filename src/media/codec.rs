@@ -28,7 +28,7 @@ pub enum CodecError {
 
 pub type Result<T> = std::result::Result<T, CodecError>;
 
-fn init() {
+pub(crate) fn init() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         let _ = ff::init();

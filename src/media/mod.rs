@@ -3,5 +3,7 @@
 //! built). Today: the RTP payload formats ([`rtp`]).
 
 pub mod codec;
+pub mod mux;
 pub mod pipeline;
+pub mod recorder;
 pub mod rtp;

@@ -66,6 +66,8 @@ pub enum ToHub {
     Filter(ChainEvent),
     /// A filter list could not be applied (the previous one stays).
     Rejected(String),
+    /// The track's recorder opened or closed a file, failed, or measured a second.
+    Recording(super::recorder::RecEvent),
 }
 
 enum Input {

@@ -38,6 +38,7 @@ use webrtc::rtp_transceiver::RtpSender;
 
 use super::{PeerError, Result, VideoCodec};
 use crate::media::pipeline::{Group, Pipeline, PipelineConfig, ToForwarder, ToHub};
+use crate::media::recorder::{RecordSpec, Recorder};
 use crate::media::rtp::{Format, RtpIn, RtpOut};
 use crate::metrics::METRICS;
 
@@ -139,6 +140,7 @@ enum Ctrl {
     Configure(PipelineConfig),
     Ping(Option<f64>),
     PeerReport(String, String, Option<serde_json::Value>),
+    Record(Option<RecordSpec>),
 }
 
 /// Fans one publisher's track of one kind out to any number of sinks. Dropping the last
@@ -193,6 +195,12 @@ impl Forwarder {
         let _ = self.tx.send(Ctrl::PeerReport(id, name, data));
     }
 
+    /// Starts recording this track's raw and processed streams (`None`: stops and finishes
+    /// the files). Recording never slows the forwarding.
+    pub fn record(&self, spec: Option<RecordSpec>) {
+        let _ = self.tx.send(Ctrl::Record(spec));
+    }
+
     /// A keyframe for every viewer (our encoders make one, or the publisher is asked).
     pub fn request_keyframe(&self) {
         let _ = self.tx.send(Ctrl::Keyframe(None));
@@ -236,6 +244,9 @@ struct Loop {
     pipe_rx: Option<mpsc::UnboundedReceiver<ToForwarder>>,
     events: mpsc::UnboundedSender<ToHub>,
     ctrl_weak: mpsc::WeakUnboundedSender<Ctrl>,
+    recorder: Option<Recorder>,
+    /// Counts sources (a rejoin is a new one): the recorder starts a new segment.
+    epoch: u32,
 }
 
 async fn run(
@@ -263,6 +274,8 @@ async fn run(
         pipe_rx: None,
         events,
         ctrl_weak,
+        recorder: None,
+        epoch: 0,
     };
     loop {
         let source = l.source.clone();
@@ -284,7 +297,12 @@ async fn run(
             },
             ev = poll_source(&source) => match ev {
                 Some(TrackRemoteEvent::OnRtpPacket(p)) => l.on_source_packet(p),
-                Some(TrackRemoteEvent::OnEnded) | None => l.source = None,
+                Some(TrackRemoteEvent::OnEnded) | None => {
+                    l.source = None;
+                    if let Some(r) = &l.recorder {
+                        r.ended();
+                    }
+                }
                 Some(_) => {}
             },
         }
@@ -318,6 +336,7 @@ impl Loop {
                 let format = t.format();
                 self.source = Some(t.inner);
                 self.source_ssrc = t.ssrc;
+                self.epoch = self.epoch.wrapping_add(1);
                 self.rebase_ts = true;
                 for s in self.seqs.values_mut() {
                     s.rebase = true;
@@ -371,6 +390,21 @@ impl Loop {
             Ctrl::PeerReport(id, name, data) => {
                 if let Some(p) = &self.pipeline {
                     p.peer_report(id, name, data);
+                }
+            }
+            Ctrl::Record(spec) => {
+                // Dropping the old recorder finishes its files on its own thread.
+                self.recorder = None;
+                if let Some(spec) = spec {
+                    match Recorder::spawn(spec, self.events.clone(), &self.name) {
+                        Ok(r) => {
+                            self.recorder = Some(r);
+                            // Files start at a keyframe: ask for one now instead of waiting.
+                            self.request_upstream_keyframe();
+                            self.want_keyframe(None);
+                        }
+                        Err(e) => tracing::error!(track = %self.name, error = %e, "cannot start a recorder"),
+                    }
                 }
             }
         }
@@ -500,14 +534,19 @@ impl Loop {
         if self.pli_pending {
             self.maybe_send_pli();
         }
+        let arrival = Instant::now();
+        let packet_in = |p: &rtp::Packet| RtpIn {
+            seq: p.header.sequence_number,
+            timestamp: p.header.timestamp,
+            marker: p.header.marker,
+            payload: p.payload.clone(),
+            arrival,
+        };
+        if let (Some(r), Some(format)) = (&self.recorder, self.format) {
+            r.raw(self.epoch, format, packet_in(&p));
+        }
         if let Some(pipeline) = &self.pipeline {
-            pipeline.push(RtpIn {
-                seq: p.header.sequence_number,
-                timestamp: p.header.timestamp,
-                marker: p.header.marker,
-                payload: p.payload.clone(),
-                arrival: Instant::now(),
-            });
+            pipeline.push(packet_in(&p));
             if self.main_processed() {
                 return;
             }
@@ -526,7 +565,26 @@ impl Loop {
         p.header.extension = false;
         p.header.extensions.clear();
         p.header.extensions_padding = 0;
+        self.record_processed(false, &p);
         self.fan_out(&None, p);
+    }
+
+    /// Hands a packet of the main output to the recorder (sequence number as sent, timestamp
+    /// in the source's time, as the raw packets have it).
+    fn record_processed(&self, encoder: bool, p: &rtp::Packet) {
+        if let Some(r) = &self.recorder {
+            r.processed(
+                self.epoch,
+                encoder,
+                RtpIn {
+                    seq: p.header.sequence_number,
+                    timestamp: p.header.timestamp.wrapping_sub(self.ts_offset),
+                    marker: p.header.marker,
+                    payload: p.payload.clone(),
+                    arrival: Instant::now(),
+                },
+            );
+        }
     }
 
     /// Packets from one of our encoders: they continue that group's sequence.
@@ -543,6 +601,9 @@ impl Loop {
                 },
                 payload: o.payload,
             };
+            if group.is_none() {
+                self.record_processed(true, &p);
+            }
             self.fan_out(group, p);
         }
     }

@@ -352,6 +352,14 @@ fn to_json(s: &Session) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Replaces `target` with `bytes` atomically and durably: a temp file beside it, fsync,
+/// rename, fsync of the directory. On failure `target` is untouched.
+pub fn write_file_atomic(target: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = parent_of(target, Path::new("."));
+    write_and_rename(dir, target, bytes)?;
+    sync_dir(dir)
+}
+
 /// Writes `bytes` to a new temp file in `dir`, fsyncs it and renames it over `target`. On
 /// failure the temp file is removed and `target` is untouched.
 fn write_and_rename(dir: &Path, target: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -494,6 +502,18 @@ fn classify(files: &[(PathBuf, Result<Session, String>)]) -> Vec<Verdict> {
             },
         })
         .collect()
+}
+
+/// The file session `id` loads from, found without writing anything (for `exphub export`
+/// and the download, which may run beside a serving hub).
+pub fn find_file(dir: impl AsRef<Path>, id: &str) -> Option<PathBuf> {
+    let scan = scan(dir.as_ref()).ok()?;
+    let verdicts = classify(&scan.files);
+    scan.files
+        .into_iter()
+        .zip(verdicts)
+        .find(|((_, r), v)| matches!(v, Verdict::Load) && r.as_ref().is_ok_and(|s| s.id == id))
+        .map(|((p, _), _)| p)
 }
 
 /// Checks the session files in `dir` without writing anything (the CLI's

@@ -1,0 +1,209 @@
+//! Recording, seen from the hub: which experiments record (the session's `record` flag at
+//! CREATE_EXPERIMENT), starting and stopping the track recorders, the event log entries of
+//! everything the hub accepts or does, and the manifest updates the recorders report.
+//!
+//! The hub never touches the disk here: `record::SessionRecord` hands the writes to its own
+//! thread. A session's record outlives its experiment until every file is finished.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::{ConnId, ExperimentState, Hub, Input, Role};
+use crate::media::recorder::{RecEvent, RecordSpec};
+use crate::peer::forward::Kind;
+use crate::protocol::{self, ErrorType, MessageType, WireError};
+use crate::record::SessionRecord;
+
+impl Hub {
+    /// CREATE_EXPERIMENT of a session with `record` on: open its directory, event log and
+    /// manifest (a session run again gets a new run number).
+    pub(crate) fn open_recording(&mut self, sid: &str) {
+        if !self.sessions.get(sid).is_some_and(|s| s.record) {
+            return;
+        }
+        if let Some(r) = self.recordings.get_mut(sid) {
+            r.new_run();
+        } else {
+            match SessionRecord::open(&self.cfg.sessions_dir, sid) {
+                Ok(r) => {
+                    self.recordings.insert(sid.to_owned(), r);
+                }
+                Err(e) => {
+                    tracing::error!(session = sid, error = %e, "cannot open the recording directory");
+                    self.tell_experimenters(
+                        sid,
+                        format!("Recording is not possible: {e}. The experiment goes on without it."),
+                    );
+                    return;
+                }
+            }
+        }
+        let title = self.sessions.get(sid).map(|s| s.title.clone()).unwrap_or_default();
+        self.log(sid, "experiment_created", json!({ "session_id": sid, "session_title": title }));
+    }
+
+    /// An event for session `sid`'s log, if it records.
+    pub(crate) fn log(&self, sid: &str, kind: &str, fields: Value) {
+        if let Some(r) = self.recordings.get(sid) {
+            r.event(kind, fields);
+        }
+    }
+
+    pub(crate) fn recording(&self, sid: &str) -> bool {
+        self.recordings.contains_key(sid)
+    }
+
+    /// START: time zero; every seated participant's tracks start recording.
+    pub(crate) fn start_recording(&mut self, sid: &str, start_time: i64) {
+        let Some(r) = self.recordings.get_mut(sid) else { return };
+        r.started(Instant::now(), start_time);
+        self.log(sid, "experiment_started", json!({ "start_time": start_time }));
+        let seats: Vec<String> =
+            self.experiments.get(sid).map(|e| e.media.keys().cloned().collect()).unwrap_or_default();
+        for pid in seats {
+            self.record_seat(sid, &pid);
+        }
+    }
+
+    /// Starts the recorders of one seat (at START, or when its media appears later).
+    pub(crate) fn record_seat(&self, sid: &str, pid: &str) {
+        let Some(r) = self.recordings.get(sid) else { return };
+        let Some(start) = r.start else { return };
+        let Some(e) = self.experiments.get(sid).filter(|e| e.state == ExperimentState::Running) else { return };
+        let Some(m) = e.media.get(pid) else { return };
+        let spec = RecordSpec { dir: r.dir.clone(), participant: pid.to_owned(), run: r.run, start };
+        m.video.record(Some(spec.clone()));
+        m.audio.record(Some(spec));
+    }
+
+    /// STOP: the recorders finish their files (reported back as they close).
+    pub(crate) fn stop_recording(&mut self, sid: &str, end_time: i64) {
+        if let Some(e) = self.experiments.get(sid) {
+            for m in e.media.values() {
+                m.video.record(None);
+                m.audio.record(None);
+            }
+        }
+        self.log(sid, "experiment_stopped", json!({ "end_time": end_time }));
+        if let Some(r) = self.recordings.get_mut(sid) {
+            r.ended(end_time);
+        }
+    }
+
+    /// What a track's recorder reports.
+    pub(crate) fn on_recording(&mut self, sid: &str, pid: &str, kind: Kind, ev: RecEvent) {
+        match ev {
+            RecEvent::Opened(f) => {
+                self.log(sid, "recording_started", serde_json::to_value(&f).unwrap_or(Value::Null));
+                if let Some(r) = self.recordings.get_mut(sid) {
+                    r.file_opened(&f);
+                }
+            }
+            RecEvent::Closed(c) => {
+                self.log(sid, "recording_finished", serde_json::to_value(&c).unwrap_or(Value::Null));
+                if let Some(r) = self.recordings.get_mut(sid) {
+                    r.file_closed(&c);
+                }
+                self.maybe_close_recording(sid);
+            }
+            RecEvent::Failed { file, error } => {
+                tracing::error!(session = sid, participant = pid, %file, %error, "recording failed");
+                self.log(sid, "recording_failed", json!({ "participant_id": pid, "file": file, "error": error }));
+                self.tell_experimenters(
+                    sid,
+                    format!(
+                        "Recording of participant {pid} ({file}) failed: {error}. The experiment goes on; \
+                         recording is retried every few seconds."
+                    ),
+                );
+            }
+            RecEvent::Stats(s) => {
+                let mut v = serde_json::to_value(&s).unwrap_or(Value::Null);
+                if let Value::Object(m) = &mut v {
+                    m.insert("participant_id".into(), json!(pid));
+                    m.insert("kind".into(), json!(kind.as_str()));
+                    // The achieved delay of this track's DELAY filters, as they last reported it.
+                    let delays: Vec<Value> = self
+                        .experiments
+                        .get(sid)
+                        .and_then(|e| e.media.get(pid))
+                        .map(|m| {
+                            m.reports
+                                .iter()
+                                .filter(|((k, _), _)| *k == kind)
+                                .filter_map(|((_, id), r)| {
+                                    r.get("delay_ms").map(|d| json!({"filter_id": id, "delay_ms": d}))
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    m.insert("delay_filters".into(), Value::Array(delays));
+                }
+                self.log(sid, "stream_stats", v);
+            }
+        }
+    }
+
+    /// An ERROR to the experiment's experimenters that is about the experiment, not a request.
+    fn tell_experimenters(&mut self, sid: &str, text: String) {
+        let msg = protocol::error_message(&WireError::new(507, ErrorType::InternalServerError, text));
+        for c in self.experiments.get(sid).map(|x| x.experimenters.clone()).unwrap_or_default() {
+            self.send(c, msg.clone());
+        }
+    }
+
+    /// Closes a session's record once its experiment is gone and every file is finished.
+    pub(crate) fn maybe_close_recording(&mut self, sid: &str) {
+        let done = self.recordings.get(sid).is_some_and(|r| r.open_files() == 0) && !self.experiments.contains_key(sid);
+        if done {
+            if let Some(r) = self.recordings.remove(sid) {
+                tokio::task::spawn_blocking(move || r.close());
+            }
+        }
+    }
+
+    /// Logs an accepted (or refused) data-channel request of connection `id`.
+    pub(crate) fn log_request(
+        &self,
+        id: ConnId,
+        sid: &str,
+        kind: MessageType,
+        data: &Value,
+        error: Option<&WireError>,
+    ) {
+        let from = match self.conns.get(&id).map(|c| &c.role) {
+            Some(Role::Participant { participant_id, .. }) => {
+                json!({"role": "participant", "participant_id": participant_id})
+            }
+            _ => json!({"role": "experimenter", "connection": id}),
+        };
+        // SDP bodies are transport detail, and large.
+        let data = match kind {
+            MessageType::ConnectionOffer => json!({"id": data.get("id"), "sdp_bytes": data.to_string().len()}),
+            _ => data.clone(),
+        };
+        let mut fields = json!({"from": from, "command": kind.as_str(), "data": data, "ok": error.is_none()});
+        if let Some(e) = error {
+            fields["error"] = json!({"code": e.code, "type": e.kind.as_str(), "description": e.description});
+        }
+        self.log(sid, "command", fields);
+    }
+
+    /// At shutdown, after the experiments stopped: waits (bounded) for the recorders to
+    /// finish their files, handling only their reports, then closes every record.
+    pub(crate) async fn finish_recordings(&mut self, rx: &mut tokio::sync::mpsc::Receiver<Input>) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.recordings.values().any(|r| r.open_files() > 0) {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(Input::Media { session_id, participant_id, kind, ev })) => {
+                    self.on_media_event(&session_id, &participant_id, kind, ev)
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let records: Vec<SessionRecord> = self.recordings.drain().map(|(_, r)| r).collect();
+        let _ = tokio::task::spawn_blocking(move || records.into_iter().for_each(SessionRecord::close)).await;
+    }
+}

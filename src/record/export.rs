@@ -1,0 +1,106 @@
+//! One archive per session: the session file, the manifest, the event log and every media
+//! file, as an uncompressed tar (media is already compressed; tar streams without a temp
+//! file and opens everywhere: `tar xf`, 7-Zip, Python's `tarfile`).
+//!
+//! Layout inside the archive: `<session_id>/session.json`, `<session_id>/manifest.json`,
+//! `<session_id>/events.jsonl`, then the media files, all under `<session_id>/`.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// What goes into the archive of `session_id`: (name in the archive, file on disk). Errors if
+/// the session has no recording directory.
+pub fn contents(
+    sessions_dir: &Path,
+    session_file: Option<&Path>,
+    session_id: &str,
+) -> io::Result<Vec<(String, PathBuf)>> {
+    if session_id.is_empty() || !session_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a session id"));
+    }
+    let dir = sessions_dir.join(session_id);
+    let mut media = vec![];
+    let mut first = vec![];
+    for e in fs::read_dir(&dir)? {
+        let e = e?;
+        if !e.file_type()?.is_file() {
+            continue; // e.g. post-processing output folders
+        }
+        let Ok(name) = e.file_name().into_string() else { continue };
+        if name.starts_with('.') {
+            continue; // temp files of atomic writes
+        }
+        match name.as_str() {
+            super::MANIFEST | super::EVENTS => first.push(name),
+            _ => media.push(name),
+        }
+    }
+    first.sort_by_key(|n| n != super::MANIFEST);
+    media.sort();
+    let mut out = vec![];
+    if let Some(f) = session_file {
+        out.push((format!("{session_id}/session.json"), f.to_path_buf()));
+    }
+    for n in first.into_iter().chain(media) {
+        out.push((format!("{session_id}/{n}"), dir.join(&n)));
+    }
+    Ok(out)
+}
+
+/// Writes the tar of `files` to `out`. Files still being written are archived as far as they
+/// are on disk when their turn comes.
+pub fn write_archive(files: &[(String, PathBuf)], out: impl Write) -> io::Result<()> {
+    let mut b = tar::Builder::new(out);
+    b.mode(tar::HeaderMode::Deterministic);
+    for (name, path) in files {
+        let mut f = fs::File::open(path)?;
+        // A file growing while we read it: archive the length it has now.
+        let len = f.metadata()?.len();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(len);
+        h.set_mode(0o644);
+        h.set_mtime(
+            fs::metadata(path)?
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs()),
+        );
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, name, io::Read::take(&mut f, len))?;
+    }
+    b.into_inner()?.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_holds_the_session_file_manifest_first_and_media() {
+        let d = std::env::temp_dir().join(format!("exphub-export-{}", uuid::Uuid::new_v4().simple()));
+        fs::create_dir_all(d.join("s1").join("processed")).unwrap();
+        fs::write(d.join("s1.json"), b"{}").unwrap();
+        fs::write(d.join("s1").join("p_raw_video_1-1.webm"), b"media").unwrap();
+        fs::write(d.join("s1").join("events.jsonl"), b"{}\n").unwrap();
+        fs::write(d.join("s1").join("manifest.json"), b"{}").unwrap();
+        fs::write(d.join("s1").join(".tmp-x"), b"").unwrap();
+        let files = contents(&d, Some(&d.join("s1.json")), "s1").unwrap();
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["s1/session.json", "s1/manifest.json", "s1/events.jsonl", "s1/p_raw_video_1-1.webm"]);
+        let mut buf = vec![];
+        write_archive(&files, &mut buf).unwrap();
+        let mut a = tar::Archive::new(&buf[..]);
+        let got: Vec<(String, u64)> = a
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| (e.path().unwrap().display().to_string(), e.size()))
+            .collect();
+        assert_eq!(got[3], ("s1/p_raw_video_1-1.webm".to_string(), 5));
+        assert!(contents(&d, None, "../etc").is_err());
+        assert!(contents(&d, None, "nope").is_err());
+        let _ = fs::remove_dir_all(d);
+    }
+}

@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # (libvpx, x264, opus come with them) and libclang for the bindings.
 APT_PACKAGES := build-essential pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
 
-.PHONY: all deps build run test check fmt lint bench load clean help browser-deps e2e
+.PHONY: all deps test-deps build run test check fmt lint bench load clean help browser-deps e2e
 
 all: build
 
@@ -33,7 +33,17 @@ build: deps
 run: build
 	./target/release/exphub serve --sessions-dir sessions
 
-test: deps
+# The recording tests check files with ffprobe and run the README's pandas snippet.
+TEST_APT_PACKAGES := ffmpeg python3 python3-pandas
+
+test-deps:
+	@missing=""; for p in $(TEST_APT_PACKAGES); do dpkg -s "$$p" >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing for the tests:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+test: deps test-deps
 	$(CARGO) test --workspace --all-targets
 	@$(MAKE) --no-print-directory e2e
 

@@ -11,37 +11,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::camera::*;
 use common::*;
-use exphub::media::codec::{VideoDecoder, VideoEncoder, VideoSettings};
+use exphub::media::codec::VideoDecoder;
 use exphub::media::rtp::{Format, FrameAssembler, RtpIn};
 use exphub::peer::client::{Client, ClientOptions, Origin};
 use exphub::peer::forward::Kind;
 use filters::VideoFrame;
 use serde_json::{json, Value};
-
-const W: usize = 320;
-const H: usize = 240;
-/// The marker square: top-left corner and size.
-const MX: usize = 40;
-const MY: usize = 40;
-const MS: usize = 48;
-const FPS: u32 = 30;
-
-/// The test camera's picture number `n`: mid-grey, a white square, and `n` in 16 blocks.
-fn picture(n: u32) -> VideoFrame {
-    let mut f = VideoFrame::new(W, H);
-    f.fill(128, 128, 128);
-    for y in MY..MY + MS {
-        f.row_mut(0, y)[MX..MX + MS].fill(235);
-    }
-    for bit in 0..16 {
-        let v = if n >> bit & 1 == 1 { 235 } else { 16 };
-        for y in 200..224 {
-            f.row_mut(0, y)[bit * 20..bit * 20 + 16].fill(v);
-        }
-    }
-    f
-}
 
 fn read_number(f: &Decoded) -> u32 {
     (0..16).map(|bit| if f.y(bit * 20 + 8, 212) > 128 { 1 << bit } else { 0 }).sum()
@@ -117,31 +94,6 @@ fn decoding_viewer() -> (Pictures, ClientOptions) {
         ..Default::default()
     };
     (pictures, opts)
-}
-
-/// Publishes the test camera at 30 fps; returns the send time of each picture number.
-fn start_camera(client: Arc<Client>) -> (tokio::task::JoinHandle<()>, Arc<Mutex<HashMap<u32, Instant>>>) {
-    let sent: Arc<Mutex<HashMap<u32, Instant>>> = Arc::default();
-    let s = sent.clone();
-    let task = tokio::spawn(async move {
-        let mut enc =
-            VideoEncoder::new(Format::Vp8, VideoSettings { bitrate: 600_000, vp8_cpu_used: 16, fps: FPS }).unwrap();
-        let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / FPS as u64));
-        let mut packets = Vec::new();
-        for n in 0u32.. {
-            tick.tick().await;
-            packets.clear();
-            // A keyframe every second, like a browser after a PLI storm; the server asks too.
-            enc.encode(&picture(n), n % 30 == 0, &mut packets).unwrap();
-            s.lock().unwrap().insert(n, Instant::now());
-            for p in &packets {
-                if client.send_video_frame(&p.data, n * (90_000 / FPS)).await.is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    (task, sent)
 }
 
 fn count_pictures(pics: &Pictures, from: &str) -> usize {

@@ -6,54 +6,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::proc::*;
 use common::*;
 use serde_json::json;
-
-struct Proc {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the real binary on a free port; returns once it prints its address.
-fn spawn_server(dir: &Path, log: &Path) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_exphub"))
-        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--sessions-dir"])
-        .arg(dir)
-        .env("EXPHUB_EXPERIMENTER_PASSWORD", PASSWORD)
-        .env("EXPHUB_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("exphub starts");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("exphub serving on ") {
-                let _ = tx.send(rest.trim_end_matches('/').to_owned());
-            }
-        }
-    });
-    let base = rx.recv_timeout(Duration::from_secs(20)).expect("server printed its address");
-    Proc { child, base }
-}
-
-fn kill9(mut p: Proc) {
-    p.child.kill().unwrap(); // SIGKILL
-    p.child.wait().unwrap();
-}
 
 fn read_session(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join(format!("{SESSION}.json"))).unwrap()).expect("session file parses")

@@ -68,7 +68,8 @@ impl Hub {
         }
         // The event log gets the request as sent (only when its experiment records).
         let sid_before = self.log_target(id);
-        let logged = (!self.recordings.is_empty()).then(|| env.data.clone());
+        // CREATE_EXPERIMENT opens the log it belongs in.
+        let logged = (!self.recordings.is_empty() || kind == T::CreateExperiment).then(|| env.data.clone());
         let req = match protocol::parse_request(env, &Catalogue) {
             Ok(r) => r,
             Err(e) => return self.send_error(id, &e),

@@ -154,6 +154,7 @@ impl Hub {
                 }
             }
             self.experiments.get_mut(sid)?.media.insert(pid.to_owned(), media);
+            self.log_media_config(sid, pid);
             self.record_seat(sid, pid);
         }
         self.experiments.get_mut(sid)?.media.get_mut(pid)
@@ -169,20 +170,7 @@ impl Hub {
                 m.video.configure(v);
                 m.audio.configure(a);
             }
-            if let Some(r) = self.recordings.get(sid) {
-                // What this participant's media now runs, with every parameter.
-                r.event(
-                    "media_config",
-                    serde_json::json!({
-                        "participant_id": p.id,
-                        "muted_video": p.muted_video,
-                        "muted_audio": p.muted_audio,
-                        "video_filters": p.video_filters,
-                        "audio_filters": p.audio_filters,
-                        "asymmetric_filters": p.asymmetric_filters,
-                    }),
-                );
-            }
+            self.log_media_config(sid, &p.id);
         }
         for sub in self.subs.values().filter(|s| s.session_id == sid && pid.is_none_or(|x| x == s.publisher)) {
             let (Some((vid, aid)), Some((v, a)), Some(m)) = (sub.sink_ids, &sub.sinks, exp.media.get(&sub.publisher))

@@ -50,6 +50,25 @@ impl Hub {
         }
     }
 
+    /// What participant `pid`'s media runs now: filters with every parameter, mute state.
+    pub(crate) fn log_media_config(&self, sid: &str, pid: &str) {
+        let (Some(r), Some(p)) = (self.recordings.get(sid), self.sessions.get(sid).and_then(|s| s.participant(pid)))
+        else {
+            return;
+        };
+        r.event(
+            "media_config",
+            json!({
+                "participant_id": p.id,
+                "muted_video": p.muted_video,
+                "muted_audio": p.muted_audio,
+                "video_filters": p.video_filters,
+                "audio_filters": p.audio_filters,
+                "asymmetric_filters": p.asymmetric_filters,
+            }),
+        );
+    }
+
     pub(crate) fn recording(&self, sid: &str) -> bool {
         self.recordings.contains_key(sid)
     }
@@ -59,6 +78,12 @@ impl Hub {
         let Some(r) = self.recordings.get_mut(sid) else { return };
         r.started(Instant::now(), start_time);
         self.log(sid, "experiment_started", json!({ "start_time": start_time }));
+        // Time zero's state of every participant, as designed or changed before START.
+        let pids: Vec<String> =
+            self.sessions.get(sid).map(|s| s.participants.iter().map(|p| p.id.clone()).collect()).unwrap_or_default();
+        for pid in pids {
+            self.log_media_config(sid, &pid);
+        }
         let seats: Vec<String> =
             self.experiments.get(sid).map(|e| e.media.keys().cloned().collect()).unwrap_or_default();
         for pid in seats {

@@ -2,6 +2,9 @@
 //! and real WebRTC clients (`exphub::peer::client`) with media recorders.
 #![allow(dead_code)]
 
+pub mod camera;
+pub mod proc;
+
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};

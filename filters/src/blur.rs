@@ -32,11 +32,13 @@ impl VideoFilter for Blur {
         Ok(Blur { radius: p.int("strength") as usize, tmp: Vec::new(), padded: Vec::new(), acc: Vec::new() })
     }
 
-    fn process(&mut self, frame: &mut VideoFrame, _: &mut FilterContext) {
+    fn process(&mut self, frame: &mut VideoFrame, ctx: &mut FilterContext) {
         if self.radius == 0 {
             return;
         }
-        for p in [Y, U, V] {
+        // Chroma that a later filter overwrites need not be blurred.
+        let planes: &[usize] = if ctx.chroma_discarded() { &[Y] } else { &[Y, U, V] };
+        for &p in planes {
             let r = if p == Y { self.radius } else { self.radius.div_ceil(2) };
             let (w, h, stride) = (frame.plane_width(p), frame.plane_height(p), frame.stride(p));
             blur_plane(frame.plane_mut(p), stride, w, h, r, &mut self.tmp, &mut self.padded, &mut self.acc);

@@ -177,6 +177,8 @@ pub trait Kind: 'static {
     fn maker(info: &FilterInfo) -> Option<fn(&Params) -> Result<Box<Self::Filter>, ParamError>>;
     fn process(f: &mut Self::Filter, frame: &mut Self::Frame, ctx: &mut FilterContext);
     fn update(f: &mut Self::Filter, params: &Params) -> Result<(), ParamError>;
+    /// [`VideoFilter::overwrites_chroma`]; `false` for audio.
+    fn overwrites_chroma(f: &Self::Filter) -> bool;
 }
 
 /// Video chains.
@@ -197,6 +199,9 @@ impl Kind for Video {
     fn update(f: &mut Self::Filter, params: &Params) -> Result<(), ParamError> {
         f.update(params)
     }
+    fn overwrites_chroma(f: &Self::Filter) -> bool {
+        f.overwrites_chroma()
+    }
 }
 
 impl Kind for Audio {
@@ -211,6 +216,9 @@ impl Kind for Audio {
     }
     fn update(f: &mut Self::Filter, params: &Params) -> Result<(), ParamError> {
         f.update(params)
+    }
+    fn overwrites_chroma(_: &Self::Filter) -> bool {
+        false
     }
 }
 
@@ -228,6 +236,8 @@ struct Slot<F: ?Sized> {
     /// Whether this instance has an active ping request (to withdraw it on removal).
     pinging: bool,
     overrun: RateLimit,
+    /// The filter's [`Kind::overwrites_chroma`], asked after `new` and each `update`.
+    overwrites_chroma: bool,
 }
 
 /// One event per second at most, counting what it held back.
@@ -338,7 +348,7 @@ impl<K: Kind> Chain<K> {
         let validated = Self::validate_with(self.lookup, specs)?;
 
         // Phase 1: build every new instance; the running chain is untouched until all succeed.
-        let mut built: Vec<Option<Box<K::Filter>>> = Vec::with_capacity(specs.len());
+        let mut built: Vec<Option<(Box<K::Filter>, bool)>> = Vec::with_capacity(specs.len());
         let mut errors = Vec::new();
         for (spec, (info, params)) in specs.iter().zip(&validated) {
             if self.reusable(&spec.id, info).is_some() {
@@ -346,7 +356,13 @@ impl<K: Kind> Chain<K> {
                 continue;
             }
             let make = K::maker(info).expect("validate checked that this kind has a constructor");
-            match catch_unwind(AssertUnwindSafe(|| make(params))) {
+            let build = || {
+                make(params).map(|f| {
+                    let overwrites = K::overwrites_chroma(&f);
+                    (f, overwrites)
+                })
+            };
+            match catch_unwind(AssertUnwindSafe(build)) {
                 Ok(Ok(f)) => built.push(Some(f)),
                 Ok(Err(error)) => {
                     errors.push(SpecError::Create { id: spec.id.clone(), name: info.name.to_owned(), error })
@@ -371,7 +387,7 @@ impl<K: Kind> Chain<K> {
         let mut slots = Vec::with_capacity(specs.len());
         for ((spec, (info, params)), new) in specs.iter().zip(validated).zip(built) {
             match new {
-                Some(filter) => {
+                Some((filter, overwrites_chroma)) => {
                     let id: Arc<str> = Arc::from(spec.id.as_str());
                     // A bypassed instance with this id and name is replaced by the new one.
                     if let Some(i) = old.iter().position(|s| *s.id == *spec.id && s.info.name == info.name) {
@@ -394,6 +410,7 @@ impl<K: Kind> Chain<K> {
                         filter: Some(filter),
                         pinging: false,
                         overrun: RateLimit::default(),
+                        overwrites_chroma,
                     });
                 }
                 None => {
@@ -403,8 +420,9 @@ impl<K: Kind> Chain<K> {
                         .expect("reusable() found it");
                     let mut slot = old.remove(i);
                     let f = slot.filter.as_mut().expect("reusable() checked it is not bypassed");
-                    match catch_unwind(AssertUnwindSafe(|| K::update(f, &params))) {
-                        Ok(Ok(())) => {}
+                    let update = || K::update(f, &params).map(|()| K::overwrites_chroma(f));
+                    match catch_unwind(AssertUnwindSafe(update)) {
+                        Ok(Ok(overwrites)) => slot.overwrites_chroma = overwrites,
                         Ok(Err(error)) => {
                             self.events.push(ChainEvent::UpdateFailed { id: slot.id.clone(), name: info.name, error })
                         }
@@ -435,8 +453,11 @@ impl<K: Kind> Chain<K> {
         self.ctx.begin_frame(self.frames, SystemTime::now());
         self.frames += 1;
         let start = Instant::now();
-        for slot in &mut self.slots {
+        // The last running filter that overwrites chroma: the filters before it may skip theirs.
+        let overwriter = self.slots.iter().rposition(|s| s.filter.is_some() && s.overwrites_chroma);
+        for (i, slot) in self.slots.iter_mut().enumerate() {
             let Some(f) = slot.filter.as_mut() else { continue };
+            self.ctx.set_chroma_discarded(overwriter.is_some_and(|j| j > i));
             let t0 = Instant::now();
             let result = catch_unwind(AssertUnwindSafe(|| K::process(f, frame, &mut self.ctx)));
             let now = Instant::now();
@@ -470,6 +491,7 @@ impl<K: Kind> Chain<K> {
             }
         }
         let now = Instant::now();
+        self.ctx.set_chroma_discarded(false);
         self.last_chain_time = now - start;
         if self.last_chain_time > self.budget.chain {
             if let Some(count) = self.chain_overrun.hit(now) {
@@ -645,7 +667,7 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{self, gradient, moving_box};
+    use crate::testing::{self, gradient, moving_box, Harness};
     use crate::{video, Listing, ParamError, Params, VideoFilter, Y};
     use serde_json::json;
     use std::time::Duration;
@@ -715,8 +737,41 @@ mod tests {
     }
     static SLOW: FilterInfo = FilterInfo { name: "SLOW", params: &[], video: Some(video::<Slow>), ..PANICKY };
 
+    /// Reports whether its chroma was discarded; overwrites chroma itself if `overwrites` is 1
+    /// and panics on its first frame if `panic` is 1.
+    struct Probe {
+        overwrites: bool,
+        panic: bool,
+    }
+    impl VideoFilter for Probe {
+        fn new(p: &Params) -> Result<Self, ParamError> {
+            Ok(Probe { overwrites: p.int("overwrites") == 1, panic: p.int("panic") == 1 })
+        }
+        fn process(&mut self, _: &mut VideoFrame, ctx: &mut FilterContext) {
+            ctx.report(json!(ctx.chroma_discarded()));
+            assert!(!self.panic, "probe panics");
+        }
+        fn update(&mut self, p: &Params) -> Result<(), ParamError> {
+            self.overwrites = p.int("overwrites") == 1;
+            Ok(())
+        }
+        fn overwrites_chroma(&self) -> bool {
+            self.overwrites
+        }
+    }
+    static PROBE: FilterInfo = FilterInfo {
+        name: "PROBE",
+        params: &[
+            crate::Param::Number { name: "overwrites", min: 0.0, max: 1.0, step: 1.0, default: 0.0 },
+            crate::Param::Number { name: "panic", min: 0.0, max: 1.0, step: 1.0, default: 0.0 },
+        ],
+        video: Some(video::<Probe>),
+        ..PANICKY
+    };
+
     fn test_lookup(name: &str) -> Option<&'static FilterInfo> {
         match name {
+            "PROBE" => Some(&PROBE),
             "PANICKY" => Some(&PANICKY),
             "SLOW" => Some(&SLOW),
             n => crate::find(n),
@@ -927,6 +982,65 @@ mod tests {
         let style = crate::draw::TextStyle::white(crate::draw::TextStyle::scale_for(240));
         crate::draw::draw_text(&mut want, 10, 240 - 10 - 9 * style.scale as isize, "2.0 s", style);
         assert_eq!(testing::luma_diff(&f, &want), 0.0);
+    }
+
+    #[test]
+    fn filters_before_a_chroma_overwriter_are_told_their_chroma_is_discarded() {
+        let mut c = VideoChain::with_lookup(Budget::VIDEO, test_lookup);
+        let probe = |id: &str, overwrites: i32, panic: i32| {
+            spec(id, "PROBE", json!({"overwrites": overwrites, "panic": panic}))
+        };
+        let discarded = |c: &mut VideoChain, ids: &[&str]| {
+            c.process(&mut frame(0));
+            events(c);
+            ids.iter().map(|id| c.report(id) == Some(&json!(true))).collect::<Vec<_>>()
+        };
+        c.apply(&[probe("a", 0, 0), probe("b", 0, 0), probe("over", 1, 0), probe("after", 0, 0)]).unwrap();
+        assert_eq!(discarded(&mut c, &["a", "b", "over", "after"]), [true, true, false, false]);
+        // A live update that stops overwriting is seen at once.
+        c.apply(&[probe("a", 0, 0), probe("b", 0, 0), probe("over", 0, 0), probe("after", 0, 0)]).unwrap();
+        assert_eq!(discarded(&mut c, &["a", "b", "over", "after"]), [false; 4]);
+        // The real filters: EDGE_OUTLINE declares it; after it is bypassed, nothing is discarded.
+        c.apply(&[probe("a", 0, 0), spec("e", "EDGE_OUTLINE", json!({})), probe("p", 1, 1)]).unwrap();
+        assert_eq!(discarded(&mut c, &["a"]), [true]);
+        c.apply(&[probe("a", 0, 0), probe("p", 1, 1), spec("e", "MIRROR", json!({}))]).unwrap();
+        assert_eq!(discarded(&mut c, &["a"]), [true], "the overwriter had not panicked yet");
+        assert!(c.stats().nth(1).unwrap().bypassed);
+        assert_eq!(discarded(&mut c, &["a"]), [false]);
+        assert!(!c.context().chroma_discarded(), "reset after the frame");
+    }
+
+    /// ROTATION, MIRROR and BLUR before EDGE_OUTLINE skip chroma; the picture is the same as when
+    /// they do not.
+    #[test]
+    fn skipping_discarded_chroma_does_not_change_the_output() {
+        let specs = [
+            spec("r", "ROTATION", json!({"angle": 33})),
+            spec("m", "MIRROR", json!({})),
+            spec("b", "BLUR", json!({})),
+            spec("e", "EDGE_OUTLINE", json!({})),
+        ];
+        let mut c = VideoChain::new(Budget::VIDEO);
+        c.apply(&specs).unwrap();
+        let mut h = [Harness::new(), Harness::new(), Harness::new(), Harness::new()];
+        let mut direct: Vec<Box<dyn VideoFilter>> = specs
+            .iter()
+            .map(|s| {
+                let info = crate::find(&s.name).unwrap();
+                (info.video.unwrap())(&info.parse_config(&s.config).unwrap()).unwrap()
+            })
+            .collect();
+        for i in 0..5 {
+            let (mut a, mut b) = (frame(i), frame(i));
+            c.process(&mut a);
+            for (f, h) in direct.iter_mut().zip(&mut h) {
+                h.process(&mut **f, &mut b); // never told that chroma is discarded
+            }
+            assert_eq!(
+                (a.plane(Y), a.plane(crate::U), a.plane(crate::V)),
+                (b.plane(Y), b.plane(crate::U), b.plane(crate::V))
+            );
+        }
     }
 
     #[test]

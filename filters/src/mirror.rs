@@ -21,8 +21,10 @@ impl VideoFilter for Mirror {
         Ok(Mirror)
     }
 
-    fn process(&mut self, frame: &mut VideoFrame, _: &mut FilterContext) {
-        for p in 0..3 {
+    fn process(&mut self, frame: &mut VideoFrame, ctx: &mut FilterContext) {
+        // Chroma that a later filter overwrites need not be flipped.
+        let planes = if ctx.chroma_discarded() { 1 } else { 3 };
+        for p in 0..planes {
             for r in 0..frame.plane_height(p) {
                 frame.row_mut(p, r).reverse();
             }

@@ -34,6 +34,10 @@ impl VideoFilter for MuteVideo {
     fn update(&mut self, _: &Params) -> Result<(), ParamError> {
         Ok(())
     }
+
+    fn overwrites_chroma(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

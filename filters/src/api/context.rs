@@ -85,6 +85,8 @@ pub struct FilterContext {
     budget: Duration,
     wall_clock: SystemTime,
     ping_ms: Option<f64>,
+    /// Whether a later filter in the chain overwrites U and V (set by the chain per filter).
+    chroma_discarded: bool,
     /// Reports of instances in this chain, updated right after each filter call (so a filter
     /// later in the chain sees this frame's value).
     own: HashMap<String, Reported>,
@@ -108,6 +110,7 @@ impl FilterContext {
             budget,
             wall_clock: SystemTime::UNIX_EPOCH,
             ping_ms: None,
+            chroma_discarded: false,
             own: HashMap::new(),
             peer: HashMap::new(),
             outbox: Vec::new(),
@@ -175,7 +178,25 @@ impl FilterContext {
         self.wall_clock
     }
 
+    /// Whether this frame's chroma (U and V) will be overwritten by a later filter in the chain
+    /// without being read (one that declares [`VideoFilter::overwrites_chroma`], e.g.
+    /// EDGE_OUTLINE or MUTE_VIDEO). If so, whatever this filter leaves in U and V is never seen:
+    /// a filter that only transforms the picture (ROTATION, MIRROR, BLUR) may skip its chroma
+    /// work. Filters between see the chroma as the skipping filter left it, so a filter must not
+    /// base anything but its own chroma output on chroma contents. Always `false` for audio.
+    ///
+    /// [`VideoFilter::overwrites_chroma`]: crate::VideoFilter::overwrites_chroma
+    pub fn chroma_discarded(&self) -> bool {
+        self.chroma_discarded
+    }
+
     // ----- for the pipeline (the chain and the server) ---------------------------------------
+
+    /// Sets what [`chroma_discarded`](Self::chroma_discarded) answers. The chain sets it before
+    /// each filter; a test can set it on a [`Harness`](crate::testing::Harness)'s `ctx`.
+    pub fn set_chroma_discarded(&mut self, discarded: bool) {
+        self.chroma_discarded = discarded;
+    }
 
     /// Sets the participant's average round-trip time (the server, when it has a new value).
     pub fn set_ping_ms(&mut self, ms: Option<f64>) {

@@ -27,6 +27,15 @@ pub trait VideoFilter: Send {
     /// Applies new parameters from the next frame on; state (an accumulated rotation angle, a
     /// ring of delayed frames) carries over. On `Err` the filter must keep its old parameters.
     fn update(&mut self, params: &Params) -> Result<(), ParamError>;
+
+    /// Whether this filter sets U and V to values that do not depend on their previous contents
+    /// (EDGE_OUTLINE and MUTE_VIDEO write neutral chroma). The chain then tells the filters
+    /// before it, through [`FilterContext::chroma_discarded`], that their chroma work would be
+    /// wasted. Asked when the instance is built and after each [`update`](Self::update).
+    /// Default `false`; answering `true` wrongly makes earlier filters leave stale chroma.
+    fn overwrites_chroma(&self) -> bool {
+        false
+    }
 }
 
 /// An audio filter: changes an [`AudioFrame`] in place, keeping its size. Same lifecycle as

@@ -41,7 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/hello-world", get(hello_world))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/recordings/{session_id}/export", get(export))
+        .route("/recordings/{session_id}/export", get(export).post(export_form))
         .route("/", get(web::dashboard))
         .route("/room", get(web::room))
         .route("/lobby", get(web::room))
@@ -155,14 +155,33 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 }
 
 /// `GET /recordings/{session_id}/export`: the session's research data as one tar (the same
-/// archive as `exphub export`), streamed as it is written. Experimenters only.
+/// archive as `exphub export`), streamed as it is written. Experimenters only (the password
+/// in `Authorization`).
 async fn export(
     State(st): State<AppState>,
     axum::extract::Path(session_id): axum::extract::Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let authorized =
-        password_of(&headers).is_some_and(|p| crate::config::constant_time_eq(&p, &st.cfg.experimenter_password));
+    archive(st, session_id, password_of(&headers)).await
+}
+
+#[derive(serde::Deserialize)]
+struct ExportForm {
+    password: String,
+}
+
+/// `POST /recordings/{session_id}/export` with a form field `password`: the same, for the
+/// dashboard's download button (a form post lets the browser stream the download to disk).
+async fn export_form(
+    State(st): State<AppState>,
+    axum::extract::Path(session_id): axum::extract::Path<String>,
+    form: Result<axum::Form<ExportForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    archive(st, session_id, form.ok().map(|f| f.0.password)).await
+}
+
+async fn archive(st: AppState, session_id: String, password: Option<String>) -> Response {
+    let authorized = password.is_some_and(|p| crate::config::constant_time_eq(&p, &st.cfg.experimenter_password));
     if !authorized {
         let e = WireError::new(401, protocol::ErrorType::InvalidRequest, "Experimenter password required.");
         let mut r = error_response(&e);

@@ -22,6 +22,16 @@ pub enum MuxError {
     Io(#[from] std::io::Error),
     #[error("cannot create a stream in the container")]
     Stream,
+    /// The muxer refused this one packet (the file is fine).
+    #[error("packet refused by the muxer: {0}")]
+    Refused(ff::Error),
+}
+
+impl MuxError {
+    /// The file cannot go on (I/O), as opposed to one refused packet.
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, MuxError::Refused(_))
+    }
 }
 
 pub type Result<T> = std::result::Result<T, MuxError>;
@@ -147,6 +157,10 @@ impl Muxer {
     /// Writes one frame at `ms` from the file's start (raised to keep time strictly increasing,
     /// as Matroska requires for a track without B-frames).
     pub fn write(&mut self, data: &[u8], ms: i64, key: bool, duration_ms: i64) -> Result<()> {
+        if data.is_empty() {
+            // RTP padding (bandwidth probes) carries no frame; Matroska has no empty blocks.
+            return Ok(());
+        }
         let ms = match self.last_ms {
             Some(last) if ms <= last => last + 1,
             _ => ms.max(0),
@@ -163,7 +177,10 @@ impl Muxer {
         if key {
             pkt.set_flags(ff::packet::Flags::KEY);
         }
-        pkt.write(&mut self.octx)?;
+        if let Err(e) = pkt.write(&mut self.octx) {
+            self.io_error()?;
+            return Err(MuxError::Refused(e));
+        }
         self.last_ms = Some(ms);
         self.frames += 1;
         self.io_error()
@@ -328,6 +345,19 @@ mod tests {
         m.finish().unwrap();
         let p = probe(&path).unwrap();
         assert_eq!(p.frames, n);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn empty_packets_are_skipped_and_the_file_goes_on() {
+        let path = temp("d.webm");
+        let info = TrackInfo { format: Format::Opus, width: 0, height: 0, extradata: vec![] };
+        let mut m = Muxer::create(&path, &info).unwrap();
+        m.write(&[0xfc, 1, 2], 0, true, 20).unwrap();
+        m.write(&[], 20, true, 20).unwrap();
+        m.write(&[0xfc, 1, 2], 40, true, 20).unwrap();
+        m.finish().unwrap();
+        assert_eq!(probe(&path).unwrap().frames, 2);
         let _ = std::fs::remove_file(path);
     }
 

@@ -495,6 +495,10 @@ impl Output {
                 f.last_duration = duration;
                 METRICS.record_frames.inc();
             }
+            Err(e) if !e.is_fatal() => {
+                METRICS.record_dropped.inc();
+                tracing::debug!(file = %f.name, error = %e, "a frame the muxer refused was left out");
+            }
             Err(e) => {
                 let error = e.to_string();
                 self.close(Some(error), report);

@@ -93,6 +93,9 @@ impl FrameAssembler {
             let ext = self.extend(p.seq);
             let after_loss = self.highest.is_some_and(|h| ext > h + 1);
             self.highest = Some(self.highest.map_or(ext, |h| h.max(ext)));
+            if p.payload.is_empty() {
+                return vec![]; // padding only (a bandwidth probe): no frame
+            }
             return vec![Frame {
                 timestamp: p.timestamp,
                 data: p.payload,

@@ -16,7 +16,8 @@
 
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import {
   ARTIFACTS,
   reexecInLoopbackNamespace,
@@ -158,6 +159,7 @@ try {
     if (!(await bobCard.locator('.filter[data-name="PING"] .desc').textContent()).includes('round-trip')) throw new Error('no PING description');
     // Bob sees his own camera unprocessed (local_stream); Alice sees her processed echo.
     await bobCard.getByLabel('Shows own camera unprocessed').check();
+    await exp.getByLabel('Record the participants').check();
     await shot(exp, id, 'editor');
     await exp.getByRole('button', { name: 'Create session' }).click();
     await exp.getByRole('heading', { name: /Edit session: Browser test session/ }).waitFor({ timeout: T });
@@ -377,6 +379,44 @@ try {
     await exp.getByRole('button', { name: '← Sessions' }).click();
     await until(async () => (await exp.locator('tr', { hasText: 'Browser test session' }).textContent()).includes('Ended'), 'the session list to say Ended');
     await shot(exp, id, 'sessions-after');
+  });
+
+  await steps.run("the recorded session's data downloads as one archive from the list", async (id) => {
+    const button = exp.getByRole('button', { name: 'Download the data of Browser test session' });
+    await button.waitFor({ timeout: T });
+    await shot(exp, id, 'download-button');
+    const [download] = await Promise.all([exp.waitForEvent('download', { timeout: T }), button.click()]);
+    if (!/^[0-9a-f]{10}\.tar$/.test(download.suggestedFilename())) throw new Error(`download named ${download.suggestedFilename()}`);
+    const tar = readFileSync(await download.path());
+    // tar entry names sit at the start of each 512-byte header.
+    const names = [];
+    const bodies = {};
+    for (let off = 0; off + 512 <= tar.length; ) {
+      const name = tar.subarray(off, off + 100).toString('latin1').replace(/\0.*$/s, '');
+      if (!name) break;
+      names.push(name);
+      const size = parseInt(tar.subarray(off + 124, off + 136).toString('latin1').replace(/\0.*$/s, '').trim(), 8);
+      bodies[name] = tar.subarray(off + 512, off + 512 + size);
+      off += 512 + Math.ceil(size / 512) * 512;
+    }
+    const want = ['session.json', 'manifest.json', 'events.jsonl'];
+    if (!want.every((w, i) => names[i]?.endsWith(`/${w}`))) throw new Error(`archive starts with ${names.slice(0, 3)}`);
+    const media = names.filter((n) => n.endsWith('.webm') || n.endsWith('.mkv'));
+    // Alice and Bob, raw and processed, video and audio: at least one file of each.
+    for (const kind of ['raw_video', 'processed_video', 'raw_audio', 'processed_audio']) {
+      if (!media.some((n) => n.includes(kind))) throw new Error(`no ${kind} file in ${media}`);
+    }
+    // Chromium's own streams, recorded: every file decodes without an error.
+    for (const n of media) {
+      const f = path.join(tmp, path.basename(n));
+      writeFileSync(f, bodies[n]);
+      const r = spawnSync('ffprobe', ['-v', 'error', '-count_frames', '-show_entries', 'stream=codec_name,nb_read_frames', '-of', 'csv=p=0', f], { encoding: 'utf8' });
+      if (r.status !== 0 || r.stderr.trim()) throw new Error(`${n} does not decode cleanly: ${r.stderr}`);
+      const [codec, frames] = r.stdout.trim().split(',');
+      if (!['vp8', 'h264', 'opus'].includes(codec) || !(Number(frames) > 0)) throw new Error(`${n}: ${r.stdout}`);
+    }
+    const notices = await exp.locator('#notices, .notice, [role="status"], [role="alert"]').allTextContents();
+    if (notices.some((t) => /Recording of participant/.test(t))) throw new Error(`a recording error was reported: ${notices}`);
   });
 
   await steps.run('duplicate the session to run it again, then delete the copy', async (id) => {

@@ -10,6 +10,8 @@ const app = {
   conn: null,
   password: null,
   sessions: new Map(),
+  /** Ids of sessions with recordings on the server (GET_RECORDING_LIST). */
+  recorded: new Set(),
   catalogue: new FilterCatalogue(null, []),
   origin: location.origin,
   live: null,
@@ -51,6 +53,38 @@ async function connect(password) {
   app.catalogue = new FilterCatalogue(config, infos);
   setSessions(list);
   return conn;
+}
+
+/** Asks which sessions have recordings; redraws the list if that changed. */
+async function refreshRecordings() {
+  if (!app.conn) return;
+  try {
+    const list = await app.conn.request('GET_RECORDING_LIST', {}, 'RECORDING_LIST');
+    const ids = (list ?? []).filter((e) => e.participants?.some((p) => p.video?.length || p.audio?.length)).map((e) => e.session_id);
+    const changed = ids.length !== app.recorded.size || ids.some((id) => !app.recorded.has(id));
+    app.recorded = new Set(ids);
+    if (changed && currentView() === 'list') renderList();
+  } catch {
+    // The list simply shows no download buttons.
+  }
+}
+
+/** Streams the session's research data (session file, manifest, event log, media) to a file. */
+function downloadData(s) {
+  let frame = $('#download-frame');
+  if (!frame) {
+    frame = h('iframe', { id: 'download-frame', name: 'download-frame', hidden: true, title: 'download' });
+    document.body.append(frame);
+  }
+  const form = h(
+    'form',
+    { method: 'post', action: `/recordings/${encodeURIComponent(s.id)}/export`, target: 'download-frame', hidden: true },
+    h('input', { type: 'hidden', name: 'password', value: app.password }),
+  );
+  document.body.append(form);
+  form.submit();
+  form.remove();
+  notify(`Downloading the data of “${s.title}” (${s.id}.tar).`);
 }
 
 function setSessions(list) {
@@ -162,7 +196,11 @@ function render() {
     app.live = null;
   }
   if (view === 'login') return renderLogin();
-  if (view === 'list') return renderList();
+  if (view === 'list') {
+    renderList();
+    refreshRecordings();
+    return;
+  }
   if (view === 'edit') return renderEdit();
   if (view === 'live') return renderLive();
 }
@@ -229,6 +267,9 @@ function renderList() {
         { class: 'actions' },
         h('button', { type: 'button', class: 'small primary', 'aria-label': `${st === 'ended' ? 'View' : st === 'draft' ? 'Open experiment' : 'Join experiment'} ${s.title}`, onclick: () => app.go(`#/live/${s.id}`) }, st === 'ended' ? 'View record' : st === 'draft' ? 'Open experiment' : 'Join experiment'),
         h('button', { type: 'button', class: 'small', 'aria-label': `Edit ${s.title}`, onclick: () => app.go(`#/edit/${s.id}`) }, st === 'draft' || st === 'open' ? 'Edit' : 'Details'),
+        app.recorded.has(s.id)
+          ? h('button', { type: 'button', class: 'small', 'aria-label': `Download the data of ${s.title}`, onclick: () => downloadData(s) }, 'Download data')
+          : null,
         h('button', { type: 'button', class: 'small', 'aria-label': `Duplicate ${s.title}`, onclick: () => duplicate(s) }, 'Duplicate'),
         h('button', { type: 'button', class: 'small danger', 'aria-label': `Delete ${s.title}`, onclick: () => remove(s) }, 'Delete'),
         ),

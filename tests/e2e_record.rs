@@ -444,3 +444,32 @@ async fn a_full_disk_is_reported_and_the_experiment_goes_on() {
     exp.close().await;
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_shut_down_while_recording_finishes_every_file() {
+    let dir = TempDir::new("rec-shutdown");
+    let mut s = recorded_session();
+    s["participants"][0]["video_filters"] = json!([]);
+    write_session(dir.path(), &s);
+    let srv = TestServer::start_in(dir).await;
+    let mut exp = experimenter(&srv.base).await;
+    request(&mut exp, "CREATE_EXPERIMENT", json!({"session_id": SESSION}), "SUCCESS").await;
+    let p = participant(&srv.base, PARTICIPANTS[2], Default::default()).await;
+    let clip = p.publish(media());
+    request(&mut exp, "START_EXPERIMENT", json!({}), "SUCCESS").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // No STOP_EXPERIMENT: the server is asked to shut down (SIGTERM / Ctrl-C do this).
+    let dir = srv.stop().await;
+    clip.abort();
+    let m = manifest(dir.path());
+    let files = m["files"].as_array().unwrap();
+    assert_eq!(files.len(), 4, "{m:#}");
+    let kinds: Vec<String> = events(dir.path()).iter().map(|e| e["type"].to_string()).collect();
+    for f in files {
+        assert_eq!(f["complete"], true, "{f} {kinds:?}");
+        let (_, dur) = ffprobe(&rec_dir(dir.path()).join(f["file"].as_str().unwrap()));
+        assert!((dur - f["duration_ms"].as_f64().unwrap()).abs() <= 100.0, "{f}");
+    }
+    assert!(m["runs"][0]["end_us"].is_number(), "{m:#}");
+    assert!(events(dir.path()).iter().any(|e| e["type"] == "experiment_stopped"));
+}

@@ -208,6 +208,8 @@ pub(crate) struct Hub {
     next_id: u64,
     /// Sessions recording (their experiment runs, or its files are still being finished).
     recordings: HashMap<String, crate::record::SessionRecord>,
+    /// Records being closed (their writer finishing), awaited at shutdown.
+    closing: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Starts the hub task over the sessions found on disk.
@@ -229,6 +231,7 @@ pub fn start(cfg: Arc<Config>, store: Arc<SessionStore>, sessions: Vec<Session>)
         pending: HashMap::new(),
         next_id: 1,
         recordings: HashMap::new(),
+        closing: Vec::new(),
     };
     tokio::spawn(hub.run(rx));
     HubHandle { tx }

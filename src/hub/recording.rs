@@ -183,7 +183,8 @@ impl Hub {
         let done = self.recordings.get(sid).is_some_and(|r| r.open_files() == 0) && !self.experiments.contains_key(sid);
         if done {
             if let Some(r) = self.recordings.remove(sid) {
-                tokio::task::spawn_blocking(move || r.close());
+                self.closing.retain(|h| !h.is_finished());
+                self.closing.push(tokio::task::spawn_blocking(move || r.close()));
             }
         }
     }
@@ -219,16 +220,26 @@ impl Hub {
     /// finish their files, handling only their reports, then closes every record.
     pub(crate) async fn finish_recordings(&mut self, rx: &mut tokio::sync::mpsc::Receiver<Input>) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let open: usize = self.recordings.values().map(|r| r.open_files()).sum();
+        tracing::info!(open, "shutdown: waiting for recordings to finish");
         while self.recordings.values().any(|r| r.open_files() > 0) {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(Input::Media { session_id, participant_id, kind, ev })) => {
-                    self.on_media_event(&session_id, &participant_id, kind, ev)
+                    self.on_media_event(&session_id, &participant_id, kind, ev);
                 }
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => break,
             }
         }
+        let open: usize = self.recordings.values().map(|r| r.open_files()).sum();
+        if open > 0 {
+            tracing::warn!(open, "shutdown: recordings left unfinished (completed at the next start)");
+        }
         let records: Vec<SessionRecord> = self.recordings.drain().map(|(_, r)| r).collect();
         let _ = tokio::task::spawn_blocking(move || records.into_iter().for_each(SessionRecord::close)).await;
+        // Records closed on the way (their experiment was dropped) are written out too.
+        for h in std::mem::take(&mut self.closing) {
+            let _ = h.await;
+        }
     }
 }

@@ -308,6 +308,50 @@ mod tests {
     }
 
     #[test]
+    fn h264_annex_b_is_written_as_matroska_with_avcc() {
+        let mut enc = VideoEncoder::new(Format::H264, VideoSettings::default()).unwrap();
+        let mut frames = vec![];
+        for i in 0..20 {
+            let mut f = VideoFrame::new(320, 240);
+            f.plane_mut(0).fill((i * 9 % 255) as u8);
+            let mut out = vec![];
+            enc.encode(&f, i == 0, &mut out).unwrap();
+            frames.extend(out.into_iter().map(|e| (e.data.to_vec(), e.keyframe)));
+        }
+        assert!(frames[0].1, "the first frame is an IDR");
+        let extradata = crate::media::recorder::parameter_sets(&frames[0].0);
+        assert!(!extradata.is_empty());
+        let info = TrackInfo { format: Format::H264, width: 320, height: 240, extradata };
+        assert_eq!(info.extension(), "mkv");
+        let path = temp("e.mkv");
+        let mut m = Muxer::create(&path, &info).unwrap();
+        for (i, (data, key)) in frames.iter().enumerate() {
+            m.write(data, i as i64 * 33, *key, 33).unwrap();
+        }
+        m.finish().unwrap();
+        assert_eq!(probe(&path).unwrap().frames, frames.len() as u64);
+        // Decodes again from the container alone (avcC, length-prefixed NAL units).
+        let mut ictx = ff::format::input(&path).unwrap();
+        let par = ictx.stream(0).unwrap().parameters();
+        let mut dec = ff::codec::Context::from_parameters(par).unwrap().decoder().video().unwrap();
+        let mut n = 0;
+        let mut pic = ff::frame::Video::empty();
+        for (_, p) in ictx.packets() {
+            dec.send_packet(&p).unwrap();
+            while dec.receive_frame(&mut pic).is_ok() {
+                assert_eq!((pic.width(), pic.height()), (320, 240));
+                n += 1;
+            }
+        }
+        dec.send_eof().unwrap();
+        while dec.receive_frame(&mut pic).is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, frames.len());
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
     fn unfinished_file_is_readable_up_to_the_last_flush() {
         let path = temp("b.webm");
         let info = TrackInfo { format: Format::Vp8, width: 320, height: 240, extradata: vec![] };

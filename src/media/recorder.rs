@@ -608,7 +608,7 @@ fn picture_size(format: Format, keyframe: &[u8]) -> Option<(u32, u32)> {
 }
 
 /// The SPS and PPS NAL units of an Annex B access unit, Annex B again.
-fn parameter_sets(au: &[u8]) -> Vec<u8> {
+pub(crate) fn parameter_sets(au: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut starts = Vec::new();
     let mut i = 0;

@@ -14,6 +14,9 @@
 //! - [`peer`]: the only module that touches the `webrtc` crate: connections, data channels,
 //!   and the RTP forwarding plane ([`peer::forward`]); plus a protocol client for tests and the
 //!   load tool ([`peer::client`]).
+//! - [`media`]: the only module that touches ffmpeg: RTP frame assembly, codecs, the per-track
+//!   pipeline (decode once, filter, encode once) and recorder (muxing without re-encoding).
+//! - [`record`]: research data on disk: `manifest.json`, `events.jsonl`, the export archive.
 //! - [`http`]: axum routes (`/offer`, `/addIceCandidate`, `/healthz`, `/metrics`, ...).
 //! - [`metrics`]: lock-free counters rendered as Prometheus text.
 //! - `filters` (workspace crate): the filter SDK and catalogue.

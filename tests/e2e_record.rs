@@ -446,7 +446,7 @@ async fn a_full_disk_is_reported_and_the_experiment_goes_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_shut_down_while_recording_finishes_every_file() {
+async fn a_rejoin_starts_a_segment_and_shutdown_finishes_every_file() {
     let dir = TempDir::new("rec-shutdown");
     let mut s = recorded_session();
     s["participants"][0]["video_filters"] = json!([]);
@@ -457,13 +457,30 @@ async fn a_server_shut_down_while_recording_finishes_every_file() {
     let p = participant(&srv.base, PARTICIPANTS[2], Default::default()).await;
     let clip = p.publish(media());
     request(&mut exp, "START_EXPERIMENT", json!({}), "SUCCESS").await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // The participant reloads: a new connection takes the seat, its files a new segment.
+    let again = participant(&srv.base, PARTICIPANTS[2], Default::default()).await;
+    clip.abort();
+    let clip = again.publish(media());
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // No STOP_EXPERIMENT: the server is asked to shut down (SIGTERM / Ctrl-C do this).
     let dir = srv.stop().await;
     clip.abort();
     let m = manifest(dir.path());
     let files = m["files"].as_array().unwrap();
-    assert_eq!(files.len(), 4, "{m:#}");
+    assert_eq!(files.len(), 8, "two segments of four files: {m:#}");
+    let second = files.iter().filter(|f| f["segment"] == 2).collect::<Vec<_>>();
+    assert_eq!(second.len(), 4, "{m:#}");
+    let first_end = files
+        .iter()
+        .filter(|f| f["segment"] == 1 && f["media"] == "video" && f["kind"] == "raw")
+        .map(|f| f["start_ms"].as_f64().unwrap() + f["duration_ms"].as_f64().unwrap())
+        .next()
+        .unwrap();
+    for f in &second {
+        assert!(f["start_ms"].as_f64().unwrap() >= first_end - 100.0, "segment 2 follows segment 1: {f}");
+    }
+    drop(p);
     let kinds: Vec<String> = events(dir.path()).iter().map(|e| e["type"].to_string()).collect();
     for f in files {
         assert_eq!(f["complete"], true, "{f} {kinds:?}");

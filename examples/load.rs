@@ -151,6 +151,10 @@ struct Args {
     max_other_cpu: Option<f64>,
     #[arg(long, default_value_t = 2)]
     retries: usize,
+    /// Record the experiment (the session's `record` flag): raw and processed files of every
+    /// participant, the event log and the manifest, in the round's temporary directory.
+    #[arg(long)]
+    record: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -517,7 +521,7 @@ impl Server {
         std::fs::create_dir_all(&sessions)?;
         std::fs::write(
             sessions.join(format!("{SESSION}.json")),
-            serde_json::to_vec_pretty(&session_json(SESSION, &ids))?,
+            serde_json::to_vec_pretty(&session_json(SESSION, &ids, args.record))?,
         )?;
         let log = match &args.server_log_dir {
             Some(d) => {
@@ -662,7 +666,7 @@ fn participant_ids(n: usize) -> Vec<String> {
 }
 
 /// A session with `ids` as participants, in SynthARium format (as tests/common does).
-fn session_json(id: &str, ids: &[String]) -> Value {
+fn session_json(id: &str, ids: &[String], record: bool) -> Value {
     let participants: Vec<Value> = ids
         .iter()
         .enumerate()
@@ -680,7 +684,7 @@ fn session_json(id: &str, ids: &[String]) -> Value {
         .collect();
     json!({
         "id": id, "title": "Load test", "description": "exphub examples/load.rs", "date": 0, "time_limit": 3_600_000,
-        "record": false, "participants": participants, "creation_time": 0, "start_time": 0, "end_time": 0,
+        "record": record, "participants": participants, "creation_time": 0, "start_time": 0, "end_time": 0,
         "notes": [], "log": []
     })
 }
@@ -1162,6 +1166,21 @@ async fn measure(
         let _ = a.wait();
     }
     let (rss, hwm) = proc_rss_mib(&server.pid);
+    if args.record {
+        // Proof that the round recorded: the files and bytes so far.
+        let dir = server._dir.0.join("sessions").join(SESSION);
+        let (mut files, mut bytes) = (0u64, 0u64);
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().ends_with(".webm") {
+                files += 1;
+                bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+        eprintln!("[N={n}] recording: {files} media files, {:.1} MB so far", bytes as f64 / 1e6);
+        if files == 0 {
+            return Err("--record: nothing was recorded".into());
+        }
+    }
 
     let secs = c1.at.duration_since(c0.at).as_secs_f64();
     let ticks = |a: u64, b: u64| b.saturating_sub(a) as f64 / tck;

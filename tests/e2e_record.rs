@@ -233,6 +233,12 @@ async fn an_experiment_is_recorded_on_one_clock_with_a_complete_log() {
     let busy = stats.iter().max_by(|a, b| a["fps_in"].as_f64().partial_cmp(&b["fps_in"].as_f64()).unwrap()).unwrap();
     assert!(busy["fps_in"].as_f64().unwrap() >= 25.0 && busy["fps_out"].as_f64().unwrap() >= 25.0, "{busy}");
     assert!(busy["latency_ms_mean"].as_f64().is_some(), "{busy}");
+    let audio = log
+        .iter()
+        .filter(|e| e["type"] == "stream_stats" && e["participant_id"] == p1 && e["kind"] == "audio")
+        .map(|e| e["fps_in"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert!(audio >= 45.0, "Opus at 20 ms is 50 frames/s: {audio}");
     let mut last = f64::MIN;
     for e in log.iter().filter(|e| e["t_ms"].is_number()) {
         let t = e["t_ms"].as_f64().unwrap();

@@ -184,6 +184,7 @@ fn run(spec: RecordSpec, rx: Receiver<RecIn>, to_hub: UnboundedSender<ToHub>) {
         let wait = next_tick.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
             Ok(RecIn::Raw { epoch, format, p }) => {
+                stats.audio = format == Format::Opus;
                 stats.raw(&p);
                 if seg.as_ref().is_none_or(|s| s.epoch != epoch || s.format != format) {
                     if let Some(s) = seg.take() {
@@ -234,6 +235,8 @@ fn run(spec: RecordSpec, rx: Receiver<RecIn>, to_hub: UnboundedSender<ToHub>) {
 /// Statistics of the current second.
 #[derive(Default)]
 struct Window {
+    /// Opus: every packet is a frame (the marker bit only starts a talkspurt).
+    audio: bool,
     since: Option<Instant>,
     frames_in: u64,
     frames_out: u64,
@@ -269,7 +272,7 @@ impl Window {
             Some(_) => self.lost = self.lost.saturating_sub(1), // a late packet was not lost
             None => self.highest_seq = Some(ext),
         }
-        if p.marker {
+        if p.marker || self.audio {
             self.frames_in += 1;
             if self.arrivals.len() == 64 {
                 self.arrivals.pop_front();
@@ -279,7 +282,7 @@ impl Window {
     }
 
     fn processed(&mut self, p: &RtpIn) {
-        if !p.marker {
+        if !p.marker && !self.audio {
             return;
         }
         self.frames_out += 1;
@@ -294,10 +297,11 @@ impl Window {
     /// The second's figures (if anything happened or a segment is open), and a new window.
     fn take(&mut self, open: bool) -> Option<StreamStats> {
         let arrivals = std::mem::take(&mut self.arrivals);
-        let highest = self.highest_seq;
+        let (highest, audio) = (self.highest_seq, self.audio);
         let w = std::mem::take(self);
         self.arrivals = arrivals;
         self.highest_seq = highest;
+        self.audio = audio;
         if w.packets_in == 0 && w.frames_out == 0 && !open {
             return None;
         }

@@ -259,6 +259,7 @@ mod x86 {
     /// Constants of [`eight`], made once per row.
     #[derive(Clone, Copy)]
     struct Consts {
+        /// The 16-bit words (1, pw).
         pw: __m256i,
         /// Byte 1 of each 32-bit lane (the top 8 fraction bits) to bytes 0 and 2.
         frac: __m256i,
@@ -274,7 +275,7 @@ mod x86 {
     #[target_feature(enable = "avx2")]
     unsafe fn consts(pw: usize) -> Consts {
         Consts {
-            pw: _mm256_set1_epi32(pw as i32),
+            pw: _mm256_set1_epi32(((pw as i32) << 16) | 1),
             frac: _mm256_setr_epi8(
                 1, -1, 1, -1, 5, -1, 5, -1, 9, -1, 9, -1, 13, -1, 13, -1, 1, -1, 1, -1, 5, -1, 5, -1, 9, -1, 9, -1, 13,
                 -1, 13, -1,
@@ -292,7 +293,8 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn eight(base: *const i32, k: &Consts, sx: __m256i, sy: __m256i) -> __m256i {
-        let idx = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srai_epi32::<16>(sy), k.pw), _mm256_srai_epi32::<16>(sx));
+        // (ix, iy) as 16-bit words, then ix + iy * pw in one multiply-add.
+        let idx = _mm256_madd_epi16(_mm256_blend_epi16::<0b1010_1010>(_mm256_srli_epi32::<16>(sx), sy), k.pw);
         // Bytes per lane: top-left, bottom-left, top-right, bottom-right (two u16 pairs).
         let g = _mm256_i32gather_epi32::<2>(base, idx);
         // The 7-bit fractions, twice per lane as 16-bit words.

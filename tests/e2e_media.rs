@@ -17,6 +17,7 @@ use exphub::media::codec::VideoDecoder;
 use exphub::media::rtp::{Format, FrameAssembler, RtpIn};
 use exphub::peer::client::{Client, ClientOptions, Origin};
 use exphub::peer::forward::Kind;
+use exphub::peer::VideoCodec;
 use filters::VideoFrame;
 use serde_json::{json, Value};
 
@@ -53,6 +54,11 @@ type Decoders = Arc<Mutex<HashMap<String, (FrameAssembler, VideoDecoder, VideoFr
 
 /// Client options that decode every video stream a viewer receives.
 fn decoding_viewer() -> (Pictures, ClientOptions) {
+    decoding_viewer_for(Format::Vp8)
+}
+
+/// A viewer that decodes `format` (the publishers' codec).
+fn decoding_viewer_for(format: Format) -> (Pictures, ClientOptions) {
     let pictures: Pictures = Arc::default();
     let decoders: Decoders = Arc::default();
     let out = pictures.clone();
@@ -67,7 +73,7 @@ fn decoding_viewer() -> (Pictures, ClientOptions) {
             };
             let mut d = decoders.lock().unwrap();
             let (asm, dec, pic) = d.entry(name.clone()).or_insert_with(|| {
-                (FrameAssembler::new(Format::Vp8), VideoDecoder::new(Format::Vp8).unwrap(), VideoFrame::new(2, 2))
+                (FrameAssembler::new(format), VideoDecoder::new(format).unwrap(), VideoFrame::new(2, 2))
             });
             let rtp = RtpIn {
                 seq: p.header.sequence_number,
@@ -141,14 +147,21 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(Format::Vp8).await
+}
+
+/// The publisher sends `format` (VP8 or H.264); the viewer decodes it.
+async fn setup_with(format: Format) -> Setup {
     let srv = TestServer::start().await;
     let mut exp = experimenter(&srv.base).await;
     request(&mut exp, "CREATE_EXPERIMENT", json!({"session_id": SESSION}), "SUCCESS").await;
-    let publisher = Arc::new(participant(&srv.base, PARTICIPANTS[0], Default::default()).await);
-    let (pics, opts) = decoding_viewer();
+    let codec = if format == Format::H264 { VideoCodec::H264 } else { VideoCodec::Vp8 };
+    let publishing = ClientOptions { video_codec: codec, ..Default::default() };
+    let publisher = Arc::new(participant(&srv.base, PARTICIPANTS[0], publishing).await);
+    let (pics, opts) = decoding_viewer_for(format);
     let viewer = participant(&srv.base, PARTICIPANTS[1], opts).await;
     request(&mut exp, "START_EXPERIMENT", json!({}), "SUCCESS").await;
-    let (camera, sent) = start_camera(publisher.clone());
+    let (camera, sent) = start_camera_with(publisher.clone(), format);
     assert!(wait_picture(&pics, PARTICIPANTS[0], 0, |_| true).await.is_some(), "the viewer decodes the publisher");
     Setup { srv, exp, publisher, viewer, pics, camera, sent }
 }
@@ -199,6 +212,27 @@ async fn filters_change_what_the_others_see_and_can_be_removed() {
     set_video_filters(&mut s.exp, p0, json!([])).await;
     let n = count_pictures(&s.pics, p0);
     assert!(wait_picture(&s.pics, p0, n, plain).await.is_some(), "unfiltered again");
+    s.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h264_publisher_is_forwarded_and_filtered_in_h264() {
+    // The publisher offers H.264 only: the server forwards it, and transcodes it (decode,
+    // filter, encode with x264) when it has a filter.
+    let mut s = setup_with(Format::H264).await;
+    let p0 = PARTICIPANTS[0];
+    let plain = |d: &Decoded| d.mean(MX + 8, MY + 8, MS - 16, MS - 16) > 200.0;
+    assert!(wait_picture(&s.pics, p0, 0, plain).await.is_some(), "forwarded H.264 decodes at the viewer");
+    set_video_filters(&mut s.exp, p0, json!([filter("MIRROR", "m1", json!({}))])).await;
+    let n = count_pictures(&s.pics, p0);
+    let mirrored = |d: &Decoded| {
+        d.mean(W - MX - MS + 8, MY + 8, MS - 16, MS - 16) > 200.0 && d.mean(MX + 8, MY + 8, MS - 16, MS - 16) < 150.0
+    };
+    assert!(wait_picture(&s.pics, p0, n, mirrored).await.is_some(), "MIRROR on H.264 reaches the viewer");
+    // The processed stream keeps going: a second later, newer pictures are still mirrored.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let pics = s.pics.lock().unwrap()[p0].iter().skip(n).filter(|d| mirrored(d)).count();
+    assert!(pics >= 20, "{pics} mirrored H.264 pictures in a second");
     s.end().await;
 }
 

@@ -34,7 +34,7 @@ use webrtc::peer_connection::{
 use webrtc::runtime::TokioRuntime;
 
 use super::forward::Kind;
-use super::{media_engine, new_local_track, opus_codec, VideoCodec};
+use super::{media_engine, media_engine_with, new_local_track, opus_codec, VideoCodec};
 
 pub type AnyError = Box<dyn std::error::Error + Send + Sync>;
 pub type ClientResult<T> = std::result::Result<T, AnyError>;
@@ -63,11 +63,20 @@ pub struct ClientOptions {
     /// Send a `connection_id` in the offer (dev frontend); without it the server makes one.
     pub send_connection_id: bool,
     pub on_rtp: Option<RtpCallback>,
+    /// The video codec a participant publishes (and the only one its offer names, so the
+    /// server negotiates it); [`Client::send_video_frame`] packetizes for it.
+    pub video_codec: VideoCodec,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        Self { trickle: false, auto_subscribe: true, send_connection_id: true, on_rtp: None }
+        Self {
+            trickle: false,
+            auto_subscribe: true,
+            send_connection_id: true,
+            on_rtp: None,
+            video_codec: VideoCodec::Vp8,
+        }
     }
 }
 
@@ -91,6 +100,7 @@ pub struct Client {
     subs: Arc<Mutex<HashMap<String, Arc<dyn PeerConnection>>>>,
     closed: tokio::sync::watch::Receiver<bool>,
     packetizer: Mutex<crate::media::rtp::Packetizer>,
+    video_pt: u8,
     video_seq: std::sync::atomic::AtomicU16,
 }
 
@@ -205,8 +215,12 @@ impl PeerConnectionEventHandler for ClientHandler {
     }
 }
 
-async fn build_pc(handler: Arc<ClientHandler>) -> ClientResult<Arc<dyn PeerConnection>> {
-    let mut me = media_engine()?;
+/// A peer connection; `video`: the one video codec to offer (`None`: every codec we know).
+async fn build_pc(handler: Arc<ClientHandler>, video: Option<VideoCodec>) -> ClientResult<Arc<dyn PeerConnection>> {
+    let mut me = match video {
+        Some(v) => media_engine_with(&[v])?,
+        None => media_engine()?,
+    };
     // Like a browser, the client's encoder (here: the fixture player) hears viewers' PLIs.
     let registry = register_default_interceptors(Registry::new(), &mut me)?
         .with(rtc::interceptor::Slot::from(14_000), super::keyframe::KeyframeRequestForwarder::default());
@@ -251,13 +265,14 @@ impl Client {
             on_rtp: opts.on_rtp.clone(),
             closed: Some(closed_tx.clone()),
         });
-        let pc = build_pc(handler).await?;
+        let publishes = matches!(role, Role::Participant { .. });
+        let pc = build_pc(handler, publishes.then_some(opts.video_codec)).await?;
         let dc =
             pc.create_data_channel("API", Some(RTCDataChannelInit { ordered: true, ..Default::default() })).await?;
         let (mut video_out, mut audio_out) = (None, None);
         match &role {
             Role::Participant { .. } => {
-                let v = new_local_track(RtpCodecKind::Video, VideoCodec::Vp8.rtp_codec(), "cam");
+                let v = new_local_track(RtpCodecKind::Video, opts.video_codec.rtp_codec(), "cam");
                 let a = new_local_track(RtpCodecKind::Audio, opus_codec(), "mic");
                 pc.add_track(v.0.clone() as Arc<dyn TrackLocal>).await?;
                 pc.add_track(a.0.clone() as Arc<dyn TrackLocal>).await?;
@@ -325,7 +340,14 @@ impl Client {
             audio_out,
             subs,
             closed: closed_rx,
-            packetizer: Mutex::new(crate::media::rtp::Packetizer::new(crate::media::rtp::Format::Vp8, 1200)),
+            packetizer: Mutex::new(crate::media::rtp::Packetizer::new(
+                match opts.video_codec {
+                    VideoCodec::Vp8 => crate::media::rtp::Format::Vp8,
+                    VideoCodec::H264 => crate::media::rtp::Format::H264,
+                },
+                1200,
+            )),
+            video_pt: opts.video_codec.payload_type(),
             video_seq: std::sync::atomic::AtomicU16::new(1000),
         })
     }
@@ -421,7 +443,7 @@ impl Client {
         let _ = self.pc.close().await;
     }
 
-    /// Sends one encoded video frame (VP8) on our published track: packetized here, with our
+    /// Sends one encoded video frame (of [`ClientOptions::video_codec`]) on our published track: packetized here, with our
     /// own sequence numbers. For tests that generate their pictures.
     pub async fn send_video_frame(&self, data: &[u8], timestamp: u32) -> ClientResult<()> {
         let (track, ssrc) = self.video_out.clone().ok_or("not a participant")?;
@@ -433,7 +455,7 @@ impl Client {
                 header: rtp::header::Header {
                     version: 2,
                     marker: o.marker,
-                    payload_type: 96,
+                    payload_type: self.video_pt,
                     sequence_number: seq,
                     timestamp,
                     ssrc,
@@ -527,7 +549,7 @@ async fn subscribe(
         on_rtp: opts.on_rtp.clone(),
         closed: None,
     });
-    let pc = build_pc(handler).await?;
+    let pc = build_pc(handler, None).await?;
     pc.add_transceiver_from_kind(RtpCodecKind::Video, recvonly()).await?;
     pc.add_transceiver_from_kind(RtpCodecKind::Audio, recvonly()).await?;
     let offer = pc.create_offer(None).await?;

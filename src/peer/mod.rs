@@ -119,7 +119,7 @@ impl VideoCodec {
         }
     }
 
-    fn payload_type(self) -> u8 {
+    pub(crate) fn payload_type(self) -> u8 {
         match self {
             VideoCodec::Vp8 => 96,
             VideoCodec::H264 => 102,
@@ -178,8 +178,13 @@ fn opus_codec() -> RTCRtpCodec {
 const OPUS_PT: u8 = 111;
 
 fn media_engine() -> Result<MediaEngine> {
+    media_engine_with(&[VideoCodec::Vp8, VideoCodec::H264])
+}
+
+/// A media engine offering these video codecs (in this order) and Opus.
+fn media_engine_with(video: &[VideoCodec]) -> Result<MediaEngine> {
     let mut me = MediaEngine::default();
-    for codec in [VideoCodec::Vp8, VideoCodec::H264] {
+    for &codec in video {
         me.register_codec(
             RTCRtpCodecParameters { rtp_codec: codec.rtp_codec(), payload_type: codec.payload_type() },
             RtpCodecKind::Video,

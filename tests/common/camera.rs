@@ -51,11 +51,19 @@ pub fn read_number_in(luma: &[u8], w: usize, mirrored: bool) -> u32 {
 
 /// Publishes the test camera at 30 fps; returns the send time of each picture number.
 pub fn start_camera(client: Arc<Client>) -> (tokio::task::JoinHandle<()>, Arc<Mutex<HashMap<u32, Instant>>>) {
+    start_camera_with(client, Format::Vp8)
+}
+
+/// [`start_camera`] encoding with `format` (the client must publish that codec).
+pub fn start_camera_with(
+    client: Arc<Client>,
+    format: Format,
+) -> (tokio::task::JoinHandle<()>, Arc<Mutex<HashMap<u32, Instant>>>) {
     let sent: Arc<Mutex<HashMap<u32, Instant>>> = Arc::default();
     let s = sent.clone();
     let task = tokio::spawn(async move {
         let mut enc =
-            VideoEncoder::new(Format::Vp8, VideoSettings { bitrate: 600_000, vp8_cpu_used: 16, fps: FPS }).unwrap();
+            VideoEncoder::new(format, VideoSettings { bitrate: 600_000, vp8_cpu_used: 16, fps: FPS }).unwrap();
         let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / FPS as u64));
         let mut packets = Vec::new();
         for n in 0u32.. {

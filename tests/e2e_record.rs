@@ -33,6 +33,9 @@ fn recorded_session() -> Value {
     s["record"] = json!(true);
     s["participants"][0]["video_filters"] =
         json!([{"name": "MIRROR", "id": "m1", "channel": "video", "groupFilter": false, "config": {}}]);
+    // Participant 1's sound is delayed by 100 ms: the per-second statistics say by how much.
+    s["participants"][1]["audio_filters"] = json!([{"name": "DELAY", "id": "d1", "channel": "audio",
+        "groupFilter": false, "config": {"size": 0, "delay_ms": 100}}]);
     s
 }
 
@@ -239,6 +242,13 @@ async fn an_experiment_is_recorded_on_one_clock_with_a_complete_log() {
         .map(|e| e["fps_in"].as_f64().unwrap())
         .fold(0.0, f64::max);
     assert!(audio >= 45.0, "Opus at 20 ms is 50 frames/s: {audio}");
+    let delayed = log
+        .iter()
+        .filter(|e| e["type"] == "stream_stats" && e["participant_id"] == p1 && e["kind"] == "audio")
+        .filter_map(|e| e["delay_filters"][0]["delay_ms"].as_f64())
+        .last()
+        .expect("the DELAY filter's achieved delay is in the statistics");
+    assert!((delayed - 100.0).abs() <= 20.0, "achieved delay {delayed} ms");
     let mut last = f64::MIN;
     for e in log.iter().filter(|e| e["t_ms"].is_number()) {
         let t = e["t_ms"].as_f64().unwrap();
@@ -407,6 +417,7 @@ async fn a_full_disk_is_reported_and_the_experiment_goes_on() {
     let dir = TempDir::new("rec-full");
     let mut s = recorded_session();
     s["participants"][0]["video_filters"] = json!([]);
+    s["participants"][1]["audio_filters"] = json!([]);
     write_session(dir.path(), &s);
     // The raw video file of participant 1 lands on a device that is always full.
     let p1 = PARTICIPANTS[1];

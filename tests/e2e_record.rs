@@ -33,6 +33,10 @@ fn recorded_session() -> Value {
     s["record"] = json!(true);
     s["participants"][0]["video_filters"] =
         json!([{"name": "MIRROR", "id": "m1", "channel": "video", "groupFilter": false, "config": {}}]);
+    // Participant 1 sees participant 0 edge-outlined instead (asymmetric filters): a third
+    // version of participant 0's video, recorded as what participant 1 saw.
+    s["participants"][1]["asymmetric_filters"] = json!([{"id": "asym-0", "participant_name": "P0", "audio_filters": [],
+        "video_filters": [{"name": "EDGE_OUTLINE", "id": "e-for-p1", "channel": "video", "groupFilter": false, "config": {}}]}]);
     // Participant 1's sound is delayed by 100 ms: the per-second statistics say by how much.
     s["participants"][1]["audio_filters"] = json!([{"name": "DELAY", "id": "d1", "channel": "audio",
         "groupFilter": false, "config": {"size": 0, "delay_ms": 100}}]);
@@ -160,9 +164,13 @@ async fn an_experiment_is_recorded_on_one_clock_with_a_complete_log() {
     camera.abort();
     clip.abort();
 
-    // The manifest: four files of the clip's publisher, two (video) of the camera's.
+    // The manifest: four files of the clip's publisher, three (video) of the camera's: raw,
+    // processed (MIRROR, everyone's view) and what participant 1 saw (EDGE_OUTLINE).
     let files = m["files"].as_array().unwrap();
-    assert_eq!(files.len(), 6, "{m:#}");
+    assert_eq!(files.len(), 7, "{m:#}");
+    let seen_by_p1 = files.iter().find(|f| f["viewers"] == json!([p1])).expect("participant 1's version");
+    assert_eq!((&seen_by_p1["participant_id"], &seen_by_p1["kind"]), (&json!(p0), &json!("processed")));
+    assert_eq!(seen_by_p1["filters"][0]["name"], "EDGE_OUTLINE");
     let log = events(srv.dir.path());
     let stopped = log.iter().find(|e| e["type"] == "experiment_stopped").expect("stop logged");
     let stop_ms = stopped["t_ms"].as_f64().unwrap();
@@ -185,7 +193,12 @@ async fn an_experiment_is_recorded_on_one_clock_with_a_complete_log() {
 
     // One clock: a picture is at the same time since START in the raw and processed files.
     let raw = file(&m, p0, "raw", "video");
-    let processed = file(&m, p0, "processed", "video");
+    let processed = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["participant_id"] == p0 && f["kind"] == "processed" && f["viewers"].is_null())
+        .unwrap();
     let at = |f: &Value, pics: Vec<(f64, u32, bool)>| -> HashMap<u32, (f64, bool)> {
         let start = f["start_ms"].as_f64().unwrap();
         pics.into_iter().map(|(ms, n, left)| (n, (start + ms, left))).collect()
@@ -262,7 +275,7 @@ async fn an_experiment_is_recorded_on_one_clock_with_a_complete_log() {
     let of = |pid: &str| entry["participants"].as_array().unwrap().iter().find(|p| p["participant_id"] == pid).unwrap();
     assert_eq!(of(p1)["video"].as_array().unwrap().len(), 2);
     assert_eq!(of(p1)["audio"].as_array().unwrap().len(), 2);
-    assert_eq!(of(p0)["video"].as_array().unwrap().len(), 2);
+    assert_eq!(of(p0)["video"].as_array().unwrap().len(), 3);
 
     // The download: experimenters only; one tar with the session file, manifest, log, media.
     let (status, _) = exphub::peer::client::get(&srv.base, &format!("/recordings/{SESSION}/export")).await.unwrap();
@@ -273,7 +286,7 @@ async fn an_experiment_is_recorded_on_one_clock_with_a_complete_log() {
         &names[..3],
         [format!("{SESSION}/session.json"), format!("{SESSION}/manifest.json"), format!("{SESSION}/events.jsonl")]
     );
-    assert_eq!(names.len(), 3 + 6, "{names:?}");
+    assert_eq!(names.len(), 3 + 7, "{names:?}");
     assert_eq!(download(&srv.base, &format!("/recordings/{SESSION}/export"), "wrong").await.len(), 0);
 
     // The CLI's archive is the same list.

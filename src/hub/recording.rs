@@ -120,9 +120,42 @@ impl Hub {
     pub(crate) fn on_recording(&mut self, sid: &str, pid: &str, kind: Kind, ev: RecEvent) {
         match ev {
             RecEvent::Opened(f) => {
-                self.log(sid, "recording_started", serde_json::to_value(&f).unwrap_or(Value::Null));
+                // A viewer-side version: who sees it (now), and with which filters.
+                let branch = f.branch.as_ref().map(|key| {
+                    let viewers = self
+                        .sessions
+                        .get(sid)
+                        .map(|s| {
+                            s.participants
+                                .iter()
+                                .filter(|v| {
+                                    let (vg, ag) = super::media::viewer_groups(s, pid, &v.id);
+                                    let g = if kind == Kind::Video { vg } else { ag };
+                                    g.as_deref() == Some(&**key)
+                                })
+                                .map(|v| v.id.clone())
+                                .collect::<Vec<_>>()
+                        })
+                        .unwrap_or_default();
+                    let filters = serde_json::from_str::<Value>(key)
+                        .map(|v| {
+                            // The key is [[id, name, config], ...].
+                            let list = v.as_array().cloned().unwrap_or_default();
+                            Value::Array(
+                                list.into_iter().map(|t| json!({"id": t[0], "name": t[1], "config": t[2]})).collect(),
+                            )
+                        })
+                        .unwrap_or(Value::Null);
+                    (viewers, filters)
+                });
+                let mut logged = serde_json::to_value(&f).unwrap_or(Value::Null);
+                if let (Some((viewers, filters)), Value::Object(m)) = (&branch, &mut logged) {
+                    m.insert("viewers".into(), json!(viewers));
+                    m.insert("filters".into(), filters.clone());
+                }
+                self.log(sid, "recording_started", logged);
                 if let Some(r) = self.recordings.get_mut(sid) {
-                    r.file_opened(&f);
+                    r.file_opened(&f, branch);
                 }
             }
             RecEvent::Closed(c) => {

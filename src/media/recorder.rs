@@ -21,6 +21,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -84,6 +85,10 @@ pub struct FileOpened {
     pub width: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
+    /// A viewer-side version (asymmetric filters): the branch's key (its filter list as JSON);
+    /// `None`: the main processed stream (or raw).
+    #[serde(skip)]
+    pub branch: Option<Arc<str>>,
 }
 
 /// A file the recorder finished (or gave up on after an error).
@@ -126,8 +131,22 @@ pub enum RecEvent {
 }
 
 enum RecIn {
-    Raw { epoch: u32, format: Format, p: RtpIn },
-    Processed { epoch: u32, encoder: bool, p: RtpIn },
+    Raw {
+        epoch: u32,
+        format: Format,
+        p: RtpIn,
+    },
+    Processed {
+        epoch: u32,
+        encoder: bool,
+        p: RtpIn,
+    },
+    /// A packet of a viewer-side branch (asymmetric filters), as sent.
+    Branch {
+        epoch: u32,
+        group: Arc<str>,
+        p: RtpIn,
+    },
     Ended,
 }
 
@@ -166,6 +185,12 @@ impl Recorder {
         self.send(RecIn::Processed { epoch, encoder, p });
     }
 
+    /// A packet of viewer-side branch `group` as sent (sequence numbers the branch's,
+    /// timestamps the source's).
+    pub fn branch(&self, epoch: u32, group: Arc<str>, p: RtpIn) {
+        self.send(RecIn::Branch { epoch, group, p });
+    }
+
     /// The source ended (the publisher left): close the segment now.
     pub fn ended(&self) {
         self.send(RecIn::Ended);
@@ -201,6 +226,11 @@ fn run(spec: RecordSpec, rx: Receiver<RecIn>, to_hub: UnboundedSender<ToHub>) {
                 stats.processed(&p);
                 if let Some(s) = seg.as_mut().filter(|s| s.epoch == epoch) {
                     s.push(Version::Processed, p, encoder, &spec, &report);
+                }
+            }
+            Ok(RecIn::Branch { epoch, group, p }) => {
+                if let Some(s) = seg.as_mut().filter(|s| s.epoch == epoch) {
+                    s.push_branch(group, p, &spec, &report);
                 }
             }
             Ok(RecIn::Ended) => {
@@ -382,6 +412,8 @@ struct Segment {
     clock: Clock,
     raw: Output,
     processed: Output,
+    /// Viewer-side versions, in order of appearance.
+    branches: Vec<(Arc<str>, Output)>,
     last_packet: Instant,
 }
 
@@ -394,6 +426,7 @@ impl Segment {
             clock: Clock::new(format),
             raw: Output::new(Version::Raw, format),
             processed: Output::new(Version::Processed, format),
+            branches: Vec::new(),
             last_packet: Instant::now(),
         }
     }
@@ -417,14 +450,37 @@ impl Segment {
         }
     }
 
+    fn push_branch(&mut self, group: Arc<str>, p: RtpIn, spec: &RecordSpec, report: &dyn Fn(RecEvent)) {
+        let i = match self.branches.iter().position(|(g, _)| *g == group) {
+            Some(i) => i,
+            None => {
+                let mut o = Output::new(Version::Processed, self.format);
+                o.branch = Some((self.branches.len() as u32 + 1, group.clone()));
+                self.branches.push((group, o));
+                self.branches.len() - 1
+            }
+        };
+        let out = &mut self.branches[i].1;
+        for frame in out.assembler.push(p) {
+            let ms = self.clock.ms(frame.timestamp, frame.arrival, spec.start, false);
+            out.write(frame.data.as_ref(), frame.keyframe, ms, spec, self.number, report);
+        }
+    }
+
     fn flush(&mut self, report: &dyn Fn(RecEvent)) {
         self.raw.flush(report);
         self.processed.flush(report);
+        for (_, o) in &mut self.branches {
+            o.flush(report);
+        }
     }
 
     fn close(mut self, report: &dyn Fn(RecEvent)) {
         self.raw.close(None, report);
         self.processed.close(None, report);
+        for (_, o) in &mut self.branches {
+            o.close(None, report);
+        }
     }
 }
 
@@ -447,6 +503,8 @@ struct Output {
     failed_at: Option<Instant>,
     /// Files this output opened in its segment (a retry after an error is a new file).
     parts: u32,
+    /// A viewer-side branch: its number in the segment and its key.
+    branch: Option<(u32, Arc<str>)>,
 }
 
 impl Output {
@@ -460,6 +518,7 @@ impl Output {
             origin_encoder: None,
             failed_at: None,
             parts: 0,
+            branch: None,
         }
     }
 
@@ -531,16 +590,12 @@ impl Output {
         self.parts += 1;
         let media = if self.format == Format::Opus { "audio" } else { "video" };
         let part = if self.parts > 1 { format!(".{}", self.parts) } else { String::new() };
-        let name = format!(
-            "{}_{}_{}_{}-{}{}.{}",
-            spec.participant,
-            self.version.as_str(),
-            media,
-            spec.run,
-            segment,
-            part,
-            info.extension()
-        );
+        let version = match &self.branch {
+            Some((n, _)) => format!("{}-v{n}", self.version.as_str()),
+            None => self.version.as_str().to_owned(),
+        };
+        let name =
+            format!("{}_{}_{}_{}-{}{}.{}", spec.participant, version, media, spec.run, segment, part, info.extension());
         let path = spec.dir.join(&name);
         match Muxer::create(&path, &info) {
             Ok(muxer) => {
@@ -556,6 +611,7 @@ impl Output {
                     start_ms: (ms * 1000.0).round() / 1000.0,
                     width: video.then_some(width),
                     height: video.then_some(height),
+                    branch: self.branch.as_ref().map(|(_, k)| k.clone()),
                 }));
                 self.failed_at = None;
                 Some(OpenFile { name, path, muxer, start_ms: ms, last_ms: ms, last_duration: 0 })

@@ -601,8 +601,20 @@ impl Loop {
                 },
                 payload: o.payload,
             };
-            if group.is_none() {
-                self.record_processed(true, &p);
+            match (group, &self.recorder) {
+                (None, _) => self.record_processed(true, &p),
+                (Some(g), Some(r)) => r.branch(
+                    self.epoch,
+                    g.clone(),
+                    RtpIn {
+                        seq: p.header.sequence_number,
+                        timestamp: p.header.timestamp.wrapping_sub(self.ts_offset),
+                        marker: p.header.marker,
+                        payload: p.payload.clone(),
+                        arrival: Instant::now(),
+                    },
+                ),
+                _ => {}
             }
             self.fan_out(group, p);
         }

@@ -87,6 +87,12 @@ pub struct FileEntry {
     pub width: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
+    /// A viewer-side version (asymmetric filters): who saw it, and its filters. Absent: the
+    /// raw stream, or the processed one everybody else saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub viewers: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filters: Option<Value>,
     pub duration_ms: Option<f64>,
     pub frames: Option<u64>,
     pub bytes: Option<u64>,
@@ -270,7 +276,9 @@ impl SessionRecord {
         self.send(Job::Event(Value::Object(m)));
     }
 
-    pub fn file_opened(&mut self, f: &FileOpened) {
+    /// `branch`: for a viewer-side version, its viewers and filter list.
+    pub fn file_opened(&mut self, f: &FileOpened, branch: Option<(Vec<String>, Value)>) {
+        let (viewers, filters) = branch.map_or((None, None), |(v, f)| (Some(v), Some(f)));
         self.manifest.files.push(FileEntry {
             file: f.file.clone(),
             run: self.run,
@@ -283,6 +291,8 @@ impl SessionRecord {
             start_ms: f.start_ms,
             width: f.width,
             height: f.height,
+            viewers,
+            filters,
             duration_ms: None,
             frames: None,
             bytes: None,

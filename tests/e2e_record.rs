@@ -257,9 +257,9 @@ async fn an_experiment_is_recorded_on_one_clock_with_a_complete_log() {
     assert!(audio >= 45.0, "Opus at 20 ms is 50 frames/s: {audio}");
     let delayed = log
         .iter()
+        .rev()
         .filter(|e| e["type"] == "stream_stats" && e["participant_id"] == p1 && e["kind"] == "audio")
-        .filter_map(|e| e["delay_filters"][0]["delay_ms"].as_f64())
-        .last()
+        .find_map(|e| e["delay_filters"][0]["delay_ms"].as_f64())
         .expect("the DELAY filter's achieved delay is in the statistics");
     assert!((delayed - 100.0).abs() <= 20.0, "achieved delay {delayed} ms");
     let mut last = f64::MIN;

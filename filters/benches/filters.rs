@@ -2,6 +2,8 @@
 //! filter on 20 ms stereo frames, and ROTATION + EDGE_OUTLINE together (the target: under 2 ms
 //! at 640x480), both directly and through a `VideoChain` (which adds timing and panic guards).
 //!
+//! `ROTATION luma 30°` compares ROTATION's portable and AVX2 kernels.
+//!
 //! Run briefly with `cargo bench -p filters -- --warm-up-time 1 --measurement-time 2`.
 //! Each iteration processes a fresh copy of a gradient frame (the copy is not timed), with
 //! `pts` advancing at 30 fps so time-based filters (ROTATION, DELAY) do real work.
@@ -147,5 +149,27 @@ fn rotation_plus_edges(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, video_filters, audio_filters, rotation_plus_edges);
+/// ROTATION's two kernels on the luma plane at a fixed 30° (the AVX2 one where the CPU has it).
+fn rotation_kernels(c: &mut Criterion) {
+    use filters::rotation::{rotate, Kernel, Scratch};
+    let mut g = c.benchmark_group("ROTATION luma 30° 640x480");
+    let src = testing::gradient(640, 480);
+    let mut kernels = vec![("portable", Kernel::Portable)];
+    if Kernel::best() != Kernel::Portable {
+        kernels.push(("avx2", Kernel::best()));
+    }
+    for (name, kernel) in kernels {
+        let mut scratch = Scratch::default();
+        g.bench_function(name, |b| {
+            b.iter_batched_ref(
+                || src.clone(),
+                |fr| rotate(fr, 30.0, &[filters::Y], &mut scratch, kernel),
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, video_filters, audio_filters, rotation_plus_edges, rotation_kernels);
 criterion_main!(benches);

@@ -16,11 +16,12 @@
 //! replicated border. One 32-bit load at `(iy, ix)` then yields the whole 2x2 neighbourhood
 //! (top-left, bottom-left, top-right, bottom-right), so the AVX2 kernel needs a single gather
 //! per 8 pixels. The AVX2 kernel is chosen at run time (`is_x86_feature_detected!`); the
-//! portable kernel computes the same integer formula ([`bilinear`]) and the tests check that
+//! portable kernel computes the same integer formula (`bilinear`) and the tests check that
 //! both give identical planes.
 //!
 //! When a later filter in the chain overwrites chroma (`ctx.chroma_discarded()`, e.g.
-//! EDGE_OUTLINE), only luma is rotated. ~0.1 ms at 640x480 luma-only with AVX2.
+//! EDGE_OUTLINE), only luma is rotated. With AVX2 at 640x480: ~0.2 ms for three planes,
+//! ~0.13 ms for luma alone.
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! filter on 20 ms stereo frames, and ROTATION + EDGE_OUTLINE together (the target: under 2 ms
 //! at 640x480), both directly and through a `VideoChain` (which adds timing and panic guards).
 //!
-//! `ROTATION luma 30°` compares ROTATION's portable and AVX2 kernels.
+//! `ROTATION luma 30°` compares ROTATION's portable, AVX2 and AVX-512 kernels.
 //!
 //! Run briefly with `cargo bench -p filters -- --warm-up-time 1 --measurement-time 2`.
 //! Each iteration processes a fresh copy of a gradient frame (the copy is not timed), with
@@ -149,16 +149,13 @@ fn rotation_plus_edges(c: &mut Criterion) {
     g.finish();
 }
 
-/// ROTATION's two kernels on the luma plane at a fixed 30° (the AVX2 one where the CPU has it).
+/// ROTATION's kernels on the luma plane at a fixed 30° (those this CPU and build run).
 fn rotation_kernels(c: &mut Criterion) {
     use filters::rotation::{rotate, Kernel, Scratch};
     let mut g = c.benchmark_group("ROTATION luma 30° 640x480");
     let src = testing::gradient(640, 480);
-    let mut kernels = vec![("portable", Kernel::Portable)];
-    if Kernel::best() != Kernel::Portable {
-        kernels.push(("avx2", Kernel::best()));
-    }
-    for (name, kernel) in kernels {
+    let kernels = [("portable", Kernel::Portable), ("avx2", Kernel::Avx2), ("avx512", Kernel::Avx512)];
+    for (name, kernel) in kernels.into_iter().filter(|(_, k)| k.supported()) {
         let mut scratch = Scratch::default();
         g.bench_function(name, |b| {
             b.iter_batched_ref(

@@ -103,35 +103,50 @@ pub struct Scratch {
 pub enum Kernel {
     /// Plain Rust, any CPU.
     Portable,
-    /// x86-64 AVX2 (one gather per 8 pixels). Only valid where the CPU has AVX2.
+    /// x86-64 AVX2 (one gather per 8 pixels).
     Avx2,
+    /// x86-64 AVX-512 F + BW (one gather per 16 pixels, masked tails). Only built with Rust
+    /// 1.89 or newer (stable AVX-512 intrinsics); otherwise never [`supported`](Self::supported).
+    Avx512,
 }
 
 impl Kernel {
-    /// The fastest kernel this CPU runs.
+    /// The fastest kernel this CPU (and this build) runs.
     pub fn best() -> Kernel {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return Kernel::Avx2;
+        [Kernel::Avx512, Kernel::Avx2].into_iter().find(|k| k.supported()).unwrap_or(Kernel::Portable)
+    }
+
+    /// Whether this kernel runs here (the CPU has the instructions, and the build has the code).
+    pub fn supported(self) -> bool {
+        match self {
+            Kernel::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(all(target_arch = "x86_64", filters_avx512))]
+            Kernel::Avx512 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+            }
+            #[allow(unreachable_patterns)]
+            _ => false,
         }
-        Kernel::Portable
     }
 }
 
 /// Rotates `planes` of `frame` (any of `Y`, `U`, `V`) by `degrees` anti-clockwise about the
 /// centre, in place; the other planes are left as they are. A multiple of 360° is a no-op.
-/// Panics if `kernel` is [`Kernel::Avx2`] on a CPU without AVX2.
+/// Panics if `kernel` is not [`supported`](Kernel::supported).
 pub fn rotate(frame: &mut VideoFrame, degrees: f64, planes: &[usize], scratch: &mut Scratch, kernel: Kernel) {
     if degrees.rem_euclid(360.0) == 0.0 || frame.width() == 0 || frame.height() == 0 {
         return;
     }
-    #[cfg(target_arch = "x86_64")]
-    assert!(kernel == Kernel::Portable || std::arch::is_x86_feature_detected!("avx2"), "AVX2 kernel without AVX2");
+    assert!(kernel.supported(), "{kernel:?} kernel not supported here");
     let (sin, cos) = degrees.to_radians().sin_cos();
     for &p in planes {
         let (w, h, stride) = (frame.plane_width(p), frame.plane_height(p), frame.stride(p));
         let fill = if p == Y { BLACK_Y } else { NEUTRAL_UV };
-        // Coordinates, row by row, are 16.16 in i32 in the AVX2 kernel: keep far from overflow.
+        // Coordinates are 16.16 in i32 in the SIMD kernels: keep far from overflow.
         let kernel = if w.max(h) > 8192 { Kernel::Portable } else { kernel };
         let plane = frame.plane_mut(p);
         make_pairs(plane, stride, w, h, &mut scratch.pairs, kernel);
@@ -150,8 +165,8 @@ fn make_pairs(plane: &[u8], stride: usize, w: usize, h: usize, out: &mut Vec<u16
         let row = &mut out[r * pw..(r + 1) * pw];
         match kernel {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `rotate` checked that the CPU has AVX2.
-            Kernel::Avx2 => unsafe { x86::pair_row(top, bot, row) },
+            // SAFETY: `rotate` checked that the CPU has AVX2 (AVX-512 implies it, checked too).
+            Kernel::Avx2 | Kernel::Avx512 => unsafe { x86::pair_row(top, bot, row) },
             _ => pair_row(top, bot, row),
         }
     }
@@ -216,10 +231,13 @@ fn map_plane(
         let out = &mut row[xa..xb];
         match kernel {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `rotate` checked AVX2 and `w, h <= 8192` (no i32 overflow); every source
+            // SAFETY: `rotate` checked AVX2 and `w, h <= 8192` (no overflow); every source
             // position of `[xa, xb)` is inside by construction of the span, so every 2x2 read is
             // within `pairs`.
             Kernel::Avx2 => unsafe { x86::map_row(pairs, pw, sx, sy, dx, dy, out) },
+            #[cfg(all(target_arch = "x86_64", filters_avx512))]
+            // SAFETY: as for AVX2, with AVX-512 F and BW checked by `rotate`.
+            Kernel::Avx512 => unsafe { x86::map_row_avx512(pairs, pw, sx, sy, dx, dy, out) },
             _ => map_row(pairs, pw, sx, sy, dx, dy, out),
         }
     }
@@ -311,6 +329,41 @@ mod x86 {
         // -(left (128 - fx) + right fx) per lane, then rounded: (2^13 + value) >> 14.
         let m = _mm256_madd_epi16(lr, wx);
         _mm256_srli_epi32::<14>(_mm256_sub_epi32(k.round, m))
+    }
+
+    /// [`map_row`] with 16 lanes: one gather per 16 pixels, the same steps as [`eight`] (AVX-512
+    /// has no `vpsignw`: a masked subtract makes the `(128 - fx, fx)` pairs), narrowed to bytes
+    /// by `vpmovdb`; the last `< 16` pixels with masked gathers and stores.
+    #[cfg(filters_avx512)]
+    #[target_feature(enable = "avx2,avx512f,avx512bw")]
+    pub(super) unsafe fn map_row_avx512(pairs: &[u16], pw: usize, sx: i64, sy: i64, dx: i64, dy: i64, out: &mut [u8]) {
+        let n = out.len();
+        let base = pairs.as_ptr() as *const i32;
+        let pwv = _mm512_set1_epi32(((pw as i32) << 16) | 1);
+        let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let (dxv, dyv) = (_mm512_set1_epi32(dx as i32), _mm512_set1_epi32(dy as i32));
+        let mut sxv = _mm512_add_epi32(_mm512_set1_epi32(sx as i32), _mm512_mullo_epi32(lanes, dxv));
+        let mut syv = _mm512_add_epi32(_mm512_set1_epi32(sy as i32), _mm512_mullo_epi32(lanes, dyv));
+        let (sx16, sy16) = (_mm512_set1_epi32(16 * dx as i32), _mm512_set1_epi32(16 * dy as i32));
+        let frac = _mm512_broadcast_i32x4(_mm_setr_epi8(1, -1, 1, -1, 5, -1, 5, -1, 9, -1, 9, -1, 13, -1, 13, -1));
+        let (c128, m255, round) = (_mm512_set1_epi16(128), _mm512_set1_epi16(-255), _mm512_set1_epi32(1 << 13));
+        let mut x = 0;
+        while x < n {
+            // Lanes past the end are masked off: not loaded, not stored.
+            let k: __mmask16 = if n - x >= 16 { 0xffff } else { (1 << (n - x)) - 1 };
+            let idx = _mm512_madd_epi16(_mm512_mask_blend_epi16(0xaaaa_aaaa, _mm512_srli_epi32::<16>(sxv), syv), pwv);
+            let g = _mm512_mask_i32gather_epi32::<2>(_mm512_setzero_si512(), k, idx, base);
+            let fx = _mm512_srli_epi16::<1>(_mm512_shuffle_epi8(sxv, frac));
+            let fy = _mm512_srli_epi16::<1>(_mm512_shuffle_epi8(syv, frac));
+            let wy = _mm512_add_epi16(_mm512_mullo_epi16(fy, m255), c128);
+            let wx = _mm512_mask_sub_epi16(fx, 0x5555_5555, c128, fx);
+            let m = _mm512_madd_epi16(_mm512_maddubs_epi16(g, wy), wx);
+            let r = _mm512_srli_epi32::<14>(_mm512_sub_epi32(round, m));
+            _mm512_mask_cvtepi32_storeu_epi8(out.as_mut_ptr().add(x) as *mut i8, k, r);
+            sxv = _mm512_add_epi32(sxv, sx16);
+            syv = _mm512_add_epi32(syv, sy16);
+            x += 16;
+        }
     }
 
     /// [`super::map_row`], 16 pixels per step, the last few with the portable loop.
@@ -587,17 +640,14 @@ mod tests {
         }
     }
 
-    /// The kernels this CPU can run (the AVX2 one only where it exists).
+    /// The kernels this CPU (and build) can run.
     fn kernels() -> Vec<Kernel> {
-        let mut k = vec![Kernel::Portable];
-        if Kernel::best() != Kernel::Portable {
-            k.push(Kernel::best());
-        }
-        k
+        [Kernel::Portable, Kernel::Avx2, Kernel::Avx512].into_iter().filter(|k| k.supported()).collect()
     }
 
     #[test]
-    fn the_simd_kernel_gives_exactly_the_portable_output() {
+    fn the_simd_kernels_give_exactly_the_portable_output() {
+        eprintln!("kernels here: {:?}", kernels());
         if Kernel::best() == Kernel::Portable {
             eprintln!("no SIMD kernel on this CPU: nothing to compare");
             return;
@@ -614,12 +664,19 @@ mod tests {
                     }
                 }
                 for deg in ANGLES.iter().copied().chain((0..24).map(|i| i as f64 * 15.37)) {
-                    let (mut a, mut b) = (src.clone(), src.clone());
+                    let mut a = src.clone();
                     rotate(&mut a, deg, &[Y, U, V], &mut Scratch::default(), Kernel::Portable);
-                    rotate(&mut b, deg, &[Y, U, V], &mut Scratch::default(), Kernel::best());
-                    for p in [Y, U, V] {
-                        for r in 0..a.plane_height(p) {
-                            assert_eq!(a.row(p, r), b.row(p, r), "{w}x{h} noisy {noisy} at {deg}: plane {p} row {r}");
+                    for k in kernels() {
+                        let mut b = src.clone();
+                        rotate(&mut b, deg, &[Y, U, V], &mut Scratch::default(), k);
+                        for p in [Y, U, V] {
+                            for r in 0..a.plane_height(p) {
+                                assert_eq!(
+                                    a.row(p, r),
+                                    b.row(p, r),
+                                    "{k:?} {w}x{h} noisy {noisy} at {deg}: plane {p} row {r}"
+                                );
+                            }
                         }
                     }
                 }

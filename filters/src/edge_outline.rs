@@ -63,28 +63,41 @@ impl VideoFilter for EdgeOutline {
     }
 }
 
-/// How [`outline`] is compiled: the same code, for any x86-64 (SSE2) or with AVX2.
+/// How [`outline`] is compiled: the same code, for the target's baseline (SSE2 on x86-64),
+/// AVX2 (16 lanes) or AVX-512 BW (32 lanes; only built with Rust 1.89 or newer, see
+/// `build.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
     Portable,
-    /// Only valid where the CPU has AVX2.
     Avx2,
+    Avx512,
 }
 
 impl Kernel {
-    /// The fastest this CPU runs.
+    /// The fastest this CPU (and this build) runs.
     pub fn best() -> Kernel {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return Kernel::Avx2;
+        [Kernel::Avx512, Kernel::Avx2].into_iter().find(|k| k.supported()).unwrap_or(Kernel::Portable)
+    }
+
+    /// Whether this kernel runs here.
+    pub fn supported(self) -> bool {
+        match self {
+            Kernel::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(all(target_arch = "x86_64", filters_avx512))]
+            Kernel::Avx512 => {
+                std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw")
+            }
+            #[allow(unreachable_patterns)]
+            _ => false,
         }
-        Kernel::Portable
     }
 }
 
 /// Replaces the luma plane of `frame` by its edges (`WHITE_Y` on `BLACK_Y`; the outermost rows
-/// and columns are black). `v` and `d` are scratch. Panics if `kernel` is [`Kernel::Avx2`] on a
-/// CPU without AVX2.
+/// and columns are black). `v` and `d` are scratch. Panics if `kernel` is not
+/// [`supported`](Kernel::supported).
 pub fn outline(frame: &mut VideoFrame, v: &mut [Vec<i16>; 2], d: &mut [Vec<i16>; 2], kernel: Kernel) {
     let (w, h, stride) = (frame.width(), frame.height(), frame.stride(Y));
     let plane = frame.plane_mut(Y);
@@ -95,15 +108,29 @@ pub fn outline(frame: &mut VideoFrame, v: &mut [Vec<i16>; 2], d: &mut [Vec<i16>;
     for b in v.iter_mut().chain(d.iter_mut()) {
         b.resize(w, 0);
     }
+    assert!(kernel.supported(), "{kernel:?} kernel not supported here");
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => {
-            assert!(std::arch::is_x86_feature_detected!("avx2"), "AVX2 kernel without AVX2");
-            // SAFETY: just checked that the CPU has AVX2.
-            unsafe { outline_avx2(plane, stride, w, h, v, d) }
-        }
+        // SAFETY: just checked that the CPU has AVX2.
+        Kernel::Avx2 => unsafe { outline_avx2(plane, stride, w, h, v, d) },
+        #[cfg(all(target_arch = "x86_64", filters_avx512))]
+        // SAFETY: just checked that the CPU has AVX-512 F and BW.
+        Kernel::Avx512 => unsafe { outline_avx512(plane, stride, w, h, v, d) },
         _ => outline_plane(plane, stride, w, h, v, d),
     }
+}
+
+#[cfg(all(target_arch = "x86_64", filters_avx512))]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn outline_avx512(
+    plane: &mut [u8],
+    stride: usize,
+    w: usize,
+    h: usize,
+    v: &mut [Vec<i16>; 2],
+    d: &mut [Vec<i16>; 2],
+) {
+    outline_plane(plane, stride, w, h, v, d)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -226,10 +253,8 @@ mod tests {
 
     #[test]
     fn every_kernel_gives_exactly_the_direct_sobel() {
-        let mut kernels = vec![Kernel::Portable];
-        if Kernel::best() != Kernel::Portable {
-            kernels.push(Kernel::best());
-        }
+        let kernels: Vec<_> =
+            [Kernel::Portable, Kernel::Avx2, Kernel::Avx512].into_iter().filter(|k| k.supported()).collect();
         let mut seed = 12345u32;
         for (w, h) in [(640, 480), (35, 21), (3, 3), (4, 7), (67, 3)] {
             // Noise at a few contrasts, so that both sides of the threshold occur.

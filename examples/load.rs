@@ -419,7 +419,17 @@ fn proc_ticks(pid: &str) -> Res<u64> {
 
 /// utime + stime of each thread of a process, by tid, and whether it is a media worker
 /// (threads named `media-…` by `media::pipeline`).
-fn thread_ticks(pid: &str) -> std::collections::HashMap<String, (bool, u64)> {
+/// Server threads by what they do (from their names).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ThreadKind {
+    Other,
+    /// `media-*`: pipeline workers.
+    Media,
+    /// `rec-*` (track recorders) and `record-*` (manifest and event-log writers).
+    Recording,
+}
+
+fn thread_ticks(pid: &str) -> std::collections::HashMap<String, (ThreadKind, u64)> {
     let mut out = std::collections::HashMap::new();
     let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
     for e in rd.flatten() {
@@ -430,7 +440,14 @@ fn thread_ticks(pid: &str) -> std::collections::HashMap<String, (bool, u64)> {
         let f: Vec<&str> = s[close + 2..].split_whitespace().collect();
         let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
             + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        out.insert(tid, (name.starts_with("media-"), ticks));
+        let kind = if name.starts_with("media-") {
+            ThreadKind::Media
+        } else if name.starts_with("rec-") || name.starts_with("record-") {
+            ThreadKind::Recording
+        } else {
+            ThreadKind::Other
+        };
+        out.insert(tid, (kind, ticks));
     }
     out
 }
@@ -438,13 +455,14 @@ fn thread_ticks(pid: &str) -> std::collections::HashMap<String, (bool, u64)> {
 /// Ticks the media worker threads used between two snapshots (threads born in between count
 /// from zero; threads that ended in between are lost, which a steady window does not see).
 fn media_ticks(
-    a: &std::collections::HashMap<String, (bool, u64)>,
-    b: &std::collections::HashMap<String, (bool, u64)>,
+    a: &std::collections::HashMap<String, (ThreadKind, u64)>,
+    b: &std::collections::HashMap<String, (ThreadKind, u64)>,
+    kind: ThreadKind,
 ) -> (u64, usize) {
     let mut ticks = 0;
     let mut threads = 0;
-    for (tid, (media, t)) in b {
-        if *media {
+    for (tid, (k, t)) in b {
+        if *k == kind {
             threads += 1;
             ticks += t.saturating_sub(a.get(tid).map_or(0, |x| x.1));
         }
@@ -746,6 +764,8 @@ struct RoundResult {
     /// CPU of the server's media worker threads, % of one core, and how many there were.
     media_cpu_pct: f64,
     media_threads: usize,
+    /// CPU of the recorder and record-writer threads (with --record), % of one core.
+    recording_cpu_pct: f64,
     /// Video frames/s per (viewer, publisher) pair: min and median over all pairs, and over
     /// the pairs of filtered publishers; pairs under 28 fps.
     fps_min: f64,
@@ -1193,7 +1213,14 @@ async fn measure(
     let fwd_pps = (m1.forwarded - m0.forwarded) as f64 / secs;
     let rx_pps = (m1.received - m0.received) as f64 / secs;
     let (got, expected) = probe.loss();
-    let (media_ticks, media_threads) = media_ticks(&th0, &th1);
+    let (rec_ticks, rec_threads) = media_ticks(&th0, &th1, ThreadKind::Recording);
+    let (media_ticks, media_threads) = media_ticks(&th0, &th1, ThreadKind::Media);
+    if args.record {
+        eprintln!(
+            "[N={n}] recording threads: {:.2}% of a core ({rec_threads} threads)",
+            rec_ticks as f64 / tck / (c1.at.duration_since(c0.at).as_secs_f64()) * 100.0
+        );
+    }
     let (fps_all, fps_filtered) = probe.frame_rates(secs);
     let lat_frames =
         m1.latency_buckets.last().map_or(0, |b| b.1).saturating_sub(m0.latency_buckets.last().map_or(0, |b| b.1));
@@ -1230,6 +1257,7 @@ async fn measure(
         discarded: false,
         media_cpu_pct: ticks(0, media_ticks) / secs * 100.0,
         media_threads,
+        recording_cpu_pct: ticks(0, rec_ticks) / secs * 100.0,
         fps_min: fps_all.iter().copied().fold(f64::INFINITY, f64::min),
         fps_median: median(&fps_all).unwrap_or(f64::NAN),
         fps_filtered_min: (!fps_filtered.is_empty())

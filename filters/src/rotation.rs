@@ -157,23 +157,32 @@ pub fn rotate(frame: &mut VideoFrame, degrees: f64, planes: &[usize], scratch: &
 /// `out[r][c] = padded[r][c] | padded[r + 1][c] << 8` for `r` in `0..=h`, `c` in `0..w + 2`,
 /// where `padded` is the plane with its edge pixels repeated one pixel outwards.
 fn make_pairs(plane: &[u8], stride: usize, w: usize, h: usize, out: &mut Vec<u16>, kernel: Kernel) {
+    out.resize((w + 2) * (h + 1), 0);
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `rotate` checked that the CPU has AVX2.
+        Kernel::Avx2 => unsafe { x86::pairs_avx2(plane, stride, w, h, out) },
+        #[cfg(all(target_arch = "x86_64", filters_avx512))]
+        // SAFETY: `rotate` checked that the CPU has AVX-512 F and BW.
+        Kernel::Avx512 => unsafe { x86::pairs_avx512(plane, stride, w, h, out) },
+        _ => pairs(plane, stride, w, h, out),
+    }
+}
+
+/// [`make_pairs`] proper, inlined into one function per instruction set.
+#[inline(always)]
+fn pairs(plane: &[u8], stride: usize, w: usize, h: usize, out: &mut [u16]) {
     let pw = w + 2;
-    out.resize(pw * (h + 1), 0);
     for r in 0..=h {
         let (t, b) = (r.saturating_sub(1), r.min(h - 1));
         let (top, bot) = (&plane[t * stride..t * stride + w], &plane[b * stride..b * stride + w]);
-        let row = &mut out[r * pw..(r + 1) * pw];
-        match kernel {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `rotate` checked that the CPU has AVX2 (AVX-512 implies it, checked too).
-            Kernel::Avx2 | Kernel::Avx512 => unsafe { x86::pair_row(top, bot, row) },
-            _ => pair_row(top, bot, row),
-        }
+        pair_row(top, bot, &mut out[r * pw..(r + 1) * pw]);
     }
 }
 
 /// One row of [`make_pairs`]: `out` is `top.len() + 2` long. Plain slices, so that the compiler
-/// vectorises it (with AVX2 when inlined into a function compiled for it).
+/// vectorises it (32 or 64 bytes at a time when inlined into a function compiled for AVX2 or
+/// AVX-512).
 #[inline(always)]
 fn pair_row(top: &[u8], bot: &[u8], out: &mut [u16]) {
     let w = top.len();
@@ -215,8 +224,8 @@ fn map_plane(
     for y in 0..h {
         let ry = y as f64 - cy;
         // Source of column 0 (padded coordinates), rounded to fixed point once per row.
-        let sx0 = ((-cos * cx - sin * ry + cx + 1.0) * ONE as f64).round() as i64;
-        let sy0 = ((-sin * cx + cos * ry + cy + 1.0) * ONE as f64).round() as i64;
+        let sx0 = round((-cos * cx - sin * ry + cx + 1.0) * ONE as f64);
+        let sy0 = round((-sin * cx + cos * ry + cy + 1.0) * ONE as f64);
         let (ax, bx) = span(sx0, dx, lo, hi_x, w as i64);
         let (ay, by) = span(sy0, dy, lo, hi_y, w as i64);
         let xa = ax.max(ay);
@@ -269,10 +278,17 @@ fn bilinear(left: u16, right: u16, fx: u32, fy: u32) -> u8 {
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// [`super::pair_row`] compiled for AVX2 (the compiler vectorises it 32 bytes at a time).
+    /// [`super::pairs`] compiled for AVX2.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn pair_row(top: &[u8], bot: &[u8], out: &mut [u16]) {
-        super::pair_row(top, bot, out)
+    pub(super) unsafe fn pairs_avx2(plane: &[u8], stride: usize, w: usize, h: usize, out: &mut [u16]) {
+        super::pairs(plane, stride, w, h, out)
+    }
+
+    /// [`super::pairs`] compiled for AVX-512.
+    #[cfg(filters_avx512)]
+    #[target_feature(enable = "avx2,avx512f,avx512bw")]
+    pub(super) unsafe fn pairs_avx512(plane: &[u8], stride: usize, w: usize, h: usize, out: &mut [u16]) {
+        super::pairs(plane, stride, w, h, out)
     }
 
     /// Constants of [`eight`], made once per row.
@@ -400,6 +416,18 @@ mod x86 {
             x += 8;
         }
         super::map_row(pairs, pw, sx + x as i64 * dx, sy + x as i64 * dy, dx, dy, &mut out[x..]);
+    }
+}
+
+/// `v` rounded half up, without a libm call (`f64::round` is one below SSE4.1); any rounding
+/// serves, as long as every kernel gets the same coordinates.
+fn round(v: f64) -> i64 {
+    let t = v + 0.5;
+    let i = t as i64;
+    if (i as f64) > t {
+        i - 1
+    } else {
+        i
     }
 }
 

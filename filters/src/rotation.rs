@@ -14,14 +14,14 @@
 //! The source plane is first copied into a buffer of **vertical pairs**: entry `(r, c)` is the
 //! `u16` `padded[r][c] | padded[r + 1][c] << 8`, where `padded` is the plane with a one-pixel
 //! replicated border. One 32-bit load at `(iy, ix)` then yields the whole 2x2 neighbourhood
-//! (top-left, bottom-left, top-right, bottom-right), so the AVX2 kernel needs a single gather
-//! per 8 pixels. The AVX2 kernel is chosen at run time (`is_x86_feature_detected!`); the
-//! portable kernel computes the same integer formula (`bilinear`) and the tests check that
-//! both give identical planes.
+//! (top-left, bottom-left, top-right, bottom-right), so the SIMD kernels need a single gather
+//! per 8 (AVX2) or 16 (AVX-512, built with Rust >= 1.89 only) pixels. The kernel is chosen at
+//! run time (`is_x86_feature_detected!`); the portable kernel computes the same integer
+//! formula (`bilinear`) and the tests check that all give identical planes.
 //!
 //! When a later filter in the chain overwrites chroma (`ctx.chroma_discarded()`, e.g.
-//! EDGE_OUTLINE), only luma is rotated. With AVX2 at 640x480: ~0.2 ms for three planes,
-//! ~0.13 ms for luma alone.
+//! EDGE_OUTLINE), only luma is rotated. At 640x480 with AVX-512: ~0.16 ms for three planes,
+//! ~0.10 ms for luma alone (AVX2: 0.20 / 0.13).
 
 use std::time::Duration;
 

@@ -9,6 +9,8 @@
 //!   - `full: rtp+dec+rot+edge+enc+rtp`: the same with a `VideoChain` of ROTATION (45°/s) +
 //!     EDGE_OUTLINE between decode and encode: the worker's loop;
 //!   - `chain: rot+edge`: the chain alone on the decoded pictures (plus one frame copy);
+//!   - `copy: chain input`: that frame copy alone (the worker does not make it for one output:
+//!     subtract it from `chain: rot+edge` for the chain's own cost);
 //! - `worker VP8 640x480 (wall)`: the real `Pipeline` worker thread with ROTATION+EDGE_OUTLINE,
 //!   fed at 30 fps: a frame's packets in → its packets out, wall time per frame (what
 //!   `exphub_pipeline_latency_seconds` sees on an idle machine, minus the forwarder's hops).
@@ -570,6 +572,22 @@ fn pipeline<M: Measurement>(c: &mut Criterion<M>, sources: &[Source], clock: &st
                 i += 1;
                 ch.process(&mut frame);
                 ch.drain_events().for_each(drop);
+            })
+        });
+        // The same copy without the chain.
+        let mut i = 0usize;
+        g.bench_function(BenchmarkId::new("copy: chain input", s.name), |b| {
+            b.iter(|| {
+                let src = &s.pictures[i % s.pictures.len()];
+                let (w, h) = (src.width(), src.height());
+                frame.copy_from_planes(
+                    w,
+                    h,
+                    [src.plane(0), src.plane(1), src.plane(2)],
+                    [src.stride(0), src.stride(1), src.stride(2)],
+                );
+                i += 1;
+                black_box(&frame);
             })
         });
     }

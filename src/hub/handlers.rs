@@ -770,6 +770,10 @@ impl Hub {
     fn recording_list(&self) -> Vec<protocol::outgoing::RecordingListEntry> {
         let mut out = vec![];
         for s in self.sessions.values() {
+            // Only ids that name a directory of the sessions directory (not a path elsewhere).
+            if s.id.is_empty() || !s.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                continue;
+            }
             let dir = self.cfg.sessions_dir.join(&s.id);
             if !dir.is_dir() {
                 continue;

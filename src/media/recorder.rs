@@ -594,8 +594,16 @@ impl Output {
             Some((n, _)) => format!("{}-v{n}", self.version.as_str()),
             None => self.version.as_str().to_owned(),
         };
-        let name =
-            format!("{}_{}_{}_{}-{}{}.{}", spec.participant, version, media, spec.run, segment, part, info.extension());
+        let name = format!(
+            "{}_{}_{}_{}-{}{}.{}",
+            file_safe(&spec.participant),
+            version,
+            media,
+            spec.run,
+            segment,
+            part,
+            info.extension()
+        );
         let path = spec.dir.join(&name);
         match Muxer::create(&path, &info) {
             Ok(muxer) => {
@@ -657,6 +665,18 @@ impl Output {
     }
 }
 
+/// `s` as a file-name part: ASCII letters, digits, `-` and `_` kept, anything else `_` (a
+/// participant id from a hand-edited session file must not name a path).
+fn file_safe(s: &str) -> String {
+    let out: String =
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    if out.is_empty() {
+        "_".into()
+    } else {
+        out
+    }
+}
+
 /// The picture size of a keyframe, from a decode of it (the codec knows its own headers).
 fn picture_size(format: Format, keyframe: &[u8]) -> Option<(u32, u32)> {
     let mut dec = VideoDecoder::new(format).ok()?;
@@ -715,6 +735,13 @@ pub fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn participant_ids_cannot_name_a_path() {
+        assert_eq!(file_safe("a1b2c3d4e5"), "a1b2c3d4e5");
+        assert_eq!(file_safe("../../etc/x"), "______etc_x");
+        assert_eq!(file_safe(""), "_");
+    }
 
     #[test]
     fn sps_and_pps_are_extracted() {

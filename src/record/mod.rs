@@ -195,6 +195,12 @@ pub struct SessionRecord {
 impl SessionRecord {
     /// Opens (creating) `<sessions_dir>/<session_id>/` for a new run.
     pub fn open(sessions_dir: &Path, session_id: &str) -> io::Result<Self> {
+        if session_id.is_empty() || !session_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("session id {session_id:?} cannot name a recording directory"),
+            ));
+        }
         let dir = sessions_dir.join(session_id);
         fs::create_dir_all(&dir)?;
         let manifest = match Manifest::load(&dir) {
@@ -522,6 +528,15 @@ mod tests {
         let m = Manifest::load(&d.join("s1")).unwrap().unwrap();
         assert_eq!(m.runs.len(), 2);
         assert_eq!(m.runs[0].start_time, Some(5));
+        let _ = fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn a_session_id_cannot_name_a_path() {
+        let d = temp();
+        assert!(SessionRecord::open(&d, "../escape").is_err());
+        assert!(SessionRecord::open(&d, "").is_err());
+        assert!(!d.parent().unwrap().join("escape").exists());
         let _ = fs::remove_dir_all(d);
     }
 

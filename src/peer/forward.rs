@@ -535,18 +535,11 @@ impl Loop {
             self.maybe_send_pli();
         }
         let arrival = Instant::now();
-        let packet_in = |p: &rtp::Packet| RtpIn {
-            seq: p.header.sequence_number,
-            timestamp: p.header.timestamp,
-            marker: p.header.marker,
-            payload: p.payload.clone(),
-            arrival,
-        };
         if let (Some(r), Some(format)) = (&self.recorder, self.format) {
-            r.raw(self.epoch, format, packet_in(&p));
+            r.raw(self.epoch, format, rtp_in(&p, p.header.timestamp, arrival));
         }
         if let Some(pipeline) = &self.pipeline {
-            pipeline.push(packet_in(&p));
+            pipeline.push(rtp_in(&p, p.header.timestamp, arrival));
             if self.main_processed() {
                 return;
             }
@@ -565,25 +558,18 @@ impl Loop {
         p.header.extension = false;
         p.header.extensions.clear();
         p.header.extensions_padding = 0;
-        self.record_processed(false, &p);
+        self.record_output(&None, false, &p);
         self.fan_out(&None, p);
     }
 
-    /// Hands a packet of the main output to the recorder (sequence number as sent, timestamp
-    /// in the source's time, as the raw packets have it).
-    fn record_processed(&self, encoder: bool, p: &rtp::Packet) {
-        if let Some(r) = &self.recorder {
-            r.processed(
-                self.epoch,
-                encoder,
-                RtpIn {
-                    seq: p.header.sequence_number,
-                    timestamp: p.header.timestamp.wrapping_sub(self.ts_offset),
-                    marker: p.header.marker,
-                    payload: p.payload.clone(),
-                    arrival: Instant::now(),
-                },
-            );
+    /// Hands a packet of output `group` to the recorder (sequence number as sent, timestamp in
+    /// the source's time, as the raw packets have it); `encoder`: our encoder made it.
+    fn record_output(&self, group: &Group, encoder: bool, p: &rtp::Packet) {
+        let Some(r) = &self.recorder else { return };
+        let p = rtp_in(p, p.header.timestamp.wrapping_sub(self.ts_offset), Instant::now());
+        match group {
+            None => r.processed(self.epoch, encoder, p),
+            Some(g) => r.branch(self.epoch, g.clone(), p),
         }
     }
 
@@ -601,21 +587,7 @@ impl Loop {
                 },
                 payload: o.payload,
             };
-            match (group, &self.recorder) {
-                (None, _) => self.record_processed(true, &p),
-                (Some(g), Some(r)) => r.branch(
-                    self.epoch,
-                    g.clone(),
-                    RtpIn {
-                        seq: p.header.sequence_number,
-                        timestamp: p.header.timestamp.wrapping_sub(self.ts_offset),
-                        marker: p.header.marker,
-                        payload: p.payload.clone(),
-                        arrival: Instant::now(),
-                    },
-                ),
-                _ => {}
-            }
+            self.record_output(group, true, &p);
             self.fan_out(group, p);
         }
     }
@@ -645,6 +617,11 @@ impl Loop {
             METRICS.packets_dropped.add(dropped);
         }
     }
+}
+
+/// `p` as the pipeline and the recorder take it, with `timestamp`, received at `arrival`.
+fn rtp_in(p: &rtp::Packet, timestamp: u32, arrival: Instant) -> RtpIn {
+    RtpIn { seq: p.header.sequence_number, timestamp, marker: p.header.marker, payload: p.payload.clone(), arrival }
 }
 
 /// Turns a viewer's PLI/FIR on one sink into a keyframe request for that sink's group.

@@ -68,8 +68,9 @@ impl Hub {
         }
         // The event log gets the request as sent (only when its experiment records).
         let sid_before = self.log_target(id);
-        // CREATE_EXPERIMENT opens the log it belongs in.
-        let logged = (!self.recordings.is_empty() || kind == T::CreateExperiment).then(|| env.data.clone());
+        // CREATE_EXPERIMENT and JOIN_EXPERIMENT lead into the experiment whose log they belong in.
+        let logged =
+            (sid_before.is_some() || matches!(kind, T::CreateExperiment | T::JoinExperiment)).then(|| env.data.clone());
         let req = match protocol::parse_request(env, &Catalogue) {
             Ok(r) => r,
             Err(e) => return self.send_error(id, &e),
@@ -771,7 +772,7 @@ impl Hub {
         let mut out = vec![];
         for s in self.sessions.values() {
             // Only ids that name a directory of the sessions directory (not a path elsewhere).
-            if s.id.is_empty() || !s.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            if !session::is_file_safe_id(&s.id) {
                 continue;
             }
             let dir = self.cfg.sessions_dir.join(&s.id);

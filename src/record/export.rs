@@ -16,7 +16,7 @@ pub fn contents(
     session_file: Option<&Path>,
     session_id: &str,
 ) -> io::Result<Vec<(String, PathBuf)>> {
-    if session_id.is_empty() || !session_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if !crate::session::is_file_safe_id(session_id) {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a session id"));
     }
     let dir = sessions_dir.join(session_id);

@@ -195,7 +195,7 @@ pub struct SessionRecord {
 impl SessionRecord {
     /// Opens (creating) `<sessions_dir>/<session_id>/` for a new run.
     pub fn open(sessions_dir: &Path, session_id: &str) -> io::Result<Self> {
-        if session_id.is_empty() || !session_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if !crate::session::is_file_safe_id(session_id) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("session id {session_id:?} cannot name a recording directory"),
@@ -344,13 +344,6 @@ impl SessionRecord {
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
-    }
-}
-
-impl Drop for SessionRecord {
-    fn drop(&mut self) {
-        // The writer finishes on its own once the channel closes.
-        self.tx = None;
     }
 }
 

@@ -38,6 +38,12 @@ pub fn new_id() -> String {
     id
 }
 
+/// Whether `id` can name a file or directory inside the sessions directory (and nothing
+/// elsewhere): not empty; ASCII letters, digits, `-` and `_` only.
+pub fn is_file_safe_id(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// A fresh id for which `taken` is false, or `None` if none was found in a generous number of
 /// attempts (only possible if `taken` answers `true` for nearly everything, i.e. a bug).
 pub(crate) fn unique_id(taken: impl Fn(&str) -> bool) -> Option<String> {

@@ -290,7 +290,7 @@ impl SessionStore {
             }
             return Ok(path.clone());
         }
-        if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if id.len() > 128 || !super::is_file_safe_id(id) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("session id {id:?} cannot be used as a file name"),

@@ -65,36 +65,8 @@ impl VideoFilter for EdgeOutline {
 }
 
 /// How [`outline`] is compiled: the same code, for the target's baseline (SSE2 on x86-64),
-/// AVX2 (16 lanes) or AVX-512 BW (32 lanes; only built with Rust 1.89 or newer, see
-/// `build.rs`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kernel {
-    Portable,
-    Avx2,
-    Avx512,
-}
-
-impl Kernel {
-    /// The fastest this CPU (and this build) runs.
-    pub fn best() -> Kernel {
-        [Kernel::Avx512, Kernel::Avx2].into_iter().find(|k| k.supported()).unwrap_or(Kernel::Portable)
-    }
-
-    /// Whether this kernel runs here.
-    pub fn supported(self) -> bool {
-        match self {
-            Kernel::Portable => true,
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
-            #[cfg(all(target_arch = "x86_64", filters_avx512))]
-            Kernel::Avx512 => {
-                std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw")
-            }
-            #[allow(unreachable_patterns)]
-            _ => false,
-        }
-    }
-}
+/// AVX2 (16 lanes) or AVX-512 BW (32 lanes).
+pub use crate::api::simd::Kernel;
 
 /// Replaces the luma plane of `frame` by its edges (`WHITE_Y` on `BLACK_Y`; the outermost rows
 /// and columns are black). `v` and `d` are scratch. Panics if `kernel` is not

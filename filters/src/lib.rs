@@ -41,6 +41,7 @@ pub use api::draw;
 pub use api::filter::{audio, video, AudioFilter, Channel, FilterInfo, Listing, MakeAudio, MakeVideo, VideoFilter};
 pub use api::frame::{AudioFrame, VideoFrame, VideoFramePool, BLACK_Y, NEUTRAL_UV, SAMPLE_RATE, U, V, WHITE_Y, Y};
 pub use api::params::{Param, ParamError, ParamValue, Params};
+pub use api::simd::Kernel;
 pub use chain::{AudioChain, Budget, ChainEvent, FilterSpec, FilterStats, SpecError, Stage, VideoChain};
 
 pub mod audio_pitch;

@@ -98,41 +98,9 @@ pub struct Scratch {
     pairs: Vec<u16>,
 }
 
-/// Which inner loop maps the rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kernel {
-    /// Plain Rust, any CPU.
-    Portable,
-    /// x86-64 AVX2 (one gather per 8 pixels).
-    Avx2,
-    /// x86-64 AVX-512 F + BW (one gather per 16 pixels, masked tails). Only built with Rust
-    /// 1.89 or newer (stable AVX-512 intrinsics); otherwise never [`supported`](Self::supported).
-    Avx512,
-}
-
-impl Kernel {
-    /// The fastest kernel this CPU (and this build) runs.
-    pub fn best() -> Kernel {
-        [Kernel::Avx512, Kernel::Avx2].into_iter().find(|k| k.supported()).unwrap_or(Kernel::Portable)
-    }
-
-    /// Whether this kernel runs here (the CPU has the instructions, and the build has the code).
-    pub fn supported(self) -> bool {
-        match self {
-            Kernel::Portable => true,
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
-            #[cfg(all(target_arch = "x86_64", filters_avx512))]
-            Kernel::Avx512 => {
-                std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx512bw")
-            }
-            #[allow(unreachable_patterns)]
-            _ => false,
-        }
-    }
-}
+/// Which inner loop maps the rows: AVX2 makes one gather per 8 pixels, AVX-512 one per 16
+/// (masked tails).
+pub use crate::api::simd::Kernel;
 
 /// Rotates `planes` of `frame` (any of `Y`, `U`, `V`) by `degrees` anti-clockwise about the
 /// centre, in place; the other planes are left as they are. A multiple of 360° is a no-op.

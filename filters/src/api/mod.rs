@@ -6,3 +6,4 @@ pub mod draw;
 pub mod filter;
 pub mod frame;
 pub mod params;
+pub mod simd;

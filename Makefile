@@ -8,6 +8,16 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # (libvpx, x264, opus come with them) and libclang for the bindings.
 APT_PACKAGES := build-essential pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
 
+# Installs the Debian packages of $(1) that are missing, saying "installing $(2): ..."; quiet
+# when all are there.
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s "$$p" >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing $(2):$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+endef
+
 .PHONY: all deps test-deps build run test check fmt lint bench load clean help browser-deps e2e
 
 all: build
@@ -20,11 +30,7 @@ help:
 	@echo "make bench  criterion benchmarks;  make load  the forwarding load tool"
 
 deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s "$$p" >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing system packages:$$missing"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
+	$(call apt_install,$(APT_PACKAGES),system packages)
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
 
 build: deps
@@ -37,11 +43,7 @@ run: build
 TEST_APT_PACKAGES := ffmpeg python3 python3-pandas
 
 test-deps:
-	@missing=""; for p in $(TEST_APT_PACKAGES); do dpkg -s "$$p" >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing for the tests:$$missing"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
+	$(call apt_install,$(TEST_APT_PACKAGES),for the tests)
 
 test: deps test-deps
 	$(CARGO) test --workspace --all-targets
@@ -53,11 +55,7 @@ test: deps test-deps
 BROWSER_APT_PACKAGES := chromium ffmpeg
 
 browser-deps:
-	@missing=""; for p in $(BROWSER_APT_PACKAGES); do dpkg -s "$$p" >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing for the browser tests:$$missing"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
+	$(call apt_install,$(BROWSER_APT_PACKAGES),for the browser tests)
 	@command -v node >/dev/null && command -v npm >/dev/null || { \
 		echo "installing Node.js and npm (Debian) for the browser tests"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }

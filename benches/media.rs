@@ -62,6 +62,16 @@ const MTU: usize = 1200;
 
 struct ThreadCpu;
 
+/// The chain's input: a decoded picture copied into the frame the chain works on.
+fn copy_picture(frame: &mut VideoFrame, src: &VideoFrame) {
+    frame.copy_from_planes(
+        src.width(),
+        src.height(),
+        [src.plane(0), src.plane(1), src.plane(2)],
+        [src.stride(0), src.stride(1), src.stride(2)],
+    );
+}
+
 fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: a valid pointer to a timespec; CLOCK_THREAD_CPUTIME_ID exists on Linux.
@@ -560,14 +570,7 @@ fn pipeline<M: Measurement>(c: &mut Criterion<M>, sources: &[Source], clock: &st
         let mut i = 0usize;
         g.bench_function(BenchmarkId::new("chain: rot+edge", s.name), |b| {
             b.iter(|| {
-                let src = &s.pictures[i % s.pictures.len()];
-                let (w, h) = (src.width(), src.height());
-                frame.copy_from_planes(
-                    w,
-                    h,
-                    [src.plane(0), src.plane(1), src.plane(2)],
-                    [src.stride(0), src.stride(1), src.stride(2)],
-                );
+                copy_picture(&mut frame, &s.pictures[i % s.pictures.len()]);
                 frame.pts = pts(i);
                 i += 1;
                 ch.process(&mut frame);
@@ -578,14 +581,7 @@ fn pipeline<M: Measurement>(c: &mut Criterion<M>, sources: &[Source], clock: &st
         let mut i = 0usize;
         g.bench_function(BenchmarkId::new("copy: chain input", s.name), |b| {
             b.iter(|| {
-                let src = &s.pictures[i % s.pictures.len()];
-                let (w, h) = (src.width(), src.height());
-                frame.copy_from_planes(
-                    w,
-                    h,
-                    [src.plane(0), src.plane(1), src.plane(2)],
-                    [src.stride(0), src.stride(1), src.stride(2)],
-                );
+                copy_picture(&mut frame, &s.pictures[i % s.pictures.len()]);
                 i += 1;
                 black_box(&frame);
             })

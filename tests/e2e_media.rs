@@ -216,6 +216,31 @@ async fn filters_change_what_the_others_see_and_can_be_removed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_turns_the_picture_the_others_see() {
+    let mut s = setup().await;
+    let p0 = PARTICIPANTS[0];
+    // Half a turn per second: the corners go black at once, and every two seconds the picture
+    // is upside down (within 3°, a frame being 6°): the marker is point-reflected.
+    set_video_filters(
+        &mut s.exp,
+        p0,
+        json!([filter("ROTATION", "r1", json!({"direction": "anti-clockwise", "angle": 180}))]),
+    )
+    .await;
+    let n = count_pictures(&s.pics, p0);
+    let turned = |d: &Decoded| d.mean(0, 0, 6, 6) < 40.0 && d.mean(W - 6, H - 6, 6, 6) < 40.0;
+    assert!(wait_picture(&s.pics, p0, n, turned).await.is_some(), "ROTATION reaches the viewer");
+    let (rx, ry) = (W - MX - MS, H - MY - MS);
+    let upside_down = |d: &Decoded| {
+        d.mean(rx + 8, ry + 8, MS - 16, MS - 16) > 200.0 && d.mean(MX + 8, MY + 8, MS - 16, MS - 16) < 150.0
+    };
+    assert!(wait_picture(&s.pics, p0, n, upside_down).await.is_some(), "half a turn: the marker point-reflected");
+    let size = s.pics.lock().unwrap()[p0].last().map(|d| (d.w, d.h));
+    assert_eq!(size, Some((W, H)), "ROTATION keeps the picture size");
+    s.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_h264_publisher_is_forwarded_and_filtered_in_h264() {
     // The publisher offers H.264 only: the server forwards it, and transcodes it (decode,
     // filter, encode with x264) when it has a filter.

@@ -14,7 +14,7 @@
 //! sharper than the bilinear interpolation of SynthARium's `cv2.warpAffine` (tested). Per
 //! plane:
 //!
-//! 1. whole quarter turns are exact moves of samples (`turn_quarters`), so the shears only
+//! 1. whole quarter turns are exact moves of samples (a transpose, rows read in reverse), so the shears only
 //!    turn the rest, `|phi| <= 45°`, where they are small;
 //! 2. the rows are shifted by `a v` into a wider picture;
 //! 3. it is transposed (16x16 tiles of SIMD unpacks), its rows — the columns — shifted by `b u`,
@@ -102,8 +102,8 @@ impl VideoFilter for Rotation {
 /// Scratch memory of [`rotate`], reused across frames (and planes).
 #[derive(Debug, Default)]
 pub struct Scratch {
-    /// The source plane turned by whole quarter turns, when the angle needs them.
-    turned: Vec<u8>,
+    /// The source plane transposed, for odd quarter turns.
+    transposed: Vec<u8>,
     /// The intermediate pictures of the shears: each buffer holds two of them in turn.
     a: Vec<u8>,
     b: Vec<u8>,
@@ -167,9 +167,9 @@ fn rotate_plane(
     let Turn { quarters, a, b } = turn;
     // The source after the quarter turns: `ws x hs`.
     let (ws, hs) = if quarters % 2 == 1 { (h, w) } else { (w, h) };
-    if quarters != 0 {
-        s.turned.resize(ws * hs, 0);
-        turn_quarters(plane, stride, w, h, quarters, &mut s.turned, kernel);
+    if quarters % 2 == 1 {
+        s.transposed.resize(ws * hs, 0);
+        transpose(plane, stride, h, w, &mut s.transposed, h, kernel);
     }
     // Centres (pixel centres at integers) of the output and of the turned source.
     let (cx, cy) = ((w as f64 - 1.0) / 2.0, (h as f64 - 1.0) / 2.0);
@@ -180,8 +180,9 @@ fn rotate_plane(
     let reach = (cx + a.abs() * cy).max(csx + a.abs() * csy) + 3.0;
     let origin = csx + (reach - csx).ceil() + PAD as f64;
     let wide = tiles((origin + reach).ceil() as usize + 1 + PAD);
-    // Rows of the first and of the middle picture, with PAD rows of fill above and below.
-    let (hsp, hp) = (tiles(hs) + 2 * PAD, tiles(h) + 2 * PAD);
+    // Rows of the first picture, with PAD rows of fill above and below (they become the fill
+    // at the ends of its columns), and of the middle one (only its columns get read).
+    let (hsp, hp) = (tiles(hs) + 2 * PAD, tiles(h));
     let size = wide * hsp.max(hp);
     s.a.resize(size, 0);
     s.b.resize(size, 0);
@@ -189,19 +190,31 @@ fn rotate_plane(
 
     // Where each pass reads the first sample of its row `i` (in its source row), per row.
     let first = Positions::new(csx - origin + PAD as f64 - a * csy, a);
-    let middle = Positions::new(csy - cy - b * origin, b);
+    let middle = Positions::new(csy - cy + PAD as f64 - b * origin, b);
     let last = Positions::new(origin - cx - a * cy, a);
 
     // 1. Rows of the source shifted by `a v`: `hsp x wide` in `a`.
     {
-        let (src, sstride) = if quarters == 0 { (&*plane, stride) } else { (&s.turned[..], ws) };
+        // Row y of the turned source is a row of the plane or of its transpose, maybe reversed:
+        // turning by 90° makes row y the transpose's row `hs - 1 - y`, by 180° the plane's row
+        // `hs - 1 - y` reversed, by 270° the transpose's row y reversed.
+        let (src, sstride) = if quarters % 2 == 0 { (&*plane, stride) } else { (&s.transposed[..], ws) };
+        let (flip_rows, reverse) = (quarters == 1 || quarters == 2, quarters >= 2);
         let line = &mut s.line;
         line[..PAD].fill(fill);
         line[PAD + ws..].fill(fill);
         for (yp, out) in s.a[..hsp * wide].chunks_exact_mut(wide).enumerate() {
             let y = yp.wrapping_sub(PAD);
             if y < hs {
-                line[PAD..PAD + ws].copy_from_slice(&src[y * sstride..y * sstride + ws]);
+                let r = if flip_rows { hs - 1 - y } else { y };
+                let row = &src[r * sstride..r * sstride + ws];
+                if reverse {
+                    for (o, &v) in line[PAD..PAD + ws].iter_mut().zip(row.iter().rev()) {
+                        *o = v;
+                    }
+                } else {
+                    line[PAD..PAD + ws].copy_from_slice(row);
+                }
                 resample_row(line, out, first.at(y), fill, kernel);
             } else {
                 out.fill(fill);
@@ -217,7 +230,7 @@ fn rotate_plane(
     transpose(&s.a, hp, wide, hp, &mut s.b, wide, kernel);
     // 3. Rows shifted by `a v` again, into the plane.
     for y in 0..h {
-        let src = &s.b[(y + PAD) * wide..(y + PAD + 1) * wide];
+        let src = &s.b[y * wide..(y + 1) * wide];
         resample_row(src, &mut plane[y * stride..y * stride + w], last.at(y), fill, kernel);
     }
 }
@@ -240,38 +253,6 @@ impl Positions {
     fn at(self, i: usize) -> i64 {
         const SHIFT: u32 = 32 - FRACTIONS.trailing_zeros();
         (self.start + i as i64 * self.step + (1 << (SHIFT - 1))) >> SHIFT
-    }
-}
-
-/// The `w x h` plane turned by `quarters` quarter turns anti-clockwise into `out` (packed rows:
-/// `h x w` for odd turns, else `w x h`).
-fn turn_quarters(plane: &[u8], stride: usize, w: usize, h: usize, quarters: usize, out: &mut [u8], kernel: Kernel) {
-    match quarters {
-        // out[j][i] = plane[i][w - 1 - j]: transposed, rows in reverse order.
-        1 => {
-            transpose(plane, stride, h, w, out, h, kernel);
-            for j in 0..w / 2 {
-                let (top, bottom) = out.split_at_mut((w - 1 - j) * h);
-                top[j * h..(j + 1) * h].swap_with_slice(&mut bottom[..h]);
-            }
-        }
-        // out[j][i] = plane[h - 1 - j][w - 1 - i].
-        2 => {
-            for (j, row) in out.chunks_exact_mut(w).enumerate() {
-                let src = &plane[(h - 1 - j) * stride..(h - 1 - j) * stride + w];
-                for (o, &v) in row.iter_mut().zip(src.iter().rev()) {
-                    *o = v;
-                }
-            }
-        }
-        // out[j][i] = plane[h - 1 - i][j]: the rows in reverse order, transposed.
-        3 => {
-            transpose(plane, stride, h, w, out, h, kernel);
-            for row in out.chunks_exact_mut(h) {
-                row.reverse();
-            }
-        }
-        _ => unreachable!("quarters are 1..=3 here"),
     }
 }
 

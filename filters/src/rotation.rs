@@ -14,8 +14,9 @@
 //! sharper than the bilinear interpolation of SynthARium's `cv2.warpAffine` (tested). Per
 //! plane:
 //!
-//! 1. whole quarter turns are exact moves of samples (a transpose, rows read in reverse), so the shears only
-//!    turn the rest, `|phi| <= 45°`, where they are small;
+//! 1. whole quarter turns are exact moves of samples (a transpose, rows read in reverse
+//!    order or back to front), so the shears only turn the rest, `|phi| <= 45°`, where they
+//!    are small;
 //! 2. the rows are shifted by `a v` into a wider picture;
 //! 3. it is transposed (16x16 tiles of SIMD unpacks), its rows — the columns — shifted by `b u`,
 //!    and transposed back;

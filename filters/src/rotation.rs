@@ -489,85 +489,59 @@ mod x86 {
         }
     }
 
-    /// [`super::taps`] with AVX2: 32 pixels per step (`maddubs` on byte pairs of the four
-    /// shifted loads), the last step overlapping the one before it.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn taps_avx2(src: &[u8], out: &mut [u8], w: [i8; 4]) {
-        let n = out.len();
-        if n < 32 {
-            return super::taps(src, out, w);
-        }
-        assert!(src.len() >= n + 3);
-        let pair = |a: i8, b: i8| (a as u8 as u16 | (b as u8 as u16) << 8) as i16;
-        let (w01, w23) = (_mm256_set1_epi16(pair(w[0], w[1])), _mm256_set1_epi16(pair(w[2], w[3])));
-        let round = _mm256_set1_epi16(32);
-        let (s, o) = (src.as_ptr(), out.as_mut_ptr());
-        let step = |i: usize| {
-            let l0 = _mm256_loadu_si256(s.add(i) as *const __m256i);
-            let l1 = _mm256_loadu_si256(s.add(i + 1) as *const __m256i);
-            let l2 = _mm256_loadu_si256(s.add(i + 2) as *const __m256i);
-            let l3 = _mm256_loadu_si256(s.add(i + 3) as *const __m256i);
-            let lo = _mm256_add_epi16(
-                _mm256_maddubs_epi16(_mm256_unpacklo_epi8(l0, l1), w01),
-                _mm256_maddubs_epi16(_mm256_unpacklo_epi8(l2, l3), w23),
-            );
-            let hi = _mm256_add_epi16(
-                _mm256_maddubs_epi16(_mm256_unpackhi_epi8(l0, l1), w01),
-                _mm256_maddubs_epi16(_mm256_unpackhi_epi8(l2, l3), w23),
-            );
-            let lo = _mm256_srai_epi16::<6>(_mm256_add_epi16(lo, round));
-            let hi = _mm256_srai_epi16::<6>(_mm256_add_epi16(hi, round));
-            // Unpacks and pack both work per 128-bit lane: the pixel order comes out right.
-            _mm256_storeu_si256(o.add(i) as *mut __m256i, _mm256_packus_epi16(lo, hi));
-        };
-        let mut i = 0;
-        while i + 32 <= n {
-            step(i);
-            i += 32;
-        }
-        if i < n {
-            step(n - 32);
-        }
+    /// The body of the tap kernels: `$n` pixels per step from four shifted loads, paired by
+    /// byte unpacks for `maddubs` with the weights `(w0, w1)` and `(w2, w3)`, rounded, shifted
+    /// and packed back to bytes; the last step overlaps the one before it. Unpacks and pack
+    /// both work per 128-bit lane, so the pixel order comes out right. Outputs shorter than
+    /// one step go to `$short`.
+    macro_rules! taps_kernel {
+        ($src:ident, $out:ident, $w:ident, $n:literal, $short:expr, $load:ident, $store:ident,
+         $set1:ident, $add:ident, $maddubs:ident, $lo8:ident, $hi8:ident, $srai:ident, $pack:ident) => {{
+            let n = $out.len();
+            if n < $n {
+                return $short($src, $out, $w);
+            }
+            assert!($src.len() >= n + 3);
+            let pair = |a: i8, b: i8| (a as u8 as u16 | (b as u8 as u16) << 8) as i16;
+            let (w01, w23) = ($set1(pair($w[0], $w[1])), $set1(pair($w[2], $w[3])));
+            let round = $set1(32);
+            let (s, o) = ($src.as_ptr(), $out.as_mut_ptr());
+            let step = |i: usize| {
+                let (l0, l1) = ($load(s.add(i) as *const _), $load(s.add(i + 1) as *const _));
+                let (l2, l3) = ($load(s.add(i + 2) as *const _), $load(s.add(i + 3) as *const _));
+                let lo = $add($maddubs($lo8(l0, l1), w01), $maddubs($lo8(l2, l3), w23));
+                let hi = $add($maddubs($hi8(l0, l1), w01), $maddubs($hi8(l2, l3), w23));
+                let (lo, hi) = ($srai::<6>($add(lo, round)), $srai::<6>($add(hi, round)));
+                $store(o.add(i) as *mut _, $pack(lo, hi));
+            };
+            let mut i = 0;
+            while i + $n <= n {
+                step(i);
+                i += $n;
+            }
+            if i < n {
+                step(n - $n);
+            }
+        }};
     }
 
-    /// [`taps_avx2`] with 64 pixels per step.
+    /// [`super::taps`] with AVX2: 32 pixels per step.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn taps_avx2(src: &[u8], out: &mut [u8], w: [i8; 4]) {
+        #[rustfmt::skip]
+        taps_kernel!(src, out, w, 32, super::taps, _mm256_loadu_si256, _mm256_storeu_si256,
+            _mm256_set1_epi16, _mm256_add_epi16, _mm256_maddubs_epi16, _mm256_unpacklo_epi8,
+            _mm256_unpackhi_epi8, _mm256_srai_epi16, _mm256_packus_epi16);
+    }
+
+    /// [`super::taps`] with AVX-512: 64 pixels per step.
     #[cfg(filters_avx512)]
     #[target_feature(enable = "avx2,avx512f,avx512bw")]
     pub(super) unsafe fn taps_avx512(src: &[u8], out: &mut [u8], w: [i8; 4]) {
-        let n = out.len();
-        if n < 64 {
-            return taps_avx2(src, out, w);
-        }
-        assert!(src.len() >= n + 3);
-        let pair = |a: i8, b: i8| (a as u8 as u16 | (b as u8 as u16) << 8) as i16;
-        let (w01, w23) = (_mm512_set1_epi16(pair(w[0], w[1])), _mm512_set1_epi16(pair(w[2], w[3])));
-        let round = _mm512_set1_epi16(32);
-        let (s, o) = (src.as_ptr(), out.as_mut_ptr());
-        let step = |i: usize| {
-            let l0 = _mm512_loadu_si512(s.add(i) as *const _);
-            let l1 = _mm512_loadu_si512(s.add(i + 1) as *const _);
-            let l2 = _mm512_loadu_si512(s.add(i + 2) as *const _);
-            let l3 = _mm512_loadu_si512(s.add(i + 3) as *const _);
-            let lo = _mm512_add_epi16(
-                _mm512_maddubs_epi16(_mm512_unpacklo_epi8(l0, l1), w01),
-                _mm512_maddubs_epi16(_mm512_unpacklo_epi8(l2, l3), w23),
-            );
-            let hi = _mm512_add_epi16(
-                _mm512_maddubs_epi16(_mm512_unpackhi_epi8(l0, l1), w01),
-                _mm512_maddubs_epi16(_mm512_unpackhi_epi8(l2, l3), w23),
-            );
-            let lo = _mm512_srai_epi16::<6>(_mm512_add_epi16(lo, round));
-            let hi = _mm512_srai_epi16::<6>(_mm512_add_epi16(hi, round));
-            _mm512_storeu_si512(o.add(i) as *mut _, _mm512_packus_epi16(lo, hi));
-        };
-        let mut i = 0;
-        while i + 64 <= n {
-            step(i);
-            i += 64;
-        }
-        if i < n {
-            step(n - 64);
-        }
+        #[rustfmt::skip]
+        taps_kernel!(src, out, w, 64, taps_avx2, _mm512_loadu_si512, _mm512_storeu_si512,
+            _mm512_set1_epi16, _mm512_add_epi16, _mm512_maddubs_epi16, _mm512_unpacklo_epi8,
+            _mm512_unpackhi_epi8, _mm512_srai_epi16, _mm512_packus_epi16);
     }
 }
 

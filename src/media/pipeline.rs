@@ -191,6 +191,30 @@ struct Output<C, E> {
     force_key: bool,
 }
 
+/// The forwarder has gone away: the worker ends.
+struct Gone;
+
+impl<C, E> Output<C, E> {
+    /// Packetizes what the encoder made of one frame and hands it to the forwarder; `Ok(true)`
+    /// when there was something to send.
+    fn send<'a>(
+        &mut self,
+        encoded: impl Iterator<Item = &'a [u8]>,
+        timestamp: u32,
+        out: &UnboundedSender<ToForwarder>,
+    ) -> Result<bool, Gone> {
+        let mut packets = Vec::new();
+        for e in encoded {
+            self.packetizer.packetize(e, timestamp, &mut packets);
+        }
+        if packets.is_empty() {
+            return Ok(false);
+        }
+        out.send(ToForwarder::Packets(self.group.clone(), packets)).map_err(|_| Gone)?;
+        Ok(true)
+    }
+}
+
 /// Makes a new output for a group (`None` if its codec cannot be opened).
 type NewOutput<'a, K, E> = dyn FnMut(Group) -> Option<Output<Chain<K>, E>> + 'a;
 
@@ -352,17 +376,14 @@ fn run_video(format: Format, rx: Receiver<Input>, out: UnboundedSender<ToForward
                     o.force_key = true;
                     continue;
                 }
-                let mut packets = Vec::new();
-                for e in &encoded {
-                    o.packetizer.packetize(&e.data, frame.timestamp, &mut packets);
-                }
-                if !packets.is_empty() {
-                    METRICS.pipeline_frames_out.inc();
-                    if o.group.is_none() {
-                        METRICS.pipeline_latency.observe(frame.arrival.elapsed());
-                    }
-                    if out.send(ToForwarder::Packets(o.group.clone(), packets)).is_err() {
-                        return;
+                match o.send(encoded.iter().map(|e| &e.data[..]), frame.timestamp, &out) {
+                    Err(Gone) => return,
+                    Ok(false) => {}
+                    Ok(true) => {
+                        METRICS.pipeline_frames_out.inc();
+                        if o.group.is_none() {
+                            METRICS.pipeline_latency.observe(frame.arrival.elapsed());
+                        }
                     }
                 }
             }
@@ -435,11 +456,7 @@ fn run_audio(rx: Receiver<Input>, out: UnboundedSender<ToForwarder>, to_hub: Unb
                 if o.encoder.encode(samples, &mut encoded).is_err() {
                     continue;
                 }
-                let mut packets = Vec::new();
-                for e in &encoded {
-                    o.packetizer.packetize(e, frame.timestamp, &mut packets);
-                }
-                if !packets.is_empty() && out.send(ToForwarder::Packets(o.group.clone(), packets)).is_err() {
+                if let Err(Gone) = o.send(encoded.iter().map(|e| &e[..]), frame.timestamp, &out) {
                     return;
                 }
             }

@@ -440,21 +440,28 @@ mod tests {
         f
     }
 
+    /// An assembler that has just seen a one-packet frame (`payload`) end at `first - 1`, so
+    /// that packet `first` starts a frame, as mid-stream; and what that packet gave.
+    fn primed(format: Format, first: u16, payload: &'static [u8]) -> (FrameAssembler, Vec<Frame>) {
+        let mut a = FrameAssembler::new(format);
+        let frames = a.push(RtpIn {
+            seq: first.wrapping_sub(1),
+            timestamp: 7,
+            marker: true,
+            payload: Bytes::from_static(payload),
+            arrival: Instant::now(),
+        });
+        (a, frames)
+    }
+
     #[test]
     fn vp8_round_trip_across_sequence_wrap_and_reordering() {
         let frames: Vec<(u32, Vec<u8>)> =
             (0..6).map(|i| (i * 3000, vp8_frame(i % 3 == 0, 2500 + i as usize * 10, i as u8))).collect();
         let mut pkts = packets(Format::Vp8, &frames, 1200);
         // A start marker so the assembler knows where frames begin.
-        let mut a = FrameAssembler::new(Format::Vp8);
-        let prime = RtpIn {
-            seq: pkts[0].seq.wrapping_sub(1),
-            timestamp: 999,
-            marker: true,
-            payload: Bytes::from_static(&[0x10, 0]),
-            arrival: Instant::now(),
-        };
-        assert_eq!(a.push(prime).len(), 1, "a first packet that starts a frame is a frame");
+        let (mut a, first) = primed(Format::Vp8, pkts[0].seq, &[0x10, 0]);
+        assert_eq!(first.len(), 1, "a first packet that starts a frame is a frame");
         pkts.swap(1, 2); // reordering inside a frame
         let mut got = vec![];
         for p in pkts {
@@ -484,14 +491,7 @@ mod tests {
     fn a_frame_is_emitted_on_its_marker_not_on_the_next_frame() {
         let frames = vec![(0, vp8_frame(true, 100, 1)), (3000, vp8_frame(false, 100, 2))];
         let pkts = packets(Format::Vp8, &frames, 1200);
-        let mut a = FrameAssembler::new(Format::Vp8);
-        a.push(RtpIn {
-            seq: pkts[0].seq.wrapping_sub(1),
-            timestamp: 7,
-            marker: true,
-            payload: Bytes::from_static(&[0x10, 0]),
-            arrival: Instant::now(),
-        });
+        let (mut a, _) = primed(Format::Vp8, pkts[0].seq, &[0x10, 0]);
         assert_eq!(a.push(pkts[0].clone()).len(), 1, "single-packet frame out at once");
     }
 
@@ -499,14 +499,7 @@ mod tests {
     fn loss_is_skipped_and_reported() {
         let frames: Vec<(u32, Vec<u8>)> = (0..4).map(|i| (i * 3000, vp8_frame(i == 0, 2000, i as u8))).collect();
         let mut pkts = packets(Format::Vp8, &frames, 1200);
-        let mut a = FrameAssembler::new(Format::Vp8);
-        a.push(RtpIn {
-            seq: pkts[0].seq.wrapping_sub(1),
-            timestamp: 7,
-            marker: true,
-            payload: Bytes::from_static(&[0x10, 0]),
-            arrival: Instant::now(),
-        });
+        let (mut a, _) = primed(Format::Vp8, pkts[0].seq, &[0x10, 0]);
         pkts.remove(3); // a packet of frame 1 (2 packets per frame)
         let mut got = vec![];
         for p in pkts {
@@ -528,14 +521,7 @@ mod tests {
         let p_frame: Vec<u8> = [0, 0, 1, 0x41].into_iter().chain((0..3000).map(|i| (i % 13) as u8 + 1)).collect();
         let frames = vec![(0u32, au.clone()), (3000, p_frame.clone())];
         let pkts = packets(Format::H264, &frames, 1200);
-        let mut a = FrameAssembler::new(Format::H264);
-        a.push(RtpIn {
-            seq: pkts[0].seq.wrapping_sub(1),
-            timestamp: 7,
-            marker: true,
-            payload: Bytes::from_static(&[0x41, 0]),
-            arrival: Instant::now(),
-        });
+        let (mut a, _) = primed(Format::H264, pkts[0].seq, &[0x41, 0]);
         let got: Vec<Frame> = pkts.into_iter().flat_map(|p| a.push(p)).collect();
         assert_eq!(got.len(), 2);
         assert_eq!(&got[0].data[..], &au[..]);

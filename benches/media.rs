@@ -6,6 +6,9 @@
 //!   - `codec: dec+enc`: decode + encode of the assembled frame (the codec's own cost);
 //!   - `no filters: rtp+dec+enc+rtp`: `FrameAssembler` → `VideoDecoder` → `VideoEncoder` →
 //!     `Packetizer` (frame handling without filters);
+//!   - `handling: rtp in+out`: `FrameAssembler` → `Packetizer` of the same frame, no codec:
+//!     frame handling measured alone (the difference of the two rows above is within their
+//!     run-to-run noise);
 //!   - `full: rtp+dec+rot+edge+enc+rtp`: the same with a `VideoChain` of ROTATION (45°/s) +
 //!     EDGE_OUTLINE between decode and encode: the worker's loop;
 //!   - `chain: rot+edge`: the chain alone on the decoded pictures (plus one frame copy);
@@ -447,6 +450,8 @@ enum Variant {
     CodecOnly,
     /// assemble + decode + encode + packetize: frame handling, no filters.
     NoFilters,
+    /// assemble + packetize (the incoming frame as the output): frame handling alone.
+    Handling,
     /// assemble + decode + ROTATION + EDGE_OUTLINE + encode + packetize: the worker's loop.
     Full,
 }
@@ -508,10 +513,17 @@ impl<'a> Rig<'a> {
             self.frames_out += self.encoded.len();
             return;
         }
-        let mut packets = Vec::new();
-        for e in &self.encoded {
-            self.packetizer.packetize(&e.data, timestamp, &mut packets);
+        let encoded = std::mem::take(&mut self.encoded);
+        for e in &encoded {
+            self.send(&e.data, timestamp);
         }
+        self.encoded = encoded;
+    }
+
+    /// Packetizes one encoded frame, as the worker does before handing it to the forwarder.
+    fn send(&mut self, data: &[u8], timestamp: u32) {
+        let mut packets = Vec::new();
+        self.packetizer.packetize(data, timestamp, &mut packets);
         self.frames_out += 1;
         self.packets_out += packets.len();
         black_box(packets);
@@ -534,6 +546,10 @@ impl<'a> Rig<'a> {
                 RtpIn { seq: self.seq, timestamp, marker: *marker, payload: payload.clone(), arrival: Instant::now() };
             for frame in self.assembler.push(p) {
                 assert!(!frame.after_loss, "no loss in the rig");
+                if self.variant == Variant::Handling {
+                    self.send(&frame.data, frame.timestamp);
+                    continue;
+                }
                 if !self.decoder.decode(&frame.data, &mut self.picture).expect("decode") {
                     continue;
                 }
@@ -558,6 +574,7 @@ fn pipeline<M: Measurement>(c: &mut Criterion<M>, sources: &[Source], clock: &st
         for (name, variant) in [
             ("codec: dec+enc", Variant::CodecOnly),
             ("no filters: rtp+dec+enc+rtp", Variant::NoFilters),
+            ("handling: rtp in+out", Variant::Handling),
             ("full: rtp+dec+rot+edge+enc+rtp", Variant::Full),
         ] {
             let mut rig = Rig::new(&s.vp8, variant);

@@ -210,9 +210,7 @@ fn rotate_plane(
                 let r = if flip_rows { hs - 1 - y } else { y };
                 let row = &src[r * sstride..r * sstride + ws];
                 if reverse {
-                    for (o, &v) in line[PAD..PAD + ws].iter_mut().zip(row.iter().rev()) {
-                        *o = v;
-                    }
+                    copy_reversed(row, &mut line[PAD..PAD + ws]);
                 } else {
                     line[PAD..PAD + ws].copy_from_slice(row);
                 }
@@ -233,6 +231,18 @@ fn rotate_plane(
     for y in 0..h {
         let src = &s.b[y * wide..(y + 1) * wide];
         resample_row(src, &mut plane[y * stride..y * stride + w], last.at(y), fill, kernel);
+    }
+}
+
+/// `dst` = `src` back to front (same lengths), eight bytes at a time.
+fn copy_reversed(src: &[u8], dst: &mut [u8]) {
+    let (mut src8, mut dst8) = (src.rchunks_exact(8), dst.chunks_exact_mut(8));
+    for (s, d) in (&mut src8).zip(&mut dst8) {
+        let v = u64::from_le_bytes(s.try_into().expect("chunks of 8"));
+        d.copy_from_slice(&v.swap_bytes().to_le_bytes());
+    }
+    for (d, &s) in dst8.into_remainder().iter_mut().zip(src8.remainder().iter().rev()) {
+        *d = s;
     }
 }
 
@@ -832,6 +842,16 @@ mod tests {
                 sum_bilinear += bilinear;
             }
             assert!(sum_ours < 0.9 * sum_bilinear, "period {period}: {sum_ours:.1} vs {sum_bilinear:.1} in all");
+        }
+    }
+
+    #[test]
+    fn copies_reversed() {
+        for n in [0, 1, 7, 8, 9, 16, 23, 640] {
+            let src: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+            let mut dst = vec![0u8; n];
+            copy_reversed(&src, &mut dst);
+            assert!(dst.iter().eq(src.iter().rev()), "{n}");
         }
     }
 

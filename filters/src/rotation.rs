@@ -303,9 +303,9 @@ const WEIGHTS: [[i8; 4]; FRACTIONS] = {
 
 /// `out[i]` = the row `src` at position `i + pos / 64`, Catmull-Rom: `(sum of w[j]
 /// src[k + i - 1 + j] + 32) >> 6` clamped to a byte, where `k` is the whole part of the
-/// position and `w` the [`WEIGHTS`] of its fraction. `src` must begin and end with 3 samples of `fill`
-/// and stands for a row that is `fill` beyond it, too: so an output whose four taps are not
-/// all inside `src` reads only fill, and is `fill`.
+/// position and `w` the [`WEIGHTS`] of its fraction. `src` must begin and end with 3 samples
+/// of `fill` and stands for a row that is `fill` beyond it, too: so an output whose four taps
+/// are not all inside `src` reads only fill, and is `fill`.
 fn resample_row(src: &[u8], out: &mut [u8], pos: i64, fill: u8, kernel: Kernel) {
     let w = WEIGHTS[(pos & (FRACTIONS as i64 - 1)) as usize];
     let (k, n, m) = ((pos >> FRACTIONS.trailing_zeros()) as isize, out.len() as isize, src.len() as isize);
@@ -348,7 +348,6 @@ fn taps(src: &[u8], out: &mut [u8], w: [i8; 4]) {
 
 /// `dst[c][r] = src[r][c]` for `r < rows`, `c < cols` (row strides `ss` and `ds`): 16x16
 /// tiles with SSE2, two or four side by side with AVX2 or AVX-512, the rest sample by sample.
-#[allow(clippy::too_many_arguments)]
 fn transpose(src: &[u8], ss: usize, rows: usize, cols: usize, dst: &mut [u8], ds: usize, kernel: Kernel) {
     if rows == 0 || cols == 0 {
         return;

@@ -513,17 +513,15 @@ impl<'a> Rig<'a> {
             self.frames_out += self.encoded.len();
             return;
         }
-        let encoded = std::mem::take(&mut self.encoded);
-        for e in &encoded {
-            self.send(&e.data, timestamp);
+        let mut packets = Vec::new();
+        for e in &self.encoded {
+            self.packetizer.packetize(&e.data, timestamp, &mut packets);
         }
-        self.encoded = encoded;
+        self.sent(packets);
     }
 
-    /// Packetizes one encoded frame, as the worker does before handing it to the forwarder.
-    fn send(&mut self, data: &[u8], timestamp: u32) {
-        let mut packets = Vec::new();
-        self.packetizer.packetize(data, timestamp, &mut packets);
+    /// One frame's packets, as the worker hands them to the forwarder.
+    fn sent(&mut self, packets: Vec<RtpOut>) {
         self.frames_out += 1;
         self.packets_out += packets.len();
         black_box(packets);
@@ -547,7 +545,9 @@ impl<'a> Rig<'a> {
             for frame in self.assembler.push(p) {
                 assert!(!frame.after_loss, "no loss in the rig");
                 if self.variant == Variant::Handling {
-                    self.send(&frame.data, frame.timestamp);
+                    let mut packets = Vec::new();
+                    self.packetizer.packetize(&frame.data, frame.timestamp, &mut packets);
+                    self.sent(packets);
                     continue;
                 }
                 if !self.decoder.decode(&frame.data, &mut self.picture).expect("decode") {

@@ -74,8 +74,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
+use exphub::media::Kind;
 use exphub::peer::client::{self, Client, ClientOptions, Media, Origin, Role, RtpCallback, SentPacket};
-use exphub::peer::forward::Kind;
 use serde::Serialize;
 use serde_json::{json, Value};
 

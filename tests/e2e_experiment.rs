@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use exphub::peer::forward::Kind;
+use exphub::media::Kind;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

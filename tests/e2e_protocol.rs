@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::*;
+use exphub::media::Kind;
 use exphub::peer::client::{get, post_json, post_raw, Client, ClientOptions, OfferRefused, Role};
-use exphub::peer::forward::Kind;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------

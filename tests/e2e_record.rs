@@ -22,7 +22,7 @@ use common::proc::*;
 use common::*;
 use exphub::media::codec::VideoDecoder;
 use exphub::media::rtp::Format;
-use exphub::peer::forward::Kind;
+use exphub::media::Kind;
 use ffmpeg_next as ff;
 use serde_json::{json, Value};
 

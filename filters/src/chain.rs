@@ -167,9 +167,9 @@ pub struct FilterStats {
     pub bypassed: bool,
 }
 
-/// The media a chain processes: [`Video`] or [`Audio`]. Lets one [`Chain`] implementation
-/// serve both.
-pub trait Kind: 'static {
+/// The media a chain processes, as a type: [`Video`] or [`Audio`] (their frame and filter
+/// types). Lets one [`Chain`] implementation serve both.
+pub trait Media: 'static {
     type Frame;
     type Filter: ?Sized + Send;
     const CHANNEL: Channel;
@@ -186,7 +186,7 @@ pub struct Video;
 /// Audio chains.
 pub struct Audio;
 
-impl Kind for Video {
+impl Media for Video {
     type Frame = VideoFrame;
     type Filter = dyn VideoFilter;
     const CHANNEL: Channel = Channel::Video;
@@ -204,7 +204,7 @@ impl Kind for Video {
     }
 }
 
-impl Kind for Audio {
+impl Media for Audio {
     type Frame = AudioFrame;
     type Filter = dyn AudioFilter;
     const CHANNEL: Channel = Channel::Audio;
@@ -236,7 +236,7 @@ struct Slot<F: ?Sized> {
     /// Whether this instance has an active ping request (to withdraw it on removal).
     pinging: bool,
     overrun: RateLimit,
-    /// The filter's [`Kind::overwrites_chroma`], asked after `new` and each `update`.
+    /// The filter's [`Media::overwrites_chroma`], asked after `new` and each `update`.
     overwrites_chroma: bool,
 }
 
@@ -263,9 +263,9 @@ impl RateLimit {
 pub type Lookup = fn(&str) -> Option<&'static FilterInfo>;
 
 /// A chain of filter instances for one track. See the module docs.
-pub struct Chain<K: Kind> {
+pub struct Chain<M: Media> {
     lookup: Lookup,
-    slots: Vec<Slot<K::Filter>>,
+    slots: Vec<Slot<M::Filter>>,
     ctx: FilterContext,
     budget: Budget,
     events: Vec<ChainEvent>,
@@ -274,7 +274,7 @@ pub struct Chain<K: Kind> {
     last_chain_time: Duration,
 }
 
-impl<K: Kind> Chain<K> {
+impl<M: Media> Chain<M> {
     /// An empty chain (frames pass through untouched).
     pub fn new(budget: Budget) -> Self {
         Chain::with_lookup(budget, crate::find)
@@ -317,11 +317,11 @@ impl<K: Kind> Chain<K> {
                 errors.push(SpecError::UnknownFilter { id: s.id.clone(), name: s.name.clone() });
                 continue;
             };
-            if info.group || K::maker(info).is_none() {
+            if info.group || M::maker(info).is_none() {
                 errors.push(SpecError::WrongChannel {
                     id: s.id.clone(),
                     name: info.name.to_owned(),
-                    channel: K::CHANNEL,
+                    channel: M::CHANNEL,
                 });
                 continue;
             }
@@ -348,17 +348,17 @@ impl<K: Kind> Chain<K> {
         let validated = Self::validate_with(self.lookup, specs)?;
 
         // Phase 1: build every new instance; the running chain is untouched until all succeed.
-        let mut built: Vec<Option<(Box<K::Filter>, bool)>> = Vec::with_capacity(specs.len());
+        let mut built: Vec<Option<(Box<M::Filter>, bool)>> = Vec::with_capacity(specs.len());
         let mut errors = Vec::new();
         for (spec, (info, params)) in specs.iter().zip(&validated) {
             if self.reusable(&spec.id, info).is_some() {
                 built.push(None);
                 continue;
             }
-            let make = K::maker(info).expect("validate checked that this kind has a constructor");
+            let make = M::maker(info).expect("validate checked that this kind has a constructor");
             let build = || {
                 make(params).map(|f| {
-                    let overwrites = K::overwrites_chroma(&f);
+                    let overwrites = M::overwrites_chroma(&f);
                     (f, overwrites)
                 })
             };
@@ -420,7 +420,7 @@ impl<K: Kind> Chain<K> {
                         .expect("reusable() found it");
                     let mut slot = old.remove(i);
                     let f = slot.filter.as_mut().expect("reusable() checked it is not bypassed");
-                    let update = || K::update(f, &params).map(|()| K::overwrites_chroma(f));
+                    let update = || M::update(f, &params).map(|()| M::overwrites_chroma(f));
                     match catch_unwind(AssertUnwindSafe(update)) {
                         Ok(Ok(overwrites)) => slot.overwrites_chroma = overwrites,
                         Ok(Err(error)) => {
@@ -445,7 +445,7 @@ impl<K: Kind> Chain<K> {
     }
 
     /// Runs one frame through every running instance, in order.
-    pub fn process(&mut self, frame: &mut K::Frame) {
+    pub fn process(&mut self, frame: &mut M::Frame) {
         if self.slots.is_empty() {
             self.frames += 1;
             return;
@@ -459,7 +459,7 @@ impl<K: Kind> Chain<K> {
             let Some(f) = slot.filter.as_mut() else { continue };
             self.ctx.set_chroma_discarded(overwriter.is_some_and(|j| j > i));
             let t0 = Instant::now();
-            let result = catch_unwind(AssertUnwindSafe(|| K::process(f, frame, &mut self.ctx)));
+            let result = catch_unwind(AssertUnwindSafe(|| M::process(f, frame, &mut self.ctx)));
             let now = Instant::now();
             let took = now - t0;
             match result {
@@ -565,7 +565,7 @@ impl<K: Kind> Chain<K> {
     }
 }
 
-impl<K: Kind> Drop for Chain<K> {
+impl<M: Media> Drop for Chain<M> {
     /// Drops every filter with its panics contained. Call [`clear`](Chain::clear) and drain the
     /// events first if the server needs the ping withdrawals.
     fn drop(&mut self) {

@@ -20,7 +20,7 @@ pub struct SeatMedia {
     pub video: Forwarder,
     pub audio: Forwarder,
     /// The last data each filter instance reported, by (kind, instance id): `GET_FILTERS_DATA`.
-    pub reports: HashMap<(crate::peer::forward::Kind, String), serde_json::Value>,
+    pub reports: HashMap<(crate::media::Kind, String), serde_json::Value>,
     /// Pinging requested by PING filters (instance id → request), and its state.
     pub ping: super::media::PingState,
 }

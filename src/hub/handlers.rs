@@ -5,9 +5,9 @@
 use serde_json::{json, Value};
 
 use super::{now_ms, Catalogue, ConnId, Experiment, ExperimentState, Hub, Role};
+use crate::media::Kind;
 use crate::metrics::METRICS;
 use crate::peer;
-use crate::peer::forward::Kind;
 use crate::protocol::outgoing::{FilterData, ParticipantFiltersData};
 use crate::protocol::{self, text, ClientRequest, ErrorType, FilterChannel, MessageType as T, SuccessType, WireError};
 use crate::session::model::{ChatMessage, FilterDict};

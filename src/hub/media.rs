@@ -13,8 +13,9 @@ use super::experiment::SeatMedia;
 use super::{now_ms, ConnId, Hub, Input};
 use std::sync::Arc;
 
-use crate::media::pipeline::{Group, PipelineConfig, ToHub};
-use crate::peer::forward::Kind;
+use crate::media::pipeline::{Group, PipelineConfig};
+use crate::media::Kind;
+use crate::media::ToHub;
 use crate::peer::Forwarder;
 use crate::protocol::{self, ErrorType, MessageType, WireError};
 use crate::session::model::{AsymmetricFilter, FilterDict, Participant};

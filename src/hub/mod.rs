@@ -32,8 +32,8 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{constant_time_eq, Config};
+use crate::media::Kind;
 use crate::metrics::METRICS;
-use crate::peer::forward::Kind;
 use crate::peer::{self, Connection, IceCandidate, PeerEvent, PeerFactory, SubHandle, VideoCodec};
 use crate::protocol::{self, ErrorType, MessageType, OfferRequest, OfferUser, WireError};
 use crate::session::store::SessionStore;
@@ -75,7 +75,7 @@ pub(crate) enum Input {
         session_id: String,
         participant_id: String,
         kind: Kind,
-        ev: crate::media::pipeline::ToHub,
+        ev: crate::media::ToHub,
     },
     /// Time to ping a participant for its PING filters.
     PingTick {

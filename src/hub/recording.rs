@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::{ConnId, ExperimentState, Hub, Input, Role};
 use crate::media::recorder::{RecEvent, RecordSpec};
-use crate::peer::forward::Kind;
+use crate::media::Kind;
 use crate::protocol::{self, ErrorType, MessageType, WireError};
 use crate::record::SessionRecord;
 

@@ -17,12 +17,13 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use filters::chain::{Chain, Kind};
+use filters::chain::{Chain, Media};
 use filters::{AudioChain, AudioFrame, Budget, ChainEvent, FilterSpec, VideoChain, VideoFrame};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::codec::{AudioDecoder, AudioEncoder, VideoDecoder, VideoEncoder, VideoSettings};
 use super::rtp::{Format, FrameAssembler, Packetizer, RtpIn, RtpOut};
+use super::{Kind, ToHub};
 use crate::metrics::METRICS;
 
 /// A frame older than this when its turn comes is decoded but not filtered or encoded.
@@ -59,17 +60,6 @@ pub enum ToForwarder {
     NeedKeyframe,
 }
 
-/// What the worker tells the hub.
-#[derive(Debug)]
-pub enum ToHub {
-    /// A filter event: a report, a message to send, a ping request, a panic, an overrun.
-    Filter(ChainEvent),
-    /// A filter list could not be applied (the previous one stays).
-    Rejected(String),
-    /// The track's recorder opened or closed a file, failed, or measured a second.
-    Recording(super::recorder::RecEvent),
-}
-
 enum Input {
     Rtp(RtpIn),
     /// The publisher's stream restarted (a rejoin): new sequence space, new decoder state.
@@ -84,17 +74,10 @@ enum Input {
     },
 }
 
-/// Media kind of a pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MediaKind {
-    Video,
-    Audio,
-}
-
 /// A running pipeline. Dropping it stops the worker thread.
 pub struct Pipeline {
     tx: SyncSender<Input>,
-    kind: MediaKind,
+    kind: Kind,
 }
 
 impl Pipeline {
@@ -106,13 +89,13 @@ impl Pipeline {
         to_hub: UnboundedSender<ToHub>,
         name: String,
     ) -> std::io::Result<Self> {
-        let kind = if format == Format::Opus { MediaKind::Audio } else { MediaKind::Video };
+        let kind = if format == Format::Opus { Kind::Audio } else { Kind::Video };
         let (tx, rx) = mpsc::sync_channel(INPUT_CAPACITY);
         let _ = tx.try_send(Input::Configure(config));
         std::thread::Builder::new().name(format!("media-{name}")).spawn(move || {
             let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match kind {
-                MediaKind::Video => run_video(format, rx, to_forwarder, to_hub),
-                MediaKind::Audio => run_audio(rx, to_forwarder, to_hub),
+                Kind::Video => run_video(format, rx, to_forwarder, to_hub),
+                Kind::Audio => run_audio(rx, to_forwarder, to_hub),
             }));
             if ok.is_err() {
                 // A bug outside the (already guarded) filters: the stream falls back to
@@ -123,7 +106,7 @@ impl Pipeline {
         Ok(Self { tx, kind })
     }
 
-    pub fn kind(&self) -> MediaKind {
+    pub fn kind(&self) -> Kind {
         self.kind
     }
 
@@ -216,15 +199,15 @@ impl<C, E> Output<C, E> {
 }
 
 /// Makes a new output for a group (`None` if its codec cannot be opened).
-type NewOutput<'a, K, E> = dyn FnMut(Group) -> Option<Output<Chain<K>, E>> + 'a;
+type NewOutput<'a, M, E> = dyn FnMut(Group) -> Option<Output<Chain<M>, E>> + 'a;
 
 /// Handles a control input for a pipeline's outputs; gives the packet back when it is one.
 /// `Configure` brings the outputs to the new lists: kept groups get the new list (their filter
 /// instances carry over), new groups are created, dropped groups are removed.
-fn control<K: Kind, E>(
+fn control<M: Media, E>(
     input: Input,
-    outputs: &mut Vec<Output<Chain<K>, E>>,
-    new_output: &mut NewOutput<'_, K, E>,
+    outputs: &mut Vec<Output<Chain<M>, E>>,
+    new_output: &mut NewOutput<'_, M, E>,
     to_hub: &UnboundedSender<ToHub>,
 ) -> Option<RtpIn> {
     match input {

@@ -29,8 +29,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::codec::VideoDecoder;
 use super::mux::{codec_name, Muxer, TrackInfo};
-use super::pipeline::ToHub;
 use super::rtp::{Format, FrameAssembler, RtpIn};
+use super::ToHub;
 use crate::metrics::METRICS;
 
 /// Packets queued for the recorder: a few seconds of video.

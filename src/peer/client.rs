@@ -33,8 +33,8 @@ use webrtc::peer_connection::{
 };
 use webrtc::runtime::TokioRuntime;
 
-use super::forward::Kind;
 use super::{media_engine, media_engine_with, new_local_track, opus_codec, VideoCodec};
+use crate::media::Kind;
 
 pub type AnyError = Box<dyn std::error::Error + Send + Sync>;
 pub type ClientResult<T> = std::result::Result<T, AnyError>;

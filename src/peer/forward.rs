@@ -37,29 +37,16 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::rtp_transceiver::RtpSender;
 
 use super::{PeerError, Result, VideoCodec};
-use crate::media::pipeline::{Group, Pipeline, PipelineConfig, ToForwarder, ToHub};
+use crate::media::pipeline::{Group, Pipeline, PipelineConfig, ToForwarder};
 use crate::media::recorder::{RecordSpec, Recorder};
 use crate::media::rtp::{Format, RtpIn, RtpOut};
+/// The media kind lives in `media` (one name for every layer); re-exported where tracks are.
+pub use crate::media::Kind;
+use crate::media::ToHub;
 use crate::metrics::METRICS;
 
 /// Minimum spacing of keyframe requests sent to one publisher.
 const PLI_INTERVAL: Duration = Duration::from_millis(300);
-
-/// Media kind of a track.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Audio,
-    Video,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Audio => "audio",
-            Kind::Video => "video",
-        }
-    }
-}
 
 /// A track a client publishes to us.
 pub struct RemoteTrack {

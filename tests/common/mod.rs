@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use exphub::media::Kind;
 use exphub::peer::client::{Client, ClientOptions, Media, Origin, Role};
-use exphub::peer::forward::Kind;
 use serde_json::{json, Value};
 
 pub const PASSWORD: &str = "test-password";

@@ -457,7 +457,7 @@ enum Variant {
     Full,
 }
 
-/// The worker's state (as in `media::pipeline::run_video`), driven one source frame at a time.
+/// The worker's state (as in `media::pipeline::run` for video), driven one source frame at a time.
 struct Rig<'a> {
     stream: &'a Stream,
     variant: Variant,

@@ -104,6 +104,12 @@ pub struct Encoded {
     pub keyframe: bool,
 }
 
+impl AsRef<[u8]> for Encoded {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
 /// Encodes I420 pictures to VP8 or H.264 with real-time settings.
 pub struct VideoEncoder {
     format: Format,

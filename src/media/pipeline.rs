@@ -17,12 +17,13 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use filters::chain::{Chain, Media};
-use filters::{AudioChain, AudioFrame, Budget, ChainEvent, FilterSpec, VideoChain, VideoFrame};
+use filters::{AudioFrame, Budget, ChainEvent, FilterSpec, VideoFrame};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::codec::{AudioDecoder, AudioEncoder, VideoDecoder, VideoEncoder, VideoSettings};
-use super::rtp::{Format, FrameAssembler, Packetizer, RtpIn, RtpOut};
+use super::codec::{self, AudioDecoder, AudioEncoder, Encoded, VideoDecoder, VideoEncoder, VideoSettings};
+use super::rtp::{self, Format, FrameAssembler, Packetizer, RtpIn, RtpOut};
 use super::{Kind, ToHub};
 use crate::metrics::METRICS;
 
@@ -94,8 +95,8 @@ impl Pipeline {
         let _ = tx.try_send(Input::Configure(config));
         std::thread::Builder::new().name(format!("media-{name}")).spawn(move || {
             let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match kind {
-                Kind::Video => run_video(format, rx, to_forwarder, to_hub),
-                Kind::Audio => run_audio(rx, to_forwarder, to_hub),
+                Kind::Video => run::<VideoDecoder>(format, rx, to_forwarder, to_hub),
+                Kind::Audio => run::<AudioDecoder>(format, rx, to_forwarder, to_hub),
             }));
             if ok.is_err() {
                 // A bug outside the (already guarded) filters: the stream falls back to
@@ -275,65 +276,198 @@ fn forward_events<'a>(group: &Group, events: impl Iterator<Item = ChainEvent> + 
     }
 }
 
-fn run_video(format: Format, rx: Receiver<Input>, out: UnboundedSender<ToForwarder>, to_hub: UnboundedSender<ToHub>) {
-    let mut decoder = match VideoDecoder::new(format) {
+/// What differs between a video and an audio worker: the codecs, the decoded frame, the
+/// chain's budget. Everything else (control, the stale-frame rule, one copy per extra output,
+/// filter, encode, send) is [`run`], once; video's wait for a keyframe is the [`KeyframeGate`].
+trait Codec: Sized {
+    const KIND: Kind;
+    const BUDGET: Budget;
+    /// What a chain of this medium processes: the decoded frame.
+    type Frame: Clone;
+    type Media: Media<Frame = Self::Frame>;
+    type Encoder;
+    /// What the encoder makes of one frame (one or more pieces).
+    type Encoded: AsRef<[u8]>;
+
+    /// The decoder for `format`.
+    fn decoder(format: Format) -> codec::Result<Self>;
+    /// Decodes one frame into `out`; `Ok(false)`: nothing to show yet.
+    fn decode(&mut self, data: &[u8], out: &mut Self::Frame) -> codec::Result<bool>;
+    /// A frame to decode into (its size follows the stream).
+    fn blank() -> Self::Frame;
+    fn set_pts(frame: &mut Self::Frame, pts: Duration);
+    fn encoder(format: Format) -> codec::Result<Self::Encoder>;
+    fn encode(
+        encoder: &mut Self::Encoder,
+        frame: &Self::Frame,
+        force_key: bool,
+        out: &mut Vec<Self::Encoded>,
+    ) -> codec::Result<()>;
+}
+
+impl Codec for VideoDecoder {
+    const KIND: Kind = Kind::Video;
+    const BUDGET: Budget = Budget::VIDEO;
+    type Frame = VideoFrame;
+    type Media = filters::chain::Video;
+    type Encoder = VideoEncoder;
+    type Encoded = Encoded;
+
+    fn decoder(format: Format) -> codec::Result<Self> {
+        VideoDecoder::new(format)
+    }
+    fn decode(&mut self, data: &[u8], out: &mut VideoFrame) -> codec::Result<bool> {
+        VideoDecoder::decode(self, data, out)
+    }
+    fn blank() -> VideoFrame {
+        VideoFrame::new(2, 2)
+    }
+    fn set_pts(frame: &mut VideoFrame, pts: Duration) {
+        frame.pts = pts;
+    }
+    fn encoder(format: Format) -> codec::Result<VideoEncoder> {
+        VideoEncoder::new(format, VideoSettings::default())
+    }
+    fn encode(
+        encoder: &mut VideoEncoder,
+        frame: &VideoFrame,
+        force_key: bool,
+        out: &mut Vec<Encoded>,
+    ) -> codec::Result<()> {
+        encoder.encode(frame, force_key, out)
+    }
+}
+
+impl Codec for AudioDecoder {
+    const KIND: Kind = Kind::Audio;
+    const BUDGET: Budget = Budget::AUDIO;
+    type Frame = AudioFrame;
+    type Media = filters::chain::Audio;
+    type Encoder = AudioEncoder;
+    type Encoded = Bytes;
+
+    fn decoder(_: Format) -> codec::Result<Self> {
+        AudioDecoder::new()
+    }
+    fn decode(&mut self, data: &[u8], out: &mut AudioFrame) -> codec::Result<bool> {
+        AudioDecoder::decode(self, data, out)
+    }
+    fn blank() -> AudioFrame {
+        AudioFrame::new(2, 960, 48_000)
+    }
+    fn set_pts(frame: &mut AudioFrame, pts: Duration) {
+        frame.pts = pts;
+    }
+    fn encoder(_: Format) -> codec::Result<AudioEncoder> {
+        AudioEncoder::new(2, 64_000)
+    }
+    /// Opus has no keyframes: `force_key` means nothing here.
+    fn encode(encoder: &mut AudioEncoder, frame: &AudioFrame, _: bool, out: &mut Vec<Bytes>) -> codec::Result<()> {
+        encoder.encode(frame, out)
+    }
+}
+
+/// Video's freeze after a loss: from the start, after a loss and after a decode error, frames
+/// are not decoded until a keyframe arrives (the forwarder is asked for one and rate-limits
+/// the requests), instead of decoding smeared inter frames. Audio has no gate.
+struct KeyframeGate {
+    enabled: bool,
+    waiting: bool,
+}
+
+impl KeyframeGate {
+    fn new(kind: Kind) -> Self {
+        let enabled = kind == Kind::Video;
+        Self { enabled, waiting: enabled }
+    }
+
+    /// Wait for the next keyframe (start, new source, decode error) and ask for it.
+    fn wait(&mut self, out: &UnboundedSender<ToForwarder>) {
+        if self.enabled {
+            self.waiting = true;
+            let _ = out.send(ToForwarder::NeedKeyframe);
+        }
+    }
+
+    /// Whether `frame` may be decoded.
+    fn admit(&mut self, frame: &rtp::Frame, out: &UnboundedSender<ToForwarder>) -> bool {
+        if !self.enabled {
+            return true;
+        }
+        if frame.after_loss {
+            self.waiting = true;
+        }
+        if self.waiting && !frame.keyframe {
+            let _ = out.send(ToForwarder::NeedKeyframe);
+            return false;
+        }
+        self.waiting = false;
+        true
+    }
+}
+
+/// The worker: packets and control in, one decode per frame, one chain and one encode per
+/// output, packets out.
+fn run<C: Codec>(
+    format: Format,
+    rx: Receiver<Input>,
+    out: UnboundedSender<ToForwarder>,
+    to_hub: UnboundedSender<ToHub>,
+) {
+    let video = C::KIND == Kind::Video;
+    let mut decoder = match C::decoder(format) {
         Ok(d) => d,
         Err(e) => {
-            tracing::error!(error = %e, "video decoder unavailable");
+            tracing::error!(error = %e, kind = C::KIND.as_str(), "decoder unavailable");
             return;
         }
     };
-    let mut new_output = |group: Group| -> Option<Output<VideoChain, VideoEncoder>> {
-        match VideoEncoder::new(format, VideoSettings::default()) {
+    let mut new_output = |group: Group| -> Option<Output<Chain<C::Media>, C::Encoder>> {
+        match C::encoder(format) {
             Ok(encoder) => Some(Output {
                 group,
-                chain: VideoChain::new(Budget::VIDEO),
+                chain: Chain::new(C::BUDGET),
                 encoder,
                 packetizer: Packetizer::new(format, MTU),
-                force_key: true,
+                // A video viewer's first picture must be a keyframe.
+                force_key: video,
             }),
             Err(e) => {
-                tracing::error!(error = %e, "video encoder unavailable");
+                tracing::error!(error = %e, kind = C::KIND.as_str(), "encoder unavailable");
                 None
             }
         }
     };
-    let mut outputs: Vec<Output<VideoChain, VideoEncoder>> = Vec::new();
+    let mut outputs: Vec<Output<Chain<C::Media>, C::Encoder>> = Vec::new();
     let mut assembler = FrameAssembler::new(format);
-    let mut decoded = VideoFrame::new(2, 2);
-    let mut scratch = VideoFrame::new(2, 2);
+    let mut decoded = C::blank();
+    let mut scratch = C::blank();
     let mut encoded = Vec::new();
-    let mut waiting_for_key = true;
+    let mut gate = KeyframeGate::new(C::KIND);
+    gate.wait(&out);
     let epoch = Instant::now();
-    let _ = out.send(ToForwarder::NeedKeyframe);
     while let Ok(input) = rx.recv() {
         if let Input::NewSource = input {
             // The old sequence space means nothing now; the new stream starts at a keyframe.
             assembler = FrameAssembler::new(format);
-            waiting_for_key = true;
-            let _ = out.send(ToForwarder::NeedKeyframe);
+            gate.wait(&out);
             continue;
         }
         let Some(packet) = control(input, &mut outputs, &mut new_output, &to_hub) else { continue };
         for frame in assembler.push(packet) {
-            METRICS.pipeline_frames_in.inc();
-            if frame.after_loss {
-                waiting_for_key = true;
+            if video {
+                METRICS.pipeline_frames_in.inc();
             }
-            if waiting_for_key && !frame.keyframe {
-                // Frozen until the publisher sends a keyframe (the forwarder rate-limits PLIs).
-                let _ = out.send(ToForwarder::NeedKeyframe);
+            if !gate.admit(&frame, &out) {
                 continue;
             }
-            waiting_for_key = false;
             match decoder.decode(&frame.data, &mut decoded) {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(e) => {
                     METRICS.pipeline_decode_errors.inc();
-                    tracing::debug!(error = %e, "decode error; waiting for a keyframe");
-                    waiting_for_key = true;
-                    let _ = out.send(ToForwarder::NeedKeyframe);
+                    tracing::debug!(error = %e, kind = C::KIND.as_str(), "decode error");
+                    gate.wait(&out);
                     continue;
                 }
             }
@@ -341,7 +475,7 @@ fn run_video(format: Format, rx: Receiver<Input>, out: UnboundedSender<ToForward
                 METRICS.pipeline_frames_stale.inc();
                 continue;
             }
-            decoded.pts = frame.arrival.duration_since(epoch);
+            C::set_pts(&mut decoded, frame.arrival.duration_since(epoch));
             let single = outputs.len() == 1;
             for o in &mut outputs {
                 // One output filters the decoded frame in place; several each get a copy.
@@ -354,95 +488,216 @@ fn run_video(format: Format, rx: Receiver<Input>, out: UnboundedSender<ToForward
                 o.chain.process(picture);
                 forward_events(&o.group, o.chain.drain_events(), &to_hub);
                 encoded.clear();
-                if let Err(e) = o.encoder.encode(picture, std::mem::take(&mut o.force_key), &mut encoded) {
-                    tracing::warn!(error = %e, "encode error");
-                    o.force_key = true;
+                if let Err(e) = C::encode(&mut o.encoder, picture, std::mem::take(&mut o.force_key), &mut encoded) {
+                    tracing::warn!(error = %e, kind = C::KIND.as_str(), "encode error");
+                    o.force_key = video;
                     continue;
                 }
-                match o.send(encoded.iter().map(|e| &e.data[..]), frame.timestamp, &out) {
+                match o.send(encoded.iter().map(|e| e.as_ref()), frame.timestamp, &out) {
                     Err(Gone) => return,
                     Ok(false) => {}
-                    Ok(true) => {
+                    Ok(true) if video => {
                         METRICS.pipeline_frames_out.inc();
                         if o.group.is_none() {
                             METRICS.pipeline_latency.observe(frame.arrival.elapsed());
                         }
                     }
+                    Ok(true) => {}
                 }
             }
         }
     }
 }
 
-fn run_audio(rx: Receiver<Input>, out: UnboundedSender<ToForwarder>, to_hub: UnboundedSender<ToHub>) {
-    let mut decoder = match AudioDecoder::new() {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::error!(error = %e, "opus decoder unavailable");
-            return;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use filters::VideoChain;
+    use serde_json::json;
+    use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+    /// Outputs with a fake encoder: the number of the output, in order of creation.
+    type Outputs = Vec<Output<VideoChain, usize>>;
+
+    struct Rig {
+        outputs: Outputs,
+        created: usize,
+        /// Groups whose encoder "cannot be opened".
+        refuse: Vec<Group>,
+        to_hub: UnboundedSender<ToHub>,
+        hub: UnboundedReceiver<ToHub>,
+    }
+
+    impl Rig {
+        fn new() -> Self {
+            let (to_hub, hub) = unbounded_channel();
+            Rig { outputs: Vec::new(), created: 0, refuse: Vec::new(), to_hub, hub }
         }
-    };
-    let mut new_output = |group: Group| -> Option<Output<AudioChain, AudioEncoder>> {
-        match AudioEncoder::new(2, 64_000) {
-            Ok(encoder) => Some(Output {
-                group,
-                chain: AudioChain::new(Budget::AUDIO),
-                encoder,
-                packetizer: Packetizer::new(Format::Opus, MTU),
-                force_key: false,
-            }),
-            Err(e) => {
-                tracing::error!(error = %e, "opus encoder unavailable");
-                None
-            }
+
+        fn input(&mut self, input: Input) -> Option<RtpIn> {
+            let (created, refuse) = (&mut self.created, &self.refuse);
+            let mut new_output = |group: Group| {
+                if refuse.contains(&group) {
+                    return None;
+                }
+                *created += 1;
+                Some(Output {
+                    group,
+                    chain: VideoChain::new(Budget::VIDEO),
+                    encoder: *created,
+                    packetizer: Packetizer::new(Format::Vp8, MTU),
+                    force_key: true,
+                })
+            };
+            control(input, &mut self.outputs, &mut new_output, &self.to_hub)
         }
-    };
-    let mut outputs: Vec<Output<AudioChain, AudioEncoder>> = Vec::new();
-    let mut assembler = FrameAssembler::new(Format::Opus);
-    let mut decoded = AudioFrame::new(2, 960, 48_000);
-    let mut encoded = Vec::new();
-    let epoch = Instant::now();
-    while let Ok(input) = rx.recv() {
-        if let Input::NewSource = input {
-            assembler = FrameAssembler::new(Format::Opus);
-            continue;
+
+        fn configure(&mut self, main: &[&str], branches: &[(&str, &[&str])]) {
+            let config = PipelineConfig {
+                main: specs(main),
+                branches: branches.iter().map(|(k, names)| (Arc::from(*k), specs(names))).collect(),
+            };
+            assert!(self.input(Input::Configure(config)).is_none());
         }
-        let Some(packet) = control(input, &mut outputs, &mut new_output, &to_hub) else { continue };
-        for frame in assembler.push(packet) {
-            match decoder.decode(&frame.data, &mut decoded) {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(_) => {
-                    METRICS.pipeline_decode_errors.inc();
-                    continue;
+
+        /// Per output: its group, its encoder's number and its filters' names.
+        fn state(&self) -> Vec<(Option<&str>, usize, Vec<&'static str>)> {
+            self.outputs
+                .iter()
+                .map(|o| (o.group.as_deref(), o.encoder, o.chain.instances().map(|(_, name)| name).collect()))
+                .collect()
+        }
+
+        fn rejected(&mut self) -> Vec<String> {
+            let mut out = Vec::new();
+            while let Ok(ev) = self.hub.try_recv() {
+                if let ToHub::Rejected(why) = ev {
+                    out.push(why);
                 }
             }
-            if frame.arrival.elapsed() > STALE_AFTER {
-                METRICS.pipeline_frames_stale.inc();
-                continue;
-            }
-            decoded.pts = frame.arrival.duration_since(epoch);
-            let single = outputs.len() == 1;
-            for o in &mut outputs {
-                let mut copy;
-                let samples = if single {
-                    &mut decoded
-                } else {
-                    copy =
-                        AudioFrame::from_samples(decoded.channels(), decoded.sample_rate(), decoded.samples().to_vec());
-                    copy.pts = decoded.pts;
-                    &mut copy
-                };
-                o.chain.process(samples);
-                forward_events(&o.group, o.chain.drain_events(), &to_hub);
-                encoded.clear();
-                if o.encoder.encode(samples, &mut encoded).is_err() {
-                    continue;
-                }
-                if let Err(Gone) = o.send(encoded.iter().map(|e| &e[..]), frame.timestamp, &out) {
-                    return;
-                }
-            }
+            out
         }
+    }
+
+    fn specs(names: &[&str]) -> Vec<FilterSpec> {
+        names.iter().map(|n| FilterSpec::new(n.to_lowercase(), *n, json!({}))).collect()
+    }
+
+    #[test]
+    fn configure_creates_the_main_output_first_then_one_per_branch() {
+        let mut r = Rig::new();
+        r.configure(&["MIRROR"], &[("b1", &["MUTE_VIDEO"]), ("b2", &["MIRROR", "MUTE_VIDEO"])]);
+        assert_eq!(
+            r.state(),
+            vec![
+                (None, 1, vec!["MIRROR"]),
+                (Some("b1"), 2, vec!["MUTE_VIDEO"]),
+                (Some("b2"), 3, vec!["MIRROR", "MUTE_VIDEO"]),
+            ]
+        );
+        assert!(r.rejected().is_empty());
+    }
+
+    #[test]
+    fn an_empty_main_list_means_no_main_output() {
+        let mut r = Rig::new();
+        r.configure(&[], &[("b1", &["MIRROR"])]);
+        assert_eq!(r.state(), vec![(Some("b1"), 1, vec!["MIRROR"])]);
+    }
+
+    #[test]
+    fn reconfiguring_keeps_kept_groups_drops_the_others_and_adds_new_ones() {
+        let mut r = Rig::new();
+        r.configure(&["MIRROR"], &[("b1", &["MUTE_VIDEO"]), ("b2", &["MIRROR"])]);
+        r.configure(&["MUTE_VIDEO"], &[("b2", &["MUTE_VIDEO"]), ("b3", &["MIRROR"])]);
+        // Main and b2 keep their encoders (no new keyframe, no new encoder state) with the new
+        // lists; b1 is gone; b3 is new.
+        assert_eq!(
+            r.state(),
+            vec![(None, 1, vec!["MUTE_VIDEO"]), (Some("b2"), 3, vec!["MUTE_VIDEO"]), (Some("b3"), 4, vec!["MIRROR"])]
+        );
+        // Back to branches only: the main output goes.
+        r.configure(&[], &[("b3", &["MIRROR"])]);
+        assert_eq!(r.state(), vec![(Some("b3"), 4, vec!["MIRROR"])]);
+    }
+
+    #[test]
+    fn a_rejected_list_is_reported_and_the_previous_one_stays() {
+        let mut r = Rig::new();
+        r.configure(&["MIRROR"], &[]);
+        r.configure(&["NO_SUCH_FILTER"], &[]);
+        assert_eq!(r.state(), vec![(None, 1, vec!["MIRROR"])]);
+        let rejected = r.rejected();
+        assert_eq!(rejected.len(), 1, "{rejected:?}");
+        assert!(rejected[0].contains("NO_SUCH_FILTER"), "{rejected:?}");
+    }
+
+    #[test]
+    fn a_group_whose_encoder_cannot_open_is_skipped() {
+        let mut r = Rig::new();
+        r.refuse.push(Some(Arc::from("b1")));
+        r.configure(&["MIRROR"], &[("b1", &["MIRROR"]), ("b2", &["MIRROR"])]);
+        assert_eq!(r.state(), vec![(None, 1, vec!["MIRROR"]), (Some("b2"), 2, vec!["MIRROR"])]);
+    }
+
+    #[test]
+    fn a_keyframe_request_reaches_only_its_group() {
+        let mut r = Rig::new();
+        r.configure(&["MIRROR"], &[("b1", &["MIRROR"])]);
+        for o in &mut r.outputs {
+            o.force_key = false;
+        }
+        assert!(r.input(Input::Keyframe(Some(Arc::from("b1")))).is_none());
+        let keys: Vec<_> = r.outputs.iter().map(|o| (o.group.clone(), o.force_key)).collect();
+        assert_eq!(keys, vec![(None, false), (Some(Arc::from("b1")), true)]);
+        assert!(r.input(Input::Keyframe(None)).is_none());
+        assert!(r.outputs.iter().all(|o| o.force_key));
+    }
+
+    #[test]
+    fn a_packet_is_handed_back_and_changes_nothing() {
+        let mut r = Rig::new();
+        r.configure(&["MIRROR"], &[]);
+        let p =
+            RtpIn { seq: 7, timestamp: 9, marker: true, payload: Bytes::from_static(b"x"), arrival: Instant::now() };
+        let back = r.input(Input::Rtp(p)).expect("the packet comes back");
+        assert_eq!((back.seq, back.timestamp), (7, 9));
+        assert_eq!(r.state(), vec![(None, 1, vec!["MIRROR"])]);
+    }
+
+    fn frame(keyframe: bool, after_loss: bool) -> rtp::Frame {
+        rtp::Frame { timestamp: 0, data: Bytes::new(), keyframe, after_loss, arrival: Instant::now() }
+    }
+
+    fn asked(rx: &mut UnboundedReceiver<ToForwarder>) -> usize {
+        std::iter::from_fn(|| rx.try_recv().ok()).filter(|m| matches!(m, ToForwarder::NeedKeyframe)).count()
+    }
+
+    #[test]
+    fn video_waits_for_a_keyframe_at_the_start_after_a_loss_and_after_a_decode_error() {
+        let (out, mut rx) = unbounded_channel();
+        let mut gate = KeyframeGate::new(Kind::Video);
+        gate.wait(&out);
+        assert_eq!(asked(&mut rx), 1, "the worker asks at its start");
+        assert!(!gate.admit(&frame(false, false), &out), "no inter frame before the first keyframe");
+        assert_eq!(asked(&mut rx), 1, "and asks again");
+        assert!(gate.admit(&frame(true, false), &out));
+        assert!(gate.admit(&frame(false, false), &out));
+        assert!(!gate.admit(&frame(false, true), &out), "an inter frame after a loss is not decoded");
+        assert!(gate.admit(&frame(true, true), &out), "a keyframe after a loss is");
+        gate.wait(&out); // a decode error or a new source
+        assert!(!gate.admit(&frame(false, false), &out));
+        assert!(gate.admit(&frame(true, false), &out));
+        assert_eq!(asked(&mut rx), 3);
+    }
+
+    #[test]
+    fn audio_has_no_keyframe_gate() {
+        let (out, mut rx) = unbounded_channel();
+        let mut gate = KeyframeGate::new(Kind::Audio);
+        gate.wait(&out);
+        assert!(gate.admit(&frame(false, false), &out));
+        assert!(gate.admit(&frame(false, true), &out));
+        assert_eq!(asked(&mut rx), 0);
     }
 }

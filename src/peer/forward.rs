@@ -9,9 +9,9 @@
 //! - control (sinks added/removed, a new source after a rejoin, keyframe requests) arrives on
 //!   a channel that the loop checks between packets.
 //!
-//! Sequence numbers and timestamps are rewritten with a per-forwarder offset so that a
-//! rejoining publisher (a new source with new sequence space) continues the stream every
-//! subscriber already has, without a jump the receivers would read as loss.
+//! Sequence numbers and timestamps are rewritten (by the [`Munger`]) so that a rejoining
+//! publisher (a new source with new sequence space) continues the stream every subscriber
+//! already has, without a jump the receivers would read as loss.
 //!
 //! When the track has filters (or is muted), the forwarder hands source packets to a
 //! [`Pipeline`] worker instead (decode once, filter, encode once) and fans out what comes back:
@@ -36,6 +36,7 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::rtp_transceiver::RtpSender;
 
+use super::munger::Munger;
 use super::{PeerError, Result, VideoCodec};
 use crate::media::pipeline::{Group, Pipeline, PipelineConfig, ToForwarder};
 use crate::media::recorder::{RecordSpec, Recorder};
@@ -200,17 +201,6 @@ struct SinkState {
     listener: tokio::task::JoinHandle<()>,
 }
 
-/// The sequence space of one group of sinks.
-#[derive(Default)]
-struct Sequence {
-    last_seq: Option<u16>,
-    last_ts: u32,
-    /// Forwarded packets: output = input + offset.
-    offset: u16,
-    /// Re-base `offset` at the next forwarded packet (after a switch of path or source).
-    rebase: bool,
-}
-
 struct Loop {
     kind: Kind,
     name: String,
@@ -218,10 +208,8 @@ struct Loop {
     source_ssrc: u32,
     format: Option<Format>,
     sinks: HashMap<u64, SinkState>,
-    seqs: HashMap<Group, Sequence>,
-    /// Timestamps: output = input + offset, re-based when the source changes.
-    ts_offset: u32,
-    rebase_ts: bool,
+    /// Sequence numbers and timestamps as the sinks see them.
+    munger: Munger,
     last_pli: Option<Instant>,
     pli_pending: bool,
     /// Desired filter lists; the pipeline runs the main list and the branches with sinks.
@@ -250,9 +238,7 @@ async fn run(
         source_ssrc: 0,
         format: None,
         sinks: HashMap::new(),
-        seqs: HashMap::new(),
-        ts_offset: 0,
-        rebase_ts: false,
+        munger: Munger::new(kind),
         last_pli: None,
         pli_pending: false,
         config: PipelineConfig::default(),
@@ -324,10 +310,7 @@ impl Loop {
                 self.source = Some(t.inner);
                 self.source_ssrc = t.ssrc;
                 self.epoch = self.epoch.wrapping_add(1);
-                self.rebase_ts = true;
-                for s in self.seqs.values_mut() {
-                    s.rebase = true;
-                }
+                self.munger.new_source();
                 if format != self.format {
                     // A new codec (rejoin from another browser): a new pipeline for it.
                     self.format = format;
@@ -441,7 +424,7 @@ impl Loop {
         }
         if main_was_processed && !self.main_processed() {
             // Back to forwarding the main group: continue its sequence, restart its picture.
-            self.seqs.entry(None).or_default().rebase = true;
+            self.munger.main_forwarded_again();
             self.request_upstream_keyframe();
         }
     }
@@ -454,7 +437,7 @@ impl Loop {
         self.pipe_rx = None;
         self.running = PipelineConfig::default();
         if main_was_processed {
-            self.seqs.entry(None).or_default().rebase = true;
+            self.munger.main_forwarded_again();
             self.request_upstream_keyframe();
         }
     }
@@ -510,14 +493,7 @@ impl Loop {
 
     fn on_source_packet(&mut self, mut p: rtp::Packet) {
         METRICS.packets_received.inc();
-        if self.rebase_ts {
-            self.rebase_ts = false;
-            if let Some(last) = self.seqs.values().filter(|s| s.last_seq.is_some()).map(|s| s.last_ts).next() {
-                // Continue the timestamp a nominal frame (or 20 ms of audio) after the last one.
-                let step = if self.kind == Kind::Video { 3000 } else { 960 };
-                self.ts_offset = last.wrapping_add(step).wrapping_sub(p.header.timestamp);
-            }
-        }
+        self.munger.source_packet(p.header.timestamp);
         if self.pli_pending {
             self.maybe_send_pli();
         }
@@ -531,15 +507,8 @@ impl Loop {
                 return;
             }
         }
-        let seq = self.seqs.entry(None).or_default();
-        if seq.rebase {
-            seq.rebase = false;
-            if let Some(last) = seq.last_seq {
-                seq.offset = last.wrapping_add(1).wrapping_sub(p.header.sequence_number);
-            }
-        }
-        p.header.sequence_number = p.header.sequence_number.wrapping_add(seq.offset);
-        p.header.timestamp = p.header.timestamp.wrapping_add(self.ts_offset);
+        (p.header.sequence_number, p.header.timestamp) =
+            self.munger.forward(p.header.sequence_number, p.header.timestamp);
         // The publisher's header extensions carry ids negotiated on *its* connection; the
         // subscriber's connection adds its own (e.g. transport-cc) in the interceptors.
         p.header.extension = false;
@@ -553,7 +522,7 @@ impl Loop {
     /// the source's time, as the raw packets have it); `encoder`: our encoder made it.
     fn record_output(&self, group: &Group, encoder: bool, p: &rtp::Packet) {
         let Some(r) = &self.recorder else { return };
-        let p = rtp_in(p, p.header.timestamp.wrapping_sub(self.ts_offset), Instant::now());
+        let p = rtp_in(p, self.munger.source_ts(p.header.timestamp), Instant::now());
         match group {
             None => r.processed(self.epoch, encoder, p),
             Some(g) => r.branch(self.epoch, g.clone(), p),
@@ -563,13 +532,13 @@ impl Loop {
     /// Packets from one of our encoders: they continue that group's sequence.
     fn send_processed(&mut self, group: &Group, packets: Vec<RtpOut>) {
         for o in packets {
-            let seq = self.seqs.entry(group.clone()).or_default().last_seq.map_or(0, |s| s.wrapping_add(1));
+            let (sequence_number, timestamp) = self.munger.encoded(group, o.timestamp);
             let p = rtp::Packet {
                 header: rtp::header::Header {
                     version: 2,
                     marker: o.marker,
-                    sequence_number: seq,
-                    timestamp: o.timestamp.wrapping_add(self.ts_offset),
+                    sequence_number,
+                    timestamp,
                     ..Default::default()
                 },
                 payload: o.payload,
@@ -580,9 +549,6 @@ impl Loop {
     }
 
     fn fan_out(&mut self, group: &Group, p: rtp::Packet) {
-        let seq = self.seqs.entry(group.clone()).or_default();
-        seq.last_seq = Some(p.header.sequence_number);
-        seq.last_ts = p.header.timestamp;
         let bytes = p.payload.len() as u64;
         let mut sent = 0u64;
         let mut dropped = 0u64;

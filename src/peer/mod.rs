@@ -13,6 +13,7 @@
 pub mod client;
 pub mod forward;
 mod keyframe;
+mod munger;
 
 use std::net::IpAddr;
 use std::ops::RangeInclusive;

@@ -51,7 +51,7 @@ use exphub::media::codec::{AudioDecoder, AudioEncoder, Encoded, VideoDecoder, Vi
 use exphub::media::pipeline::{Pipeline, PipelineConfig, ToForwarder};
 use exphub::media::rtp::{Format, FrameAssembler, Packetizer, RtpIn, RtpOut};
 use exphub::media::ToHub;
-use exphub::peer::client::Media;
+use exphub_client::Media;
 use filters::{AudioFrame, Budget, FilterSpec, VideoChain, VideoFrame};
 use serde_json::json;
 

@@ -9,7 +9,7 @@
 //! For each N it starts the real server (`target/release/exphub serve`, a separate process,
 //! bound to 127.0.0.1, over a temporary sessions directory holding a session with N
 //! participants), connects one experimenter and N participants with
-//! `exphub::peer::client::Client`, creates and starts the experiment (so everyone sees
+//! `exphub_client::Client`, creates and starts the experiment (so everyone sees
 //! everyone, plus its own echo), and has every participant replay the pre-packetized fixture
 //! media (tests/fixtures). After a warm-up it measures, over `--seconds`:
 //!
@@ -75,7 +75,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
 use exphub::media::Kind;
-use exphub::peer::client::{self, Client, ClientOptions, Media, Origin, Role, RtpCallback, SentPacket};
+use exphub_client::{Client, ClientOptions, Media, Origin, Role, RtpCallback, SentPacket};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -684,27 +684,14 @@ fn participant_ids(n: usize) -> Vec<String> {
 }
 
 /// A session with `ids` as participants, in SynthARium format (as tests/common does).
+/// The test session with `ids` as participants, titled for the load tool, with an hour's limit.
 fn session_json(id: &str, ids: &[String], record: bool) -> Value {
-    let participants: Vec<Value> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, pid)| {
-            json!({
-                "id": pid, "participant_name": format!("P{i}"), "banned": false,
-                "muted_video": false, "muted_audio": false,
-                "position": {"x": (i % 4) * 100, "y": (i / 4) * 100, "z": 0}, "size": {"width": 100, "height": 100},
-                "chat": [], "audio_filters": [], "video_filters": [],
-                "audio_group_filters": [], "video_group_filters": [],
-                "local_stream": false, "chat_filters": [], "lastMessageSentTime": 0, "lastMessageReadTime": 0,
-                "view": [], "canvas_id": format!("canvas-{i}"), "asymmetric_filters": [], "asymmetric_filters_id": format!("asym-{i}")
-            })
-        })
-        .collect();
-    json!({
-        "id": id, "title": "Load test", "description": "exphub examples/load.rs", "date": 0, "time_limit": 3_600_000,
-        "record": record, "participants": participants, "creation_time": 0, "start_time": 0, "end_time": 0,
-        "notes": [], "log": []
-    })
+    let mut s = exphub_client::session_json(id, ids);
+    s["title"] = json!("Load test");
+    s["description"] = json!("exphub examples/load.rs");
+    s["time_limit"] = json!(3_600_000);
+    s["record"] = json!(record);
+    s
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -959,7 +946,7 @@ fn quantile_bucket(a: &[(f64, u64)], b: &[(f64, u64)], q: f64) -> Option<(f64, f
 }
 
 async fn scrape(base: &str) -> Res<Scrape> {
-    let (status, body) = tokio::time::timeout(Duration::from_secs(5), client::get(base, "/metrics"))
+    let (status, body) = tokio::time::timeout(Duration::from_secs(5), exphub_client::get(base, "/metrics"))
         .await
         .map_err(|_| "GET /metrics timed out")??;
     if status != 200 {

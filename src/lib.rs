@@ -12,8 +12,8 @@
 //! - [`hub`]: the control plane: one task owning sessions, experiments, connections and
 //!   subscriptions; handles every data-channel message.
 //! - [`peer`]: the only module that touches the `webrtc` crate: connections, data channels,
-//!   and the RTP forwarding plane ([`peer::forward`]); plus a protocol client for tests and the
-//!   load tool ([`peer::client`]).
+//!   and the RTP forwarding plane ([`peer::forward`]). (The protocol client of the tests and
+//!   the load tool is a crate of its own, `exphub-client` in `client/`.)
 //! - [`media`]: the only module that touches ffmpeg: RTP frame assembly, codecs, the per-track
 //!   pipeline (decode once, filter, encode once) and recorder (muxing without re-encoding).
 //! - [`record`]: research data on disk: `manifest.json`, `events.jsonl`, the export archive.

@@ -111,9 +111,9 @@ async fn experiment_lifecycle_with_media() {
     assert_eq!(file["start_time"], start_time);
     assert_eq!(file["end_time"], ended["data"]["end_time"]);
     // Joining an ended experiment is refused.
-    let err = exphub::peer::client::Client::connect(
+    let err = exphub_client::Client::connect(
         &srv.base,
-        exphub::peer::client::Role::Participant { session_id: SESSION.into(), participant_id: PARTICIPANTS[3].into() },
+        exphub_client::Role::Participant { session_id: SESSION.into(), participant_id: PARTICIPANTS[3].into() },
         Default::default(),
     )
     .await
@@ -135,13 +135,7 @@ async fn experiment_lifecycle_with_media() {
 async fn running_experiment(
     srv: &TestServer,
     n: usize,
-) -> (
-    exphub::peer::client::Client,
-    Recorder,
-    Vec<exphub::peer::client::Client>,
-    Vec<Recorder>,
-    Vec<tokio::task::JoinHandle<()>>,
-) {
+) -> (exphub_client::Client, Recorder, Vec<exphub_client::Client>, Vec<Recorder>, Vec<tokio::task::JoinHandle<()>>) {
     let (erec, eopts) = recorder();
     let mut exp = experimenter_with(&srv.base, eopts).await;
     request(&mut exp, "CREATE_EXPERIMENT", json!({"session_id": SESSION}), "SUCCESS").await;
@@ -228,15 +222,15 @@ async fn kick_and_ban_are_delivered_before_the_close() {
     assert_eq!(note["data"], json!({"reason": "test ban"}));
     assert!(parts[2].wait_closed(T).await, "the banned participant's connection is closed");
     assert_eq!(srv.session_file()["participants"][2]["banned"], true, "the ban is on disk");
-    let err = exphub::peer::client::Client::connect(
+    let err = exphub_client::Client::connect(
         &srv.base,
-        exphub::peer::client::Role::Participant { session_id: SESSION.into(), participant_id: p2.into() },
+        exphub_client::Role::Participant { session_id: SESSION.into(), participant_id: p2.into() },
         Default::default(),
     )
     .await
     .err()
     .expect("a banned participant cannot rejoin");
-    let refused = err.downcast_ref::<exphub::peer::client::OfferRefused>().expect("refused by the server");
+    let refused = err.downcast_ref::<exphub_client::OfferRefused>().expect("refused by the server");
     assert_eq!(refused.status, 400);
     assert_eq!(refused.body["data"]["type"], "BANNED_PARTICIPANT");
     assert_eq!(refused.body["data"]["description"], "You have been banned and can no longer join the experiment.");
@@ -264,7 +258,7 @@ async fn a_late_subscriber_gets_a_keyframe_at_once() {
     // every 2 s, so without a request a new viewer would wait up to 2 s for a picture.
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let clip = std::sync::Arc::new(
-        exphub::peer::client::Media::load(&dir.join("clip-640x480-vp8.ivf"), &dir.join("clip-opus.ogg")).unwrap(),
+        exphub_client::Media::load(&dir.join("clip-640x480-vp8.ivf"), &dir.join("clip-opus.ogg")).unwrap(),
     );
     let p0 = participant(&srv.base, PARTICIPANTS[0], Default::default()).await;
     let player = p0.publish(clip.clone());

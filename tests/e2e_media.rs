@@ -16,8 +16,8 @@ use common::*;
 use exphub::media::codec::VideoDecoder;
 use exphub::media::rtp::{Format, FrameAssembler, RtpIn};
 use exphub::media::Kind;
-use exphub::peer::client::{Client, ClientOptions, Origin};
 use exphub::peer::VideoCodec;
+use exphub_client::{Client, ClientOptions, Origin};
 use filters::VideoFrame;
 use serde_json::{json, Value};
 
@@ -387,7 +387,7 @@ async fn a_panicking_filter_is_bypassed_and_reported_while_the_stream_goes_on() 
     .await;
     let data = &m["data"][p0]["video"][0]["data"]["error"];
     assert!(data.as_str().is_some_and(|e| e.contains("deliberate failure")), "{m}");
-    let metrics = String::from_utf8(exphub::peer::client::get(&s.srv.base, "/metrics").await.unwrap().1).unwrap();
+    let metrics = String::from_utf8(exphub_client::get(&s.srv.base, "/metrics").await.unwrap().1).unwrap();
     assert!(metrics.contains("exphub_filter_panics_total 1"), "{metrics}");
     s.end().await;
 }

@@ -1,4 +1,4 @@
-//! Proves, over real WebRTC connections (the `exphub::peer::client` stack on loopback) to a real
+//! Proves, over real WebRTC connections (the `exphub_client` stack on loopback) to a real
 //! server, that exphub speaks SynthARium's wire protocol as `shared/protocol/README.md` (the
 //! contract) and `syntharium-reference.md` §2–§4 define it:
 //!
@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use common::*;
 use exphub::media::Kind;
-use exphub::peer::client::{get, post_json, post_raw, Client, ClientOptions, OfferRefused, Role};
+use exphub_client::{get, post_json, post_raw, Client, ClientOptions, OfferRefused, Role};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -208,7 +208,7 @@ async fn create_experiment(a: &mut Client) -> i64 {
     created["data"]["creation_time"].as_i64().unwrap()
 }
 
-fn offer_refused(e: exphub::peer::client::AnyError) -> OfferRefused {
+fn offer_refused(e: exphub_client::AnyError) -> OfferRefused {
     *e.downcast::<OfferRefused>().unwrap_or_else(|e| panic!("expected an offer refusal, got {e}"))
 }
 

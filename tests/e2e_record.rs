@@ -278,7 +278,7 @@ async fn an_experiment_is_recorded_on_one_clock_with_a_complete_log() {
     assert_eq!(of(p0)["video"].as_array().unwrap().len(), 3);
 
     // The download: experimenters only; one tar with the session file, manifest, log, media.
-    let (status, _) = exphub::peer::client::get(&srv.base, &format!("/recordings/{SESSION}/export")).await.unwrap();
+    let (status, _) = exphub_client::get(&srv.base, &format!("/recordings/{SESSION}/export")).await.unwrap();
     assert_eq!(status, 401);
     let tar = download(&srv.base, &format!("/recordings/{SESSION}/export"), PASSWORD).await;
     let names = tar_names(&tar);

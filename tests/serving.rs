@@ -42,7 +42,7 @@ async fn serves_https_with_the_given_certificate() {
     assert!(resp.contains(r#"{"status":"ok"}"#), "{resp}");
 
     // Plain HTTP on the TLS port gets no answer.
-    let plain = exphub::peer::client::get(&format!("http://{}", server.addr), "/healthz").await;
+    let plain = exphub_client::get(&format!("http://{}", server.addr), "/healthz").await;
     assert!(plain.is_err() || plain.unwrap().0 != 200);
     server.shutdown().await;
 }

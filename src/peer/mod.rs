@@ -10,7 +10,6 @@
 //! It knows nothing of sessions, experiments or the protocol's JSON: the hub decides, this
 //! module connects. Swapping the WebRTC stack (e.g. for str0m) means rewriting this module only.
 
-pub mod client;
 pub mod forward;
 mod keyframe;
 mod munger;
@@ -40,6 +39,7 @@ use webrtc::peer_connection::{
 use webrtc::runtime::{Runtime, TokioRuntime};
 
 pub use forward::{Forwarder, RemoteTrack, Sink};
+pub use keyframe::KeyframeRequestForwarder;
 
 /// Errors of the WebRTC layer. Details go to the log; clients see a generic text.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +100,8 @@ pub enum VideoCodec {
 }
 
 impl VideoCodec {
-    fn rtp_codec(self) -> RTCRtpCodec {
+    /// The codec as both sides of a connection offer it (public for the test client).
+    pub fn rtp_codec(self) -> RTCRtpCodec {
         let fb = video_feedback();
         match self {
             VideoCodec::Vp8 => RTCRtpCodec {
@@ -120,7 +121,7 @@ impl VideoCodec {
         }
     }
 
-    pub(crate) fn payload_type(self) -> u8 {
+    pub fn payload_type(self) -> u8 {
         match self {
             VideoCodec::Vp8 => 96,
             VideoCodec::H264 => 102,
@@ -166,7 +167,11 @@ fn video_feedback() -> Vec<RTCPFeedback> {
     ]
 }
 
-fn opus_codec() -> RTCRtpCodec {
+// The codecs, payload types, media engines and local tracks of our connections are public so
+// that the test and load client (the `exphub-client` crate) offers exactly what we answer.
+
+/// Opus as both sides offer it.
+pub fn opus_codec() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: MIME_TYPE_OPUS.to_owned(),
         clock_rate: 48_000,
@@ -176,14 +181,16 @@ fn opus_codec() -> RTCRtpCodec {
     }
 }
 
-const OPUS_PT: u8 = 111;
+/// Opus's payload type.
+pub const OPUS_PT: u8 = 111;
 
-fn media_engine() -> Result<MediaEngine> {
+/// A media engine offering every video codec we know and Opus.
+pub fn media_engine() -> Result<MediaEngine> {
     media_engine_with(&[VideoCodec::Vp8, VideoCodec::H264])
 }
 
 /// A media engine offering these video codecs (in this order) and Opus.
-fn media_engine_with(video: &[VideoCodec]) -> Result<MediaEngine> {
+pub fn media_engine_with(video: &[VideoCodec]) -> Result<MediaEngine> {
     let mut me = MediaEngine::default();
     for &codec in video {
         me.register_codec(
@@ -357,7 +364,8 @@ const OUTBOX_CAPACITY: usize = 4096;
 /// The largest data-channel message the WebRTC stack can carry (its SCTP maximum).
 pub const MAX_MESSAGE_SIZE: u32 = SctpMaxMessageSize::MAX_MESSAGE_SIZE;
 
-fn new_local_track(kind: RtpCodecKind, codec: RTCRtpCodec, label: &str) -> (Arc<TrackLocalStaticRTP>, u32) {
+/// A track we send on, with a fresh SSRC (returned with it).
+pub fn new_local_track(kind: RtpCodecKind, codec: RTCRtpCodec, label: &str) -> (Arc<TrackLocalStaticRTP>, u32) {
     let ssrc = rand_u32();
     let id = uuid::Uuid::new_v4().simple().to_string();
     let track = MediaStreamTrack::new(

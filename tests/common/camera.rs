@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use exphub::media::codec::{VideoEncoder, VideoSettings};
 use exphub::media::rtp::Format;
-use exphub::peer::client::Client;
+use exphub_client::Client;
 use filters::VideoFrame;
 
 pub const W: usize = 320;

@@ -1,5 +1,5 @@
 //! Shared test support: a real server on 127.0.0.1:0 over a temporary sessions directory,
-//! and real WebRTC clients (`exphub::peer::client`) with media recorders.
+//! and real WebRTC clients (`exphub_client`) with media recorders.
 #![allow(dead_code)]
 
 pub mod camera;
@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use exphub::media::Kind;
-use exphub::peer::client::{Client, ClientOptions, Media, Origin, Role};
-use serde_json::{json, Value};
+use exphub_client::{Client, ClientOptions, Media, Origin, Role};
+use serde_json::Value;
 
 pub const PASSWORD: &str = "test-password";
 pub const SESSION: &str = "5e55105e55";
@@ -52,26 +52,7 @@ impl Drop for TempDir {
 
 /// A session with the test participants, in SynthARium dev format.
 pub fn session_json(id: &str) -> Value {
-    let participants: Vec<Value> = PARTICIPANTS
-        .iter()
-        .enumerate()
-        .map(|(i, pid)| {
-            json!({
-                "id": pid, "participant_name": format!("P{i}"), "banned": false,
-                "muted_video": false, "muted_audio": false,
-                "position": {"x": i * 100, "y": 0, "z": 0}, "size": {"width": 100, "height": 100},
-                "chat": [], "audio_filters": [], "video_filters": [],
-                "audio_group_filters": [], "video_group_filters": [],
-                "local_stream": false, "chat_filters": [], "lastMessageSentTime": 0, "lastMessageReadTime": 0,
-                "view": [], "canvas_id": format!("canvas-{i}"), "asymmetric_filters": [], "asymmetric_filters_id": format!("asym-{i}")
-            })
-        })
-        .collect();
-    json!({
-        "id": id, "title": "Test session", "description": "For tests", "date": 0, "time_limit": 600000,
-        "record": false, "participants": participants, "creation_time": 0, "start_time": 0, "end_time": 0,
-        "notes": [], "log": []
-    })
+    exphub_client::session_json(id, &PARTICIPANTS)
 }
 
 pub fn write_session(dir: &Path, v: &Value) {

@@ -1,6 +1,10 @@
-//! A SynthARium-protocol client over real WebRTC: what the browser frontend does, in Rust.
+//! `exphub-client`: a SynthARium-protocol client over real WebRTC, what the browser frontend
+//! does, in Rust; and the test session every test and the load tool start from.
 //!
-//! Used by the integration tests and the load tool (`examples/load.rs`), never by the server.
+//! A development crate of the workspace (not published): used by the integration tests and
+//! the load tool (`examples/load.rs`), never by the server, which it reaches only over HTTP and
+//! WebRTC. It takes from `exphub` only what both sides must agree on (codecs, payload types,
+//! the keyframe-request interceptor, the RTP packetizer, the media [`Kind`]).
 //! It posts an offer to `/offer`, opens the `"API"` data channel, publishes pre-encoded media
 //! (participants), answers `CONNECTION_PROPOSAL`s by opening a receive-only sub-connection per
 //! publisher (like the frontend's `SubConnection`), and reports every RTP packet it receives to
@@ -33,8 +37,12 @@ use webrtc::peer_connection::{
 };
 use webrtc::runtime::TokioRuntime;
 
-use super::{media_engine, media_engine_with, new_local_track, opus_codec, VideoCodec};
-use crate::media::Kind;
+use exphub::media::rtp::{Format, Packetizer};
+use exphub::media::Kind;
+use exphub::peer::VideoCodec;
+use exphub::peer::{
+    media_engine, media_engine_with, new_local_track, opus_codec, KeyframeRequestForwarder, MAX_MESSAGE_SIZE, OPUS_PT,
+};
 
 pub type AnyError = Box<dyn std::error::Error + Send + Sync>;
 pub type ClientResult<T> = std::result::Result<T, AnyError>;
@@ -99,7 +107,7 @@ pub struct Client {
     pub audio_out: Option<(Arc<TrackLocalStaticRTP>, u32)>,
     subs: Arc<Mutex<HashMap<String, Arc<dyn PeerConnection>>>>,
     closed: tokio::sync::watch::Receiver<bool>,
-    packetizer: Mutex<crate::media::rtp::Packetizer>,
+    packetizer: Mutex<Packetizer>,
     video_pt: u8,
     video_seq: std::sync::atomic::AtomicU16,
 }
@@ -223,7 +231,7 @@ async fn build_pc(handler: Arc<ClientHandler>, video: Option<VideoCodec>) -> Cli
     };
     // Like a browser, the client's encoder (here: the fixture player) hears viewers' PLIs.
     let registry = register_default_interceptors(Registry::new(), &mut me)?
-        .with(rtc::interceptor::Slot::from(14_000), super::keyframe::KeyframeRequestForwarder::default());
+        .with(rtc::interceptor::Slot::from(14_000), KeyframeRequestForwarder::default());
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(me)
@@ -232,9 +240,7 @@ async fn build_pc(handler: Arc<ClientHandler>, video: Option<VideoCodec>) -> Cli
             SettingEngineBuilder::new()
                 .with_include_loopback_candidate(true)
                 .with_sctp_max_message_size(
-                    rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize::Bounded(
-                        super::MAX_MESSAGE_SIZE,
-                    ),
+                    rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize::Bounded(MAX_MESSAGE_SIZE),
                 )
                 .build(),
         )
@@ -340,10 +346,10 @@ impl Client {
             audio_out,
             subs,
             closed: closed_rx,
-            packetizer: Mutex::new(crate::media::rtp::Packetizer::new(
+            packetizer: Mutex::new(Packetizer::new(
                 match opts.video_codec {
-                    VideoCodec::Vp8 => crate::media::rtp::Format::Vp8,
-                    VideoCodec::H264 => crate::media::rtp::Format::H264,
+                    VideoCodec::Vp8 => Format::Vp8,
+                    VideoCodec::H264 => Format::H264,
                 },
                 1200,
             )),
@@ -722,7 +728,7 @@ impl Media {
             if next_a <= next {
                 let mut p = self.audio[ai % self.audio.len()].clone();
                 p.header.ssrc = audio.1;
-                p.header.payload_type = super::OPUS_PT;
+                p.header.payload_type = OPUS_PT;
                 p.header.sequence_number = aseq;
                 p.header.timestamp = p.header.timestamp.wrapping_add(aloop_ts);
                 aseq = aseq.wrapping_add(1);
@@ -740,4 +746,30 @@ impl Media {
             }
         }
     }
+}
+
+/// A session in SynthARium's dev format with these participants (named `P0`, `P1`, … and
+/// placed four to a row), titled "Test session", not recorded, with a ten-minute limit: what
+/// the tests and the load tool start from (they change fields as they need).
+pub fn session_json(id: &str, participant_ids: &[impl AsRef<str>]) -> Value {
+    let participants: Vec<Value> = participant_ids
+        .iter()
+        .enumerate()
+        .map(|(i, pid)| {
+            json!({
+                "id": pid.as_ref(), "participant_name": format!("P{i}"), "banned": false,
+                "muted_video": false, "muted_audio": false,
+                "position": {"x": (i % 4) * 100, "y": (i / 4) * 100, "z": 0}, "size": {"width": 100, "height": 100},
+                "chat": [], "audio_filters": [], "video_filters": [],
+                "audio_group_filters": [], "video_group_filters": [],
+                "local_stream": false, "chat_filters": [], "lastMessageSentTime": 0, "lastMessageReadTime": 0,
+                "view": [], "canvas_id": format!("canvas-{i}"), "asymmetric_filters": [], "asymmetric_filters_id": format!("asym-{i}")
+            })
+        })
+        .collect();
+    json!({
+        "id": id, "title": "Test session", "description": "For tests", "date": 0, "time_limit": 600000,
+        "record": false, "participants": participants, "creation_time": 0, "start_time": 0, "end_time": 0,
+        "notes": [], "log": []
+    })
 }

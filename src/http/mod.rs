@@ -17,7 +17,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::json;
 
 use crate::config::Config;
 use crate::hub::HubHandle;
@@ -91,8 +90,8 @@ async fn add_ice_candidate(State(st): State<AppState>, headers: HeaderMap, body:
     }
 }
 
-async fn hello_world() -> Json<serde_json::Value> {
-    Json(json!({"text": "Hello World", "timestamp": chrono_like_now()}))
+async fn hello_world() -> Json<protocol::HelloWorld> {
+    Json(protocol::HelloWorld::new(chrono_like_now()))
 }
 
 /// `datetime.now()`-like text without a date-time dependency: RFC 3339 in UTC.
@@ -248,8 +247,8 @@ impl std::io::Write for ChannelWriter {
     }
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+async fn healthz() -> Json<protocol::Health> {
+    Json(protocol::Health::OK)
 }
 
 async fn metrics() -> impl IntoResponse {

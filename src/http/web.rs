@@ -16,6 +16,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use crate::protocol::FilterListing;
+
 /// One embedded file: its path under `web/`, its content type, its bytes.
 struct Asset {
     path: &'static str,
@@ -95,12 +97,13 @@ pub async fn asset(Path(path): Path<String>) -> Response {
 
 /// `GET /web/filters.json`: `[{name, channel, description, group}]` for every filter.
 pub async fn filters_info() -> Response {
-    let list: Vec<serde_json::Value> = filters::catalogue()
+    let list: Vec<FilterListing> = filters::catalogue()
         .iter()
-        .map(|f| {
-            serde_json::json!({
-                "name": f.name, "channel": f.channel.as_str(), "group": f.group, "description": f.description,
-            })
+        .map(|f| FilterListing {
+            name: f.name,
+            channel: f.channel.as_str(),
+            group: f.group,
+            description: f.description,
         })
         .collect();
     let mut resp = Json(list).into_response();

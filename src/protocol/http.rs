@@ -1,12 +1,14 @@
-//! Bodies of the HTTP signalling endpoints `POST /offer` and `POST /addIceCandidate`.
+//! Bodies of the HTTP signalling endpoints `POST /offer` and `POST /addIceCandidate`, and of
+//! the other JSON endpoints (`/hello-world`, `/healthz`, `/web/filters.json`).
 //!
-//! Both requests are JSON wrapped in `{"request": {...}}`. Errors are [`WireError`]s; the HTTP
+//! Both signalling requests are JSON wrapped in `{"request": {...}}`. Errors are [`WireError`]s; the HTTP
 //! layer answers with status = `code` and body = [`error_body`].
 
 use super::error::{ErrorType, WireError};
 use super::message_type::MessageType;
 use super::request::{json_kind, AddIceCandidateDict, IceCandidate, SdpType, SessionDescription};
 use super::text;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::fmt;
 
@@ -213,6 +215,44 @@ fn string_field(request: &Map<String, Value>, key: &str) -> Result<String, WireE
 fn python_list_repr(items: &[&str]) -> String {
     let quoted: Vec<String> = items.iter().map(|item| format!("'{item}'")).collect();
     format!("[{}]", quoted.join(", "))
+}
+
+// The bodies of the other JSON endpoints. Fields are declared in the order the server has
+// always sent them (alphabetical).
+
+/// `GET /hello-world`: SynthARium's liveness body, `{"text": "Hello World", "timestamp"}`.
+#[derive(Debug, Serialize)]
+pub struct HelloWorld {
+    text: &'static str,
+    /// Like Python's `str(datetime.now())`.
+    timestamp: String,
+}
+
+impl HelloWorld {
+    pub fn new(timestamp: String) -> Self {
+        Self { text: "Hello World", timestamp }
+    }
+}
+
+/// `GET /healthz`: `{"status": "ok"}`.
+#[derive(Debug, Serialize)]
+pub struct Health {
+    status: &'static str,
+}
+
+impl Health {
+    pub const OK: Health = Health { status: "ok" };
+}
+
+/// One entry of `GET /web/filters.json`: what the dashboard shows of a filter.
+#[derive(Debug, Serialize)]
+pub struct FilterListing {
+    /// `"video"`, `"audio"` or `"both"`.
+    pub channel: &'static str,
+    pub description: &'static str,
+    /// A group filter.
+    pub group: bool,
+    pub name: &'static str,
 }
 
 #[cfg(test)]
@@ -461,6 +501,21 @@ mod tests {
             error_body(&err(401, ErrorType::InvalidRequest, "Invalid or missing experimenter password.")),
             json!({"type": "ERROR", "data": {"code": 401, "type": "INVALID_REQUEST",
                    "description": "Invalid or missing experimenter password."}})
+        );
+    }
+
+    #[test]
+    fn bodies_of_the_other_json_endpoints_are_as_always_sent() {
+        let hello = HelloWorld::new("2026-12-03 09:00:00.123".into());
+        assert_eq!(
+            serde_json::to_string(&hello).unwrap(),
+            r#"{"text":"Hello World","timestamp":"2026-12-03 09:00:00.123"}"#
+        );
+        assert_eq!(serde_json::to_string(&Health::OK).unwrap(), r#"{"status":"ok"}"#);
+        let f = FilterListing { name: "MIRROR", channel: "video", group: false, description: "Mirrors." };
+        assert_eq!(
+            serde_json::to_string(&f).unwrap(),
+            r#"{"channel":"video","description":"Mirrors.","group":false,"name":"MIRROR"}"#
         );
     }
 }

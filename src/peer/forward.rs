@@ -9,7 +9,7 @@
 //! - control (sinks added/removed, a new source after a rejoin, keyframe requests) arrives on
 //!   a channel that the loop checks between packets.
 //!
-//! Sequence numbers and timestamps are rewritten (by the [`Munger`]) so that a rejoining
+//! Sequence numbers and timestamps are rewritten (by the `Munger`, `munger.rs`) so that a rejoining
 //! publisher (a new source with new sequence space) continues the stream every subscriber
 //! already has, without a jump the receivers would read as loss.
 //!

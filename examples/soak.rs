@@ -112,23 +112,18 @@ fn participant_ids(session: &str) -> Vec<String> {
     (0..SEATS).map(|i| format!("{}{i:x}", &session[..9])).collect()
 }
 
+/// A session in SynthARium's main format (the development keys are optional).
 fn session_json(id: &str) -> Value {
-    let participants: Vec<Value> = participant_ids(id)
-        .iter()
-        .enumerate()
-        .map(|(i, pid)| {
-            json!({
-                "id": pid, "participant_name": format!("P{i}"), "banned": false,
-                "muted_video": false, "muted_audio": false,
-                "position": {"x": i * 100, "y": 0, "z": 0}, "size": {"width": 100, "height": 100},
-                "chat": [], "audio_filters": [], "video_filters": [],
-                "audio_group_filters": [], "video_group_filters": [],
-                "local_stream": false, "chat_filters": [], "lastMessageSentTime": 0, "lastMessageReadTime": 0,
-                "view": [], "canvas_id": format!("canvas-{i}"), "asymmetric_filters": [],
-                "asymmetric_filters_id": format!("asym-{i}")
-            })
-        })
-        .collect();
+    let seat = |(i, pid): (usize, &String)| {
+        let mut p = json!({"id": pid, "participant_name": format!("P{i}"), "banned": false, "muted_video": false,
+                           "muted_audio": false, "position": {"x": i * 100, "y": 0, "z": 0},
+                           "size": {"width": 100, "height": 100}});
+        for list in ["chat", "audio_filters", "video_filters", "audio_group_filters", "video_group_filters"] {
+            p[list] = json!([]);
+        }
+        p
+    };
+    let participants: Vec<Value> = participant_ids(id).iter().enumerate().map(seat).collect();
     json!({
         "id": id, "title": "Soak", "description": "", "date": 0, "time_limit": 600000, "record": false,
         "participants": participants, "creation_time": 0, "start_time": 0, "end_time": 0, "notes": [], "log": []
@@ -306,6 +301,24 @@ async fn admin(base: &str) -> Res<Client> {
     Ok(a)
 }
 
+/// Waits until the watcher's sub-connection to `pid` is proposed, offered and answered.
+async fn wait_answered(admin: &mut Client, pid: &str) -> Res<()> {
+    let deadline = Instant::now() + STEP;
+    let mut proposal = None;
+    loop {
+        let m = admin.recv(deadline.saturating_duration_since(Instant::now())).await?;
+        match m["type"].as_str() {
+            Some("CONNECTION_PROPOSAL") if m["data"]["participant_summary"] == pid => {
+                proposal = m["data"]["id"].as_str().map(str::to_owned);
+            }
+            Some("CONNECTION_ANSWER") if proposal.is_some() && m["data"]["id"].as_str() == proposal.as_deref() => {
+                return Ok(())
+            }
+            _ => {}
+        }
+    }
+}
+
 async fn cycle(base: &str, admin: &mut Client, kind: Kind, n: usize, crashed: &mut [Option<Instant>]) -> Res<()> {
     match kind {
         Kind::Experimenter => {
@@ -330,23 +343,8 @@ async fn cycle(base: &str, admin: &mut Client, kind: Kind, n: usize, crashed: &m
             let role = Role::Participant { session_id: WATCHED.into(), participant_id: pid.clone() };
             let mut c = Client::connect(base, role, quiet()).await?;
             request(&mut c, "GET_SESSION", json!({"session_id": WATCHED}), "SESSION").await?;
-            // The watcher's sub-connection to this participant: proposed, offered, answered.
-            let deadline = Instant::now() + STEP;
-            let mut proposal = None;
-            while !rejoin {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let m = admin.recv(left).await?;
-                match m["type"].as_str() {
-                    Some("CONNECTION_PROPOSAL") if m["data"]["participant_summary"] == json!(pid) => {
-                        proposal = m["data"]["id"].as_str().map(str::to_owned);
-                    }
-                    Some("CONNECTION_ANSWER")
-                        if proposal.is_some() && m["data"]["id"].as_str() == proposal.as_deref() =>
-                    {
-                        break
-                    }
-                    _ => {}
-                }
+            if !rejoin {
+                wait_answered(admin, &pid).await?;
             }
             // Let ICE and DTLS come up so the server adds the forwarder sinks.
             tokio::time::sleep(Duration::from_millis(300)).await;

@@ -233,7 +233,7 @@ impl PeerFactory {
     async fn build(&self, handler: Arc<Handler>) -> Result<Arc<Peer>> {
         let registered: Arc<dyn PeerConnectionEventHandler> = Arc::new(Registered::new(&handler));
         let pc = self.bind(registered).await?;
-        METRICS.udp_ports.set(METRICS.udp_ports.get() + 1);
+        METRICS.udp_ports.add(1);
         Ok(Arc::new(Peer { pc, handler, closed: AtomicBool::new(false) }))
     }
 
@@ -552,7 +552,7 @@ impl Peer {
     /// [`PeerEvent::Closed`] (once) to whoever reads its events.
     async fn close(&self) {
         if !self.closed.swap(true, Ordering::SeqCst) {
-            METRICS.udp_ports.set(METRICS.udp_ports.get() - 1);
+            METRICS.udp_ports.add(-1);
         }
         let _ = self.pc.close().await;
         self.handler.release().await;
@@ -566,7 +566,7 @@ impl Drop for Peer {
         }
         // Dropped without a close (e.g. an answered sub-connection whose subscription ended
         // meanwhile): close it, or its driver would keep the sockets and the state forever.
-        METRICS.udp_ports.set(METRICS.udp_ports.get() - 1);
+        METRICS.udp_ports.add(-1);
         let (pc, handler) = (self.pc.clone(), self.handler.clone());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
@@ -587,14 +587,14 @@ struct Registered {
 
 impl Registered {
     fn new(handler: &Arc<Handler>) -> Self {
-        METRICS.peer_connections_allocated.set(METRICS.peer_connections_allocated.get() + 1);
+        METRICS.peer_connections_allocated.add(1);
         Self { handler: Arc::downgrade(handler) }
     }
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        METRICS.peer_connections_allocated.set(METRICS.peer_connections_allocated.get() - 1);
+        METRICS.peer_connections_allocated.add(-1);
     }
 }
 

@@ -210,10 +210,10 @@ impl Metrics {
         );
         let process = ProcessStats::read();
         if let Some(rss) = process.resident_bytes {
-            g("process_resident_memory_bytes", "Resident memory of the server process (RSS).", rss);
+            g("exphub_process_resident_memory_bytes", "Resident memory of the server process (RSS).", rss);
         }
         if let Some(fds) = process.open_fds {
-            g("process_open_fds", "Open file descriptors of the server process.", fds);
+            g("exphub_process_open_fds", "Open file descriptors of the server process.", fds);
         }
         let mut c = |name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
@@ -333,8 +333,8 @@ mod tests {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or_else(|| panic!("{name} in {text}"))
         };
-        assert!(value("process_resident_memory_bytes") > 1 << 20);
-        assert!(value("process_open_fds") >= 3);
+        assert!(value("exphub_process_resident_memory_bytes") > 1 << 20);
+        assert!(value("exphub_process_open_fds") >= 3);
         value("exphub_udp_ports_in_use");
         value("exphub_peer_connections_allocated");
     }

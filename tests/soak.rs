@@ -121,8 +121,8 @@ async fn churn_gives_back_memory_and_connections() {
     assert_eq!(gauge(&base, "exphub_udp_ports_in_use"), 1, "one port for the watcher's connection");
     let live0 = gauge(&base, "exphub_peer_connections_allocated");
     assert_eq!(live0, 1, "{base}");
-    assert!(gauge(&base, "process_resident_memory_bytes") > 4 << 20);
-    assert!(gauge(&base, "process_open_fds") > 3);
+    assert!(gauge(&base, "exphub_process_resident_memory_bytes") > 4 << 20);
+    assert!(gauge(&base, "exphub_process_open_fds") > 3);
 
     // The gauges follow a connection: one more port and peer connection while it is open.
     let mut extra = experimenter(&srv.base).await;
@@ -130,7 +130,7 @@ async fn churn_gives_back_memory_and_connections() {
     let open = metrics(&srv.base).await;
     assert_eq!(gauge(&open, "exphub_udp_ports_in_use"), 2, "{open}");
     assert_eq!(gauge(&open, "exphub_peer_connections_allocated"), 2, "{open}");
-    assert!(gauge(&open, "process_open_fds") > gauge(&base, "process_open_fds"), "{open}");
+    assert!(gauge(&open, "exphub_process_open_fds") > gauge(&base, "exphub_process_open_fds"), "{open}");
     extra.close().await;
 
     // The first watched cycle vanishes without closing; the server notices when ICE times out,
@@ -161,7 +161,8 @@ async fn churn_gives_back_memory_and_connections() {
     // The leak was 450-880 kB per cycle; allocator noise over a short run stays far below this.
     assert!(per_cycle < 200.0, "RSS grew by {per_cycle:.0} kB per cycle ({rss_warm} → {rss_end} kB)");
     let (settled, _) =
-        wait_metrics(&srv.base, T, |t| gauge(t, "process_open_fds") <= gauge(&base, "process_open_fds")).await;
+        wait_metrics(&srv.base, T, |t| gauge(t, "exphub_process_open_fds") <= gauge(&base, "exphub_process_open_fds"))
+            .await;
     assert!(settled, "the server's fds are back to the baseline");
     watcher.close().await;
 }

@@ -15,7 +15,9 @@
 //! - `e` experimenter: connect, `GET_SESSION_LIST`, close;
 //! - `p` participant of the unwatched experiment: connect, `GET_SESSION`, close;
 //! - `w` watched participant: connect, `GET_SESSION`, wait until the watching experimenter's
-//!   sub-connection to it is answered, close (the server closes that sub-connection);
+//!   sub-connection to it is answered, close (the server closes that sub-connection); with
+//!   `--media tests/fixtures` it publishes the fixture clip meanwhile, which the server
+//!   forwards to the watcher and echoes;
 //! - `d` abrupt drop: like `w`, but the client vanishes (its sockets close, no DTLS or SCTP
 //!   close is sent); the server notices when ICE times out.
 //!
@@ -30,10 +32,11 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use exphub::peer::client::{self, Client, ClientOptions, Role};
+use exphub::peer::client::{self, Client, ClientOptions, Media, Role};
 use serde_json::{json, Value};
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -64,6 +67,11 @@ struct Args {
     /// How long to wait at the end for abrupt drops to be noticed, in seconds.
     #[arg(long, default_value_t = 120)]
     settle: u64,
+    /// Watched participants publish the fixture media (clip-640x480-vp8.ivf, clip-opus.ogg in
+    /// this directory, e.g. tests/fixtures) while connected, so the forwarders feed their
+    /// sub-connections.
+    #[arg(long)]
+    media: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -319,7 +327,14 @@ async fn wait_answered(admin: &mut Client, pid: &str) -> Res<()> {
     }
 }
 
-async fn cycle(base: &str, admin: &mut Client, kind: Kind, n: usize, crashed: &mut [Option<Instant>]) -> Res<()> {
+async fn cycle(
+    base: &str,
+    admin: &mut Client,
+    kind: Kind,
+    n: usize,
+    crashed: &mut [Option<Instant>],
+    media: Option<&Arc<Media>>,
+) -> Res<()> {
     match kind {
         Kind::Experimenter => {
             let mut c = Client::connect(base, Role::Experimenter { password: PASSWORD.into() }, quiet()).await?;
@@ -343,11 +358,16 @@ async fn cycle(base: &str, admin: &mut Client, kind: Kind, n: usize, crashed: &m
             let role = Role::Participant { session_id: WATCHED.into(), participant_id: pid.clone() };
             let mut c = Client::connect(base, role, quiet()).await?;
             request(&mut c, "GET_SESSION", json!({"session_id": WATCHED}), "SESSION").await?;
+            let playing = media.map(|m| c.publish(m.clone()));
             if !rejoin {
                 wait_answered(admin, &pid).await?;
             }
-            // Let ICE and DTLS come up so the server adds the forwarder sinks.
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // Let ICE and DTLS come up so the server adds the forwarder sinks (and, with media,
+            // forwards to them for a moment).
+            tokio::time::sleep(Duration::from_millis(if media.is_some() { 1000 } else { 300 })).await;
+            if let Some(p) = playing {
+                p.abort();
+            }
             if kind == Kind::Drop {
                 crashed[seat] = Some(Instant::now());
                 c.crash().await;
@@ -363,6 +383,10 @@ async fn cycle(base: &str, admin: &mut Client, kind: Kind, n: usize, crashed: &m
 async fn main() -> Res<()> {
     let args = Args::parse();
     let plan = schedule(&args.mix)?;
+    let media = match &args.media {
+        Some(dir) => Some(Arc::new(Media::load(&dir.join("clip-640x480-vp8.ivf"), &dir.join("clip-opus.ogg"))?)),
+        None => None,
+    };
     let server = Server::start(&args.server_bin)?;
     println!("server pid {} at {}", server.pid(), server.base);
     let mut admin = admin(&server.base).await?;
@@ -378,7 +402,9 @@ async fn main() -> Res<()> {
         // Each kind walks through the seats on its own.
         let n = counts[kind as usize];
         counts[kind as usize] += 1;
-        match tokio::time::timeout(STEP * 3, cycle(&server.base, &mut admin, kind, n, &mut crashed)).await {
+        match tokio::time::timeout(STEP * 3, cycle(&server.base, &mut admin, kind, n, &mut crashed, media.as_ref()))
+            .await
+        {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 failures += 1;

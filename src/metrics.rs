@@ -91,6 +91,10 @@ impl Gauge {
     pub fn set(&self, v: i64) {
         self.0.store(v, Ordering::Relaxed);
     }
+    /// Adds `n` (may be negative) atomically: for gauges changed from many tasks at once.
+    pub fn add(&self, n: i64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -101,6 +105,10 @@ pub struct Metrics {
     pub connections_experimenter: Gauge,
     pub subconnections: Gauge,
     pub live_experiments: Gauge,
+    /// UDP ports bound by peer connections (one per connection, until it is closed).
+    pub udp_ports: Gauge,
+    /// Peer connections still in memory (the WebRTC stack's state of each; freed after close).
+    pub peer_connections_allocated: Gauge,
     pub offers_total: Counter,
     pub messages_received: Counter,
     pub messages_sent: Counter,
@@ -131,6 +139,8 @@ pub static METRICS: Metrics = Metrics {
     connections_experimenter: Gauge::new(),
     subconnections: Gauge::new(),
     live_experiments: Gauge::new(),
+    udp_ports: Gauge::new(),
+    peer_connections_allocated: Gauge::new(),
     offers_total: Counter::new(),
     messages_received: Counter::new(),
     messages_sent: Counter::new(),
@@ -188,6 +198,23 @@ impl Metrics {
             "Experiments held in memory (waiting, running or ended).",
             self.live_experiments.get(),
         );
+        g(
+            "exphub_udp_ports_in_use",
+            "UDP ports bound by peer connections (one per connection; --udp-ports bounds them).",
+            self.udp_ports.get(),
+        );
+        g(
+            "exphub_peer_connections_allocated",
+            "Peer connections still held in memory (open, or closed and not yet freed).",
+            self.peer_connections_allocated.get(),
+        );
+        let process = ProcessStats::read();
+        if let Some(rss) = process.resident_bytes {
+            g("exphub_process_resident_memory_bytes", "Resident memory of the server process (RSS).", rss);
+        }
+        if let Some(fds) = process.open_fds {
+            g("exphub_process_open_fds", "Open file descriptors of the server process.", fds);
+        }
         let mut c = |name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
@@ -258,5 +285,57 @@ impl Metrics {
             }
         }
         s
+    }
+}
+
+/// What the operating system says about this process (Linux `/proc`; `None` elsewhere).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessStats {
+    /// Resident set size (VmRSS), in bytes.
+    pub resident_bytes: Option<i64>,
+    /// Entries of `/proc/self/fd`.
+    pub open_fds: Option<i64>,
+}
+
+impl ProcessStats {
+    pub fn read() -> Self {
+        let resident_bytes = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| vm_rss_bytes(&s));
+        let open_fds = std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count() as i64);
+        Self { resident_bytes, open_fds }
+    }
+}
+
+/// `VmRSS:   1234 kB` of a `/proc/<pid>/status` text, in bytes.
+fn vm_rss_bytes(status: &str) -> Option<i64> {
+    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    let kb: i64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rss_is_read_from_the_status_text() {
+        assert_eq!(vm_rss_bytes("Name:\texphub\nVmRSS:\t   4321 kB\nThreads:\t4\n"), Some(4321 * 1024));
+        assert_eq!(vm_rss_bytes("Name:\texphub\n"), None);
+        assert_eq!(vm_rss_bytes("VmRSS:\tlots kB\n"), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_gauges_are_rendered() {
+        let text = METRICS.render();
+        let value = |name: &str| -> i64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{name} in {text}"))
+        };
+        assert!(value("exphub_process_resident_memory_bytes") > 1 << 20);
+        assert!(value("exphub_process_open_fds") >= 3);
+        value("exphub_udp_ports_in_use");
+        value("exphub_peer_connections_allocated");
     }
 }

@@ -35,7 +35,9 @@ use webrtc::peer_connection::{
     RTCConfigurationBuilder, RTCIceGatheringState, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
     RTCSessionDescription, Registry, SettingEngineBuilder,
 };
-use webrtc::runtime::TokioRuntime;
+use webrtc::runtime::{
+    AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, Runtime, TokioRuntime,
+};
 
 use exphub::media::rtp::{Format, Packetizer};
 use exphub::media::Kind;
@@ -110,6 +112,94 @@ pub struct Client {
     packetizer: Mutex<Packetizer>,
     video_pt: u8,
     video_seq: std::sync::atomic::AtomicU16,
+    runtime: Arc<CrashableRuntime>,
+}
+
+/// Tokio, with a switch that cuts off every task the WebRTC stack spawned for one client (its
+/// connections' drivers) at once: the client vanishes like a crashed browser or a pulled cable,
+/// its sockets close and nothing more is sent (no DTLS close_notify, no SCTP ABORT).
+#[derive(Debug)]
+struct CrashableRuntime {
+    inner: TokioRuntime,
+    crashed: tokio::sync::watch::Sender<bool>,
+    /// Tasks spawned and not yet finished or cut off.
+    live: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CrashableRuntime {
+    fn new() -> Arc<Self> {
+        Arc::new(Self { inner: TokioRuntime, crashed: tokio::sync::watch::channel(false).0, live: Arc::default() })
+    }
+
+    /// Cuts off every task; returns once they are all gone (or after a few seconds).
+    async fn crash(&self) {
+        self.crashed.send_replace(true);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.live.load(std::sync::atomic::Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+struct LiveGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Runtime for CrashableRuntime {
+    fn spawn(&self, future: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> Box<dyn JoinHandle> {
+        let mut crashed = self.crashed.subscribe();
+        self.live.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let guard = LiveGuard(self.live.clone());
+        self.inner.spawn(Box::pin(async move {
+            let _guard = guard;
+            let stop = async move {
+                // A runtime dropped without a crash never cuts its tasks off.
+                if crashed.wait_for(|c| *c).await.map(|_| ()).is_err() {
+                    std::future::pending::<()>().await
+                }
+            };
+            tokio::select! {
+                _ = future => {}
+                _ = stop => {}
+            }
+        }))
+    }
+    fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> std::io::Result<Arc<dyn AsyncUdpSocket>> {
+        self.inner.wrap_udp_socket(socket)
+    }
+    fn wrap_tcp_listener(&self, listener: std::net::TcpListener) -> std::io::Result<Arc<dyn AsyncTcpListener>> {
+        self.inner.wrap_tcp_listener(listener)
+    }
+    fn connect_tcp<'a>(
+        &'a self,
+        remote_addr: std::net::SocketAddr,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Arc<dyn AsyncTcpStream>>> + Send + 'a>>
+    {
+        self.inner.connect_tcp(remote_addr)
+    }
+    fn resolve_host<'a>(
+        &'a self,
+        host: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Vec<std::net::SocketAddr>>> + Send + 'a>>
+    {
+        self.inner.resolve_host(host)
+    }
+    fn sleep(&self, duration: Duration) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        self.inner.sleep(duration)
+    }
+    fn interval(&self, period: Duration) -> Box<dyn AsyncInterval> {
+        self.inner.interval(period)
+    }
+    fn block_on(&self, future: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>>) {
+        self.inner.block_on(future)
+    }
+    fn yield_now(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        self.inner.yield_now()
+    }
 }
 
 /// An `/offer` that the server refused: HTTP status and the body.
@@ -224,7 +314,11 @@ impl PeerConnectionEventHandler for ClientHandler {
 }
 
 /// A peer connection; `video`: the one video codec to offer (`None`: every codec we know).
-async fn build_pc(handler: Arc<ClientHandler>, video: Option<VideoCodec>) -> ClientResult<Arc<dyn PeerConnection>> {
+async fn build_pc(
+    handler: Arc<ClientHandler>,
+    video: Option<VideoCodec>,
+    runtime: Arc<CrashableRuntime>,
+) -> ClientResult<Arc<dyn PeerConnection>> {
     let mut me = match video {
         Some(v) => media_engine_with(&[v])?,
         None => media_engine()?,
@@ -245,7 +339,7 @@ async fn build_pc(handler: Arc<ClientHandler>, video: Option<VideoCodec>) -> Cli
                 .build(),
         )
         .with_handler(handler)
-        .with_runtime(Arc::new(TokioRuntime))
+        .with_runtime(runtime)
         .with_udp_addrs(vec!["127.0.0.1:0"])
         .build()
         .await?;
@@ -272,7 +366,8 @@ impl Client {
             closed: Some(closed_tx.clone()),
         });
         let publishes = matches!(role, Role::Participant { .. });
-        let pc = build_pc(handler, publishes.then_some(opts.video_codec)).await?;
+        let runtime = CrashableRuntime::new();
+        let pc = build_pc(handler, publishes.then_some(opts.video_codec), runtime.clone()).await?;
         let dc =
             pc.create_data_channel("API", Some(RTCDataChannelInit { ordered: true, ..Default::default() })).await?;
         let (mut video_out, mut audio_out) = (None, None);
@@ -335,7 +430,15 @@ impl Client {
         let (inbox_tx, inbox) = mpsc::unbounded_channel();
         let subs: Arc<Mutex<HashMap<String, Arc<dyn PeerConnection>>>> = Arc::default();
         let (open_tx, open_rx) = oneshot::channel();
-        tokio::spawn(run_channel(dc.clone(), inbox_tx, open_tx, subs.clone(), opts.clone(), closed_tx));
+        tokio::spawn(run_channel(
+            dc.clone(),
+            inbox_tx,
+            open_tx,
+            subs.clone(),
+            opts.clone(),
+            closed_tx,
+            runtime.clone(),
+        ));
         tokio::time::timeout(Duration::from_secs(10), open_rx).await.map_err(|_| "data channel did not open")??;
         Ok(Client {
             pc,
@@ -355,6 +458,7 @@ impl Client {
             )),
             video_pt: opts.video_codec.payload_type(),
             video_seq: std::sync::atomic::AtomicU16::new(1000),
+            runtime,
         })
     }
 
@@ -449,6 +553,18 @@ impl Client {
         let _ = self.pc.close().await;
     }
 
+    /// Vanishes like a crashed browser or a pulled cable: every socket of the client (main and
+    /// sub-connections) closes at once and nothing more is sent, no DTLS close_notify, no SCTP
+    /// ABORT. The server only learns of it when ICE times out.
+    pub async fn crash(self) {
+        self.runtime.crash().await;
+        // The drivers are gone: closing now only frees our side, nothing reaches the wire.
+        for (_, pc) in self.subs.lock().await.drain() {
+            let _ = pc.close().await;
+        }
+        let _ = self.pc.close().await;
+    }
+
     /// Sends one encoded video frame (of [`ClientOptions::video_codec`]) on our published track: packetized here, with our
     /// own sequence numbers. For tests that generate their pictures.
     pub async fn send_video_frame(&self, data: &[u8], timestamp: u32) -> ClientResult<()> {
@@ -494,6 +610,7 @@ async fn run_channel(
     subs: Arc<Mutex<HashMap<String, Arc<dyn PeerConnection>>>>,
     opts: ClientOptions,
     closed: Arc<tokio::sync::watch::Sender<bool>>,
+    runtime: Arc<CrashableRuntime>,
 ) {
     let mut open = Some(open);
     while let Some(ev) = dc.poll().await {
@@ -508,8 +625,9 @@ async fn run_channel(
                 match v["type"].as_str() {
                     Some("CONNECTION_PROPOSAL") if opts.auto_subscribe => {
                         let (dc, subs, opts, data) = (dc.clone(), subs.clone(), opts.clone(), v["data"].clone());
+                        let runtime = runtime.clone();
                         tokio::spawn(async move {
-                            if let Err(e) = subscribe(dc, subs, opts, data).await {
+                            if let Err(e) = subscribe(dc, subs, opts, data, runtime).await {
                                 tracing::warn!(error = %e, "client sub-connection failed");
                             }
                         });
@@ -544,18 +662,35 @@ async fn subscribe(
     subs: Arc<Mutex<HashMap<String, Arc<dyn PeerConnection>>>>,
     opts: ClientOptions,
     proposal: Value,
+    runtime: Arc<CrashableRuntime>,
 ) -> ClientResult<()> {
     let id = proposal["id"].as_str().ok_or("proposal without id")?.to_owned();
     let (cand_tx, mut cand_rx) = mpsc::unbounded_channel();
     let (gtx, grx) = oneshot::channel();
+    let (closed_tx, mut closed_rx) = tokio::sync::watch::channel(false);
     let handler = Arc::new(ClientHandler {
         gathered: std::sync::Mutex::new(Some(gtx)),
         candidates: cand_tx,
         origin: Origin::Sub { proposal_id: id.clone(), summary: proposal["participant_summary"].clone() },
         on_rtp: opts.on_rtp.clone(),
-        closed: None,
+        closed: Some(Arc::new(closed_tx)),
     });
-    let pc = build_pc(handler, None).await?;
+    let pc = build_pc(handler, None, runtime).await?;
+    {
+        // Like the frontend, forget a sub-connection the server has closed (or that failed).
+        let (subs, id, pc) = (subs.clone(), id.clone(), Arc::downgrade(&pc));
+        tokio::spawn(async move {
+            if closed_rx.wait_for(|c| *c).await.is_err() {
+                return;
+            }
+            let mut subs = subs.lock().await;
+            let ours = subs.get(&id).is_some_and(|p| pc.upgrade().is_some_and(|pc| Arc::ptr_eq(p, &pc)));
+            if let Some(p) = ours.then(|| subs.remove(&id)).flatten() {
+                drop(subs);
+                let _ = p.close().await;
+            }
+        });
+    }
     pc.add_transceiver_from_kind(RtpCodecKind::Video, recvonly()).await?;
     pc.add_transceiver_from_kind(RtpCodecKind::Audio, recvonly()).await?;
     let offer = pc.create_offer(None).await?;

@@ -284,7 +284,7 @@ async fn run(
         s.listener.abort();
     }
     if l.pipeline.take().is_some() {
-        METRICS.pipelines.set(METRICS.pipelines.get() - 1);
+        METRICS.pipelines.add(-1);
     }
 }
 
@@ -412,7 +412,7 @@ impl Loop {
             let (tx, rx) = mpsc::unbounded_channel();
             match Pipeline::spawn(format, want.clone(), tx, self.events.clone(), self.name.clone()) {
                 Ok(p) => {
-                    METRICS.pipelines.set(METRICS.pipelines.get() + 1);
+                    METRICS.pipelines.add(1);
                     self.pipeline = Some(p);
                     self.pipe_rx = Some(rx);
                     self.running = want;
@@ -432,7 +432,7 @@ impl Loop {
     fn stop_pipeline(&mut self) {
         let main_was_processed = self.main_processed();
         if self.pipeline.take().is_some() {
-            METRICS.pipelines.set(METRICS.pipelines.get() - 1);
+            METRICS.pipelines.add(-1);
         }
         self.pipe_rx = None;
         self.running = PipelineConfig::default();

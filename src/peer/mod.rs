@@ -16,7 +16,7 @@ mod munger;
 
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +40,8 @@ use webrtc::runtime::{Runtime, TokioRuntime};
 
 pub use forward::{Forwarder, RemoteTrack, Sink};
 pub use keyframe::KeyframeRequestForwarder;
+
+use crate::metrics::METRICS;
 
 /// Errors of the WebRTC layer. Details go to the log; clients see a generic text.
 #[derive(Debug, thiserror::Error)]
@@ -234,7 +236,17 @@ impl PeerFactory {
         &self.settings
     }
 
-    async fn build(&self, handler: Arc<dyn PeerConnectionEventHandler>) -> Result<Arc<dyn PeerConnection>> {
+    /// Builds a connection reporting to `handler`. The crate keeps only a weak reference to it
+    /// (see [`Registered`]); the returned [`Peer`] owns it.
+    async fn build(&self, handler: Arc<Handler>) -> Result<Arc<Peer>> {
+        let registered: Arc<dyn PeerConnectionEventHandler> = Arc::new(Registered::new(&handler));
+        let pc = self.bind(registered).await?;
+        METRICS.udp_ports.add(1);
+        Ok(Arc::new(Peer { pc, handler, closed: AtomicBool::new(false) }))
+    }
+
+    /// Binds a UDP port (the next free one of the configured range) for a new connection.
+    async fn bind(&self, handler: Arc<dyn PeerConnectionEventHandler>) -> Result<Arc<dyn PeerConnection>> {
         let attempts = match &self.settings.port_range {
             Some(r) => (*r.end() as usize - *r.start() as usize) + 1,
             None => 1,
@@ -303,8 +315,34 @@ impl PeerFactory {
     /// its own stream back on this connection (participants); experimenters get none.
     pub async fn answer_main(&self, offer_sdp: String, echo: bool) -> Result<MainConnection> {
         let (events_tx, events_rx) = mpsc::channel(1024);
-        let (handler, gathered) = Handler::new(events_tx.clone());
-        let pc = self.build(handler.clone()).await?;
+        let (handler, gathered) = Handler::new(events_tx);
+        let peer = self.build(handler).await?;
+        // Whatever fails after the build closes the connection: its port goes back to the pool.
+        let (answer, echo) = match self.answer_main_on(&peer, offer_sdp, echo, gathered).await {
+            Ok(done) => done,
+            Err(e) => {
+                peer.close().await;
+                return Err(e);
+            }
+        };
+        let (out_tx, out_rx) = mpsc::channel(OUTBOX_CAPACITY);
+        let (handler, pc) = (peer.handler.clone(), peer.pc.clone());
+        let owner = peer.clone();
+        tokio::spawn(async move {
+            run_outbox(handler, pc, out_rx).await;
+            owner.close().await;
+        });
+        Ok(MainConnection { answer_sdp: answer, conn: Connection { peer, outbox: out_tx }, events: events_rx, echo })
+    }
+
+    async fn answer_main_on(
+        &self,
+        peer: &Peer,
+        offer_sdp: String,
+        echo: bool,
+        gathered: oneshot::Receiver<()>,
+    ) -> Result<(String, Option<(Sink, Sink)>)> {
+        let pc = &peer.pc;
         let video_codec = VideoCodec::for_offer(&offer_sdp);
         let echo_tracks = if echo {
             let v = new_local_track(RtpCodecKind::Video, video_codec.rtp_codec(), "echo");
@@ -315,14 +353,12 @@ impl PeerFactory {
         } else {
             None
         };
-        let answer = self.negotiate(&pc, offer_sdp, gathered).await?;
+        let answer = self.negotiate(pc, offer_sdp, gathered).await?;
         let echo = match echo_tracks {
             Some(((v, vs), (a, as_))) => Some((Sink::new(&vs, v.0, v.1).await?, Sink::new(&as_, a.0, a.1).await?)),
             None => None,
         };
-        let (out_tx, out_rx) = mpsc::channel(OUTBOX_CAPACITY);
-        tokio::spawn(run_outbox(handler.clone(), pc.clone(), out_rx));
-        Ok(MainConnection { answer_sdp: answer, conn: Connection { pc, outbox: out_tx }, events: events_rx, echo })
+        Ok((answer, echo))
     }
 
     /// Answers a subscriber's offer for one publisher's stream: one video and one audio track,
@@ -330,15 +366,31 @@ impl PeerFactory {
     pub async fn answer_subscription(&self, offer_sdp: String, video_codec: VideoCodec) -> Result<SubConnection> {
         let (events_tx, events_rx) = mpsc::channel(16);
         let (handler, gathered) = Handler::new(events_tx);
-        let pc = self.build(handler.clone()).await?;
+        let peer = self.build(handler).await?;
+        match self.answer_subscription_on(&peer.pc, offer_sdp, video_codec, gathered).await {
+            Ok((answer_sdp, video, audio)) => Ok(SubConnection { answer_sdp, peer, video, audio, events: events_rx }),
+            Err(e) => {
+                peer.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn answer_subscription_on(
+        &self,
+        pc: &Arc<dyn PeerConnection>,
+        offer_sdp: String,
+        video_codec: VideoCodec,
+        gathered: oneshot::Receiver<()>,
+    ) -> Result<(String, Sink, Sink)> {
         let v = new_local_track(RtpCodecKind::Video, video_codec.rtp_codec(), "sub");
         let a = new_local_track(RtpCodecKind::Audio, opus_codec(), "sub");
         let vs = pc.add_track(v.0.clone() as Arc<dyn TrackLocal>).await?;
         let as_ = pc.add_track(a.0.clone() as Arc<dyn TrackLocal>).await?;
-        let answer = self.negotiate(&pc, offer_sdp, gathered).await?;
+        let answer = self.negotiate(pc, offer_sdp, gathered).await?;
         let video = Sink::new(&vs, v.0, v.1).await?;
         let audio = Sink::new(&as_, a.0, a.1).await?;
-        Ok(SubConnection { answer_sdp: answer, pc, video, audio, events: events_rx })
+        Ok((answer, video, audio))
     }
 
     async fn negotiate(
@@ -390,7 +442,7 @@ fn rand_u32() -> u32 {
 /// A handle to send on and close a client's main connection.
 #[derive(Clone)]
 pub struct Connection {
-    pc: Arc<dyn PeerConnection>,
+    peer: Arc<Peer>,
     outbox: mpsc::Sender<Outgoing>,
 }
 
@@ -412,14 +464,14 @@ impl Connection {
     /// arrives before the connection goes.
     pub fn close_after_flush(&self) {
         if self.outbox.try_send(Outgoing::Close).is_err() {
-            let pc = self.pc.clone();
-            tokio::spawn(async move { pc.close().await });
+            let peer = self.peer.clone();
+            tokio::spawn(async move { peer.close().await });
         }
     }
 
     /// Adds a trickled remote candidate. An empty candidate (end of candidates) is ignored.
     pub async fn add_ice_candidate(&self, c: IceCandidate) -> Result<()> {
-        add_candidate(&self.pc, c).await
+        add_candidate(&self.peer.pc, c).await
     }
 }
 
@@ -457,10 +509,10 @@ pub struct MainConnection {
     pub echo: Option<(Sink, Sink)>,
 }
 
-/// A publisher→subscriber connection.
+/// A publisher→subscriber connection. Dropped without a [`SubHandle`] taken, it closes.
 pub struct SubConnection {
     pub answer_sdp: String,
-    pc: Arc<dyn PeerConnection>,
+    peer: Arc<Peer>,
     pub video: Sink,
     pub audio: Sink,
     pub events: mpsc::Receiver<PeerEvent>,
@@ -468,26 +520,117 @@ pub struct SubConnection {
 
 impl SubConnection {
     pub fn handle(&self) -> SubHandle {
-        SubHandle { pc: self.pc.clone() }
+        SubHandle { peer: self.peer.clone() }
     }
 }
 
-/// Keeps a sub-connection alive; closing it ends the subscriber's view of the publisher.
+/// Keeps a sub-connection alive; closing it ends the subscriber's view of the publisher and
+/// reports [`PeerEvent::Closed`] on its events. Dropping the last handle closes it too.
 #[derive(Clone)]
 pub struct SubHandle {
-    pc: Arc<dyn PeerConnection>,
+    peer: Arc<Peer>,
 }
 
 impl SubHandle {
     pub async fn add_ice_candidate(&self, c: IceCandidate) -> Result<()> {
-        add_candidate(&self.pc, c).await
+        add_candidate(&self.peer.pc, c).await
     }
 
     pub fn close(&self) {
-        let pc = self.pc.clone();
-        tokio::spawn(async move {
-            let _ = pc.close().await;
-        });
+        let peer = self.peer.clone();
+        tokio::spawn(async move { peer.close().await });
+    }
+}
+
+/// One peer connection and the handler it reports to, owned by us: the connection's handles
+/// ([`Connection`], [`SubConnection`], [`SubHandle`]) and its tasks share it.
+///
+/// Ownership runs one way only, so a closed connection is freed: we own the handler, the
+/// handler owns the data channel, the data channel (inside the crate) owns the crate's
+/// connection state, and that state refers back to the handler only weakly ([`Registered`]).
+/// Closing is explicit ([`Peer::close`], idempotent) or happens when the last owner drops.
+struct Peer {
+    pc: Arc<dyn PeerConnection>,
+    handler: Arc<Handler>,
+    /// Closed by us: the UDP port is given back.
+    closed: AtomicBool,
+}
+
+impl Peer {
+    /// Closes the connection (its sockets go), lets go of its data channel and reports
+    /// [`PeerEvent::Closed`] (once) to whoever reads its events.
+    async fn close(&self) {
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            METRICS.udp_ports.add(-1);
+        }
+        let _ = self.pc.close().await;
+        self.handler.release().await;
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        // Dropped without a close (e.g. an answered sub-connection whose subscription ended
+        // meanwhile): close it, or its driver would keep the sockets and the state forever.
+        METRICS.udp_ports.add(-1);
+        let (pc, handler) = (self.pc.clone(), self.handler.clone());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = pc.close().await;
+                handler.release().await;
+            });
+        }
+    }
+}
+
+/// What the crate holds as the connection's event handler: a weak reference to ours, so that
+/// the crate's connection state (which the data channel keeps alive) cannot keep our handler,
+/// and through it the data channel, alive: no reference cycle. It lives exactly as long as the
+/// crate's connection state, which makes it the counter of peer connections still in memory.
+struct Registered {
+    handler: std::sync::Weak<Handler>,
+}
+
+impl Registered {
+    fn new(handler: &Arc<Handler>) -> Self {
+        METRICS.peer_connections_allocated.add(1);
+        Self { handler: Arc::downgrade(handler) }
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        METRICS.peer_connections_allocated.add(-1);
+    }
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Registered {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if let Some(h) = self.handler.upgrade() {
+            h.on_ice_gathering_state_change(state).await;
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        if let Some(h) = self.handler.upgrade() {
+            h.on_connection_state_change(state).await;
+        }
+    }
+
+    async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
+        if let Some(h) = self.handler.upgrade() {
+            h.on_data_channel(dc).await;
+        }
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        if let Some(h) = self.handler.upgrade() {
+            h.on_track(track).await;
+        }
     }
 }
 
@@ -516,6 +659,12 @@ impl Shared {
 }
 
 impl Handler {
+    /// The connection is closed: drop the data channel and report the end (once).
+    async fn release(&self) {
+        self.dc.lock().await.take();
+        self.shared.closed().await;
+    }
+
     fn new(events: mpsc::Sender<PeerEvent>) -> (Arc<Self>, oneshot::Receiver<()>) {
         let (tx, rx) = oneshot::channel();
         let (dc_open, _) = tokio::sync::watch::channel(false);

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use exphub::peer::client::{self, Client, ClientOptions, Media, Role};
+use exphub_client::{self as client, Client, ClientOptions, Media, Role};
 use serde_json::{json, Value};
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;

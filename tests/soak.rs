@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::proc::*;
 use common::*;
-use exphub::peer::client::{self, Client, ClientOptions, Role};
+use exphub_client::{self as client, Client, ClientOptions, Role};
 use serde_json::{json, Value};
 
 const UNWATCHED: &str = "5e55105e56";

@@ -280,14 +280,14 @@ fn generate_password() -> String {
 }
 
 /// Constant-time string equality (the password check must not leak a prefix length).
+///
+/// Both sides are hashed (SHA-256) and the two fixed-length digests are compared with an XOR
+/// fold: the time depends on the lengths only through hashing, never on where the strings
+/// differ, and strings of different lengths can never compare equal.
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut diff = (a.len() ^ b.len()) as u8 | ((a.len() ^ b.len()) >> 8) as u8;
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= x ^ y;
-    }
+    let sha = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+    let (da, db) = (sha(a), sha(b));
+    let diff = da.as_ref().iter().zip(db.as_ref()).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     diff == 0
 }
 
@@ -310,6 +310,23 @@ mod tests {
         assert!(!constant_time_eq("secret", "secret2"));
         assert!(!constant_time_eq("", "x"));
         assert!(constant_time_eq("", ""));
+    }
+
+    #[test]
+    fn constant_time_equality_sees_every_length_difference() {
+        // NUL padding used to make these equal: only the low 16 bits of the length difference
+        // were compared and the shorter side was padded with 0.
+        for nuls in [1, 255, 256, 65_535, 65_536, 65_537, 131_072] {
+            let padded = format!("pw{}", "\0".repeat(nuls));
+            assert!(!constant_time_eq(&padded, "pw"), "{nuls} NULs");
+            assert!(!constant_time_eq("pw", &padded), "{nuls} NULs, other side");
+        }
+        assert!(!constant_time_eq("pw", "pw\0"));
+        assert!(!constant_time_eq("\0", ""));
+        assert!(!constant_time_eq("pwpw", "pw"));
+        let long = "x".repeat(100_000);
+        assert!(constant_time_eq(&long, &long.clone()));
+        assert!(!constant_time_eq(&long, &"x".repeat(100_001)));
     }
 
     #[test]

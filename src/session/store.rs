@@ -103,6 +103,16 @@ impl SessionStore {
             scan.files.iter().filter_map(|(_, r)| r.as_ref().ok()).map(|s| s.id.clone()).collect();
         for ((path, result), verdict) in scan.files.into_iter().zip(verdicts) {
             match (result, verdict) {
+                (Ok(s), Verdict::Load) if !super::is_file_safe_id(&s.id) => {
+                    // An id such as `../x` would name files outside the directory (recordings,
+                    // exports): reported, and the file left as it is.
+                    state.protected.insert(path.clone());
+                    let message = format!(
+                        "session id {:?} is not usable (only letters, digits, '-' and '_'); the file is left untouched",
+                        s.id
+                    );
+                    problems.push(LoadProblem { path, message });
+                }
                 (Ok(s), Verdict::Load) => loaded.push((path, s)),
                 (Ok(s), Verdict::Import) => imports.push((path, s)),
                 (_, Verdict::Broken(message)) | (_, Verdict::Duplicate(message)) | (Err(message), _) => {

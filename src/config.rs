@@ -101,6 +101,21 @@ pub struct ServeArgs {
     /// Log filter (tracing env-filter syntax) [default: info].
     #[arg(long, env = "EXPHUB_LOG")]
     pub log: Option<String>,
+    /// Seconds a client has to send a request's head, counted from when the server starts
+    /// waiting for it (so also how long an idle keep-alive connection is kept) [default: 10].
+    #[arg(long, env = "EXPHUB_HTTP_HEADER_TIMEOUT", value_name = "SECS")]
+    pub http_header_timeout: Option<f64>,
+    /// Seconds a request body may take to arrive in full [default: 30].
+    #[arg(long, env = "EXPHUB_HTTP_BODY_TIMEOUT", value_name = "SECS")]
+    pub http_body_timeout: Option<f64>,
+    /// Seconds without a byte moving either way after which an HTTP connection is closed (a
+    /// stalled upload, a client that stopped reading) [default: 60].
+    #[arg(long, env = "EXPHUB_HTTP_IDLE_TIMEOUT", value_name = "SECS")]
+    pub http_idle_timeout: Option<f64>,
+    /// Most HTTP(S) connections open at once; beyond it a new connection gets a 503 and is
+    /// closed [default: a quarter of the open-file limit, between 64 and 1024].
+    #[arg(long, env = "EXPHUB_HTTP_MAX_CONNECTIONS", value_name = "N")]
+    pub http_max_connections: Option<usize>,
 }
 
 /// Keys of the JSON config file (all optional).
@@ -123,6 +138,10 @@ pub struct FileConfig {
     pub udp_ports: Option<String>,
     pub rtc_ip: Option<IpAddr>,
     pub log: Option<String>,
+    pub http_header_timeout: Option<f64>,
+    pub http_body_timeout: Option<f64>,
+    pub http_idle_timeout: Option<f64>,
+    pub http_max_connections: Option<usize>,
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
 }
@@ -146,6 +165,77 @@ pub struct Config {
     pub log: String,
     /// Largest data-channel frame accepted (the WebRTC stack carries at most 256 KiB).
     pub max_message_bytes: usize,
+    /// Timeouts and the connection cap of the HTTP(S) server.
+    pub http: HttpLimits,
+}
+
+/// What one HTTP client may hold of the server: time and connections.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpLimits {
+    /// A request's head must be complete this long after the server starts waiting for it
+    /// (a new connection, or the end of the previous response on a keep-alive connection).
+    pub header_timeout: Duration,
+    /// A request's body must be complete this long after its head (408 otherwise).
+    pub body_timeout: Duration,
+    /// A connection on which no byte moves either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once; more get a 503 and are closed.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+/// A quarter of the open-file soft limit (each peer connection needs descriptors too, and
+/// session writes and recordings must never run out), between 64 and 1024.
+pub fn default_max_connections() -> usize {
+    let limit = fd_soft_limit().unwrap_or(1024);
+    (limit / 4).clamp(64, 1024) as usize
+}
+
+/// The process's open-file soft limit.
+pub fn fd_soft_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes into the struct we pass; no other memory is touched.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 {
+            return Some(r.rlim_cur as u64);
+        }
+    }
+    None
+}
+
+/// Raises the open-file soft limit to the hard limit (systemd and most shells start programs
+/// at 1,024, which idle HTTP clients could use up). Returns (before, after).
+pub fn raise_fd_limit() -> std::io::Result<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit/setrlimit read and write only the struct we pass.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let before = r.rlim_cur as u64;
+        if r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            // SAFETY: as above.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok((before, r.rlim_cur as u64))
+    }
+    #[cfg(not(unix))]
+    Ok((0, 0))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +250,10 @@ pub enum ConfigError {
     TlsHalf,
     #[error("{0} does not exist")]
     Missing(PathBuf),
+    #[error("{0} must be a positive number of seconds, got {1}")]
+    Seconds(&'static str, f64),
+    #[error("http_max_connections must be at least 1")]
+    MaxConnections,
 }
 
 impl Config {
@@ -232,7 +326,28 @@ impl Config {
             nat_1to1_ips: args.public_ip.clone().or(file.public_ip).unwrap_or_default(),
             gather_timeout: Duration::from_secs(5),
         };
+        let seconds = |name: &'static str, v: Option<f64>, default: Duration| match v {
+            None => Ok(default),
+            Some(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Ok(Duration::from_secs_f64(s)),
+            Some(s) => Err(ConfigError::Seconds(name, s)),
+        };
+        let d = HttpLimits::default();
+        let http = HttpLimits {
+            header_timeout: seconds(
+                "http_header_timeout",
+                args.http_header_timeout.or(file.http_header_timeout),
+                d.header_timeout,
+            )?,
+            body_timeout: seconds("http_body_timeout", args.http_body_timeout.or(file.http_body_timeout), d.body_timeout)?,
+            idle_timeout: seconds("http_idle_timeout", args.http_idle_timeout.or(file.http_idle_timeout), d.idle_timeout)?,
+            max_connections: match args.http_max_connections.or(file.http_max_connections) {
+                Some(0) => return Err(ConfigError::MaxConnections),
+                Some(n) => n,
+                None => d.max_connections,
+            },
+        };
         Ok(Config {
+            http,
             listen: SocketAddr::new(host, port),
             sessions_dir,
             experimenter_password,
@@ -255,6 +370,7 @@ impl Config {
             rtc: RtcSettings::default(),
             log: "warn".to_owned(),
             max_message_bytes: crate::peer::MAX_MESSAGE_SIZE as usize,
+            http: HttpLimits::default(),
         }
     }
 }

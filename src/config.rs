@@ -338,8 +338,16 @@ impl Config {
                 args.http_header_timeout.or(file.http_header_timeout),
                 d.header_timeout,
             )?,
-            body_timeout: seconds("http_body_timeout", args.http_body_timeout.or(file.http_body_timeout), d.body_timeout)?,
-            idle_timeout: seconds("http_idle_timeout", args.http_idle_timeout.or(file.http_idle_timeout), d.idle_timeout)?,
+            body_timeout: seconds(
+                "http_body_timeout",
+                args.http_body_timeout.or(file.http_body_timeout),
+                d.body_timeout,
+            )?,
+            idle_timeout: seconds(
+                "http_idle_timeout",
+                args.http_idle_timeout.or(file.http_idle_timeout),
+                d.idle_timeout,
+            )?,
             max_connections: match args.http_max_connections.or(file.http_max_connections) {
                 Some(0) => return Err(ConfigError::MaxConnections),
                 Some(n) => n,

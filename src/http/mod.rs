@@ -20,8 +20,8 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::middleware::{self, Next};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -83,7 +83,8 @@ async fn buffer_body(State(st): State<AppState>, req: Request, next: Next) -> Re
             return error_response(&e);
         }
         Err(_) => {
-            let e = WireError::new(408, protocol::ErrorType::InvalidRequest, "The request body did not arrive in time.");
+            let e =
+                WireError::new(408, protocol::ErrorType::InvalidRequest, "The request body did not arrive in time.");
             let mut r = error_response(&e);
             r.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
             return r;

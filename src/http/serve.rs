@@ -217,7 +217,12 @@ impl<T> Idle<T> {
 
     /// What the inner socket answered, with the deadline pushed back if bytes moved, or an
     /// error if it is not ready and the deadline has passed.
-    fn after<R>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<R>>, moved: impl Fn(&R) -> bool) -> Poll<io::Result<R>> {
+    fn after<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<io::Result<R>>,
+        moved: impl Fn(&R) -> bool,
+    ) -> Poll<io::Result<R>> {
         match r {
             Poll::Ready(r) => {
                 if r.as_ref().is_ok_and(moved) {

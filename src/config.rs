@@ -202,6 +202,7 @@ pub fn default_max_connections() -> usize {
 }
 
 /// The process's open-file soft limit.
+#[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every platform
 pub fn fd_soft_limit() -> Option<u64> {
     #[cfg(unix)]
     {
@@ -216,6 +217,7 @@ pub fn fd_soft_limit() -> Option<u64> {
 
 /// Raises the open-file soft limit to the hard limit (systemd and most shells start programs
 /// at 1,024, which idle HTTP clients could use up). Returns (before, after).
+#[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every platform
 pub fn raise_fd_limit() -> std::io::Result<(u64, u64)> {
     #[cfg(unix)]
     {

@@ -37,7 +37,9 @@ use crate::protocol::{self, ErrorType, WireError};
 /// Connections over the cap being answered 503 at once; more are closed without an answer.
 pub const REFUSING_AT_ONCE: usize = 64;
 /// How long a refused connection is given to send its request and read the 503.
-const REFUSE_TIME: Duration = Duration::from_secs(2);
+const REFUSE_TIME: Duration = Duration::from_secs(1);
+/// A refused client silent this long is done sending.
+const DRAIN_PAUSE: Duration = Duration::from_millis(200);
 /// How long open connections may take to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The pause after `accept` failed for want of descriptors.
@@ -179,16 +181,6 @@ fn refuse(tcp: TcpStream, peer: SocketAddr, answer: bool, refusing: &Arc<Semapho
 }
 
 async fn answer_503(mut tcp: TcpStream) -> io::Result<()> {
-    // Read the request's head first: closing a socket with unread input resets it, and the
-    // client would see a reset instead of the answer.
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-        match tokio::time::timeout(Duration::from_millis(500), tcp.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
-            _ => break,
-        }
-    }
     let e = over_capacity();
     METRICS.error(e.kind);
     let body = protocol::error_body(&e).to_string();
@@ -196,10 +188,25 @@ async fn answer_503(mut tcp: TcpStream) -> io::Result<()> {
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
+    // Read the request's head first (clients take an answer before their request for a
+    // broken connection), then answer, then read what else comes until the client closes or
+    // pauses: closing a socket with unread input resets it, and the client would see the reset
+    // instead of the answer. A silent client is answered after a short pause.
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+        match tokio::time::timeout(DRAIN_PAUSE, tcp.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
     tcp.write_all(response.as_bytes()).await?;
     tcp.shutdown().await?;
-    // Drain what else comes (a body) until the client closes.
-    while tcp.read(&mut buf).await? > 0 {}
+    while let Ok(Ok(n)) = tokio::time::timeout(DRAIN_PAUSE, tcp.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+    }
     Ok(())
 }
 

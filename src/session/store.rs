@@ -805,15 +805,17 @@ mod tests {
     }
 
     #[test]
-    fn odd_ids_from_files_keep_their_file() {
+    fn odd_ids_from_files_are_reported_and_left_alone() {
         let d = TestDir::new("oddid");
         let mut v = main_value();
         v["id"] = json!("../../etc/x");
         let path = d.write("odd.json", &v.to_string());
         let (store, sessions, problems) = open(&d);
-        assert!(problems.is_empty());
-        store.save(&sessions[0]).unwrap();
-        assert_eq!(store.path_of("../../etc/x"), Some(path));
+        assert!(sessions.is_empty());
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].path, path);
+        assert_eq!(store.path_of("../../etc/x"), None);
+        assert_eq!(fs::read_to_string(&path).unwrap(), v.to_string());
         assert_eq!(d.names(), vec!["odd.json"]);
     }
 

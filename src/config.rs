@@ -456,6 +456,33 @@ mod tests {
     }
 
     #[test]
+    fn http_limits_from_flags_with_defaults_and_checks() {
+        let c = Config::resolve(&ServeArgs::default()).unwrap();
+        assert_eq!(c.http, HttpLimits::default());
+        assert_eq!(c.http.header_timeout, Duration::from_secs(10));
+        assert!((64..=1024).contains(&c.http.max_connections));
+        let args = ServeArgs {
+            http_header_timeout: Some(2.5),
+            http_body_timeout: Some(7.0),
+            http_idle_timeout: Some(0.5),
+            http_max_connections: Some(3),
+            ..Default::default()
+        };
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(c.http.header_timeout, Duration::from_millis(2500));
+        assert_eq!(c.http.body_timeout, Duration::from_secs(7));
+        assert_eq!(c.http.idle_timeout, Duration::from_millis(500));
+        assert_eq!(c.http.max_connections, 3);
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e9] {
+            let args = ServeArgs { http_body_timeout: Some(bad), ..Default::default() };
+            let e = Config::resolve(&args).unwrap_err().to_string();
+            assert!(e.starts_with("http_body_timeout must be a positive number of seconds"), "{e}");
+        }
+        let args = ServeArgs { http_max_connections: Some(0), ..Default::default() };
+        assert!(Config::resolve(&args).is_err());
+    }
+
+    #[test]
     fn generated_passwords_differ() {
         let a = generate_password();
         assert_eq!(a.len(), 20);

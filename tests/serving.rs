@@ -127,3 +127,20 @@ fn flags_and_environment_beat_the_config_file() {
         exphub::config::ServeArgs { config: Some(file), udp_ports: Some("60000-59999".into()), ..Default::default() };
     assert!(Config::resolve(&args).unwrap_err().to_string().contains("60000-59999"));
 }
+
+/// `Server::failed` is how `exphub serve` learns that the server stopped working on its own
+/// (it then exits non-zero for a supervisor to restart it); a healthy server never resolves
+/// it, and shuts down normally. (That a dying control task resolves it is tested inside the
+/// crate, with a hook that makes the task panic.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_server_does_not_report_a_failure() {
+    init_tracing();
+    let dir = TempDir::new("failed");
+    let mut server = exphub::start(Config::for_tests(dir.path(), PASSWORD)).await.unwrap();
+    let base = format!("http://{}", server.addr);
+    let failed: Result<exphub::ServerError, _> =
+        tokio::time::timeout(std::time::Duration::from_millis(500), server.failed()).await;
+    assert!(failed.is_err(), "no failure: {failed:?}");
+    assert_eq!(exphub::peer::client::get(&base, "/healthz").await.unwrap().0, 200);
+    server.shutdown().await;
+}

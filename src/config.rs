@@ -101,6 +101,21 @@ pub struct ServeArgs {
     /// Log filter (tracing env-filter syntax) [default: info].
     #[arg(long, env = "EXPHUB_LOG")]
     pub log: Option<String>,
+    /// Seconds a client has to send a request's head, counted from when the server starts
+    /// waiting for it (so also how long an idle keep-alive connection is kept) [default: 10].
+    #[arg(long, env = "EXPHUB_HTTP_HEADER_TIMEOUT", value_name = "SECS")]
+    pub http_header_timeout: Option<f64>,
+    /// Seconds a request body may take to arrive in full [default: 30].
+    #[arg(long, env = "EXPHUB_HTTP_BODY_TIMEOUT", value_name = "SECS")]
+    pub http_body_timeout: Option<f64>,
+    /// Seconds without a byte moving either way after which an HTTP connection is closed (a
+    /// stalled upload, a client that stopped reading) [default: 60].
+    #[arg(long, env = "EXPHUB_HTTP_IDLE_TIMEOUT", value_name = "SECS")]
+    pub http_idle_timeout: Option<f64>,
+    /// Most HTTP(S) connections open at once; beyond it a new connection gets a 503 and is
+    /// closed [default: a quarter of the open-file limit, between 64 and 1024].
+    #[arg(long, env = "EXPHUB_HTTP_MAX_CONNECTIONS", value_name = "N")]
+    pub http_max_connections: Option<usize>,
 }
 
 /// Keys of the JSON config file (all optional).
@@ -123,6 +138,10 @@ pub struct FileConfig {
     pub udp_ports: Option<String>,
     pub rtc_ip: Option<IpAddr>,
     pub log: Option<String>,
+    pub http_header_timeout: Option<f64>,
+    pub http_body_timeout: Option<f64>,
+    pub http_idle_timeout: Option<f64>,
+    pub http_max_connections: Option<usize>,
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
 }
@@ -146,6 +165,79 @@ pub struct Config {
     pub log: String,
     /// Largest data-channel frame accepted (the WebRTC stack carries at most 256 KiB).
     pub max_message_bytes: usize,
+    /// Timeouts and the connection cap of the HTTP(S) server.
+    pub http: HttpLimits,
+}
+
+/// What one HTTP client may hold of the server: time and connections.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpLimits {
+    /// A request's head must be complete this long after the server starts waiting for it
+    /// (a new connection, or the end of the previous response on a keep-alive connection).
+    pub header_timeout: Duration,
+    /// A request's body must be complete this long after its head (408 otherwise).
+    pub body_timeout: Duration,
+    /// A connection on which no byte moves either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once; more get a 503 and are closed.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+/// A quarter of the open-file soft limit (each peer connection needs descriptors too, and
+/// session writes and recordings must never run out), between 64 and 1024.
+pub fn default_max_connections() -> usize {
+    let limit = fd_soft_limit().unwrap_or(1024);
+    (limit / 4).clamp(64, 1024) as usize
+}
+
+/// The process's open-file soft limit.
+#[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every platform
+pub fn fd_soft_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes into the struct we pass; no other memory is touched.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 {
+            return Some(r.rlim_cur as u64);
+        }
+    }
+    None
+}
+
+/// Raises the open-file soft limit to the hard limit (systemd and most shells start programs
+/// at 1,024, which idle HTTP clients could use up). Returns (before, after).
+#[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every platform
+pub fn raise_fd_limit() -> std::io::Result<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit/setrlimit read and write only the struct we pass.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let before = r.rlim_cur as u64;
+        if r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            // SAFETY: as above.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok((before, r.rlim_cur as u64))
+    }
+    #[cfg(not(unix))]
+    Ok((0, 0))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +252,10 @@ pub enum ConfigError {
     TlsHalf,
     #[error("{0} does not exist")]
     Missing(PathBuf),
+    #[error("{0} must be a positive number of seconds, got {1}")]
+    Seconds(&'static str, f64),
+    #[error("http_max_connections must be at least 1")]
+    MaxConnections,
 }
 
 impl Config {
@@ -232,7 +328,36 @@ impl Config {
             nat_1to1_ips: args.public_ip.clone().or(file.public_ip).unwrap_or_default(),
             gather_timeout: Duration::from_secs(5),
         };
+        let seconds = |name: &'static str, v: Option<f64>, default: Duration| match v {
+            None => Ok(default),
+            Some(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Ok(Duration::from_secs_f64(s)),
+            Some(s) => Err(ConfigError::Seconds(name, s)),
+        };
+        let d = HttpLimits::default();
+        let http = HttpLimits {
+            header_timeout: seconds(
+                "http_header_timeout",
+                args.http_header_timeout.or(file.http_header_timeout),
+                d.header_timeout,
+            )?,
+            body_timeout: seconds(
+                "http_body_timeout",
+                args.http_body_timeout.or(file.http_body_timeout),
+                d.body_timeout,
+            )?,
+            idle_timeout: seconds(
+                "http_idle_timeout",
+                args.http_idle_timeout.or(file.http_idle_timeout),
+                d.idle_timeout,
+            )?,
+            max_connections: match args.http_max_connections.or(file.http_max_connections) {
+                Some(0) => return Err(ConfigError::MaxConnections),
+                Some(n) => n,
+                None => d.max_connections,
+            },
+        };
         Ok(Config {
+            http,
             listen: SocketAddr::new(host, port),
             sessions_dir,
             experimenter_password,
@@ -255,6 +380,7 @@ impl Config {
             rtc: RtcSettings::default(),
             log: "warn".to_owned(),
             max_message_bytes: crate::peer::MAX_MESSAGE_SIZE as usize,
+            http: HttpLimits::default(),
         }
     }
 }
@@ -280,14 +406,14 @@ fn generate_password() -> String {
 }
 
 /// Constant-time string equality (the password check must not leak a prefix length).
+///
+/// Both sides are hashed (SHA-256) and the two fixed-length digests are compared with an XOR
+/// fold: the time depends on the lengths only through hashing, never on where the strings
+/// differ, and strings of different lengths can never compare equal.
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut diff = (a.len() ^ b.len()) as u8 | ((a.len() ^ b.len()) >> 8) as u8;
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= x ^ y;
-    }
+    let sha = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+    let (da, db) = (sha(a), sha(b));
+    let diff = da.as_ref().iter().zip(db.as_ref()).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     diff == 0
 }
 
@@ -310,6 +436,50 @@ mod tests {
         assert!(!constant_time_eq("secret", "secret2"));
         assert!(!constant_time_eq("", "x"));
         assert!(constant_time_eq("", ""));
+    }
+
+    #[test]
+    fn constant_time_equality_sees_every_length_difference() {
+        // NUL padding used to make these equal: only the low 16 bits of the length difference
+        // were compared and the shorter side was padded with 0.
+        for nuls in [1, 255, 256, 65_535, 65_536, 65_537, 131_072] {
+            let padded = format!("pw{}", "\0".repeat(nuls));
+            assert!(!constant_time_eq(&padded, "pw"), "{nuls} NULs");
+            assert!(!constant_time_eq("pw", &padded), "{nuls} NULs, other side");
+        }
+        assert!(!constant_time_eq("pw", "pw\0"));
+        assert!(!constant_time_eq("\0", ""));
+        assert!(!constant_time_eq("pwpw", "pw"));
+        let long = "x".repeat(100_000);
+        assert!(constant_time_eq(&long, &long.clone()));
+        assert!(!constant_time_eq(&long, &"x".repeat(100_001)));
+    }
+
+    #[test]
+    fn http_limits_from_flags_with_defaults_and_checks() {
+        let c = Config::resolve(&ServeArgs::default()).unwrap();
+        assert_eq!(c.http, HttpLimits::default());
+        assert_eq!(c.http.header_timeout, Duration::from_secs(10));
+        assert!((64..=1024).contains(&c.http.max_connections));
+        let args = ServeArgs {
+            http_header_timeout: Some(2.5),
+            http_body_timeout: Some(7.0),
+            http_idle_timeout: Some(0.5),
+            http_max_connections: Some(3),
+            ..Default::default()
+        };
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(c.http.header_timeout, Duration::from_millis(2500));
+        assert_eq!(c.http.body_timeout, Duration::from_secs(7));
+        assert_eq!(c.http.idle_timeout, Duration::from_millis(500));
+        assert_eq!(c.http.max_connections, 3);
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e9] {
+            let args = ServeArgs { http_body_timeout: Some(bad), ..Default::default() };
+            let e = Config::resolve(&args).unwrap_err().to_string();
+            assert!(e.starts_with("http_body_timeout must be a positive number of seconds"), "{e}");
+        }
+        let args = ServeArgs { http_max_connections: Some(0), ..Default::default() };
+        assert!(Config::resolve(&args).is_err());
     }
 
     #[test]

@@ -34,12 +34,26 @@ pub mod session;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// A running server: its address and how to stop it.
+/// A running server: its address, how to stop it, and how to notice that it failed.
 pub struct Server {
     pub addr: SocketAddr,
     pub hub: hub::HubHandle,
     shutdown: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The HTTP server's and the hub's tasks; `None` once [`Server::failed`] saw them end.
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    hub_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Why a server stopped on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The control task (the hub) ended: a bug. Every offer would get 503 from now on, so the
+    /// process should end and be restarted; acknowledged changes are on disk already.
+    #[error("the control task ended unexpectedly: {0}")]
+    HubEnded(String),
+    /// The HTTP server ended.
+    #[error("the HTTP server ended unexpectedly: {0}")]
+    HttpEnded(String),
 }
 
 impl Server {
@@ -47,7 +61,52 @@ impl Server {
     pub async fn shutdown(self) {
         self.hub.shutdown().await;
         let _ = self.shutdown.send(true);
-        let _ = self.task.await;
+        if let Some(t) = self.task {
+            let _ = t.await;
+        }
+        if let Some(t) = self.hub_task {
+            let _ = t.await;
+        }
+    }
+
+    /// Resolves only if the server stops working on its own: the control task died (a panic)
+    /// or the HTTP server ended. `exphub serve` waits on this beside the signals and exits
+    /// non-zero, so that a supervisor restarts it. Cancel-safe; after it has reported a
+    /// failure it reports the other task's end, if any, and then never resolves.
+    pub async fn failed(&mut self) -> ServerError {
+        async fn ended<T>(t: &mut Option<tokio::task::JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+            match t {
+                Some(h) => h.await,
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            r = ended(&mut self.hub_task) => {
+                self.hub_task = None;
+                ServerError::HubEnded(match r {
+                    Ok(()) => "it returned without a shutdown".to_owned(),
+                    Err(e) => panic_text(e),
+                })
+            }
+            r = ended(&mut self.task) => {
+                self.task = None;
+                ServerError::HttpEnded(match r {
+                    Ok(Ok(())) => "it returned".to_owned(),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => panic_text(e),
+                })
+            }
+        }
+    }
+}
+
+fn panic_text(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(p) => {
+            let msg = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
+            format!("panic: {}", msg.unwrap_or_else(|| "(no message)".to_owned()))
+        }
+        Err(e) => e.to_string(),
     }
 }
 
@@ -62,7 +121,8 @@ pub enum StartError {
     Tls(String),
 }
 
-/// Loads the sessions, starts the hub and serves HTTP(S) on `cfg.listen`.
+/// Loads the sessions, starts the hub and serves HTTP(S) on `cfg.listen`, within `cfg.http`'s
+/// timeouts and connection cap.
 pub async fn start(cfg: config::Config) -> Result<Server, StartError> {
     let cfg = Arc::new(cfg);
     let (store, sessions, problems) = session::store::SessionStore::open(&cfg.sessions_dir)
@@ -74,20 +134,51 @@ pub async fn start(cfg: config::Config) -> Result<Server, StartError> {
     // Recordings a crash left unfinished get their duration and checksum before anything new.
     let dir = cfg.sessions_dir.clone();
     let _ = tokio::task::spawn_blocking(move || record::recover_all(&dir)).await;
-    let hub = hub::start(cfg.clone(), Arc::new(store), sessions);
+    let tls = match &cfg.tls {
+        Some((cert, key)) => Some(http::tls::acceptor(cert, key).map_err(StartError::Tls)?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| StartError::Bind(cfg.listen, e))?;
     let addr = listener.local_addr().map_err(|e| StartError::Bind(cfg.listen, e))?;
+    let (hub, hub_task) = hub::start(cfg.clone(), Arc::new(store), sessions);
     let (shutdown, mut rx) = tokio::sync::watch::channel(false);
     let app = http::router(http::AppState { hub: hub.clone(), cfg: cfg.clone() });
     let stop = async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let task = match &cfg.tls {
-        None => tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop).await }),
-        Some((cert, key)) => {
-            let acceptor = http::tls::acceptor(cert, key).map_err(StartError::Tls)?;
-            tokio::spawn(http::tls::serve(listener, acceptor, app, stop))
-        }
-    };
-    Ok(Server { addr, hub, shutdown, task })
+    tracing::info!(
+        max_connections = cfg.http.max_connections,
+        header_timeout_s = cfg.http.header_timeout.as_secs_f64(),
+        body_timeout_s = cfg.http.body_timeout.as_secs_f64(),
+        idle_timeout_s = cfg.http.idle_timeout.as_secs_f64(),
+        "HTTP limits"
+    );
+    let task = tokio::spawn(http::serve::serve(listener, tls, app, cfg.http.clone(), stop));
+    Ok(Server { addr, hub, shutdown, task: Some(task), hub_task: Some(hub_task) })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    /// A control task that dies is noticed: `Server::failed` resolves with the reason, and
+    /// the hub no longer answers offers (503), which is why `exphub serve` then exits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dead_control_task_is_reported() {
+        let dir = std::env::temp_dir().join(format!("exphub-lib-{}", uuid::Uuid::new_v4().simple()));
+        let mut server = crate::start(crate::config::Config::for_tests(&dir, "pw")).await.unwrap();
+        let healthy = tokio::time::timeout(Duration::from_millis(300), server.failed()).await;
+        assert!(healthy.is_err(), "a healthy server has not failed");
+        server.hub.crash().await;
+        let e = tokio::time::timeout(Duration::from_secs(30), server.failed()).await.expect("the failure is reported");
+        assert!(matches!(e, crate::ServerError::HubEnded(_)), "{e}");
+        assert!(e.to_string().contains("panic: the hub task crashes"), "{e}");
+        let base = format!("http://{}", server.addr);
+        let offer = serde_json::json!({"request": {"sdp": "v=0\r\n", "type": "offer",
+            "user_type": "experimenter", "experimenter_password": "pw"}});
+        let (status, _) = exphub_client::post_json(&base, "/offer", &offer).await.unwrap();
+        assert_eq!(status, 503);
+        server.shutdown().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

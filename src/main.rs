@@ -78,6 +78,8 @@ fn export(session_id: &str, out: Option<std::path::PathBuf>, dir: Option<std::pa
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
+    // Before the config: the default HTTP connection cap follows the raised limit.
+    let fd_limit = exphub::config::raise_fd_limit();
     let cfg = match Config::resolve(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -88,6 +90,11 @@ fn serve(args: ServeArgs) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_new(format!("{},webrtc=warn,rtc=warn", cfg.log))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match fd_limit {
+        Ok((before, after)) if before != after => tracing::info!(before, after, "open-file limit raised"),
+        Ok((_, limit)) => tracing::info!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -99,7 +106,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         let generated = cfg.password_source == PasswordSource::Generated;
         let password = cfg.experimenter_password.clone();
         let scheme = if cfg.tls.is_some() { "https" } else { "http" };
-        let server = match exphub::start(cfg).await {
+        let mut server = match exphub::start(cfg).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("exphub: {e}");
@@ -114,21 +121,28 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
-        {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("exphub: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            tokio::select! {
-                _ = ctrl_c => {},
-                _ = term.recv() => {},
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("exphub: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        #[cfg(unix)]
+        let term = term.recv();
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term => {},
+            e = server.failed() => {
+                // Nothing acknowledged is lost (writes are durable before replies); a
+                // supervisor restarts the process.
+                tracing::error!(error = %e, "exiting");
+                eprintln!("exphub: {e}");
+                return ExitCode::FAILURE;
             }
         }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
         tracing::info!("shutting down: stopping experiments");
         server.shutdown().await;
         ExitCode::SUCCESS

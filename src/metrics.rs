@@ -109,6 +109,12 @@ pub struct Metrics {
     pub udp_ports: Gauge,
     /// Peer connections still in memory (the WebRTC stack's state of each; freed after close).
     pub peer_connections_allocated: Gauge,
+    /// Bytes of trickled candidates held for connection ids not answered yet.
+    pub ice_buffered_bytes: Gauge,
+    /// Open HTTP(S) connections.
+    pub http_connections: Gauge,
+    /// HTTP connections turned away at the connection cap.
+    pub http_connections_refused: Counter,
     pub offers_total: Counter,
     pub messages_received: Counter,
     pub messages_sent: Counter,
@@ -141,6 +147,9 @@ pub static METRICS: Metrics = Metrics {
     live_experiments: Gauge::new(),
     udp_ports: Gauge::new(),
     peer_connections_allocated: Gauge::new(),
+    ice_buffered_bytes: Gauge::new(),
+    http_connections: Gauge::new(),
+    http_connections_refused: Counter::new(),
     offers_total: Counter::new(),
     messages_received: Counter::new(),
     messages_sent: Counter::new(),
@@ -215,9 +224,20 @@ impl Metrics {
         if let Some(fds) = process.open_fds {
             g("exphub_process_open_fds", "Open file descriptors of the server process.", fds);
         }
+        g(
+            "exphub_ice_buffered_bytes",
+            "Bytes of trickled ICE candidates held for connections not answered yet.",
+            self.ice_buffered_bytes.get(),
+        );
+        g("exphub_http_connections", "Open HTTP(S) connections.", self.http_connections.get());
         let mut c = |name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
+        c(
+            "exphub_http_connections_refused_total",
+            "HTTP(S) connections turned away at the connection cap.",
+            self.http_connections_refused.get(),
+        );
         c("exphub_offers_total", "Main-connection offers answered.", self.offers_total.get());
         c("exphub_messages_received_total", "Data-channel messages received.", self.messages_received.get());
         c("exphub_messages_sent_total", "Data-channel messages queued to clients.", self.messages_sent.get());

@@ -11,18 +11,15 @@ use exphub::config::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serves_https_with_the_given_certificate() {
-    init_tracing();
-    let dir = TempDir::new("tls");
+/// A self-signed certificate for `localhost` in `dir`: a config serving HTTPS with it, and a
+/// client connector that trusts it.
+fn tls_setup(dir: &TempDir) -> (Config, tokio_rustls::TlsConnector) {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert, ck.cert.pem()).unwrap();
     std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
     let mut cfg = Config::for_tests(dir.path(), PASSWORD);
     cfg.tls = Some((cert, key));
-    let server = exphub::start(cfg).await.expect("starts with TLS");
-
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ck.cert.der().clone()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -31,7 +28,16 @@ async fn serves_https_with_the_given_certificate() {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_cfg));
+    (cfg, tokio_rustls::TlsConnector::from(Arc::new(client_cfg)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_https_with_the_given_certificate() {
+    init_tracing();
+    let dir = TempDir::new("tls");
+    let (cfg, connector) = tls_setup(&dir);
+    let server = exphub::start(cfg).await.expect("starts with TLS");
+
     let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let mut tls = connector.connect(name, tcp).await.expect("TLS handshake with the configured certificate");
@@ -44,6 +50,28 @@ async fn serves_https_with_the_given_certificate() {
     // Plain HTTP on the TLS port gets no answer.
     let plain = exphub_client::get(&format!("http://{}", server.addr), "/healthz").await;
     assert!(plain.is_err() || plain.unwrap().0 != 200);
+    server.shutdown().await;
+}
+
+/// The HTTPS path has the same limits: a client that never starts its handshake, and one
+/// that shakes hands but never sends a request, are both closed after the header timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_connections_are_bounded_in_time_too() {
+    init_tracing();
+    let dir = TempDir::new("tls-limits");
+    let (mut cfg, connector) = tls_setup(&dir);
+    cfg.http.header_timeout = std::time::Duration::from_secs(1);
+    let server = exphub::start(cfg).await.expect("starts with TLS");
+    let limit = std::time::Duration::from_secs(20);
+    let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut idle = connector.connect(name, tcp).await.expect("handshake");
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(limit, silent.read(&mut buf)).await.expect("closed in time");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    let n = tokio::time::timeout(limit, idle.read(&mut buf)).await.expect("closed in time");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
     server.shutdown().await;
 }
 
@@ -98,4 +126,21 @@ fn flags_and_environment_beat_the_config_file() {
     let args =
         exphub::config::ServeArgs { config: Some(file), udp_ports: Some("60000-59999".into()), ..Default::default() };
     assert!(Config::resolve(&args).unwrap_err().to_string().contains("60000-59999"));
+}
+
+/// `Server::failed` is how `exphub serve` learns that the server stopped working on its own
+/// (it then exits non-zero for a supervisor to restart it); a healthy server never resolves
+/// it, and shuts down normally. (That a dying control task resolves it is tested inside the
+/// crate, with a hook that makes the task panic.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_server_does_not_report_a_failure() {
+    init_tracing();
+    let dir = TempDir::new("failed");
+    let mut server = exphub::start(Config::for_tests(dir.path(), PASSWORD)).await.unwrap();
+    let base = format!("http://{}", server.addr);
+    let failed: Result<exphub::ServerError, _> =
+        tokio::time::timeout(std::time::Duration::from_millis(500), server.failed()).await;
+    assert!(failed.is_err(), "no failure: {failed:?}");
+    assert_eq!(exphub_client::get(&base, "/healthz").await.unwrap().0, 200);
+    server.shutdown().await;
 }

@@ -5,15 +5,23 @@
 //! - `GET /hello-world`: SynthARium's liveness text.
 //! - `GET /healthz`, `GET /metrics`: operations.
 //! - `GET /`, `/room` (`/lobby`, `/meetingRoom`), `/web/...`: the web app (`web.rs`).
+//!
+//! Every request passes two layers: the access log (one line per request: method, path,
+//! status, latency; never the query string, which may hold the dashboard's password) and the
+//! body buffer (the whole body within [`MAX_BODY`] bytes and the body timeout, else a typed
+//! 413 or 408). Connections, timeouts and TLS are `serve.rs`'s.
 
+pub mod serve;
 pub mod tls;
 pub mod web;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -31,7 +39,7 @@ pub struct AppState {
 }
 
 /// Largest HTTP body accepted (an SDP offer is a few KiB).
-const MAX_BODY: usize = 256 * 1024;
+pub const MAX_BODY: usize = 256 * 1024;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -48,7 +56,67 @@ pub fn router(state: AppState) -> Router {
         .route("/web/filters.json", get(web::filters_info))
         .route("/web/{*path}", get(web::asset))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(state.clone(), buffer_body))
+        .layer(middleware::from_fn(access_log))
         .with_state(state)
+}
+
+/// Reads the whole request body before the handler runs: at most [`MAX_BODY`] bytes (413)
+/// and within the body timeout (408), so a client dripping a body cannot hold a handler.
+async fn buffer_body(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    let limited = http_body_util::Limited::new(body, MAX_BODY);
+    let bytes = match tokio::time::timeout(st.cfg.http.body_timeout, limited.collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            let e = WireError::new(
+                413,
+                protocol::ErrorType::InvalidRequest,
+                format!("Request body too large (at most {MAX_BODY} bytes)."),
+            );
+            return error_response(&e);
+        }
+        Ok(Err(_)) => {
+            let e = WireError::new(400, protocol::ErrorType::InvalidRequest, "Failed to read the request body.");
+            return error_response(&e);
+        }
+        Err(_) => {
+            let e =
+                WireError::new(408, protocol::ErrorType::InvalidRequest, "The request body did not arrive in time.");
+            let mut r = error_response(&e);
+            r.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+            return r;
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
+
+/// The description of an error answer, for the access log.
+#[derive(Clone)]
+struct ErrorDescription(String);
+
+/// One log line per request. Server errors at ERROR, refused credentials at WARN, other client
+/// errors and successes at INFO, `/healthz` and `/metrics` at DEBUG (scraped every few
+/// seconds). The path only: a query string may hold a password.
+async fn access_log(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path: String = req.uri().path().chars().take(200).collect();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let latency_ms = (start.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
+    let error = resp.extensions().get::<ErrorDescription>().map(|e| e.0.as_str()).unwrap_or("");
+    match status {
+        500.. => tracing::error!(%method, %path, status, latency_ms, error, "http request"),
+        401 | 403 => tracing::warn!(%method, %path, status, latency_ms, error, "http request"),
+        400.. => tracing::info!(%method, %path, status, latency_ms, error, "http request"),
+        _ if path == "/healthz" || path == "/metrics" => {
+            tracing::debug!(%method, %path, status, latency_ms, "http request")
+        }
+        _ => tracing::info!(%method, %path, status, latency_ms, "http request"),
+    }
+    resp
 }
 
 fn content_type(headers: &HeaderMap) -> Option<&str> {
@@ -59,7 +127,9 @@ fn content_type(headers: &HeaderMap) -> Option<&str> {
 fn error_response(e: &WireError) -> Response {
     METRICS.error(e.kind);
     let status = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, Json(protocol::error_body(e))).into_response()
+    let mut r = (status, Json(protocol::error_body(e))).into_response();
+    r.extensions_mut().insert(ErrorDescription(e.description.clone()));
+    r
 }
 
 async fn offer(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {

@@ -5,9 +5,14 @@
 use super::*;
 
 /// How many trickled candidates we keep for a connection id the hub does not know yet, for how
-/// many ids, and for how long (SynthARium's buffer was unbounded and never expired).
+/// many ids, how many bytes in all and per id, and for how long (SynthARium's buffer was
+/// unbounded and never expired). Anyone can post candidates, so the bytes are what matters: a
+/// candidate line is at most `protocol::MAX_CANDIDATE_LEN` (1 KiB), an id at most
+/// `MAX_ID_LEN`, and the whole buffer at most [`ICE_BUFFER_BYTES`].
 pub(super) const ICE_BUFFER_PER_ID: usize = 32;
 pub(super) const ICE_BUFFER_IDS: usize = 1024;
+pub(super) const ICE_BUFFER_BYTES: usize = 1024 * 1024;
+pub(super) const ICE_BUFFER_BYTES_PER_ID: usize = 16 * 1024;
 pub(super) const ICE_BUFFER_TTL: Duration = Duration::from_secs(60);
 
 pub(super) struct PendingOffer {
@@ -17,9 +22,122 @@ pub(super) struct PendingOffer {
     reply: oneshot::Sender<Result<Value, WireError>>,
 }
 
-pub(super) struct IceBuffer {
+/// Candidates trickled for connection ids not answered yet: bounded in ids, candidates and
+/// bytes, oldest id evicted first, each id expiring after [`ICE_BUFFER_TTL`].
+#[derive(Default)]
+pub(super) struct IceBuffers {
+    by_id: HashMap<String, IceBuffer>,
+    order: VecDeque<String>,
+    /// Accounted bytes of every buffered id and candidate.
+    bytes: usize,
+}
+
+struct IceBuffer {
     created: Instant,
     candidates: Vec<IceCandidate>,
+    bytes: usize,
+}
+
+/// What a candidate costs in the buffer: its strings plus a fixed overhead for the struct and
+/// the allocations.
+fn candidate_bytes(c: &IceCandidate) -> usize {
+    const OVERHEAD: usize = std::mem::size_of::<IceCandidate>() + 64;
+    c.candidate.len()
+        + c.sdp_mid.as_ref().map_or(0, String::len)
+        + c.username_fragment.as_ref().map_or(0, String::len)
+        + OVERHEAD
+}
+
+impl IceBuffers {
+    /// Buffers `candidate` for `id`, evicting expired and then the oldest ids to make room.
+    pub(super) fn push(&mut self, id: String, candidate: IceCandidate, now: Instant) -> Result<(), WireError> {
+        let cost = candidate_bytes(&candidate);
+        let id_cost = id.len() + std::mem::size_of::<IceBuffer>() + 64;
+        if let Some(buf) = self.by_id.get(&id) {
+            if buf.candidates.len() >= ICE_BUFFER_PER_ID || buf.bytes + cost > ICE_BUFFER_BYTES_PER_ID {
+                return Err(WireError::new(
+                    400,
+                    ErrorType::InvalidRequest,
+                    "Too many candidates for an unknown connection.",
+                ));
+            }
+        }
+        let new_id = !self.by_id.contains_key(&id);
+        let need = cost + if new_id { id_cost } else { 0 };
+        while let Some(front) = self.order.front() {
+            let expired = self.by_id.get(front).is_none_or(|b| now.duration_since(b.created) > ICE_BUFFER_TTL);
+            let full = self.by_id.len() + usize::from(new_id) > ICE_BUFFER_IDS || self.bytes + need > ICE_BUFFER_BYTES;
+            if !expired && !full {
+                break;
+            }
+            if let Some(old) = self.order.pop_front() {
+                if old == id {
+                    // Our own id is the oldest: it goes too, and is started afresh below.
+                    return self.restart(id, candidate, now);
+                }
+                self.remove(&old);
+            }
+        }
+        if new_id {
+            self.order.push_back(id.clone());
+            self.by_id.insert(id.clone(), IceBuffer { created: now, candidates: vec![], bytes: id_cost });
+            self.bytes += id_cost;
+        }
+        let buf = self.by_id.get_mut(&id).expect("inserted above");
+        buf.candidates.push(candidate);
+        buf.bytes += cost;
+        self.bytes += cost;
+        METRICS.ice_buffered_bytes.set(self.bytes as i64);
+        Ok(())
+    }
+
+    fn restart(&mut self, id: String, candidate: IceCandidate, now: Instant) -> Result<(), WireError> {
+        self.remove(&id);
+        self.push(id, candidate, now)
+    }
+
+    /// The candidates buffered for `id`, taken out.
+    pub(super) fn take(&mut self, id: &str) -> Option<Vec<IceCandidate>> {
+        let buf = self.remove(id)?;
+        self.order.retain(|x| x != id);
+        Some(buf.candidates)
+    }
+
+    fn remove(&mut self, id: &str) -> Option<IceBuffer> {
+        let buf = self.by_id.remove(id)?;
+        self.bytes -= buf.bytes;
+        METRICS.ice_buffered_bytes.set(self.bytes as i64);
+        Some(buf)
+    }
+
+    /// Accounted bytes held.
+    #[cfg(test)]
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// The answer to a client whose offer the peer layer could not answer: `bad_offer` (400) when
+/// the offer itself was refused, 503 with the reason when the server ran out of ports or
+/// descriptors (a retry may work), else 500. Logged at the matching level.
+pub(super) fn peer_error(what: &str, e: &peer::PeerError, bad_offer: impl FnOnce() -> WireError) -> WireError {
+    if let peer::PeerError::BadSdp(why) = e {
+        // The client's text: shortened, it goes to the log.
+        let why: String = why.chars().take(200).collect();
+        tracing::info!(error = %why, "{what} refused: invalid session description");
+        return bad_offer();
+    }
+    if e.is_exhaustion() {
+        tracing::error!(error = %e, "{what} not answered: out of resources");
+        let description = if matches!(e, peer::PeerError::NoPort) {
+            "No free UDP port for media; try again later."
+        } else {
+            "The server is out of sockets or open files; try again later."
+        };
+        return WireError::new(503, ErrorType::InternalServerError, description);
+    }
+    tracing::error!(error = %e, "{what} not answered");
+    WireError::internal()
 }
 
 impl Hub {
@@ -90,14 +208,9 @@ impl Hub {
         let mc = match result {
             Ok(mc) => mc,
             Err(e) => {
-                tracing::warn!(error = %e, "could not answer offer");
-                let err = match e {
-                    peer::PeerError::BadSdp(_) => {
-                        WireError::new(400, ErrorType::InvalidRequest, "Failed to parse offer.")
-                    }
-                    _ => WireError::internal(),
-                };
-                let _ = pending.reply.send(Err(err));
+                let bad_offer =
+                    || WireError::new(400, ErrorType::InvalidRequest, protocol::text::FAILED_TO_PARSE_OFFER);
+                let _ = pending.reply.send(Err(peer_error("offer", &e, bad_offer)));
                 return;
             }
         };
@@ -120,10 +233,10 @@ impl Hub {
                 }
             }
         });
-        if let Some(buf) = self.ice_buffers.remove(&pending.connection_id) {
+        if let Some(candidates) = self.ice_buffers.take(&pending.connection_id) {
             let c = conn.clone();
             tokio::spawn(async move {
-                for cand in buf.candidates {
+                for cand in candidates {
                     if let Err(e) = c.add_ice_candidate(cand).await {
                         tracing::debug!(error = %e, "buffered candidate rejected");
                     }
@@ -210,29 +323,7 @@ impl Hub {
             return Ok(());
         }
         // Not answered yet (the dev frontend trickles before /offer returns): buffer, bounded.
-        let now = Instant::now();
-        while let Some(front) = self.ice_order.front() {
-            let expired = self.ice_buffers.get(front).is_none_or(|b| now.duration_since(b.created) > ICE_BUFFER_TTL);
-            if !expired && self.ice_buffers.len() < ICE_BUFFER_IDS {
-                break;
-            }
-            if let Some(id) = self.ice_order.pop_front() {
-                self.ice_buffers.remove(&id);
-            }
-        }
-        let buf = self.ice_buffers.entry(connection_id.clone()).or_insert_with(|| {
-            self.ice_order.push_back(connection_id);
-            IceBuffer { created: now, candidates: vec![] }
-        });
-        if buf.candidates.len() >= ICE_BUFFER_PER_ID {
-            return Err(WireError::new(
-                400,
-                ErrorType::InvalidRequest,
-                "Too many candidates for an unknown connection.",
-            ));
-        }
-        buf.candidates.push(candidate);
-        Ok(())
+        self.ice_buffers.push(connection_id, candidate, Instant::now())
     }
 
     pub(super) async fn on_peer_event(&mut self, id: ConnId, ev: PeerEvent) {
@@ -316,5 +407,67 @@ impl Hub {
                 self.reconcile(session_id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(len: usize) -> IceCandidate {
+        IceCandidate {
+            candidate: "c".repeat(len),
+            sdp_mid: Some("0".into()),
+            sdp_mline_index: Some(0),
+            username_fragment: Some("u".repeat(8)),
+        }
+    }
+
+    #[test]
+    fn the_early_candidate_buffer_is_bounded_in_bytes() {
+        let mut b = IceBuffers::default();
+        let now = Instant::now();
+        let max = protocol::MAX_CANDIDATE_LEN;
+        let id_of = |i: usize| format!("{i:0>width$}", width = protocol::MAX_ID_LEN);
+        // 20,000 largest candidates over 2,000 largest ids: 20 MiB offered.
+        for i in 0..20_000 {
+            let _ = b.push(id_of(i % 2_000), cand(max), now);
+            assert!(b.bytes() <= ICE_BUFFER_BYTES, "{} bytes after {i}", b.bytes());
+        }
+        assert!(b.bytes() > ICE_BUFFER_BYTES / 2, "the buffer is used, not just emptied");
+        // The newest id is kept; the oldest were evicted.
+        assert!(b.take(&id_of(1_999)).is_some_and(|c| !c.is_empty()));
+        assert!(b.take(&id_of(0)).is_none());
+    }
+
+    #[test]
+    fn one_id_is_capped_in_count_and_bytes() {
+        let mut b = IceBuffers::default();
+        let now = Instant::now();
+        let mut accepted = 0;
+        while b.push("one".into(), cand(protocol::MAX_CANDIDATE_LEN), now).is_ok() {
+            accepted += 1;
+            assert!(accepted <= ICE_BUFFER_PER_ID);
+        }
+        assert!((8..ICE_BUFFER_PER_ID).contains(&accepted), "the byte cap holds first: {accepted}");
+        assert!(b.bytes() <= ICE_BUFFER_BYTES_PER_ID + 1024, "{}", b.bytes());
+        // Small candidates: the count cap.
+        for _ in 0..ICE_BUFFER_PER_ID {
+            b.push("two".into(), cand(100), now).unwrap();
+        }
+        assert!(b.push("two".into(), cand(100), now).is_err());
+        assert_eq!(b.take("two").map(|c| c.len()), Some(ICE_BUFFER_PER_ID));
+        assert!(b.take("two").is_none());
+    }
+
+    #[test]
+    fn expired_ids_are_dropped() {
+        let mut b = IceBuffers::default();
+        let t0 = Instant::now();
+        b.push("old".into(), cand(100), t0).unwrap();
+        b.push("new".into(), cand(100), t0 + ICE_BUFFER_TTL + Duration::from_secs(1)).unwrap();
+        assert!(b.take("old").is_none());
+        assert!(b.take("new").is_some());
+        assert_eq!(b.bytes(), 0);
     }
 }

@@ -18,7 +18,7 @@ use crate::media::Kind;
 use crate::media::ToHub;
 use crate::peer::Forwarder;
 use crate::protocol::{self, ErrorType, MessageType, WireError};
-use crate::session::model::{AsymmetricFilter, FilterDict, Participant};
+use crate::session::model::{AsymmetricFilter, FilterChannel, FilterDict, Participant};
 use crate::session::Session;
 
 /// Server→participant pinging on behalf of PING filters.
@@ -104,7 +104,23 @@ pub fn viewer_groups(session: &Session, publisher: &str, viewer: &str) -> (Group
 }
 
 /// Checks filter lists against the filters' schemas; the error names the list and the filter.
+/// A filter's `channel` must fit its list (`"both"` fits either) and `groupFilter` must be
+/// false: group filters have lists of their own.
 pub fn validate_filters(video: &[FilterDict], audio: &[FilterDict], what: &str) -> Result<(), WireError> {
+    for (list, filters, fits, other) in [
+        ("video_filters", video, FilterChannel::includes_video as fn(FilterChannel) -> bool, "audio"),
+        ("audio_filters", audio, FilterChannel::includes_audio, "video"),
+    ] {
+        for (i, f) in filters.iter().enumerate() {
+            if !fits(f.channel) {
+                let problem = format!("an {other} filter does not belong in {list}");
+                return Err(protocol::invalid_data(what, &format!("{list}[{i}].channel"), problem));
+            }
+            if f.group_filter {
+                return Err(protocol::invalid_data(what, &format!("{list}[{i}].groupFilter"), "must be false"));
+            }
+        }
+    }
     let specs = |l: &[FilterDict]| -> Vec<FilterSpec> {
         l.iter().map(|f| FilterSpec::new(f.id.clone(), f.name.clone(), f.config.clone())).collect()
     };

@@ -88,6 +88,9 @@ pub(crate) enum Input {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    /// Tests only: the hub task panics, as a bug would make it.
+    #[cfg(test)]
+    Crash,
 }
 
 /// Cheap, cloneable access to the hub task.
@@ -109,6 +112,12 @@ impl HubHandle {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Input::Ice { connection_id, candidate, reply }).await.map_err(|_| unavailable())?;
         rx.await.map_err(|_| unavailable())?
+    }
+
+    /// Tests only: makes the hub task panic.
+    #[cfg(test)]
+    pub(crate) async fn crash(&self) {
+        let _ = self.tx.send(Input::Crash).await;
     }
 
     /// Stops every experiment (as SynthARium does on shutdown) and closes all connections.
@@ -187,8 +196,7 @@ pub(crate) struct Hub {
     pub experimenters: Vec<ConnId>,
     pub subs: HashMap<String, Sub>,
     by_connection_id: HashMap<String, ConnId>,
-    ice_buffers: HashMap<String, connections::IceBuffer>,
-    ice_order: VecDeque<String>,
+    ice_buffers: connections::IceBuffers,
     pending: HashMap<u64, connections::PendingOffer>,
     next_id: u64,
     /// Sessions recording (their experiment runs, or its files are still being finished).
@@ -197,8 +205,13 @@ pub(crate) struct Hub {
     closing: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Starts the hub task over the sessions found on disk.
-pub fn start(cfg: Arc<Config>, store: Arc<SessionStore>, sessions: Vec<Session>) -> HubHandle {
+/// Starts the hub task over the sessions found on disk. The task ends only after
+/// [`HubHandle::shutdown`]; its handle tells the server if it ends otherwise (a panic).
+pub fn start(
+    cfg: Arc<Config>,
+    store: Arc<SessionStore>,
+    sessions: Vec<Session>,
+) -> (HubHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(4096);
     let hub = Hub {
         factory: PeerFactory::new(cfg.rtc.clone()),
@@ -211,15 +224,14 @@ pub fn start(cfg: Arc<Config>, store: Arc<SessionStore>, sessions: Vec<Session>)
         experimenters: vec![],
         subs: HashMap::new(),
         by_connection_id: HashMap::new(),
-        ice_buffers: HashMap::new(),
-        ice_order: VecDeque::new(),
+        ice_buffers: connections::IceBuffers::default(),
         pending: HashMap::new(),
         next_id: 1,
         recordings: HashMap::new(),
         closing: Vec::new(),
     };
-    tokio::spawn(hub.run(rx));
-    HubHandle { tx }
+    let task = tokio::spawn(hub.run(rx));
+    (HubHandle { tx }, task)
 }
 
 /// Wall clock in epoch milliseconds: the hub's only clock read, passed down as `now`.
@@ -257,6 +269,8 @@ impl Hub {
                     let _ = reply.send(());
                     break;
                 }
+                #[cfg(test)]
+                Input::Crash => panic!("the hub task crashes (test hook)"),
             }
         }
     }

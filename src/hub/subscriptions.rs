@@ -132,16 +132,15 @@ impl Hub {
         let sc = match result {
             Ok(sc) => sc,
             Err(e) => {
-                tracing::warn!(error = %e, "could not answer a sub-connection offer");
                 self.subs.remove(&sub_id);
-                let err = match e {
-                    peer::PeerError::BadSdp(_) => WireError::new(
+                let bad_offer = || {
+                    WireError::new(
                         400,
                         ErrorType::InvalidDatatype,
                         "Invalid connection offer dict: the offer could not be applied.",
-                    ),
-                    _ => WireError::internal(),
+                    )
                 };
+                let err = super::connections::peer_error("sub-connection offer", &e, bad_offer);
                 self.send_error(subscriber, &err);
                 return;
             }

@@ -58,6 +58,23 @@ pub enum PeerError {
     Closed,
 }
 
+impl PeerError {
+    /// The server ran out of something (UDP ports in the configured range, file descriptors,
+    /// socket buffers): worth a 503 and a retry, not the client's fault.
+    pub fn is_exhaustion(&self) -> bool {
+        match self {
+            PeerError::NoPort => true,
+            PeerError::Rtc(webrtc::error::Error::Io(e)) => {
+                matches!(e.0.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+                    || e.0.kind() == std::io::ErrorKind::AddrInUse
+            }
+            // What the stack says when every socket bind failed (no port, no descriptor).
+            PeerError::Rtc(webrtc::error::Error::Other(m)) => m.starts_with("no udp_sockets"),
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, PeerError>;
 
 /// ICE/transport settings a lab needs (from the server configuration).
@@ -400,7 +417,9 @@ impl PeerFactory {
         gathered: oneshot::Receiver<()>,
     ) -> Result<String> {
         let offer = RTCSessionDescription::offer(offer_sdp).map_err(|e| PeerError::BadSdp(e.to_string()))?;
-        pc.set_remote_description(offer).await?;
+        // Whatever the stack refuses in the offer (no ICE credentials, no fingerprint, bad
+        // m-lines) is the client's input.
+        pc.set_remote_description(offer).await.map_err(|e| PeerError::BadSdp(e.to_string()))?;
         let answer = pc.create_answer(None).await?;
         pc.set_local_description(answer).await?;
         // Non-trickle on our side: the answer carries every candidate we have.

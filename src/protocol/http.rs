@@ -12,6 +12,15 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::fmt;
 
+/// Longest id accepted in a signalling body (`session_id`, `participant_id`,
+/// `connection_id`, the candidate's `id`, `sdpMid` and `usernameFragment`). Real ones are
+/// 10–36 characters; the bound keeps unauthenticated input small.
+pub const MAX_ID_LEN: usize = 256;
+
+/// Longest ICE candidate line accepted. A real one is about 100–200 bytes (RFC 8839 grammar:
+/// foundation ≤ 32, an address, a port, a type and a few extensions).
+pub const MAX_CANDIDATE_LEN: usize = 1024;
+
 /// Who is offering, with the credentials the hub checks (nothing is checked here).
 #[derive(Clone, PartialEq, Eq)]
 pub enum OfferUser {
@@ -41,7 +50,7 @@ impl fmt::Debug for OfferUser {
 /// A parsed `POST /offer` body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferRequest {
-    /// The client's `sdp` and `type` (any RTCSdpType; the peer layer decides what it accepts).
+    /// The client's `sdp` and `type` (always `offer`: other RTCSdpTypes are refused).
     pub offer: SessionDescription,
     pub user: OfferUser,
     /// The client's `connection_id` (SynthARium dev), used to route trickled ICE candidates;
@@ -66,9 +75,12 @@ pub struct OfferRequest {
 ///    "Invalid user type.";
 /// 5. `sdp` is not a string or `type` not an RTCSdpType → `400 INVALID_REQUEST`
 ///    "Failed to parse offer.";
+///    (exphub) a valid type other than `offer` → the same error, with
+///    `": request.type: expected \"offer\", got \"answer\""` appended;
 /// 6. (exphub) `session_id`, `participant_id`, `experimenter_password` or a present
 ///    `connection_id` is not a string → `400 INVALID_DATATYPE`
-///    `"Failed to parse request.: request.<key>: expected a string, got <kind>"`.
+///    `"Failed to parse request.: request.<key>: expected a string, got <kind>"`; an id longer
+///    than [`MAX_ID_LEN`] → `"Failed to parse request.: request.<key>: longer than 256 bytes"`.
 pub fn parse_offer_request(content_type: Option<&str>, body: &[u8]) -> Result<OfferRequest, WireError> {
     check_content_type(content_type)?;
     let request = unwrap_request(body)?;
@@ -98,19 +110,27 @@ pub fn parse_offer_request(content_type: Option<&str>, body: &[u8]) -> Result<Of
     let failed_offer = || WireError::new(400, ErrorType::InvalidRequest, text::FAILED_TO_PARSE_OFFER);
     let sdp = request.get("sdp").and_then(Value::as_str).ok_or_else(failed_offer)?;
     let kind = request.get("type").and_then(Value::as_str).and_then(SdpType::from_wire).ok_or_else(failed_offer)?;
+    if kind != SdpType::Offer {
+        // SynthARium answered an `answer` or `rollback` as if it were an offer.
+        return Err(WireError::new(
+            400,
+            ErrorType::InvalidRequest,
+            format!("{}: request.type: expected \"offer\", got \"{}\"", text::FAILED_TO_PARSE_OFFER, kind.as_str()),
+        ));
+    }
     let offer = SessionDescription { sdp: sdp.to_owned(), kind };
 
     let user = if is_participant {
         OfferUser::Participant {
-            session_id: string_field(&request, "session_id")?,
-            participant_id: string_field(&request, "participant_id")?,
+            session_id: id_field(&request, "session_id")?,
+            participant_id: id_field(&request, "participant_id")?,
         }
     } else {
         OfferUser::Experimenter { password: string_field(&request, "experimenter_password")? }
     };
 
     let (connection_id, connection_id_generated) = if request.contains_key("connection_id") {
-        (string_field(&request, "connection_id")?, false)
+        (id_field(&request, "connection_id")?, false)
     } else {
         (uuid::Uuid::new_v4().to_string(), true)
     };
@@ -122,7 +142,10 @@ pub fn parse_offer_request(content_type: Option<&str>, body: &[u8]) -> Result<Of
 /// `{"request": {"id": <connection_id>, "candidate": RTCIceCandidateDict}}`.
 ///
 /// Content type and JSON errors as steps 1–2 of [`parse_offer_request`]; a `request` that is
-/// not a valid AddIceCandidate dict → `400 INVALID_REQUEST` "Invalid candidate.".
+/// not a valid AddIceCandidate dict → `400 INVALID_REQUEST` "Invalid candidate."; (exphub) a
+/// candidate line longer than [`MAX_CANDIDATE_LEN`], or an `id`, `sdpMid` or
+/// `usernameFragment` longer than [`MAX_ID_LEN`] → the same error with
+/// `": request.candidate.candidate: longer than 1024 bytes"` (the field's path) appended.
 /// Returns the connection id and the candidate (an empty `candidate` string is the
 /// end-of-candidates marker; SynthARium ignores it).
 pub fn parse_add_ice_candidate_request(
@@ -133,6 +156,22 @@ pub fn parse_add_ice_candidate_request(
     let request = unwrap_request(body)?;
     let dict: AddIceCandidateDict = serde_json::from_value(Value::Object(request))
         .map_err(|_| WireError::new(400, ErrorType::InvalidRequest, text::INVALID_CANDIDATE))?;
+    let c = &dict.candidate;
+    let fields = [
+        ("request.id", Some(&dict.id), MAX_ID_LEN),
+        ("request.candidate.candidate", Some(&c.candidate), MAX_CANDIDATE_LEN),
+        ("request.candidate.sdpMid", c.sdp_mid.as_ref(), MAX_ID_LEN),
+        ("request.candidate.usernameFragment", c.username_fragment.as_ref(), MAX_ID_LEN),
+    ];
+    for (path, value, max) in fields {
+        if value.is_some_and(|v| v.len() > max) {
+            return Err(WireError::new(
+                400,
+                ErrorType::InvalidRequest,
+                format!("{}: {path}: longer than {max} bytes", text::INVALID_CANDIDATE),
+            ));
+        }
+    }
     Ok((dict.id, dict.candidate))
 }
 
@@ -209,6 +248,19 @@ fn string_field(request: &Map<String, Value>, key: &str) -> Result<String, WireE
             ),
         )),
     }
+}
+
+/// A string field that names something (an id): at most [`MAX_ID_LEN`] bytes.
+fn id_field(request: &Map<String, Value>, key: &str) -> Result<String, WireError> {
+    let s = string_field(request, key)?;
+    if s.len() > MAX_ID_LEN {
+        return Err(WireError::new(
+            400,
+            ErrorType::InvalidDatatype,
+            format!("{}: request.{key}: longer than {MAX_ID_LEN} bytes", text::FAILED_TO_PARSE_REQUEST),
+        ));
+    }
+    Ok(s)
 }
 
 /// Python's `repr(list_of_str)` for plain ASCII keys: `['a', 'b']`.
@@ -321,13 +373,63 @@ mod tests {
     }
 
     #[test]
-    fn every_sdp_type_is_accepted() {
-        for t in ["offer", "pranswer", "answer", "rollback"] {
+    fn only_an_offer_is_answered() {
+        let req = parse_offer_request(JSON, &body(experimenter())).unwrap();
+        assert_eq!(req.offer.kind, SdpType::Offer);
+        for t in ["pranswer", "answer", "rollback"] {
             let mut r = experimenter();
             r["type"] = json!(t);
-            let req = parse_offer_request(JSON, &body(r)).unwrap();
-            assert_eq!(req.offer.kind.as_str(), t);
+            let e = parse_offer_request(JSON, &body(r)).unwrap_err();
+            assert_eq!((e.code, e.kind), (400, ErrorType::InvalidRequest), "{t}");
+            assert_eq!(e.description, format!("Failed to parse offer.: request.type: expected \"offer\", got \"{t}\""));
         }
+    }
+
+    #[test]
+    fn overlong_ids_and_candidates_are_refused() {
+        let long_id = "x".repeat(MAX_ID_LEN + 1);
+        for key in ["session_id", "participant_id", "connection_id"] {
+            let mut r = participant();
+            r[key] = json!(long_id);
+            let e = parse_offer_request(JSON, &body(r)).unwrap_err();
+            assert_eq!((e.code, e.kind), (400, ErrorType::InvalidDatatype), "{key}");
+            assert_eq!(
+                e.description,
+                format!("Failed to parse request.: request.{key}: longer than {MAX_ID_LEN} bytes")
+            );
+        }
+        let mut r = participant();
+        r["connection_id"] = json!("x".repeat(MAX_ID_LEN));
+        assert!(parse_offer_request(JSON, &body(r)).is_ok(), "the limit itself is fine");
+
+        type Mutation = (fn(&mut Value), &'static str);
+        let cases: Vec<Mutation> = vec![
+            (|r| r["id"] = json!("i".repeat(MAX_ID_LEN + 1)), "request.id"),
+            (|r| r["candidate"]["candidate"] = json!("c".repeat(MAX_CANDIDATE_LEN + 1)), "request.candidate.candidate"),
+            (|r| r["candidate"]["sdpMid"] = json!("m".repeat(MAX_ID_LEN + 1)), "request.candidate.sdpMid"),
+            (
+                |r| r["candidate"]["usernameFragment"] = json!("u".repeat(MAX_ID_LEN + 1)),
+                "request.candidate.usernameFragment",
+            ),
+        ];
+        for (mutate, path) in cases {
+            let mut r = candidate_request();
+            mutate(&mut r);
+            let e = parse_add_ice_candidate_request(JSON, &body(r)).unwrap_err();
+            assert_eq!((e.code, e.kind), (400, ErrorType::InvalidRequest), "{path}");
+            assert!(
+                e.description.starts_with(&format!("Invalid candidate.: {path}: longer than")),
+                "{}",
+                e.description
+            );
+        }
+        // A 200 KiB candidate, as the memory probe sent them.
+        let mut r = candidate_request();
+        r["candidate"]["candidate"] = json!("a".repeat(200 * 1024));
+        assert_eq!(parse_add_ice_candidate_request(JSON, &body(r)).unwrap_err().code, 400);
+        let mut r = candidate_request();
+        r["candidate"]["candidate"] = json!("c".repeat(MAX_CANDIDATE_LEN));
+        assert!(parse_add_ice_candidate_request(JSON, &body(r)).is_ok());
     }
 
     #[test]

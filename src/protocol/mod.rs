@@ -27,7 +27,7 @@ pub use envelope::{invalid_message, parse_frame, Envelope};
 pub use error::{ErrorType, WireError};
 pub use http::{
     add_ice_candidate_success_body, error_body, offer_answer_body, parse_add_ice_candidate_request,
-    parse_offer_request, FilterListing, Health, HelloWorld, OfferRequest, OfferUser,
+    parse_offer_request, FilterListing, Health, HelloWorld, OfferRequest, OfferUser, MAX_CANDIDATE_LEN, MAX_ID_LEN,
 };
 pub use message_type::{MessageType, UnknownMessageType};
 pub use outgoing::{encode, error_message, experimenter_joined, pong, success_message, SuccessType};

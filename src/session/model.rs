@@ -12,6 +12,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Number, Value};
 
+pub use crate::protocol::FilterChannel;
+
 /// One experiment design and, once run, its record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,16 +120,24 @@ pub struct Note {
 
 /// A filter instance as stored and sent: `{name, id, channel, groupFilter, config}`.
 /// Only `name` and `id` are interpreted by the protocol layer; `config` holds the filter's
-/// parameter entries (see the filter catalogue).
+/// parameter entries (see the filter catalogue). `channel` is `"video"`, `"audio"` or
+/// `"both"`, `groupFilter` a bool and `config` an object, as SynthARium's `FilterDict`
+/// declares them (SynthARium did not check them; exphub does, so nothing else is persisted).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilterDict {
     pub name: String,
     pub id: String,
-    pub channel: Value,
+    pub channel: FilterChannel,
     #[serde(rename = "groupFilter")]
-    pub group_filter: Value,
+    pub group_filter: bool,
+    #[serde(deserialize_with = "json_object")]
     pub config: Value,
+}
+
+/// A JSON object, kept as a `Value`.
+fn json_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    serde_json::Map::<String, Value>::deserialize(d).map(Value::Object)
 }
 
 /// SynthARium dev chat filter entry (`{"id", "name", "config"}`).
@@ -162,4 +172,42 @@ pub struct AsymmetricFilter {
 
 fn empty_array() -> Value {
     Value::Array(vec![])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FilterDict;
+    use serde_json::json;
+
+    fn filter() -> serde_json::Value {
+        json!({"name": "ROTATION", "id": "r1", "channel": "video", "groupFilter": false, "config": {}})
+    }
+
+    #[test]
+    fn filter_dict_fields_are_typed() {
+        for channel in ["video", "audio", "both"] {
+            let mut f = filter();
+            f["channel"] = json!(channel);
+            let parsed: FilterDict = serde_json::from_value(f.clone()).unwrap();
+            assert_eq!(serde_json::to_value(&parsed).unwrap(), f, "round trip");
+        }
+        let bad = [
+            ("channel", json!(5)),
+            ("channel", json!("VIDEO")),
+            ("channel", json!(null)),
+            ("channel", json!({"a": 1})),
+            ("groupFilter", json!("false")),
+            ("groupFilter", json!(0)),
+            ("groupFilter", json!(null)),
+            ("config", json!([])),
+            ("config", json!("x")),
+            ("config", json!(null)),
+        ];
+        for (key, value) in bad {
+            let mut f = filter();
+            f[key] = value.clone();
+            let e = serde_json::from_value::<FilterDict>(f).expect_err(&format!("{key}: {value}"));
+            assert!(!e.to_string().is_empty());
+        }
+    }
 }

@@ -103,6 +103,16 @@ impl SessionStore {
             scan.files.iter().filter_map(|(_, r)| r.as_ref().ok()).map(|s| s.id.clone()).collect();
         for ((path, result), verdict) in scan.files.into_iter().zip(verdicts) {
             match (result, verdict) {
+                (Ok(s), Verdict::Load) if !super::is_file_safe_id(&s.id) => {
+                    // An id such as `../x` would name files outside the directory (recordings,
+                    // exports): reported, and the file left as it is.
+                    state.protected.insert(path.clone());
+                    let message = format!(
+                        "session id {:?} is not usable (only letters, digits, '-' and '_'); the file is left untouched",
+                        s.id
+                    );
+                    problems.push(LoadProblem { path, message });
+                }
                 (Ok(s), Verdict::Load) => loaded.push((path, s)),
                 (Ok(s), Verdict::Import) => imports.push((path, s)),
                 (_, Verdict::Broken(message)) | (_, Verdict::Duplicate(message)) | (Err(message), _) => {
@@ -795,15 +805,17 @@ mod tests {
     }
 
     #[test]
-    fn odd_ids_from_files_keep_their_file() {
+    fn odd_ids_from_files_are_reported_and_left_alone() {
         let d = TestDir::new("oddid");
         let mut v = main_value();
         v["id"] = json!("../../etc/x");
         let path = d.write("odd.json", &v.to_string());
         let (store, sessions, problems) = open(&d);
-        assert!(problems.is_empty());
-        store.save(&sessions[0]).unwrap();
-        assert_eq!(store.path_of("../../etc/x"), Some(path));
+        assert!(sessions.is_empty());
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].path, path);
+        assert_eq!(store.path_of("../../etc/x"), None);
+        assert_eq!(fs::read_to_string(&path).unwrap(), v.to_string());
         assert_eq!(d.names(), vec!["odd.json"]);
     }
 

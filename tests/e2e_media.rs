@@ -15,7 +15,7 @@ use common::camera::*;
 use common::*;
 use exphub::media::codec::VideoDecoder;
 use exphub::media::rtp::{Format, FrameAssembler, RtpIn};
-use exphub::peer::client::{Client, ClientOptions, Origin};
+use exphub::peer::client::{Client, ClientOptions};
 use exphub::peer::forward::Kind;
 use exphub::peer::VideoCodec;
 use filters::VideoFrame;
@@ -67,10 +67,7 @@ fn decoding_viewer_for(format: Format) -> (Pictures, ClientOptions) {
             if kind != Kind::Video {
                 return;
             }
-            let name = match origin {
-                Origin::Echo => "echo".to_owned(),
-                Origin::Sub { summary, .. } => summary["id"].as_str().or(summary.as_str()).unwrap_or("?").to_owned(),
-            };
+            let name = origin_name(origin);
             let mut d = decoders.lock().unwrap();
             let (asm, dec, pic) = d.entry(name.clone()).or_insert_with(|| {
                 (FrameAssembler::new(format), VideoDecoder::new(format).unwrap(), VideoFrame::new(2, 2))

@@ -195,6 +195,8 @@ pub(crate) struct Hub {
     recordings: HashMap<String, crate::record::SessionRecord>,
     /// Records being closed (their writer finishing), awaited at shutdown.
     closing: Vec<tokio::task::JoinHandle<()>>,
+    /// The key of the aliases under which participants see each other (`session::Viewer`).
+    pub aliases: session::Aliases,
 }
 
 /// Starts the hub task over the sessions found on disk.
@@ -217,6 +219,7 @@ pub fn start(cfg: Arc<Config>, store: Arc<SessionStore>, sessions: Vec<Session>)
         next_id: 1,
         recordings: HashMap::new(),
         closing: Vec::new(),
+        aliases: session::Aliases::random(),
     };
     tokio::spawn(hub.run(rx));
     HubHandle { tx }

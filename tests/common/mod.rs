@@ -197,14 +197,34 @@ pub fn is_vp8_keyframe(payload: &[u8]) -> bool {
 
 pub type Recorder = Arc<Mutex<Received>>;
 
-fn origin_name(o: &Origin) -> String {
+/// Who a received stream is from: "echo", or the publisher's participant id. Experimenters are
+/// told the id; participants see other seats under aliases, so a summary object is named by the
+/// fixture participant whose name it carries (`P<i>` → `PARTICIPANTS[i]`), else by its alias.
+pub fn origin_name(o: &Origin) -> String {
     match o {
         Origin::Echo => "echo".into(),
         Origin::Sub { summary, .. } => match summary {
             Value::String(pid) => pid.clone(),
-            v => v["id"].as_str().unwrap_or("?").to_owned(),
+            v => v["participant_name"]
+                .as_str()
+                .and_then(|n| n.strip_prefix('P')?.parse::<usize>().ok())
+                .and_then(|i| PARTICIPANTS.get(i))
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| v["id"].as_str().unwrap_or("?").to_owned()),
         },
     }
+}
+
+/// How participant client `c` sees the seats of its session, by participant name: its own real
+/// id, and its aliases for the others (from `GET_SESSION`; other messages are skipped).
+pub async fn shown_ids(c: &mut Client) -> HashMap<String, String> {
+    let s = request(c, "GET_SESSION", json!({"session_id": SESSION}), "SESSION").await;
+    s["data"]["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["participant_name"].as_str().unwrap().to_owned(), p["id"].as_str().unwrap().to_owned()))
+        .collect()
 }
 
 pub fn recorder() -> (Recorder, ClientOptions) {

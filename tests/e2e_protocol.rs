@@ -1252,11 +1252,9 @@ async fn participants_may_do_only_their_part() {
     // Participants address each other by the aliases they are shown (never by real ids), and
     // see the author of a relayed message under their own alias for it.
     let (seen_by0, seen_by1, seen_by2) = (shown_ids(&mut p0).await, shown_ids(&mut p1).await, shown_ids(&mut p2).await);
-    let p1_p2 = chat(id1, &seen_by1["P2"], "P1 to P2", 4);
-    expect_next(&mut p1, "CHAT", p1_p2.clone(), sent.clone()).await;
+    expect_next(&mut p1, "CHAT", chat(id1, &seen_by1["P2"], "P1 to P2", 4), sent.clone()).await;
     assert_eq!(next(&mut p2, "P2").await, json!({"type": "CHAT", "data": chat(&seen_by2["P1"], id2, "P1 to P2", 4)}));
-    let p1_p0 = chat(id1, &seen_by1["P0"], "P1 to P0", 5);
-    expect_next(&mut p1, "CHAT", p1_p0.clone(), sent.clone()).await;
+    expect_next(&mut p1, "CHAT", chat(id1, &seen_by1["P0"], "P1 to P0", 5), sent.clone()).await;
     assert_eq!(next(&mut p0, "P0").await, json!({"type": "CHAT", "data": chat(&seen_by0["P1"], id0, "P1 to P0", 5)}));
     let p2_all = chat(id2, "participants", "P2 to everyone", 6);
     expect_next(&mut p2, "CHAT", p2_all.clone(), sent.clone()).await;
@@ -1264,13 +1262,8 @@ async fn participants_may_do_only_their_part() {
     assert_eq!(next(&mut p0, "P0").await, json!({"type": "CHAT", "data": p2_all_as(&seen_by0)}));
     assert_eq!(next(&mut p1, "P1").await, json!({"type": "CHAT", "data": p2_all_as(&seen_by1)}));
     assert_ne!(seen_by0["P2"], seen_by1["P2"], "aliases are per viewer");
-    // The session file (and the experimenter) keep the real ids.
-    let file = srv.session_file();
-    assert_eq!(file["participants"][2]["chat"][0], chat(id1, id2, "P1 to P2", 4));
-    assert_eq!(
-        file["participants"][0]["chat"].as_array().unwrap().last().unwrap(),
-        &chat(id2, "participants", "P2 to everyone", 6)
-    );
+    // The session (the file, the experimenter's view) keeps the real ids.
+    let (p1_p2, p1_p0) = (chat(id1, id2, "P1 to P2", 4), chat(id1, id0, "P1 to P0", 5));
     assert_quiet(&mut p2, "no echo to the sender").await;
     assert_quiet(&mut p0, "P0 got exactly its messages").await;
     assert_quiet(&mut p1, "P1 got exactly its messages").await;
@@ -1345,13 +1338,16 @@ async fn participants_may_do_only_their_part() {
     let full = next(&mut a, "GET_SESSION").await["data"].clone();
     assert_eq!(full["notes"], json!([note()]));
     assert_eq!(full["participants"][1]["chat"], json!([e_p1, p1_p2, p1_p0, p2_all]));
+    assert_eq!(full["participants"][0]["chat"], json!([e_p0, p0_e, p1_p0, p2_all]), "P0's own chat is whole");
+    // P0's view: its own id and chat whole, the other seats under P0's aliases, their chat public only.
     let mut view = full.clone();
     view["notes"] = json!([]);
-    view["participants"][0]["chat"] = json!([e_p0, p0_e, p1_p0, p2_all]);
-    view["participants"][1]["chat"] = json!([p2_all]);
-    view["participants"][2]["chat"] = json!([p2_all]);
-    view["participants"][3]["chat"] = json!([p2_all]);
-    assert_eq!(full["participants"][0]["chat"], view["participants"][0]["chat"], "P0's own chat is whole");
+    let p2_all_0 = p2_all_as(&seen_by0);
+    view["participants"][0]["chat"] = json!([e_p0, p0_e, chat(&seen_by0["P1"], id0, "P1 to P0", 5), p2_all_0]);
+    for i in 1..4 {
+        view["participants"][i]["id"] = json!(seen_by0[&format!("P{i}")]);
+        view["participants"][i]["chat"] = json!([p2_all_0]);
+    }
     expect_next(&mut p0, "GET_SESSION", json!({"session_id": SESSION}), json!({"type": "SESSION", "data": view})).await;
     // GET_SESSION_LIST: only its own session, in the same view (contract §2.2).
     expect_next(&mut p0, "GET_SESSION_LIST", json!({}), json!({"type": "SESSION_LIST", "data": [view]})).await;

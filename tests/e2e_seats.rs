@@ -140,7 +140,12 @@ async fn what_a_participant_is_shown_does_not_take_a_seat_or_its_chat() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn participants_still_see_and_chat_with_each_other_under_aliases() {
-    let srv = TestServer::start().await;
+    // Recorded, to check that the event log names seats by their ids.
+    let dir = TempDir::new("seats");
+    let mut s = session_json(SESSION);
+    s["record"] = json!(true);
+    write_session(dir.path(), &s);
+    let srv = TestServer::start_in(dir).await;
     let mut exp = experimenter(&srv.base).await;
     request(&mut exp, "CREATE_EXPERIMENT", json!({"session_id": SESSION}), "SUCCESS").await;
     let mut parts = vec![];
@@ -215,6 +220,21 @@ async fn participants_still_see_and_chat_with_each_other_under_aliases() {
     assert_eq!(file["participants"][2]["chat"][1], chat(PARTICIPANTS[0], PARTICIPANTS[2], "psst", 2));
     let e = request(&mut exp, "GET_SESSION", json!({"session_id": SESSION}), "SESSION").await;
     assert_eq!(e["data"]["participants"][1]["id"], PARTICIPANTS[1]);
+    let log = srv.dir.path().join(SESSION).join("events.jsonl");
+    let deadline = std::time::Instant::now() + T;
+    let logged = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|e| e["command"] == "CHAT" && e["data"]["message"] == "psst");
+        if let Some(e) = found {
+            break e;
+        }
+        assert!(std::time::Instant::now() < deadline, "the CHAT is logged: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(logged["data"]["target"], PARTICIPANTS[2], "{logged}");
 
     for h in players {
         h.abort();

@@ -131,11 +131,7 @@ async fn what_a_participant_is_shown_does_not_take_a_seat_or_its_chat() {
     seen0.extend(p0.settle(Duration::from_millis(500)).await);
     let text = serde_json::to_string(&seen0).unwrap();
     assert!(!text.contains("secret"), "P0 reads P1's private chat: {text}");
-    p0.close().await;
-    p1.close().await;
-    p2.close().await;
-    exp.close().await;
-    srv.stop().await;
+    close_all(srv, exp, vec![p0, p1, p2], vec![]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,31 +142,20 @@ async fn participants_still_see_and_chat_with_each_other_under_aliases() {
     s["record"] = json!(true);
     write_session(dir.path(), &s);
     let srv = TestServer::start_in(dir).await;
-    let mut exp = experimenter(&srv.base).await;
-    request(&mut exp, "CREATE_EXPERIMENT", json!({"session_id": SESSION}), "SUCCESS").await;
-    let mut parts = vec![];
-    let mut recs = vec![];
-    let mut players = vec![];
-    for pid in &PARTICIPANTS[..3] {
-        let (rec, opts) = recorder();
-        let p = participant(&srv.base, pid, opts).await;
-        players.push(p.publish(media()));
-        parts.push(p);
-        recs.push(rec);
-    }
-    let mut shown: Vec<HashMap<String, String>> = vec![];
-    for p in &mut parts {
-        shown.push(shown_ids(p).await);
-    }
-    request(&mut exp, "START_EXPERIMENT", json!({}), "SUCCESS").await;
+    let (mut exp, _erec, mut parts, recs, players) = running_experiment(&srv, 3).await;
 
     // Each proposal's summary is the publisher as that viewer's session shows it: the same
     // alias, name and layout (the frontend places the video by it).
-    for i in 0..3 {
-        let mut names = BTreeSet::new();
+    let mut shown: Vec<HashMap<String, String>> = vec![];
+    for (i, p) in parts.iter_mut().enumerate() {
+        let mut summaries = vec![];
         for _ in 0..2 {
-            let (m, _) = parts[i].recv_type("CONNECTION_PROPOSAL", T).await.expect("a proposal per other seat");
-            let summary = &m["data"]["participant_summary"];
+            let (m, _) = p.recv_type("CONNECTION_PROPOSAL", T).await.expect("a proposal per other seat");
+            summaries.push(m["data"]["participant_summary"].clone());
+        }
+        shown.push(shown_ids(p).await);
+        let mut names = BTreeSet::new();
+        for summary in summaries {
             let name = summary["participant_name"].as_str().unwrap().to_owned();
             assert_eq!(summary["id"].as_str(), Some(shown[i][&name].as_str()), "P{i}: {summary}");
             assert_eq!(summary["canvas_id"], format!("canvas-{}", &name[1..]), "P{i}: {summary}");
@@ -236,12 +221,5 @@ async fn participants_still_see_and_chat_with_each_other_under_aliases() {
     };
     assert_eq!(logged["data"]["target"], PARTICIPANTS[2], "{logged}");
 
-    for h in players {
-        h.abort();
-    }
-    for p in parts {
-        p.close().await;
-    }
-    exp.close().await;
-    srv.stop().await;
+    close_all(srv, exp, parts, players).await;
 }

@@ -309,3 +309,38 @@ pub fn assert_success(m: &Value, ty: &str) {
     assert_eq!(m["type"], "SUCCESS", "{m}");
     assert_eq!(m["data"]["type"], ty, "{m}");
 }
+
+/// Creates and starts the experiment with the first `n` participants connected and publishing.
+pub async fn running_experiment(
+    srv: &TestServer,
+    n: usize,
+) -> (Client, Recorder, Vec<Client>, Vec<Recorder>, Vec<tokio::task::JoinHandle<()>>) {
+    let (erec, eopts) = recorder();
+    let mut exp = experimenter_with(&srv.base, eopts).await;
+    request(&mut exp, "CREATE_EXPERIMENT", json!({"session_id": SESSION}), "SUCCESS").await;
+    let mut parts = vec![];
+    let mut recs = vec![];
+    let mut players = vec![];
+    for pid in &PARTICIPANTS[..n] {
+        let (rec, opts) = recorder();
+        let p = participant(&srv.base, pid, opts).await;
+        players.push(p.publish(media()));
+        parts.push(p);
+        recs.push(rec);
+    }
+    let ok = request(&mut exp, "START_EXPERIMENT", json!({}), "SUCCESS").await;
+    assert_success(&ok, "START_EXPERIMENT");
+    (exp, erec, parts, recs, players)
+}
+
+/// Ends a test: stops the players, closes every client, then stops the server.
+pub async fn close_all(srv: TestServer, exp: Client, parts: Vec<Client>, players: Vec<tokio::task::JoinHandle<()>>) {
+    for h in players {
+        h.abort();
+    }
+    for p in parts {
+        p.close().await;
+    }
+    exp.close().await;
+    srv.stop().await;
+}

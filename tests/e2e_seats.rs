@@ -100,38 +100,50 @@ async fn what_a_participant_is_shown_does_not_take_a_seat_or_its_chat() {
 
     let mut shown = BTreeSet::new();
     shown_in(&seen0, &mut shown);
-    for other in &PARTICIPANTS[1..] {
-        assert!(!shown.contains(*other), "P0 is shown {other}, another seat's id: {seen0:?}");
-    }
 
     // P0 tries to join as everyone it was shown (its own seat aside): every /offer is refused.
     shown.remove(me);
     assert!(shown.len() >= 4, "ids shown to P0: {shown:?}");
+    let mut taken = vec![];
     for id in &shown {
         let role = Role::Participant { session_id: SESSION.into(), participant_id: id.clone() };
         let opts = ClientOptions { auto_subscribe: false, ..Default::default() };
-        let err = match Client::connect(&srv.base, role, opts).await {
-            Ok(c) => {
-                c.close().await;
-                panic!("/offer as {id:?}, shown to P0, took a seat");
+        match Client::connect(&srv.base, role, opts).await {
+            Ok(impostor) => taken.push((id.clone(), impostor)),
+            Err(err) => {
+                let refused = err.downcast_ref::<OfferRefused>().unwrap_or_else(|| panic!("/offer as {id:?}: {err}"));
+                let got = (refused.status, &refused.body["data"]["type"]);
+                assert_eq!(got, (400, &json!("UNKNOWN_PARTICIPANT")), "{id:?}");
             }
-            Err(e) => e,
-        };
-        let refused = err.downcast_ref::<OfferRefused>().unwrap_or_else(|| panic!("/offer as {id:?}: {err}"));
-        assert_eq!((refused.status, &refused.body["data"]["type"]), (400, &json!("UNKNOWN_PARTICIPANT")), "{id:?}");
+        }
     }
 
-    // P1 kept its seat, and its private chat goes to P1 alone.
-    assert!(!p1.is_closed(), "P1 is still connected");
-    let pong = request(&mut p1, "PING", json!("still here"), "PONG").await;
-    assert_eq!(pong["data"]["ping_data"], "still here");
+    // P1 kept its seat, and its private chat goes to P1 alone (not to an impostor either).
     send_chat(&mut exp, chat("experimenter", victim, "second secret for P1", 6), &mut ignored).await;
+    let mut read = vec![];
+    for (_, impostor) in &mut taken {
+        read.extend(impostor.settle(Duration::from_millis(500)).await);
+    }
+    let taken_ids: Vec<&String> = taken.iter().map(|(id, _)| id).collect();
+    assert!(
+        taken.is_empty(),
+        "P0 took the seats {taken_ids:?} with ids it was shown; P1 still connected: {}; the impostor read: {read:?}",
+        !p1.is_closed()
+    );
+    assert!(!p1.is_closed(), "P1 is still connected");
     let (got, _) = p1.recv_type("CHAT", T).await.expect("P1 gets its private chat");
     assert_eq!(got["data"]["message"], "second secret for P1");
+    let pong = request(&mut p1, "PING", json!("still here"), "PONG").await;
+    assert_eq!(pong["data"]["ping_data"], "still here");
     seen0.extend(p0.settle(Duration::from_millis(500)).await);
     let text = serde_json::to_string(&seen0).unwrap();
     assert!(!text.contains("secret"), "P0 reads P1's private chat: {text}");
-    close_all(srv, exp, vec![p0, p1, p2], vec![]).await;
+    // And the ids themselves: no other seat's id in anything P0 was shown.
+    for other in &PARTICIPANTS[1..] {
+        assert!(!shown.contains(*other), "P0 is shown {other}, another seat's id: {seen0:?}");
+    }
+    let impostors = taken.into_iter().map(|(_, c)| c);
+    close_all(srv, exp, [p0, p1, p2].into_iter().chain(impostors).collect(), vec![]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

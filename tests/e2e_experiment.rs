@@ -121,37 +121,7 @@ async fn experiment_lifecycle_with_media() {
     .expect("join after STOP fails");
     assert!(err.to_string().contains("409") && err.to_string().contains("The experiment has ended."), "{err}");
 
-    for h in players {
-        h.abort();
-    }
-    for p in parts {
-        p.close().await;
-    }
-    exp.close().await;
-    srv.stop().await;
-}
-
-/// Creates and starts the experiment with the first `n` participants connected and publishing.
-async fn running_experiment(
-    srv: &TestServer,
-    n: usize,
-) -> (exphub_client::Client, Recorder, Vec<exphub_client::Client>, Vec<Recorder>, Vec<tokio::task::JoinHandle<()>>) {
-    let (erec, eopts) = recorder();
-    let mut exp = experimenter_with(&srv.base, eopts).await;
-    request(&mut exp, "CREATE_EXPERIMENT", json!({"session_id": SESSION}), "SUCCESS").await;
-    let mut parts = vec![];
-    let mut recs = vec![];
-    let mut players = vec![];
-    for pid in &PARTICIPANTS[..n] {
-        let (rec, opts) = recorder();
-        let p = participant(&srv.base, pid, opts).await;
-        players.push(p.publish(media()));
-        parts.push(p);
-        recs.push(rec);
-    }
-    let ok = request(&mut exp, "START_EXPERIMENT", json!({}), "SUCCESS").await;
-    assert_success(&ok, "START_EXPERIMENT");
-    (exp, erec, parts, recs, players)
+    close_all(srv, exp, parts, players).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,15 +159,8 @@ async fn rejoin_takes_over_the_seat() {
     assert!(e_msgs.iter().all(|m| m["type"] != "CONNECTION_PROPOSAL"), "{e_msgs:?}");
     assert!(erec.lock().unwrap().foreign == 0 && recs[1].lock().unwrap().foreign == 0);
 
-    for h in players {
-        h.abort();
-    }
     p0_again.close().await;
-    for p in parts {
-        p.close().await;
-    }
-    exp.close().await;
-    srv.stop().await;
+    close_all(srv, exp, parts, players).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,15 +201,8 @@ async fn kick_and_ban_are_delivered_before_the_close() {
     // The others carry on.
     let ok = request(&mut parts[0], "PING", json!({"n": 1}), "PONG").await;
     assert_eq!(ok["data"]["ping_data"], json!({"n": 1}));
-    for h in players {
-        h.abort();
-    }
     back.close().await;
-    for p in parts {
-        p.close().await;
-    }
-    exp.close().await;
-    srv.stop().await;
+    close_all(srv, exp, parts, players).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,7 @@ use exphub::media::codec::VideoDecoder;
 use exphub::media::rtp::{Format, FrameAssembler, RtpIn};
 use exphub::media::Kind;
 use exphub::peer::VideoCodec;
-use exphub_client::{Client, ClientOptions, Origin};
+use exphub_client::{Client, ClientOptions};
 use filters::VideoFrame;
 use serde_json::{json, Value};
 
@@ -67,10 +67,7 @@ fn decoding_viewer_for(format: Format) -> (Pictures, ClientOptions) {
             if kind != Kind::Video {
                 return;
             }
-            let name = match origin {
-                Origin::Echo => "echo".to_owned(),
-                Origin::Sub { summary, .. } => summary["id"].as_str().or(summary.as_str()).unwrap_or("?").to_owned(),
-            };
+            let name = origin_name(origin);
             let mut d = decoders.lock().unwrap();
             let (asm, dec, pic) = d.entry(name.clone()).or_insert_with(|| {
                 (FrameAssembler::new(format), VideoDecoder::new(format).unwrap(), VideoFrame::new(2, 2))

@@ -20,7 +20,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -499,10 +499,12 @@ async fn experiment_messages_reply_and_broadcast() {
     assert_quiet(&mut p1, "only the named participant gets FILTERS_DATA").await;
     let req =
         json!({"participant_id": "all", "filter_id": "all", "filter_name": "ROTATION", "filter_channel": "video"});
+    let (seen_by0, seen_by1) = (shown_ids(&mut p0).await, shown_ids(&mut p1).await);
     expect_next(&mut a, "GET_FILTERS_DATA_SEND_TO_PARTICIPANT", req, sent).await;
-    let whole = json!({"type": "FILTERS_DATA", "data": {p0id: {"video": [null], "audio": []}, p1id: {"video": [], "audio": []}}});
-    assert_eq!(next(&mut p0, "P0").await, whole);
-    assert_eq!(next(&mut p1, "P1").await, whole);
+    // Each participant sees its own entry under its id and the other seat's under its alias.
+    let whole = |k0: &str, k1: &str| json!({"type": "FILTERS_DATA", "data": {k0: {"video": [null], "audio": []}, k1: {"video": [], "audio": []}}});
+    assert_eq!(next(&mut p0, "P0").await, whole(p0id, &seen_by0["P1"]));
+    assert_eq!(next(&mut p1, "P1").await, whole(&seen_by1["P0"], p1id));
 
     // UPDATE_READ_MESSAGE_TIME: no reply, persisted.
     a.send("UPDATE_READ_MESSAGE_TIME", json!({"participant_id": p0id, "lastMessageReadTime": 1_700_000_000_123_i64}))
@@ -1247,16 +1249,21 @@ async fn participants_may_do_only_their_part() {
     let p0_e = chat(id0, "experimenter", "P0 to the experimenter", 3);
     expect_next(&mut p0, "CHAT", p0_e.clone(), sent.clone()).await;
     assert_eq!(next(&mut a, "A").await, json!({"type": "CHAT", "data": p0_e}));
-    let p1_p2 = chat(id1, id2, "P1 to P2", 4);
-    expect_next(&mut p1, "CHAT", p1_p2.clone(), sent.clone()).await;
-    assert_eq!(next(&mut p2, "P2").await, json!({"type": "CHAT", "data": p1_p2}));
-    let p1_p0 = chat(id1, id0, "P1 to P0", 5);
-    expect_next(&mut p1, "CHAT", p1_p0.clone(), sent.clone()).await;
-    assert_eq!(next(&mut p0, "P0").await, json!({"type": "CHAT", "data": p1_p0}));
+    // Participants address each other by the aliases they are shown (never by real ids), and
+    // see the author of a relayed message under their own alias for it.
+    let (seen_by0, seen_by1, seen_by2) = (shown_ids(&mut p0).await, shown_ids(&mut p1).await, shown_ids(&mut p2).await);
+    expect_next(&mut p1, "CHAT", chat(id1, &seen_by1["P2"], "P1 to P2", 4), sent.clone()).await;
+    assert_eq!(next(&mut p2, "P2").await, json!({"type": "CHAT", "data": chat(&seen_by2["P1"], id2, "P1 to P2", 4)}));
+    expect_next(&mut p1, "CHAT", chat(id1, &seen_by1["P0"], "P1 to P0", 5), sent.clone()).await;
+    assert_eq!(next(&mut p0, "P0").await, json!({"type": "CHAT", "data": chat(&seen_by0["P1"], id0, "P1 to P0", 5)}));
     let p2_all = chat(id2, "participants", "P2 to everyone", 6);
     expect_next(&mut p2, "CHAT", p2_all.clone(), sent.clone()).await;
-    assert_eq!(next(&mut p0, "P0").await, json!({"type": "CHAT", "data": p2_all}));
-    assert_eq!(next(&mut p1, "P1").await, json!({"type": "CHAT", "data": p2_all}));
+    let p2_all_as = |seen: &HashMap<String, String>| chat(&seen["P2"], "participants", "P2 to everyone", 6);
+    assert_eq!(next(&mut p0, "P0").await, json!({"type": "CHAT", "data": p2_all_as(&seen_by0)}));
+    assert_eq!(next(&mut p1, "P1").await, json!({"type": "CHAT", "data": p2_all_as(&seen_by1)}));
+    assert_ne!(seen_by0["P2"], seen_by1["P2"], "aliases are per viewer");
+    // The session (the file, the experimenter's view) keeps the real ids.
+    let (p1_p2, p1_p0) = (chat(id1, id2, "P1 to P2", 4), chat(id1, id0, "P1 to P0", 5));
     assert_quiet(&mut p2, "no echo to the sender").await;
     assert_quiet(&mut p0, "P0 got exactly its messages").await;
     assert_quiet(&mut p1, "P1 got exactly its messages").await;
@@ -1275,6 +1282,8 @@ async fn participants_may_do_only_their_part() {
         case("CHAT", chat(id0, "nobody", "x", 9), 404, "UNKNOWN_USER", is("No participant found for the given ID.")),
         case("CHAT", chat(id0, "part", "x", 9), 404, "UNKNOWN_USER", is("No participant found for the given ID.")),
         case("CHAT", chat(id0, id0, "x", 9), 404, "UNKNOWN_USER", is("No participant found for the given ID.")),
+        // A real id of another seat is not an address for a participant (no oracle for guesses).
+        case("CHAT", chat(id0, id1, "x", 9), 404, "UNKNOWN_USER", is("No participant found for the given ID.")),
         case(
             "CHAT",
             json!({"message": "x", "time": 1, "author": id0}),
@@ -1329,13 +1338,16 @@ async fn participants_may_do_only_their_part() {
     let full = next(&mut a, "GET_SESSION").await["data"].clone();
     assert_eq!(full["notes"], json!([note()]));
     assert_eq!(full["participants"][1]["chat"], json!([e_p1, p1_p2, p1_p0, p2_all]));
+    assert_eq!(full["participants"][0]["chat"], json!([e_p0, p0_e, p1_p0, p2_all]), "P0's own chat is whole");
+    // P0's view: its own id and chat whole, the other seats under P0's aliases, their chat public only.
     let mut view = full.clone();
     view["notes"] = json!([]);
-    view["participants"][0]["chat"] = json!([e_p0, p0_e, p1_p0, p2_all]);
-    view["participants"][1]["chat"] = json!([p2_all]);
-    view["participants"][2]["chat"] = json!([p2_all]);
-    view["participants"][3]["chat"] = json!([p2_all]);
-    assert_eq!(full["participants"][0]["chat"], view["participants"][0]["chat"], "P0's own chat is whole");
+    let p2_all_0 = p2_all_as(&seen_by0);
+    view["participants"][0]["chat"] = json!([e_p0, p0_e, chat(&seen_by0["P1"], id0, "P1 to P0", 5), p2_all_0]);
+    for i in 1..4 {
+        view["participants"][i]["id"] = json!(seen_by0[&format!("P{i}")]);
+        view["participants"][i]["chat"] = json!([p2_all_0]);
+    }
     expect_next(&mut p0, "GET_SESSION", json!({"session_id": SESSION}), json!({"type": "SESSION", "data": view})).await;
     // GET_SESSION_LIST: only its own session, in the same view (contract §2.2).
     expect_next(&mut p0, "GET_SESSION_LIST", json!({}), json!({"type": "SESSION_LIST", "data": [view]})).await;
@@ -1395,16 +1407,19 @@ async fn participant_chat_to_a_participant_who_is_not_connected_is_404() {
     create_experiment(&mut a).await;
     let mut p0 = part(&srv.base, PARTICIPANTS[0]).await;
     let (id0, id3) = (PARTICIPANTS[0], PARTICIPANTS[3]);
-    let m = chat(id0, id3, "are you there?", 1);
+    // P0 names P3 by its alias, and the error repeats the alias, not P3's id.
+    let to3 = shown_ids(&mut p0).await["P3"].clone();
+    let m = chat(id0, &to3, "are you there?", 1);
     run_cases(
         &mut p0,
-        &[case("CHAT", m.clone(), 404, "UNKNOWN_USER", is(format!("Failed to send data to {id3}, user not found.")))],
+        &[case("CHAT", m.clone(), 404, "UNKNOWN_USER", is(format!("Failed to send data to {to3}, user not found.")))],
     )
     .await;
     let file = srv.session_file();
+    let stored = chat(id0, id3, "are you there?", 1);
     assert_eq!(
         (&file["participants"][0]["chat"], &file["participants"][3]["chat"]),
-        (&json!([m]), &json!([m])),
+        (&json!([stored]), &json!([stored])),
         "logged before the error"
     );
     p0.close().await;

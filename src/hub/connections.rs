@@ -253,11 +253,10 @@ impl Hub {
             }
             Role::Participant { session_id, participant_id } => {
                 METRICS.connections_participant.set(METRICS.connections_participant.get() + 1);
-                summary = self
-                    .sessions
-                    .get(session_id)
-                    .and_then(|s| s.participant(participant_id))
-                    .map(session::participant_summary);
+                summary = self.sessions.get(session_id).and_then(|s| {
+                    let me = self.aliases.viewer(s, participant_id);
+                    s.participant(participant_id).map(|p| session::participant_summary(p, &me))
+                });
                 let sink_ids = (self.next_id(), self.next_id());
                 // Rejoin: the new connection takes the seat; the old one is closed.
                 let Some(exp) = self.experiments.get_mut(session_id) else {

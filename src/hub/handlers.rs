@@ -160,7 +160,17 @@ impl Hub {
             .sessions
             .get(sid)
             .ok_or_else(|| WireError::new(404, ErrorType::UnknownSession, "No session with the given ID found."))?;
-        Ok(session::participant_view(s, pid))
+        Ok(session::participant_view(&self.aliases.viewer(s, pid)))
+    }
+
+    /// A `CHAT` relay for connection `to`: a participant sees the other seats under its aliases.
+    fn chat_for(&self, to: ConnId, sid: &str, msg: &ChatMessage) -> String {
+        match (self.conns.get(&to).map(|c| &c.role), self.sessions.get(sid)) {
+            (Some(Role::Participant { participant_id, .. }), Some(s)) => {
+                protocol::encode(T::Chat, self.aliases.viewer(s, participant_id).chat(msg))
+            }
+            _ => protocol::encode(T::Chat, msg),
+        }
     }
 
     async fn experimenter_request(&mut self, id: ConnId, req: ClientRequest) -> Res {
@@ -333,9 +343,13 @@ impl Hub {
                 };
                 let only = if r.participant_id == "all" { None } else { Some(r.participant_id.as_str()) };
                 let data = self.filters_data(&sid, only, &r.filter_id, &r.filter_name, r.filter_channel)?;
-                let msg = protocol::encode(T::FiltersData, data);
-                for (_, c) in targets {
-                    self.send(c, msg.clone());
+                for (pid, c) in targets {
+                    // Keyed by participant: each recipient sees the other seats under its aliases.
+                    let Some(s) = self.sessions.get(&sid) else { continue };
+                    let viewer = self.aliases.viewer(s, &pid);
+                    let shown: serde_json::Map<String, Value> =
+                        data.iter().map(|(k, v)| (viewer.show(k), v.clone())).collect();
+                    self.send(c, protocol::encode(T::FiltersData, shown));
                 }
                 self.send(id, success(SuccessType::SendToParticipant, text::SENT_FILTERS_DATA_TO_PARTICIPANT));
                 Ok(())
@@ -655,9 +669,17 @@ impl Hub {
         Ok(())
     }
 
-    async fn participant_chat(&mut self, id: ConnId, sid: &str, pid: &str, msg: ChatMessage) -> Res {
+    async fn participant_chat(&mut self, id: ConnId, sid: &str, pid: &str, mut msg: ChatMessage) -> Res {
         if msg.author != pid {
             return Err(WireError::new(400, ErrorType::InvalidRequest, "Author of message must be participant ID."));
+        }
+        // Another seat is addressed by the sender's alias for it (never by its real id).
+        let shown_target = msg.target.clone();
+        if msg.target != session::PUBLIC_TARGET && msg.target != session::EXPERIMENTER {
+            let s = self.sessions.get(sid).ok_or_else(WireError::internal)?;
+            let to = self.aliases.viewer(s, pid).resolve(&msg.target).map(str::to_owned);
+            msg.target = to
+                .ok_or_else(|| WireError::new(404, ErrorType::UnknownUser, "No participant found for the given ID."))?;
         }
         let session = self.session_mut(sid)?;
         match msg.target.as_str() {
@@ -679,7 +701,6 @@ impl Hub {
             p.last_message_sent_time = msg.time;
         }
         self.persist(sid).await?;
-        let out = protocol::encode(T::Chat, &msg);
         let Some(exp) = self.experiments.get(sid) else { return Ok(()) };
         let targets: Vec<ConnId> = match msg.target.as_str() {
             "experimenter" => exp.experimenters.clone(),
@@ -691,13 +712,14 @@ impl Hub {
                     return Err(WireError::new(
                         404,
                         ErrorType::UnknownUser,
-                        format!("Failed to send data to {other}, user not found."),
+                        format!("Failed to send data to {shown_target}, user not found."),
                     ))
                 }
             },
         };
         for t in targets {
-            self.send(t, out.clone());
+            let out = self.chat_for(t, sid, &msg);
+            self.send(t, out);
         }
         self.send(id, success(SuccessType::Chat, text::SENT_CHAT));
         Ok(())

@@ -203,6 +203,8 @@ pub(crate) struct Hub {
     recordings: HashMap<String, crate::record::SessionRecord>,
     /// Records being closed (their writer finishing), awaited at shutdown.
     closing: Vec<tokio::task::JoinHandle<()>>,
+    /// The key of the aliases under which participants see each other (`session::Viewer`).
+    pub aliases: session::Aliases,
 }
 
 /// Starts the hub task over the sessions found on disk. The task ends only after
@@ -229,6 +231,7 @@ pub fn start(
         next_id: 1,
         recordings: HashMap::new(),
         closing: Vec::new(),
+        aliases: session::Aliases::random(),
     };
     let task = tokio::spawn(hub.run(rx));
     (HubHandle { tx }, task)

@@ -238,10 +238,20 @@ impl Hub {
             _ => json!({"role": "experimenter", "connection": id}),
         };
         // SDP bodies are transport detail, and large.
-        let data = match kind {
+        let mut data = match kind {
             MessageType::ConnectionOffer => json!({"id": data.get("id"), "sdp_bytes": data.to_string().len()}),
             _ => data.clone(),
         };
+        // A participant names another seat by its alias for it; the log names the seat.
+        if let (MessageType::Chat, Some(Role::Participant { participant_id, .. }), Some(s)) =
+            (kind, self.conns.get(&id).map(|c| &c.role), self.sessions.get(sid))
+        {
+            let viewer = self.aliases.viewer(s, participant_id);
+            let real = data.get("target").and_then(Value::as_str).and_then(|t| viewer.resolve(t)).map(str::to_owned);
+            if let (Some(real), Some(obj)) = (real, data.as_object_mut()) {
+                obj.insert("target".into(), Value::String(real));
+            }
+        }
         let mut fields = json!({"from": from, "command": kind.as_str(), "data": data, "ok": error.is_none()});
         if let Some(e) = error {
             fields["error"] = json!({"code": e.code, "type": e.kind.as_str(), "description": e.description});

@@ -58,14 +58,17 @@ impl Hub {
 
     pub(super) fn propose(&mut self, session_id: &str, publisher: String, subscriber: ConnId) {
         let Some(sub_conn) = self.conns.get(&subscriber) else { return };
-        let summary = match sub_conn.role {
+        let summary = match &sub_conn.role {
             // The experimenter UI resolves names from its session data with the id.
             Role::Experimenter { .. } => Value::String(publisher.clone()),
-            Role::Participant { .. } => self
+            // A participant sees the publisher under its own alias for it, never the real id.
+            Role::Participant { participant_id, .. } => self
                 .sessions
                 .get(session_id)
-                .and_then(|s| s.participant(&publisher))
-                .map(session::participant_summary)
+                .and_then(|s| {
+                    let viewer = self.aliases.viewer(s, participant_id);
+                    s.participant(&publisher).map(|p| session::participant_summary(p, &viewer))
+                })
                 .unwrap_or(Value::Null),
         };
         let id = short_uuid();

@@ -24,7 +24,9 @@ pub use rules::{
     SESSION_ALREADY_STARTED, UNKNOWN_PARTICIPANT_ID,
 };
 pub use store::{validate_dir, LoadProblem, SessionStore};
-pub use view::{is_public, participant_summary, participant_view, ParticipantSummary, PUBLIC_TARGET};
+pub use view::{
+    is_public, participant_summary, participant_view, Aliases, ParticipantSummary, Viewer, EXPERIMENTER, PUBLIC_TARGET,
+};
 
 use serde_json::Value;
 

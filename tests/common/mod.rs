@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use exphub::media::Kind;
 use exphub_client::{Client, ClientOptions, Media, Origin, Role};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 pub const PASSWORD: &str = "test-password";
 pub const SESSION: &str = "5e55105e55";
@@ -178,14 +178,34 @@ pub fn is_vp8_keyframe(payload: &[u8]) -> bool {
 
 pub type Recorder = Arc<Mutex<Received>>;
 
-fn origin_name(o: &Origin) -> String {
+/// Who a received stream is from: "echo", or the publisher's participant id. Experimenters are
+/// told the id; participants see other seats under aliases, so a summary object is named by the
+/// fixture participant whose name it carries (`P<i>` → `PARTICIPANTS[i]`), else by its alias.
+pub fn origin_name(o: &Origin) -> String {
     match o {
         Origin::Echo => "echo".into(),
         Origin::Sub { summary, .. } => match summary {
             Value::String(pid) => pid.clone(),
-            v => v["id"].as_str().unwrap_or("?").to_owned(),
+            v => v["participant_name"]
+                .as_str()
+                .and_then(|n| n.strip_prefix('P')?.parse::<usize>().ok())
+                .and_then(|i| PARTICIPANTS.get(i))
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| v["id"].as_str().unwrap_or("?").to_owned()),
         },
     }
+}
+
+/// How participant client `c` sees the seats of its session, by participant name: its own real
+/// id, and its aliases for the others (from `GET_SESSION`; other messages are skipped).
+pub async fn shown_ids(c: &mut Client) -> HashMap<String, String> {
+    let s = request(c, "GET_SESSION", json!({"session_id": SESSION}), "SESSION").await;
+    s["data"]["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["participant_name"].as_str().unwrap().to_owned(), p["id"].as_str().unwrap().to_owned()))
+        .collect()
 }
 
 pub fn recorder() -> (Recorder, ClientOptions) {
@@ -269,4 +289,39 @@ pub async fn expect_error(c: &mut Client, kind: &str, data: Value) -> Value {
 pub fn assert_success(m: &Value, ty: &str) {
     assert_eq!(m["type"], "SUCCESS", "{m}");
     assert_eq!(m["data"]["type"], ty, "{m}");
+}
+
+/// Creates and starts the experiment with the first `n` participants connected and publishing.
+pub async fn running_experiment(
+    srv: &TestServer,
+    n: usize,
+) -> (Client, Recorder, Vec<Client>, Vec<Recorder>, Vec<tokio::task::JoinHandle<()>>) {
+    let (erec, eopts) = recorder();
+    let mut exp = experimenter_with(&srv.base, eopts).await;
+    request(&mut exp, "CREATE_EXPERIMENT", json!({"session_id": SESSION}), "SUCCESS").await;
+    let mut parts = vec![];
+    let mut recs = vec![];
+    let mut players = vec![];
+    for pid in &PARTICIPANTS[..n] {
+        let (rec, opts) = recorder();
+        let p = participant(&srv.base, pid, opts).await;
+        players.push(p.publish(media()));
+        parts.push(p);
+        recs.push(rec);
+    }
+    let ok = request(&mut exp, "START_EXPERIMENT", json!({}), "SUCCESS").await;
+    assert_success(&ok, "START_EXPERIMENT");
+    (exp, erec, parts, recs, players)
+}
+
+/// Ends a test: stops the players, closes every client, then stops the server.
+pub async fn close_all(srv: TestServer, exp: Client, parts: Vec<Client>, players: Vec<tokio::task::JoinHandle<()>>) {
+    for h in players {
+        h.abort();
+    }
+    for p in parts {
+        p.close().await;
+    }
+    exp.close().await;
+    srv.stop().await;
 }

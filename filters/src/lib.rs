@@ -150,7 +150,7 @@ mod tests {
         }
     }
 
-    /// The catalogue keeps SynthARium's shapes and the startup validation of §7.3: a choice's
+    /// The catalogue keeps SynthARium's shapes and its start-up validation of them: a choice's
     /// options are strings, `value` a string, `requiresOtherFilter` a bool and, if true,
     /// `defaultValue[0]` an existing filter; numbers have int min/max/value when the default is.
     #[test]

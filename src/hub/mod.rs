@@ -222,7 +222,7 @@ pub fn start(cfg: Arc<Config>, store: Arc<SessionStore>, sessions: Vec<Session>)
     HubHandle { tx }
 }
 
-/// Wall clock in epoch milliseconds: the hub's only clock read, passed down as `now`.
+/// Wall clock in epoch milliseconds: the times of the protocol and of session files.
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -370,7 +370,7 @@ fn run_readme_snippet(dir: &Path) {
         return;
     };
     let out = Command::new(python).arg("-c").arg(code).current_dir(dir).output().unwrap();
-    assert!(out.status.success(), "the pandas snippet of docs/research-data.md fails:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the research-data pandas snippet fails:\n{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("START_EXPERIMENT") && text.contains("processed"), "snippet output:\n{text}");
 }

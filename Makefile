@@ -24,7 +24,7 @@ endef
 all: build
 
 help:
-	@echo "make unit   the fast loop: unit tests of the server and the filters, the JS helpers (seconds once built)"
+	@echo "make unit   the fast loop: unit tests of the server and the filters, the JS helpers (~1 min once built)"
 	@echo "make run    build (release) and serve with ./sessions on http://127.0.0.1:8080/"
 	@echo "make test   run every test (unit, integration over real WebRTC on loopback, JS, browser)"
 	@echo "make e2e    only the web app's end-to-end tests in headless Chromium"
@@ -51,11 +51,12 @@ TEST_APT_PACKAGES := ffmpeg python3 python3-pandas
 test-deps:
 	$(call apt_install,$(TEST_APT_PACKAGES),for the tests)
 
-# No network, no browser: the server library's unit tests, the filters crate, the web app's
-# pure JavaScript helpers.
+# No network, no browser: the unit tests of the server library and of the filters crate (with
+# its doc test), the web app's pure JavaScript helpers. Built with the workspace's features, so
+# `make test` reuses the build.
 unit: deps node-deps
-	$(CARGO) test -p exphub --lib
-	$(CARGO) test -p filters
+	$(CARGO) test --workspace --lib
+	$(CARGO) test --workspace --doc
 	node --test tests/js/
 
 test: deps test-deps node-deps

@@ -1,5 +1,6 @@
-# exphub: `make run` serves, `make test` runs every test. Both install what a fresh Debian 12
-# machine lacks first (system packages via apt-get; Rust itself must be installed: rustup.rs).
+# exphub: `make run` serves, `make test` runs every test, `make unit` is the fast loop. They
+# install what a fresh Debian 12 machine lacks first (system packages via apt-get; Rust itself
+# must be installed: rustup.rs). `make help` lists every target.
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -18,16 +19,21 @@ define apt_install
 	fi
 endef
 
-.PHONY: all deps test-deps build run test check fmt lint bench load clean help browser-deps e2e
+.PHONY: all deps test-deps build run unit test check fmt lint doc bench load clean help browser-deps node-deps e2e
 
 all: build
 
 help:
+	@echo "make unit   the fast loop: unit tests of the server and the filters, the JS helpers (~1 min once built)"
 	@echo "make run    build (release) and serve with ./sessions on http://127.0.0.1:8080/"
-	@echo "make test   run every test (unit, integration over real WebRTC on loopback, browser)"
+	@echo "make test   run every test (unit, integration over real WebRTC on loopback, JS, browser)"
 	@echo "make e2e    only the web app's end-to-end tests in headless Chromium"
-	@echo "make lint   rustfmt check + clippy"
+	@echo "make lint   rustfmt check + clippy -D warnings on every target"
+	@echo "make doc    cargo doc with warnings as errors (broken intra-doc links)"
+	@echo "make check  cargo check of every target;  make fmt  format the code"
 	@echo "make bench  criterion benchmarks;  make load  the forwarding load tool"
+	@echo "make build  release build (also: make all);  make clean  cargo clean"
+	@echo "make deps   install missing system packages (test-deps, node-deps, browser-deps: for the tests)"
 
 deps:
 	$(call apt_install,$(APT_PACKAGES),system packages)
@@ -39,15 +45,30 @@ build: deps
 run: build
 	./target/release/exphub serve --sessions-dir sessions
 
-# The recording tests check files with ffprobe and run the README's pandas snippet.
+# The recording tests check files with ffprobe and run the pandas snippet of docs/research-data.md.
 TEST_APT_PACKAGES := ffmpeg python3 python3-pandas
 
 test-deps:
 	$(call apt_install,$(TEST_APT_PACKAGES),for the tests)
 
-test: deps test-deps
+# No network, no browser: the unit tests of the server library and of the filters crate (with
+# its doc test), the web app's pure JavaScript helpers. Built with the workspace's features, so
+# `make test` reuses the build.
+unit: deps node-deps
+	$(CARGO) test --workspace --lib
+	$(CARGO) test --workspace --doc
+	node --test tests/js/
+
+test: deps test-deps node-deps
 	$(CARGO) test --workspace --all-targets
+	node --test tests/js/
 	@$(MAKE) --no-print-directory e2e
+
+# Node.js runs the JS unit tests (node --test) and the browser tests.
+node-deps:
+	@command -v node >/dev/null || { \
+		echo "installing Node.js (Debian) for the JavaScript tests"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nodejs >/dev/null; }
 
 # The web app's browser tests: Debian's Chromium (no downloaded browser) driven by playwright-core
 # from npm (pinned in package-lock.json), a fake camera made with ffmpeg, the real server binary.
@@ -76,6 +97,9 @@ fmt:
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+doc: deps
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
 bench: deps
 	$(CARGO) bench --workspace

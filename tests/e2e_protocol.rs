@@ -1,6 +1,6 @@
 //! Proves, over real WebRTC connections (the `exphub_client` stack on loopback) to a real
-//! server, that exphub speaks SynthARium's wire protocol as `shared/protocol/README.md` (the
-//! contract) and `syntharium-reference.md` §2–§4 define it:
+//! server, that exphub speaks SynthARium's wire protocol as `docs/protocol.md` (the contract,
+//! with SynthARium's behaviour where exphub keeps it) defines it:
 //!
 //! - every experimenter message's success path: the exact reply, its order, the broadcasts to
 //!   other experimenters (and only to those the reference names), and what reaches the disk;
@@ -8,7 +8,7 @@
 //!   request changes nothing;
 //! - what participants may do (chat, their own session view, their own filter data, PING) and
 //!   that everything else is `403 FORBIDDEN`, even with malformed data;
-//! - malformed frames of every kind get `400` (never a silent drop, contract §2.1), oversized
+//! - malformed frames of every kind get `400` (never a silent drop, protocol.md D1), oversized
 //!   frames get `413`, malformed data gets `400 INVALID_DATATYPE` naming the field, and the
 //!   server keeps serving the same and other connections afterwards;
 //! - HTTP signalling (`/offer`, `/addIceCandidate`) with every error in SynthARium's order and
@@ -409,7 +409,7 @@ async fn experiment_messages_reply_and_broadcast() {
     assert_eq!(file["participants"][1]["chat"], json!([m2]));
     assert_eq!(file["participants"][0]["lastMessageSentTime"], 3);
 
-    // MUTE: SESSION_CHANGE to every experimenter (contract §2.11), SUCCESS; persisted; no message to P0.
+    // MUTE: SESSION_CHANGE to every experimenter (protocol.md D11), SUCCESS; persisted; no message to P0.
     a.send("MUTE", json!({"participant_id": p0id, "mute_video": true, "mute_audio": false})).await.unwrap();
     let change = next(&mut a, "MUTE").await;
     let file = srv.session_file();
@@ -445,7 +445,7 @@ async fn experiment_messages_reply_and_broadcast() {
     assert_eq!(next(&mut a, "SET_FILTERS").await, success("SET_FILTERS", "Successfully changed filters."));
     assert_eq!(next(&mut b, "B").await, change);
 
-    // SET_GROUP_FILTERS: replies like SET_FILTERS (contract §2.3).
+    // SET_GROUP_FILTERS: replies like SET_FILTERS (protocol.md D3).
     let gf = template_gf("gf-1");
     a.send("SET_GROUP_FILTERS", json!({"audio_group_filters": [], "video_group_filters": [gf]})).await.unwrap();
     let change = next(&mut a, "SET_GROUP_FILTERS").await;
@@ -474,7 +474,7 @@ async fn experiment_messages_reply_and_broadcast() {
             json!({"filter_id": "all", "filter_name": "SPEAKING_TIME", "filter_channel": "audio"}),
             json!({p0id: {"video": [], "audio": [null]}, p1id: {"video": [], "audio": []}}),
         ),
-        // SynthARium main's name is an alias (contract §1).
+        // SynthARium main's name is an alias (protocol.md, Which SynthARium).
         (
             json!({"filter_id": "all", "filter_name": "AUDIO_SPEAKING_TIME", "filter_channel": "both"}),
             json!({p0id: {"video": [], "audio": [null]}, p1id: {"video": [], "audio": []}}),
@@ -588,7 +588,7 @@ async fn experiment_messages_reply_and_broadcast() {
     .await;
     p1.close().await;
     let mut p1 = part(&srv.base, p1id).await;
-    // Rejoining a running experiment is told so at once (contract §2.9).
+    // Rejoining a running experiment is told so at once (protocol.md D9).
     assert_eq!(next(&mut p1, "P1 rejoined").await, started);
 
     // BAN: notification, SUCCESS, persisted; the next /offer is refused.
@@ -657,7 +657,7 @@ async fn experimenter_error_paths() {
     let cand = json!({"candidate": "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host", "sdpMid": "0", "sdpMLineIndex": 0, "usernameFragment": null});
     let offer = json!({"sdp": "v=0\r\n", "type": "offer"});
 
-    // SAVE_SESSION create rules (reference §4.3), in SynthARium's order of checks.
+    // SAVE_SESSION create rules (protocol.md, SAVE_SESSION), in SynthARium's order of checks.
     let create = |f: &dyn Fn(&mut Value)| {
         let mut s = new_session("x", 2);
         f(&mut s);
@@ -981,7 +981,7 @@ async fn experimenter_error_paths() {
             "UNKNOWN_USER",
             is("No participant found for the given ID."),
         ),
-        // Chat targets are exact (contract §2.7): a substring of "participants" is not a broadcast.
+        // Chat targets are exact (protocol.md D7): a substring of "participants" is not a broadcast.
         case(
             "CHAT",
             chat("experimenter", "part", "hi", 1),
@@ -1116,7 +1116,7 @@ async fn experimenter_error_paths() {
     srv.stop().await;
 }
 
-/// Reference §4.3 gives these two handlers SynthARium's (copy-pasted) prefixes, marked [sic];
+/// SynthARium gives these two handlers (copy-pasted) prefixes, marked [sic];
 /// exphub keeps SynthARium's texts byte for byte elsewhere (`src/protocol/text.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_connected_texts_of_filters_data_and_read_time_follow_the_reference() {
@@ -1154,7 +1154,7 @@ async fn not_connected_texts_of_filters_data_and_read_time_follow_the_reference(
     srv.stop().await;
 }
 
-/// Reference §4.3 GET_FILTERS_DATA: a filter of that name exists but with another id →
+/// GET_FILTERS_DATA (as SynthARium): a filter of that name exists but with another id →
 /// 404 UNKNOWN_FILTER_ID 'Unknown filter ID: "<id>".'.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_filters_data_with_an_unknown_filter_id_is_404() {
@@ -1349,10 +1349,10 @@ async fn participants_may_do_only_their_part() {
         view["participants"][i]["chat"] = json!([p2_all_0]);
     }
     expect_next(&mut p0, "GET_SESSION", json!({"session_id": SESSION}), json!({"type": "SESSION", "data": view})).await;
-    // GET_SESSION_LIST: only its own session, in the same view (contract §2.2).
+    // GET_SESSION_LIST: only its own session, in the same view (protocol.md D2).
     expect_next(&mut p0, "GET_SESSION_LIST", json!({}), json!({"type": "SESSION_LIST", "data": [view]})).await;
 
-    // GET_FILTERS_DATA: the caller's own filters only (contract §2.6).
+    // GET_FILTERS_DATA: the caller's own filters only (protocol.md D6).
     a.send("SET_FILTERS", json!({"participant_id": "all", "audio_filters": [], "video_filters": [rotation("rot-1")]}))
         .await
         .unwrap();
@@ -1397,7 +1397,7 @@ async fn participants_may_do_only_their_part() {
     srv.stop().await;
 }
 
-/// Reference §4.3 CHAT (delivery): a participant-id target that is not connected → 404
+/// CHAT delivery (as SynthARium): a participant-id target that is not connected → 404
 /// UNKNOWN_USER "Failed to send data to <id>, user not found." after the message was logged.
 /// exphub does this for experimenters; a participant's chat is logged and answered SUCCESS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1441,7 +1441,7 @@ async fn malformed_frames_are_answered_and_the_server_keeps_serving() {
     let mut p0 = part(&srv.base, PARTICIPANTS[0]).await;
     let invalid = is("Received message is not a valid Message object.");
 
-    // Not a valid envelope: 400 INVALID_REQUEST, never a silent drop (contract §2.1).
+    // Not a valid envelope: 400 INVALID_REQUEST, never a silent drop (protocol.md D1).
     let frames = [
         "",
         " ",
@@ -1564,7 +1564,7 @@ async fn malformed_frames_are_answered_and_the_server_keeps_serving() {
     srv.stop().await;
 }
 
-/// Frames over the server's limit get 413 (contract §2.1). The webrtc stack of the test client
+/// Frames over the server's limit get 413 (protocol.md D1). The webrtc stack of the test client
 /// cannot send a data-channel message over 1 MiB at all (SCTP: the peer's advertised
 /// `max-message-size`, and this stack caps its own at 256 KiB), so the limit is proved end to end
 /// on a server configured with a small limit; `src/protocol/envelope.rs` unit-tests the check
@@ -1633,7 +1633,7 @@ async fn oversized_frames_get_413() {
     srv.stop().await;
 }
 
-/// Contract §2.1: only frames over the limit (default 1 MiB) are refused. The server advertises
+/// protocol.md D1: only frames over the limit (default 1 MiB) are refused. The server advertises
 /// `a=max-message-size:65536` in its SDP answer (the webrtc default), so a standards-following
 /// client (a browser, this client) cannot send any message over 64 KiB, e.g. a SAVE_SESSION of a
 /// session with a long chat history. This stack can do at most 256 KiB; 200 KB must pass.
@@ -1874,7 +1874,7 @@ async fn offer_errors_in_synthariums_order() {
         expect_http(base, "/offer", json_ct, body, want.clone(), ctx).await;
     }
 
-    // STOP from WAITING (allowed; start_time = end_time), after which joining is refused (contract §2.10).
+    // STOP from WAITING (allowed; start_time = end_time), after which joining is refused (protocol.md D10).
     a.send("STOP_EXPERIMENT", json!({})).await.unwrap();
     let ended = next(&mut a, "STOP").await;
     assert_eq!(ended["type"], "EXPERIMENT_ENDED");

@@ -4,8 +4,8 @@
 //! on the manifest's offsets (the picture number drawn into every frame is at the same time
 //! since START in both, and the processed one is mirrored); the event log holds every command
 //! of the run in order; RECORDING_LIST, the CLI export and the authenticated download give the
-//! files; the README's pandas snippet runs. A `kill -9` of the real binary during recording
-//! leaves playable files and a valid log up to the last second, which the next start
+//! files; the pandas snippet of `docs/research-data.md` runs. A `kill -9` of the real binary
+//! during recording leaves playable files and a valid log up to the last second, which the next start
 //! completes in the manifest. A full disk is reported to the experimenter and the experiment
 //! goes on.
 
@@ -353,10 +353,12 @@ fn tar_names(tar: &[u8]) -> Vec<String> {
     tar::Archive::new(tar).entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect()
 }
 
-/// Runs the README's pandas snippet in the recording directory, if Python with pandas is here.
+/// Runs the pandas snippet of `docs/research-data.md` in the recording directory, if Python
+/// with pandas is here.
 fn run_readme_snippet(dir: &Path) {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let start = readme.find("<!-- pandas-snippet -->").expect("README has the pandas snippet");
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/research-data.md");
+    let readme = std::fs::read_to_string(doc).unwrap();
+    let start = readme.find("<!-- pandas-snippet -->").expect("docs/research-data.md has the pandas snippet");
     let code = &readme[start..];
     let code = &code[code.find("```python\n").unwrap() + 10..];
     let code = &code[..code.find("```").unwrap()];
@@ -364,11 +366,11 @@ fn run_readme_snippet(dir: &Path) {
         .into_iter()
         .find(|p| Command::new(p).args(["-c", "import pandas"]).output().is_ok_and(|o| o.status.success()));
     let Some(python) = python else {
-        eprintln!("pandas not available: the README snippet is not run (make test installs python3-pandas)");
+        eprintln!("pandas not available: the research-data snippet is not run (make test installs python3-pandas)");
         return;
     };
     let out = Command::new(python).arg("-c").arg(code).current_dir(dir).output().unwrap();
-    assert!(out.status.success(), "the README's pandas snippet fails:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the research-data pandas snippet fails:\n{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("START_EXPERIMENT") && text.contains("processed"), "snippet output:\n{text}");
 }

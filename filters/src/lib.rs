@@ -60,7 +60,7 @@ pub mod speaking_time;
 pub mod template;
 
 /// The registry: every filter the server knows, in catalogue order. **Adding a filter = one
-/// file + one line here.**
+/// file + two lines: its `pub mod` above and its `INFO` here.**
 static REGISTRY: &[FilterInfo] = &[
     filter_api_test::INFO,
     edge_outline::INFO,
@@ -150,7 +150,7 @@ mod tests {
         }
     }
 
-    /// The catalogue keeps SynthARium's shapes and the startup validation of §7.3: a choice's
+    /// The catalogue keeps SynthARium's shapes and its start-up validation of them: a choice's
     /// options are strings, `value` a string, `requiresOtherFilter` a bool and, if true,
     /// `defaultValue[0]` an existing filter; numbers have int min/max/value when the default is.
     #[test]

@@ -43,6 +43,7 @@ static ASSETS: &[Asset] = &[
     asset!("css/app.css", CSS),
     asset!("js/protocol.js", JS),
     asset!("js/ui.js", JS),
+    asset!("js/helpers.js", JS),
     asset!("js/dashboard.js", JS),
     asset!("js/editor.js", JS),
     asset!("js/live.js", JS),

@@ -176,7 +176,7 @@ impl Hub {
         });
     }
 
-    /// SynthARium's participant checks (reference §2.2 step 7), with exphub's changes: a
+    /// SynthARium's participant checks (`docs/protocol.md`, POST /offer), with exphub's changes: a
     /// rejoin takes over the seat instead of failing, and an ended experiment refuses joins.
     pub(super) fn check_participant_offer(&self, session_id: &str, participant_id: &str) -> Result<(), WireError> {
         let exp = self
@@ -293,7 +293,7 @@ impl Hub {
                 echo_sinks,
             },
         );
-        // A participant joining a running experiment learns so at once (contract §2.9).
+        // A participant joining a running experiment learns so at once (`docs/protocol.md` D9).
         if let Role::Participant { session_id, .. } = &pending.role {
             if let Some(exp) = self.experiments.get(session_id) {
                 if exp.state == ExperimentState::Running {

@@ -1,5 +1,5 @@
 //! The data-channel API: one function per message, in SynthARium's order of checks, with
-//! exphub's deliberate changes (contract §2). Every change to a session is written to disk
+//! exphub's deliberate changes (`docs/protocol.md` D1–D14). Every change to a session is written to disk
 //! before the reply that reports it.
 
 use serde_json::{json, Value};
@@ -62,7 +62,7 @@ impl Hub {
         let kind = env.kind;
         let Some(role) = self.conns.get(&id).map(|c| c.role.clone()) else { return };
         // Permission before validation: a participant learns nothing about a message it may
-        // not send (contract §2.2).
+        // not send (`docs/protocol.md` D2).
         if matches!(role, Role::Participant { .. }) && !PARTICIPANT_MAY_SEND.contains(&kind) {
             return self.send_error(id, &forbidden(kind));
         }
@@ -380,7 +380,6 @@ impl Hub {
         }
     }
 
-    /// The experiment (session id) an experimenter has joined.
     /// The recording session whose log gets connection `id`'s requests.
     fn log_target(&self, id: ConnId) -> Option<String> {
         let c = self.conns.get(&id)?;
@@ -391,6 +390,7 @@ impl Hub {
         self.recording(&sid).then_some(sid)
     }
 
+    /// The experiment (session id) an experimenter has joined.
     fn joined(&self, id: ConnId) -> Option<String> {
         self.conns.get(&id).and_then(|c| c.experiment.clone()).filter(|sid| self.experiments.contains_key(sid))
     }
@@ -421,7 +421,7 @@ impl Hub {
             })?;
             let mut updated = session::apply_update(stored, s)?;
             // The server is the authority on chat: a form loaded before a message arrived
-            // must not erase it (contract §2.4, nothing is lost).
+            // must not erase it (`docs/protocol.md` D4, nothing is lost).
             for p in &mut updated.participants {
                 if let Some(old) = stored.participant(&p.id) {
                     p.chat = old.chat.clone();
@@ -455,7 +455,7 @@ impl Hub {
             };
             return Err(e);
         }
-        // A waiting experiment's participants get the new filters at once (contract §2.5).
+        // A waiting experiment's participants get the new filters at once (`docs/protocol.md` D5).
         self.apply_media(&sid, None);
         self.broadcast_session_change(&sid, Some(id));
         let msg = protocol::encode(T::SavedSession, &self.sessions[&sid]);
@@ -621,7 +621,7 @@ impl Hub {
     }
 
     /// Kick or ban: the notification is queued before the close, and the outbox flushes it
-    /// before closing (contract §2.12).
+    /// before closing (`docs/protocol.md` D12).
     fn remove_participant(&mut self, conn: ConnId, notification: T, reason: &str) {
         if let Some(Role::Participant { session_id, participant_id }) = self.conns.get(&conn).map(|c| c.role.clone()) {
             let what = if notification == T::BanNotification { "participant_banned" } else { "participant_kicked" };
@@ -726,7 +726,7 @@ impl Hub {
     }
 
     /// `FILTERS_DATA` for the connected participants (or `only` one): per participant, the
-    /// data of each matching filter. Filters do not run yet, so every entry is `null`.
+    /// data each matching filter last reported (`null` until it reports).
     fn filters_data(
         &self,
         sid: &str,

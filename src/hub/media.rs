@@ -41,7 +41,7 @@ impl Drop for PingState {
 }
 
 /// One filter list as the pipeline runs it: the filters, plus the hidden mute filter when
-/// muted (contract §2.11: muted video keeps the source's size).
+/// muted (`docs/protocol.md` D11: muted video keeps the source's size).
 fn specs(list: &[FilterDict], muted: bool, mute: &str) -> Vec<FilterSpec> {
     let mut v: Vec<FilterSpec> =
         list.iter().map(|f| FilterSpec::new(f.id.clone(), f.name.clone(), f.config.clone())).collect();

@@ -11,7 +11,7 @@
 //! blocking pool (awaited, so a reply is never sent before its change is on disk), and media
 //! never passes through here at all (see `peer::forward`).
 //!
-//! Subscriptions are desired state: [`Hub::reconcile`] derives from the experiment's state and
+//! Subscriptions are desired state: `Hub::reconcile` derives from the experiment's state and
 //! its connected users who should receive whom, and opens or closes sub-connections to match.
 //! A participant is a seat, not a connection: a rejoin swaps the connection under the seat, and
 //! the seat's forwarders (and therefore every subscriber's view) carry on.
@@ -237,7 +237,7 @@ pub fn start(
     (HubHandle { tx }, task)
 }
 
-/// Wall clock in epoch milliseconds: the hub's only clock read, passed down as `now`.
+/// Wall clock in epoch milliseconds: the times of the protocol and of session files.
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -34,7 +34,7 @@ impl Hub {
         }
     }
 
-    /// Drops an ended experiment once no experimenter is in it (contract §2.10); its session
+    /// Drops an ended experiment once no experimenter is in it (`docs/protocol.md` D10); its session
     /// becomes deletable again (`creation_time = 0`).
     pub(crate) fn maybe_drop_experiment(&mut self, session_id: &str) {
         let Some(exp) = self.experiments.get(session_id) else { return };

@@ -2,8 +2,11 @@
 //! CREATE_EXPERIMENT), starting and stopping the track recorders, the event log entries of
 //! everything the hub accepts or does, and the manifest updates the recorders report.
 //!
-//! The hub never touches the disk here: `record::SessionRecord` hands the writes to its own
-//! thread. A session's record outlives its experiment until every file is finished.
+//! The writes go through `record::SessionRecord`, which hands them to its own thread. Opening
+//! a record does a little IO on the hub task (creating the directory, reading back an existing
+//! `manifest.json` and the tail of `events.jsonl`, setting a broken manifest aside), as does
+//! `RECORDING_LIST` (listing directories). A session's record outlives its experiment until
+//! every file is finished.
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,8 @@
 //! ffmpeg codecs behind small, safe types: decode an encoded frame into a [`VideoFrame`] /
-//! [`AudioFrame`], encode one back. The settings are the measured low-latency ones
-//! (stack-notes §3): one slice thread, `LOW_DELAY` decoding (exactly one picture out per packet),
-//! realtime libvpx with no lag, x264 ultrafast/zerolatency/baseline with forced IDRs, Opus VoIP.
+//! [`AudioFrame`], encode one back. The settings are the measured low-latency ones (each
+//! avoids frames buffered inside the codec): one slice thread, `LOW_DELAY` decoding (exactly
+//! one picture out per packet), realtime libvpx with no lag, x264
+//! ultrafast/zerolatency/baseline with forced IDRs, Opus VoIP.
 //!
 //! Resolution changes (browsers adapt their send size under load) re-create the encoder.
 

@@ -125,7 +125,7 @@ impl Pipeline {
 
     /// True while the worker thread runs.
     pub fn alive(&self) -> bool {
-        // A zero-cost probe: sending a keyframe request fails once the thread is gone.
+        // A zero-cost probe: sending a no-op `Ping` fails once the thread is gone.
         !matches!(self.tx.try_send(Input::Ping(None)), Err(TrySendError::Disconnected(_)))
     }
 

@@ -4,8 +4,8 @@
 //!
 //! The [`FrameAssembler`] emits a frame as soon as its marker packet and every packet back to
 //! the previous frame's end have arrived — never waiting for the *next* frame's first packet
-//! (the webrtc crate's `SampleBuilder` does, which costs one frame interval per hop:
-//! stack-notes pitfall 1). A gap that a later complete frame overtakes is reported as loss, so
+//! (the webrtc crate's `SampleBuilder` does, which costs one frame interval per hop: a
+//! pitfall of that crate). A gap that a later complete frame overtakes is reported as loss, so
 //! the pipeline can ask for a keyframe and freeze instead of decoding garbage.
 
 use std::collections::BTreeMap;

@@ -107,7 +107,8 @@ pub struct Sink {
 impl Sink {
     /// `sender` is what `add_track` returned for `track`; call after negotiation.
     pub(super) async fn new(sender: &Arc<dyn RtpSender>, track: Arc<TrackLocalStaticRTP>, ssrc: u32) -> Result<Self> {
-        // The payload type must be the one negotiated on this connection (stack-notes pitfall 2).
+        // The payload type must be the one negotiated on this connection (the crate does not
+        // rewrite it: a publisher's payload type would be wrong for this receiver).
         let params = sender.get_parameters().await?;
         let pt = params
             .rtp_parameters

@@ -1,7 +1,7 @@
 //! An interceptor that hands keyframe requests (PLI, FIR) from viewers to the application.
 //!
 //! Inbound RTCP stops at the end of the webrtc crate's interceptor chain unless an interceptor
-//! marks it `DeliverToApplication` (stack-notes pitfall 3). Placed last, this one marks PLI and
+//! marks it `DeliverToApplication` (a pitfall of the crate). Placed last, this one marks PLI and
 //! FIR and drops the rest, so the forwarder can ask the publisher (or, later, our own encoder)
 //! for a keyframe when a subscriber needs one.
 

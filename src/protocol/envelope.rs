@@ -12,7 +12,7 @@ pub struct Envelope {
     pub data: serde_json::Value,
 }
 
-/// The error for every frame that is not a valid envelope (contract §2.1: no silent drops).
+/// The error for every frame that is not a valid envelope (`docs/protocol.md` D1: no silent drops).
 pub fn invalid_message() -> WireError {
     WireError::new(400, ErrorType::InvalidRequest, text::INVALID_MESSAGE)
 }

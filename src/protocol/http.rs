@@ -62,7 +62,7 @@ pub struct OfferRequest {
 
 /// Parses a `POST /offer` request.
 ///
-/// Checks in SynthARium's order (ref §2.2), first failure wins:
+/// Checks in SynthARium's order (`docs/protocol.md`, POST /offer), first failure wins:
 /// 1. media type of `content_type` (parameters ignored, case-insensitive) is not
 ///    `application/json` → `415 INVALID_REQUEST` "Content type must be 'application/json'.";
 /// 2. body is not JSON, or has no `request` object → `400 INVALID_DATATYPE`

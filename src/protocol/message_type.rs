@@ -143,7 +143,7 @@ mod tests {
 
     #[test]
     fn all_syntharium_message_types_are_known() {
-        // SynthARium main + development MESSAGE_TYPES, copied from the reference (§3).
+        // SynthARium main + development MESSAGE_TYPES, as its code lists them.
         let names = "TEST SUCCESS ERROR SESSION_DESCRIPTION CONNECTION_PROPOSAL CONNECTION_OFFER \
             CONNECTION_ANSWER SAVE_SESSION SAVED_SESSION SESSION_CHANGE DELETE_SESSION DELETED_SESSION \
             GET_SESSION_LIST GET_SESSION SESSION_LIST SESSION CHAT CREATE_EXPERIMENT JOIN_EXPERIMENT \

@@ -6,9 +6,9 @@
 //! [`parse_add_ice_candidate_request`]); and encodes every server message ([`encode`],
 //! [`error_message`], [`success_message`], [`pong`], and the data structs in
 //! [`outgoing`]). Every client-visible text it produces lives in [`text`], every error is a
-//! [`WireError`]. The format is SynthARium's (see `shared/protocol/`), with exphub's
-//! deliberate changes: no silent drops, and malformed data is answered with a description
-//! that names the offending field.
+//! [`WireError`]. The format is SynthARium's (`docs/protocol.md` is the contract), with
+//! exphub's deliberate changes: no silent drops, and malformed data is answered with a
+//! description that names the offending field.
 //!
 //! It is pure, synchronous code over bytes and `serde_json` values. It must not know tokio,
 //! webrtc, the hub, connections, roles or permissions (the hub decides who may send what,
@@ -37,7 +37,7 @@ pub use request::{
     SdpType, SessionDescription, SetFiltersRequest, SetGroupFiltersRequest,
 };
 
-/// The default maximum size of one data-channel frame (contract §2.1: 1 MiB).
+/// The default maximum size of one data-channel frame (1 MiB, `docs/protocol.md` Limits).
 pub const DEFAULT_MAX_FRAME_LEN: usize = 1 << 20;
 
 #[cfg(test)]

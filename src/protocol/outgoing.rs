@@ -128,7 +128,7 @@ pub fn success_message(success_type: SuccessType, description: &str) -> String {
     encode(MessageType::Success, SuccessData { kind: success_type, description })
 }
 
-/// `PONG` data: both time fields (contract §1) with the same value, and the `PING` data echoed.
+/// `PONG` data: both time fields (main's and development's) with the same value, and the `PING` data echoed.
 #[derive(Serialize)]
 struct PongReply {
     handled_time: i64,
@@ -151,7 +151,7 @@ pub fn experimenter_joined() -> String {
 // ---------------------------------------------------------------------------------------------
 
 /// `CONNECTION_PROPOSAL` data. `participant_summary` is the participant id string for
-/// experimenters and a `ParticipantSummaryDict` object for participants (ref §5.4, §11).
+/// experimenters and a `ParticipantSummaryDict` object for participants (`docs/protocol.md`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConnectionProposal {
     pub id: String,

@@ -27,7 +27,8 @@ pub trait FilterNames {
     fn is_group_filter(&self, name: &str) -> bool;
 }
 
-/// SynthARium main's `AUDIO_SPEAKING_TIME` is dev's `SPEAKING_TIME` (contract §1).
+/// SynthARium main's `AUDIO_SPEAKING_TIME` is dev's `SPEAKING_TIME` (`docs/protocol.md`,
+/// Which SynthARium).
 const FILTER_NAME_ALIASES: &[(&str, &str)] = &[("AUDIO_SPEAKING_TIME", "SPEAKING_TIME")];
 
 /// The canonical name of a filter: aliases (`AUDIO_SPEAKING_TIME`) map to their current name

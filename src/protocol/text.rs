@@ -82,7 +82,7 @@ pub const BANNED_PARTICIPANT: &str = "Successfully banned participant.";
 pub const CHANGED_MUTE: &str = "Successfully changed muted state for participant.";
 /// `SET_FILTERS`.
 pub const CHANGED_FILTERS: &str = "Successfully changed filters.";
-/// `SET_GROUP_FILTERS` (SynthARium never got to send it, see contract §2.3).
+/// `SET_GROUP_FILTERS` (SynthARium never got to send it: `docs/protocol.md` D3).
 pub const CHANGED_GROUP_FILTERS: &str = "Successfully changed group filters.";
 /// `ADD_ICE_CANDIDATE` on the data channel (sub-connections), one per candidate.
 pub const ADDED_ICE_CANDIDATE: &str = "Successfully added ice candidate";

@@ -138,8 +138,8 @@ impl Session {
 pub(crate) mod testdata {
     //! Fixtures shared by the tests of this module's files.
 
-    /// SynthARium's `backend/sessions/ae839e5e6f.json` ([main] format), verbatim from the
-    /// reference §5.8.
+    /// SynthARium's `backend/sessions/ae839e5e6f.json` ([main] format), a real stored file
+    /// (description shortened).
     pub const MAIN_FORMAT_EXAMPLE: &str = r#"{
   "id": "ae839e5e6f",
   "title": "Example Session 1",

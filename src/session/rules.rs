@@ -66,8 +66,8 @@ pub fn prepare_new_session(mut s: Session, existing_ids: impl Fn(&str) -> bool) 
 ///
 /// Errors, in SynthARium's order: the stored session has started (`start_time != 0`) → 409
 /// `EXPERIMENT_ALREADY_STARTED`; a read-only field (`id`, `creation_time`, `start_time`,
-/// `end_time`) differs → 409 `INVALID_PARAMETER` 'Cannot change session "<field>", field is
-/// read only.'; a non-empty participant id the stored session does not have → 409
+/// `end_time`) differs → 409 `INVALID_PARAMETER` `Cannot change session "<field>", field is
+/// read only.`; a non-empty participant id the stored session does not have → 409
 /// `UNKNOWN_ID`; a non-empty participant id twice → 400 `DUPLICATE_ID`.
 pub fn apply_update(stored: &Session, mut new: Session) -> Result<Session, WireError> {
     if stored.start_time != 0 {

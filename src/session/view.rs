@@ -1,4 +1,4 @@
-//! What a participant may see of a session (contract §2 point 8).
+//! What a participant may see of a session (`docs/protocol.md` D8).
 //!
 //! SynthARium sends the publisher's *entire* chat log in every participant summary and lets
 //! a participant fetch any session whole, so private experimenter↔participant messages leak to

@@ -3,6 +3,7 @@
 
 import { h, fill, copyText, notify } from './ui.js';
 import { CANVAS, newParticipant, inviteLink, uuid4 } from './protocol.js';
+import { gridLayout, paramLabel } from './helpers.js';
 
 let seq = 0;
 const uid = (p) => `${p}-${++seq}`;
@@ -42,12 +43,6 @@ export class FilterCatalogue {
     if (!e) throw new Error(`unknown filter ${name}`);
     return { ...clone(e), id: uuid4() };
   }
-}
-
-/** "angle" → "Angle", "bufferLength" → "Buffer length", "delay_ms" → "Delay ms". */
-function paramLabel(key) {
-  const s = key.replace(/_/g, ' ').replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase();
-  return s.charAt(0).toUpperCase() + s.slice(1);
 }
 
 /**
@@ -240,28 +235,6 @@ export function filterEditor(lists, catalogue, onChange, { idPrefix = uid('filte
   }
   render();
   return root;
-}
-
-/** Places n participants in a grid on the canvas (4:3 boxes). */
-function gridLayout(n) {
-  const cols = Math.ceil(Math.sqrt(n));
-  const rows = Math.ceil(n / cols);
-  const cw = CANVAS.width / cols;
-  const ch = CANVAS.height / rows;
-  let w = cw - 20;
-  let hgt = (w * 3) / 4;
-  if (hgt > ch - 20) {
-    hgt = ch - 20;
-    w = (hgt * 4) / 3;
-  }
-  return Array.from({ length: n }, (_, i) => {
-    const c = i % cols;
-    const r = Math.floor(i / cols);
-    return {
-      position: { x: Math.round(c * cw + (cw - w) / 2), y: Math.round(r * ch + (ch - hgt) / 2), z: 0 },
-      size: { width: Math.round(w), height: Math.round(hgt) },
-    };
-  });
 }
 
 /** A colour per participant, shared by its box on the canvas and its card. */

@@ -5,24 +5,9 @@
 import { h, fill, notify, prompt, confirmDialog, fmtTime, fmtDuration, play, setPressed, copyText } from './ui.js';
 import { Connection, describeError, sessionStatus, inviteLink } from './protocol.js';
 import { filterEditor } from './editor.js';
+import { formatFilterData } from './helpers.js';
 
 const clone = (v) => JSON.parse(JSON.stringify(v));
-
-/** How a filter's report reads next to a participant. */
-function formatFilterData(name, data) {
-  if (data == null) return null;
-  if (name === 'SPEAKING_TIME' || name === 'AUDIO_SPEAKING_TIME') {
-    if (typeof data.time === 'number') return `Speaking ${data.time.toFixed(1)} s`;
-  }
-  if (name === 'PING' && typeof data.ping === 'number') return `Ping ${Math.round(data.ping)} ms`;
-  if (typeof data === 'object') {
-    const parts = Object.entries(data)
-      .filter(([, v]) => typeof v !== 'object')
-      .map(([k, v]) => `${k} ${typeof v === 'number' ? Math.round(v * 10) / 10 : v}`);
-    if (parts.length) return `${name}: ${parts.join(', ')}`;
-  }
-  return `${name}: ${JSON.stringify(data).slice(0, 60)}`;
-}
 
 export class LiveView {
   /** app: {conn, sessions (Map), catalogue, origin, go(route)}. */

@@ -1,7 +1,7 @@
 // The SynthARium protocol, as a browser speaks it. Both pages (dashboard and participant room)
 // use this module and nothing else talks to the server.
 //
-// The flow (see ../../../shared/protocol/ in the project, or SynthARium's documentation):
+// The flow (docs/protocol.md in the repository describes every message):
 //  1. The page makes an RTCPeerConnection (the "main" connection) with a data channel labelled
 //     "API". A participant sends its camera and microphone on it and receives its own processed
 //     picture back (the "echo"); an experimenter only receives.

@@ -4,6 +4,7 @@
 
 import { h, fill, $, notify, fmtTime, play } from './ui.js';
 import { Connection, describeError, CANVAS } from './protocol.js';
+import { placeOf as placeIn } from './helpers.js';
 
 const params = new URLSearchParams(location.search);
 const sessionId = params.get('sessionId') ?? params.get('session_id') ?? '';
@@ -262,13 +263,7 @@ function startMeeting() {
 }
 
 /** Where a participant appears: our own `view` if it places them, else their session place. */
-function placeOf(pid, summary) {
-  const s = room.session;
-  const p = s?.participants.find((x) => x.id === pid);
-  const fromView = p && room.me?.view?.find((v) => v.id && v.id === p.canvas_id);
-  const src = fromView ?? p ?? summary;
-  return { position: src?.position ?? { x: 0, y: 0 }, size: src?.size ?? { width: 320, height: 240 } };
-}
+const placeOf = (pid, summary) => placeIn(room.session, room.me, pid, summary);
 
 function tile(pid, name, self) {
   let t = room.tiles.get(pid);

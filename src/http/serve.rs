@@ -1,6 +1,6 @@
 //! Serving the router over HTTP or HTTPS with limits: a connection cap, a header-read timeout
 //! (which also ends idle keep-alive connections), an idle timeout on the socket and a body
-//! timeout (in [`super::buffer_body`]). `axum::serve` has none of these, and without them a few
+//! timeout (in `buffer_body` in the parent module). `axum::serve` has none of these, and without them a few
 //! hundred idle clients used up the process's file descriptors, which media sockets and
 //! session writes need too.
 //!

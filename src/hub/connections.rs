@@ -179,6 +179,7 @@ impl Hub {
                 connection_id: pending.connection_id,
                 video_codec: pending.video_codec,
                 echo_sinks,
+                limits: Default::default(),
             },
         );
         // A participant joining a running experiment learns so at once (contract §2.9).

@@ -19,6 +19,7 @@
 mod connections;
 mod experiment;
 mod handlers;
+mod limits;
 mod media;
 mod persist;
 mod recording;
@@ -143,6 +144,8 @@ pub(crate) struct Conn {
     pub video_codec: VideoCodec,
     /// Participants: the forwarder sink ids of its echo.
     pub echo_sinks: Option<(u64, u64)>,
+    /// Its rate limits.
+    pub limits: limits::Limits,
 }
 
 /// A publisher→subscriber connection.

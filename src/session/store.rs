@@ -296,21 +296,13 @@ impl SessionStore {
     /// store has no file for `id`; a file already gone counts as deleted.
     pub fn delete(&self, id: &str) -> io::Result<()> {
         let mut st = self.lock();
-        let path = st
-            .paths
-            .get(id)
-            .cloned()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no file for session {id:?}")))?;
+        let path = file_of(&st, id)?;
         if st.protected.contains(&path) {
             // Cannot happen (protected files are never a session's path); checked anyway
             // because deleting one would be unrecoverable.
             return Err(io::Error::other(format!("{} is protected, not deleting it", path.display())));
         }
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        remove_if_exists(&path)?;
         st.paths.remove(id);
         st.revisions.insert(id.to_string(), DELETED);
         st.journals.remove(id);
@@ -326,11 +318,7 @@ impl SessionStore {
     pub fn append(&self, id: &str, line: &[u8]) -> io::Result<()> {
         let mut guard = self.lock();
         let st = &mut *guard;
-        let path = st
-            .paths
-            .get(id)
-            .cloned()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no file for session {id:?}")))?;
+        let path = file_of(&st, id)?;
         if st.protected.contains(&path) {
             return Err(protected_error(&path));
         }
@@ -462,6 +450,14 @@ impl SessionStore {
         }
         sync_dir(dir)
     }
+}
+
+/// The file of session `id`, `NotFound` if the store has none.
+fn file_of(st: &State, id: &str) -> io::Result<PathBuf> {
+    st.paths
+        .get(id)
+        .cloned()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no file for session {id:?}")))
 }
 
 fn remove_if_exists(path: &Path) -> io::Result<()> {
@@ -1052,6 +1048,49 @@ mod tests {
         store.delete(&newer.id).unwrap();
         assert!(!store.save_revision(&newer, 3).unwrap(), "a deleted session stays deleted");
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn journal_is_replayed_at_open_and_folded_by_a_full_write() {
+        use super::super::journal::Change;
+        use super::super::model::Note;
+        let d = TestDir::new("journal");
+        d.write("ae839e5e6f.json", DEV_FORMAT_EXAMPLE);
+        let note = |i: i64| Change::Note { note: Note { time: i, speakers: vec![], content: format!("n{i}") } };
+        let (store, sessions, _) = open(&d);
+        let id = sessions[0].id.clone();
+        let notes_before = sessions[0].notes.len();
+        let path = d.0.join("ae839e5e6f.json");
+        let file_before = fs::read(&path).unwrap();
+        store.append(&id, &note(1).line()).unwrap();
+        store.append(&id, &note(2).line()).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), file_before, "an append does not rewrite the file");
+        // A torn last line (a crash mid-append) is ignored.
+        let mut j = fs::OpenOptions::new().append(true).open(journal_path(&path)).unwrap();
+        j.write_all(&note(3).line()[..7]).unwrap();
+        drop((j, store));
+        let ok = validate_dir(&d.0);
+        assert!(ok[0].1.as_ref().unwrap().contains("journal: 2 change(s)"), "{ok:?}");
+        assert_eq!(read_with_journal(&path).unwrap().notes.len(), notes_before + 2);
+        let (store, sessions, problems) = open(&d);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(sessions[0].notes.len(), notes_before + 2, "replayed");
+        assert!(!journal_path(&path).exists(), "folded at open");
+        assert_eq!(parse_session_str(&fs::read_to_string(&path).unwrap()).unwrap().notes.len(), notes_before + 2);
+        // A journal left beside a file that already holds it (a crash between the full write
+        // and the journal's removal) is stale: not applied twice.
+        store.append(&id, &note(4).line()).unwrap();
+        let journal = fs::read(journal_path(&path)).unwrap();
+        let mut s = sessions[0].clone();
+        note(4).apply(&mut s);
+        store.save(&s).unwrap();
+        assert!(!journal_path(&path).exists());
+        fs::write(journal_path(&path), journal).unwrap();
+        drop(store);
+        let (_store, sessions, problems) = open(&d);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(sessions[0].notes.len(), notes_before + 3, "once");
+        assert!(!journal_path(&path).exists(), "the stale journal is removed");
     }
 
     #[test]

@@ -67,6 +67,7 @@ impl Hub {
             return self.send_error(id, &e);
         }
         let role = conn.role.clone();
+        let writes_before = self.writes.load(std::sync::atomic::Ordering::Relaxed);
         // Permission before validation: a participant learns nothing about a message it may
         // not send (contract §2.2).
         if matches!(role, Role::Participant { .. }) && !PARTICIPANT_MAY_SEND.contains(&kind) {
@@ -87,6 +88,12 @@ impl Hub {
                 self.participant_request(id, &session_id, &participant_id, kind, req).await
             }
         };
+        // Only a message that went to the disk uses the sender's write budget.
+        if self.writes.load(std::sync::atomic::Ordering::Relaxed) != writes_before {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.limits.charge_write();
+            }
+        }
         if let Some(data) = logged {
             if let Some(sid) = sid_before.or_else(|| self.log_target(id)) {
                 self.log_request(id, &sid, kind, &data, result.as_ref().err());

@@ -1,9 +1,10 @@
 //! Per-connection rate limits: two token buckets per connection, checked in the message
 //! dispatch before a frame is parsed further. Every message but `PONG` (the answer to the
-//! server's own `PING`, which must never be starved) takes a token from the general bucket;
-//! messages that write the session file also take one from the write bucket, because every
-//! one of them waits for the disk on the hub task. A message without a token is answered
-//! `429 TOO_MANY_REQUESTS` and does nothing.
+//! server's own `PING`, which must never be starved) takes a token from the general bucket.
+//! A message of a type that writes the session file also needs a token in the write bucket,
+//! because every write waits for the disk on the hub task; the token is taken only when the
+//! message did write (one refused by validation costs nothing there). A message without its
+//! token is answered `429 TOO_MANY_REQUESTS` and does nothing.
 //!
 //! The sizes leave room for real use: the dashboard's burst on connect is about ten messages,
 //! and a person chats or moves a slider a few times a second.
@@ -90,10 +91,12 @@ impl Limits {
             )));
         }
         self.general.tokens -= 1.0;
-        if write {
-            self.writes.tokens -= 1.0;
-        }
         Ok(())
+    }
+
+    /// Takes the write token of a message [`admit`](Self::admit)ted just before, which wrote.
+    pub(crate) fn charge_write(&mut self) {
+        self.writes.tokens = (self.writes.tokens - 1.0).max(0.0);
     }
 }
 
@@ -112,6 +115,7 @@ mod tests {
         let mut l = Limits::default();
         for _ in 0..WRITE_BURST as usize {
             l.admit(T::Chat, t0).unwrap();
+            l.charge_write();
         }
         let e = l.admit(T::Chat, t0).unwrap_err();
         assert_eq!((e.code, e.kind), (429, ErrorType::TooManyRequests));
@@ -119,6 +123,8 @@ mod tests {
         l.admit(T::Ping, t0).unwrap();
         l.admit(T::Pong, t0).unwrap();
         l.admit(T::Chat, t0 + Duration::from_millis(250)).unwrap();
+        l.charge_write();
+        assert!(l.admit(T::Chat, t0 + Duration::from_millis(250)).is_err());
         for _ in 0..BURST as usize {
             let _ = l.admit(T::Ping, t0 + Duration::from_millis(250));
         }

@@ -198,6 +198,8 @@ pub(crate) struct Hub {
     recordings: HashMap<String, crate::record::SessionRecord>,
     /// Records being closed (their writer finishing), awaited at shutdown.
     closing: Vec<tokio::task::JoinHandle<()>>,
+    /// Session writes attempted so far (charged to the sender's write budget, `limits`).
+    writes: std::sync::atomic::AtomicU64,
 }
 
 /// Starts the hub task over the sessions found on disk.
@@ -220,6 +222,7 @@ pub fn start(cfg: Arc<Config>, store: Arc<SessionStore>, sessions: Vec<Session>)
         next_id: 1,
         recordings: HashMap::new(),
         closing: Vec::new(),
+        writes: Default::default(),
     };
     tokio::spawn(hub.run(rx));
     HubHandle { tx }

@@ -27,6 +27,7 @@ impl Hub {
         let Some(s) = self.sessions.get(session_id).cloned() else { return Ok(()) };
         let store = self.store.clone();
         METRICS.session_writes.inc();
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         written(session_id, tokio::task::spawn_blocking(move || store.save(&s)).await)
     }
 
@@ -44,6 +45,7 @@ impl Hub {
         let id = session_id.to_owned();
         let line = change.line();
         METRICS.session_writes.inc();
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         written(session_id, tokio::task::spawn_blocking(move || store.append(&id, &line)).await)?;
         if let Some(s) = self.sessions.get_mut(session_id) {
             change.apply(s);

@@ -318,7 +318,7 @@ impl SessionStore {
     pub fn append(&self, id: &str, line: &[u8]) -> io::Result<()> {
         let mut guard = self.lock();
         let st = &mut *guard;
-        let path = file_of(&st, id)?;
+        let path = file_of(st, id)?;
         if st.protected.contains(&path) {
             return Err(protected_error(&path));
         }

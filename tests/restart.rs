@@ -2,20 +2,29 @@
 //! `exphub` binary is started, driven over WebRTC, and killed with SIGKILL; every change that
 //! was acknowledged (chat, notes, mute, ban, filters, times, read times) is on disk and is
 //! served again after a restart. Also: a session file that does not parse is reported and
-//! left byte-for-byte untouched, and `exphub sessions validate` says what is wrong.
+//! left byte-for-byte untouched, and `exphub sessions validate` says what is wrong. Small
+//! changes live in the session's journal until it is folded into the file: what is "on disk"
+//! here is the file with its journal replayed, as the next start loads it.
 
 mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::proc::*;
 use common::*;
 use serde_json::json;
 
+/// The test session as the next start loads it: the file with its journal replayed.
 fn read_session(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join(format!("{SESSION}.json"))).unwrap()).expect("session file parses")
+    let s = exphub::session::store::read_with_journal(&dir.join(format!("{SESSION}.json"))).expect("session loads");
+    serde_json::to_value(s).unwrap()
+}
+
+fn journal_of(dir: &Path) -> std::path::PathBuf {
+    exphub::session::store::journal_path(&dir.join(format!("{SESSION}.json")))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,6 +95,7 @@ async fn acknowledged_changes_survive_kill_9() {
     assert_eq!(got["data"], want);
     let list = request(&mut exp, "GET_SESSION_LIST", json!({}), "SESSION_LIST").await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1, "the broken file is not served");
+    assert!(!journal_of(dir.path()).exists(), "the journal was folded into the file at start");
     drop(srv);
     assert_eq!(std::fs::read(dir.path().join("broken.json")).unwrap(), broken, "broken file still untouched");
     let log_text = std::fs::read_to_string(&log).unwrap();
@@ -129,6 +139,82 @@ async fn kill_9_mid_write_never_loses_an_acknowledged_note() {
         assert!(leftovers.is_empty(), "no stray session files: {leftovers:?}");
     }
     assert!(acked_total > 0, "some notes were written");
+}
+
+/// Chats from five connections at once (each as fast as its rate limit lets it), killed with
+/// SIGKILL mid-flood: every chat that was acknowledged is in the session after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_chat_flood_loses_no_acknowledged_chat() {
+    init_tracing();
+    let dir = TempDir::new("kill9-chats");
+    write_session(dir.path(), &session_json(SESSION));
+    let log = dir.path().join("server.log");
+    let srv = spawn_server(dir.path(), &log);
+    let mut exp = experimenter(&srv.base).await;
+    request(&mut exp, "CREATE_EXPERIMENT", json!({"session_id": SESSION}), "SUCCESS").await;
+    let mut clients = vec![("experimenter".to_string(), exp)];
+    for pid in PARTICIPANTS {
+        clients.push((pid.to_string(), participant(&srv.base, pid, Default::default()).await));
+    }
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut tasks = vec![];
+    for (author, mut c) in clients {
+        let acked = acked.clone();
+        tasks.push(tokio::spawn(async move {
+            let target = if author == "experimenter" { PARTICIPANTS[0] } else { "experimenter" };
+            // Bounded: the server is killed long before.
+            for i in 0..2000 {
+                let text = format!("{author} {i}");
+                let msg = json!({"message": text, "time": i, "author": author, "target": target});
+                if c.send("CHAT", msg).await.is_err() {
+                    return;
+                }
+                // Skip the chats of the others; the reply is SUCCESS or ERROR.
+                let reply = loop {
+                    match c.recv(Duration::from_secs(5)).await {
+                        Ok(m) if m["type"] == "SUCCESS" || m["type"] == "ERROR" => break m,
+                        Ok(_) => continue,
+                        Err(_) => return,
+                    }
+                };
+                if reply["type"] == "SUCCESS" {
+                    acked.lock().unwrap().push(text);
+                } else {
+                    assert_eq!(reply["data"]["code"], 429, "only the rate limit refuses a chat: {reply}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    kill9(srv);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(journal_of(dir.path()).exists(), "the chats went to the journal");
+    let chats_in = |s: &serde_json::Value| -> std::collections::HashSet<String> {
+        s["participants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["chat"].as_array().unwrap().iter().map(|m| m["message"].as_str().unwrap().to_owned()))
+            .collect()
+    };
+    let on_disk = chats_in(&read_session(dir.path()));
+    let lost: Vec<&String> = acked.iter().filter(|t| !on_disk.contains(*t)).collect();
+    eprintln!("{} chats acknowledged, {} on disk", acked.len(), on_disk.len());
+    assert!(acked.len() > 20, "the flood got going: {} acknowledged", acked.len());
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+
+    // After a restart the server serves them, and the journal is folded into the file.
+    let srv = spawn_server(dir.path(), &log);
+    let mut exp = experimenter(&srv.base).await;
+    let got = request(&mut exp, "GET_SESSION", json!({"session_id": SESSION}), "SESSION").await;
+    let served = chats_in(&got["data"]);
+    assert!(acked.iter().all(|t| served.contains(t)), "every acknowledged chat is served after the restart");
+    assert!(!journal_of(dir.path()).exists(), "folded at start");
+    drop(srv);
 }
 
 #[test]

@@ -291,6 +291,7 @@ impl Hub {
                 connection_id: pending.connection_id,
                 video_codec: pending.video_codec,
                 echo_sinks,
+                limits: Default::default(),
             },
         );
         // A participant joining a running experiment learns so at once (`docs/protocol.md` D9).

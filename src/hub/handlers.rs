@@ -10,6 +10,7 @@ use crate::metrics::METRICS;
 use crate::peer;
 use crate::protocol::outgoing::{FilterData, ParticipantFiltersData};
 use crate::protocol::{self, text, ClientRequest, ErrorType, FilterChannel, MessageType as T, SuccessType, WireError};
+use crate::session::journal::Change;
 use crate::session::model::{ChatMessage, FilterDict};
 use crate::session::{self, Session};
 
@@ -60,7 +61,13 @@ impl Hub {
             Err(e) => return self.send_error(id, &e),
         };
         let kind = env.kind;
-        let Some(role) = self.conns.get(&id).map(|c| c.role.clone()) else { return };
+        let Some(conn) = self.conns.get_mut(&id) else { return };
+        // Rate limits before anything else is done for the frame (see `limits`).
+        if let Err(e) = conn.limits.admit(kind, std::time::Instant::now()) {
+            return self.send_error(id, &e);
+        }
+        let role = conn.role.clone();
+        let writes_before = self.writes.load(std::sync::atomic::Ordering::Relaxed);
         // Permission before validation: a participant learns nothing about a message it may
         // not send (`docs/protocol.md` D2).
         if matches!(role, Role::Participant { .. }) && !PARTICIPANT_MAY_SEND.contains(&kind) {
@@ -81,6 +88,12 @@ impl Hub {
                 self.participant_request(id, &session_id, &participant_id, kind, req).await
             }
         };
+        // Only a message that went to the disk uses the sender's write budget.
+        if self.writes.load(std::sync::atomic::Ordering::Relaxed) != writes_before {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.limits.charge_write();
+            }
+        }
         if let Some(data) = logged {
             if let Some(sid) = sid_before.or_else(|| self.log_target(id)) {
                 self.log_request(id, &sid, kind, &data, result.as_ref().err());
@@ -213,14 +226,13 @@ impl Hub {
                 if self.experiments.get(&sid).is_some_and(|e| e.state == ExperimentState::Ended) {
                     return Err(WireError::new(409, ErrorType::InvalidRequest, "Experiment is already stopped."));
                 }
-                self.stop_experiment(&sid, now_ms()).await;
+                self.stop_experiment(&sid, now_ms()).await?;
                 self.send(id, success(SuccessType::StopExperiment, text::STOPPED_EXPERIMENT));
                 Ok(())
             }
             R::AddNote(note) => {
                 let sid = self.joined(id).ok_or_else(|| nce("Cannot add note."))?;
-                self.session_mut(&sid)?.notes.push(note);
-                self.persist(&sid).await?;
+                self.commit(&sid, Change::Note { note }).await?;
                 self.send(id, success(SuccessType::AddNote, text::ADDED_NOTE));
                 Ok(())
             }
@@ -240,15 +252,14 @@ impl Hub {
             }
             R::BanParticipant(r) => {
                 let sid = self.joined(id).ok_or_else(|| nce("Cannot ban participant."))?;
-                let p = self.session_mut(&sid)?.participant_mut(&r.participant_id).ok_or_else(|| {
+                self.session_mut(&sid)?.participant(&r.participant_id).ok_or_else(|| {
                     WireError::new(
                         404,
                         ErrorType::UnknownParticipant,
                         "Failed to ban Participant. Participant with the given ID not found.",
                     )
                 })?;
-                p.banned = true;
-                self.persist(&sid).await?;
+                self.commit(&sid, Change::Ban { participant: r.participant_id.clone() }).await?;
                 if let Some(conn) = self.seat(&sid, &r.participant_id) {
                     self.remove_participant(conn, T::BanNotification, &r.reason);
                 }
@@ -257,16 +268,16 @@ impl Hub {
             }
             R::Mute(r) => {
                 let sid = self.joined(id).ok_or_else(|| nce("Failed to mute participant."))?;
-                let p = self.session_mut(&sid)?.participant_mut(&r.participant_id).ok_or_else(|| {
+                self.session_mut(&sid)?.participant(&r.participant_id).ok_or_else(|| {
                     WireError::new(
                         404,
                         ErrorType::UnknownParticipant,
                         "Failed to mute participant, requested participantId is not part of this experiment.",
                     )
                 })?;
-                p.muted_video = r.mute_video;
-                p.muted_audio = r.mute_audio;
-                self.persist(&sid).await?;
+                let change =
+                    Change::Mute { participant: r.participant_id.clone(), video: r.mute_video, audio: r.mute_audio };
+                self.commit(&sid, change).await?;
                 self.apply_media(&sid, Some(&r.participant_id));
                 self.broadcast_session_change(&sid, None);
                 self.send(id, success(SuccessType::Mute, text::CHANGED_MUTE));
@@ -276,23 +287,16 @@ impl Hub {
                 let sid = self.joined(id).ok_or_else(|| nce("Failed to set filters."))?;
                 super::media::validate_filters(&r.video_filters, &r.audio_filters, text::INVALID_SET_FILTERS_REQUEST)?;
                 let session = self.session_mut(&sid)?;
-                if r.participant_id == "all" {
-                    for p in &mut session.participants {
-                        p.audio_filters = r.audio_filters.clone();
-                        p.video_filters = r.video_filters.clone();
-                    }
-                } else {
-                    let p = session.participant_mut(&r.participant_id).ok_or_else(|| {
-                        WireError::new(
-                            404,
-                            ErrorType::UnknownParticipant,
-                            format!("Unknown participant ID: \"{}\".", r.participant_id),
-                        )
-                    })?;
-                    p.audio_filters = r.audio_filters;
-                    p.video_filters = r.video_filters;
+                if r.participant_id != "all" && session.participant(&r.participant_id).is_none() {
+                    return Err(WireError::new(
+                        404,
+                        ErrorType::UnknownParticipant,
+                        format!("Unknown participant ID: \"{}\".", r.participant_id),
+                    ));
                 }
-                self.persist(&sid).await?;
+                let participant = (r.participant_id != "all").then(|| r.participant_id.clone());
+                self.commit(&sid, Change::Filters { participant, audio: r.audio_filters, video: r.video_filters })
+                    .await?;
                 // Live from the next frame, without renegotiation.
                 let only = (r.participant_id != "all").then_some(r.participant_id.as_str());
                 self.apply_media(&sid, only);
@@ -302,11 +306,8 @@ impl Hub {
             }
             R::SetGroupFilters(r) => {
                 let sid = self.joined(id).ok_or_else(|| nce("Failed to set filters."))?;
-                for p in &mut self.session_mut(&sid)?.participants {
-                    p.audio_group_filters = r.audio_group_filters.clone();
-                    p.video_group_filters = r.video_group_filters.clone();
-                }
-                self.persist(&sid).await?;
+                let change = Change::GroupFilters { audio: r.audio_group_filters, video: r.video_group_filters };
+                self.commit(&sid, change).await?;
                 // SynthARium never replied here (it awaited the aggregator forever); we do.
                 self.broadcast_session_change(&sid, None);
                 self.send(id, success(SuccessType::SetGroupFilters, text::CHANGED_GROUP_FILTERS));
@@ -356,15 +357,14 @@ impl Hub {
             }
             R::UpdateReadMessageTime { participant_id, last_message_read_time } => {
                 let sid = self.joined(id).ok_or_else(|| nce("Failed to mute participant."))?; // SynthARium's text [sic]
-                let p = self.session_mut(&sid)?.participant_mut(&participant_id).ok_or_else(|| {
+                self.session_mut(&sid)?.participant(&participant_id).ok_or_else(|| {
                     WireError::new(
                         404,
                         ErrorType::UnknownParticipant,
                         "Failed to select participant, requested participantId is not part of this experiment.",
                     )
                 })?;
-                p.last_message_read_time = last_message_read_time;
-                self.persist(&sid).await
+                self.commit(&sid, Change::ReadTime { participant: participant_id, time: last_message_read_time }).await
             }
             R::GetRecordingList => {
                 let list = self.recording_list();
@@ -590,16 +590,20 @@ impl Hub {
         Ok(())
     }
 
-    /// STOP: ENDED, times persisted, `EXPERIMENT_ENDED` to everyone in the experiment.
-    pub(super) async fn stop_experiment(&mut self, sid: &str, now: i64) {
-        let Some(s) = self.sessions.get_mut(sid) else { return };
+    /// STOP: times persisted, then ENDED and `EXPERIMENT_ENDED` to everyone in the experiment.
+    /// If the times cannot be written, nothing changes and the error is returned.
+    pub(super) async fn stop_experiment(&mut self, sid: &str, now: i64) -> Res {
+        let s = self.session_mut(sid)?;
+        let before = (s.start_time, s.end_time);
         s.end_time = now;
         if s.start_time == 0 {
             s.start_time = now;
         }
         let (end_time, start_time) = (s.end_time, s.start_time);
-        if self.persist(sid).await.is_err() {
-            tracing::error!(session = sid, "experiment stopped but its end time could not be written");
+        if let Err(e) = self.persist(sid).await {
+            let s = self.session_mut(sid)?;
+            (s.start_time, s.end_time) = before;
+            return Err(e);
         }
         if let Some(e) = self.experiments.get_mut(sid) {
             e.state = ExperimentState::Ended;
@@ -609,6 +613,7 @@ impl Hub {
             sid,
             protocol::encode(T::ExperimentEnded, json!({"end_time": end_time, "start_time": start_time})),
         );
+        Ok(())
     }
 
     /// To every connected participant and every experimenter of the experiment.
@@ -637,17 +642,15 @@ impl Hub {
         }
         let sid = self.joined(id).ok_or_else(|| nce("Cannot send chat message."))?;
         let session = self.session_mut(&sid)?;
-        if msg.target == "participants" {
-            for p in &mut session.participants {
-                p.chat.push(msg.clone());
-            }
+        let to: Vec<String> = if msg.target == "participants" {
+            session.participants.iter().map(|p| p.id.clone()).collect()
         } else {
-            let p = session
-                .participant_mut(&msg.target)
+            session
+                .participant(&msg.target)
                 .ok_or_else(|| WireError::new(404, ErrorType::UnknownUser, "No participant found for the given ID."))?;
-            p.chat.push(msg.clone());
-        }
-        self.persist(&sid).await?;
+            vec![msg.target.clone()]
+        };
+        self.commit(&sid, Change::Chat { to, message: msg.clone(), sender: None }).await?;
         let out = protocol::encode(T::Chat, &msg);
         let exp = self.experiments.get(&sid);
         if msg.target == "participants" {
@@ -682,25 +685,18 @@ impl Hub {
                 .ok_or_else(|| WireError::new(404, ErrorType::UnknownUser, "No participant found for the given ID."))?;
         }
         let session = self.session_mut(sid)?;
-        match msg.target.as_str() {
-            "participants" => {
-                for p in &mut session.participants {
-                    p.chat.push(msg.clone());
-                }
-            }
-            "experimenter" => session.participant_mut(pid).ok_or_else(WireError::internal)?.chat.push(msg.clone()),
+        session.participant(pid).ok_or_else(WireError::internal)?;
+        let to: Vec<String> = match msg.target.as_str() {
+            "participants" => session.participants.iter().map(|p| p.id.clone()).collect(),
+            "experimenter" => vec![pid.to_owned()],
             other => {
                 if other == pid || session.participant(other).is_none() {
                     return Err(WireError::new(404, ErrorType::UnknownUser, "No participant found for the given ID."));
                 }
-                session.participant_mut(other).ok_or_else(WireError::internal)?.chat.push(msg.clone());
-                session.participant_mut(pid).ok_or_else(WireError::internal)?.chat.push(msg.clone());
+                vec![other.to_owned(), pid.to_owned()]
             }
-        }
-        if let Some(p) = session.participant_mut(pid) {
-            p.last_message_sent_time = msg.time;
-        }
-        self.persist(sid).await?;
+        };
+        self.commit(sid, Change::Chat { to, message: msg.clone(), sender: Some(pid.to_owned()) }).await?;
         let Some(exp) = self.experiments.get(sid) else { return Ok(()) };
         let targets: Vec<ConnId> = match msg.target.as_str() {
             "experimenter" => exp.experimenters.clone(),

@@ -19,6 +19,7 @@
 mod connections;
 mod experiment;
 mod handlers;
+mod limits;
 mod media;
 mod persist;
 mod recording;
@@ -152,6 +153,8 @@ pub(crate) struct Conn {
     pub video_codec: VideoCodec,
     /// Participants: the forwarder sink ids of its echo.
     pub echo_sinks: Option<(u64, u64)>,
+    /// Its rate limits.
+    pub limits: limits::Limits,
 }
 
 /// A publisher→subscriber connection.
@@ -205,6 +208,8 @@ pub(crate) struct Hub {
     closing: Vec<tokio::task::JoinHandle<()>>,
     /// The key of the aliases under which participants see each other (`session::Viewer`).
     pub aliases: session::Aliases,
+    /// Session writes attempted so far (charged to the sender's write budget, `limits`).
+    writes: std::sync::atomic::AtomicU64,
 }
 
 /// Starts the hub task over the sessions found on disk. The task ends only after
@@ -232,6 +237,7 @@ pub fn start(
         recordings: HashMap::new(),
         closing: Vec::new(),
         aliases: session::Aliases::random(),
+        writes: Default::default(),
     };
     let task = tokio::spawn(hub.run(rx));
     (HubHandle { tx }, task)

@@ -1,25 +1,56 @@
-//! Persistence: durable session writes awaited before a reply, deleting a session file,
-//! dropping an ended experiment, and stopping everything at shutdown.
+//! Persistence: durable session writes awaited before a reply (small changes appended to the
+//! session's journal, everything else a full write), deleting a session file, dropping an
+//! ended experiment, and stopping everything at shutdown.
 
 use super::*;
+use crate::session::journal::Change;
+
+/// The outcome of a blocking store call, as the client sees it.
+fn written(session_id: &str, result: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<(), WireError> {
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::error!(session = session_id, error = %e, "could not write session file");
+            Err(WireError::internal())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "session writer panicked");
+            Err(WireError::internal())
+        }
+    }
+}
 
 impl Hub {
-    /// Writes a session durably (temp file, fsync, rename) before the caller replies.
+    /// Writes a session durably in full (temp file, fsync, rename; its journal folded in)
+    /// before the caller replies.
     pub(crate) async fn persist(&self, session_id: &str) -> Result<(), WireError> {
         let Some(s) = self.sessions.get(session_id).cloned() else { return Ok(()) };
         let store = self.store.clone();
         METRICS.session_writes.inc();
-        match tokio::task::spawn_blocking(move || store.save(&s)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                tracing::error!(session = session_id, error = %e, "could not write session file");
-                Err(WireError::internal())
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "session writer panicked");
-                Err(WireError::internal())
-            }
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        written(session_id, tokio::task::spawn_blocking(move || store.save(&s)).await)
+    }
+
+    /// Makes a small change durable (one journal line, fdatasynced) and only then applies it
+    /// to the session in memory: on error the session is as it was and the caller has done
+    /// nothing visible yet. A journal that asks for compaction is folded first.
+    pub(crate) async fn commit(&mut self, session_id: &str, change: Change) -> Result<(), WireError> {
+        if !self.sessions.contains_key(session_id) {
+            return Err(WireError::internal());
         }
+        if self.store.wants_compaction(session_id) {
+            self.persist(session_id).await?;
+        }
+        let store = self.store.clone();
+        let id = session_id.to_owned();
+        let line = change.line();
+        METRICS.session_writes.inc();
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        written(session_id, tokio::task::spawn_blocking(move || store.append(&id, &line)).await)?;
+        if let Some(s) = self.sessions.get_mut(session_id) {
+            change.apply(s);
+        }
+        Ok(())
     }
 
     pub(crate) async fn delete_file(&self, session_id: &str) -> Result<(), WireError> {
@@ -53,17 +84,18 @@ impl Hub {
         self.experiments.remove(session_id);
         METRICS.live_experiments.set(self.experiments.len() as i64);
         self.maybe_close_recording(session_id);
+        // Not awaited (this runs inside synchronous handlers); a lost line is harmless, since
+        // every session loads with `creation_time` 0. Applied at once: nothing is acknowledged.
+        let change = Change::CreationTime { time: 0 };
         if let Some(s) = self.sessions.get_mut(session_id) {
-            s.creation_time = 0;
+            change.apply(s);
         }
-        let store = self.store.clone();
-        if let Some(s) = self.sessions.get(session_id).cloned() {
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = store.save(&s) {
-                    tracing::error!(error = %e, "could not write session file");
-                }
-            });
-        }
+        let (store, id, line) = (self.store.clone(), session_id.to_owned(), change.line());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.append(&id, &line) {
+                tracing::warn!(error = %e, "could not write session file");
+            }
+        });
     }
 
     pub(super) async fn shutdown(&mut self) {
@@ -71,11 +103,15 @@ impl Hub {
         let ids: Vec<String> = self.experiments.keys().cloned().collect();
         for sid in ids {
             if self.experiments.get(&sid).is_some_and(|e| e.state != ExperimentState::Ended) {
-                self.stop_experiment(&sid, now).await;
+                let _ = self.stop_experiment(&sid, now).await;
             }
             if let Some(s) = self.sessions.get_mut(&sid) {
                 s.creation_time = 0;
             }
+            let _ = self.persist(&sid).await;
+        }
+        // Fold every journal left, so the files alone hold everything.
+        for sid in self.store.journaled() {
             let _ = self.persist(&sid).await;
         }
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();

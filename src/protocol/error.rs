@@ -38,6 +38,8 @@ pub enum ErrorType {
     PostProcessingFailed,
     /// exphub addition: a known message type the sender's role may not send.
     Forbidden,
+    /// exphub addition: the connection sent more than its rate limit allows (429).
+    TooManyRequests,
 }
 
 impl ErrorType {
@@ -70,6 +72,7 @@ impl ErrorType {
             StillProcessing => "STILL_PROCESSING",
             PostProcessingFailed => "POST_PROCESSING_FAILED",
             Forbidden => "FORBIDDEN",
+            TooManyRequests => "TOO_MANY_REQUESTS",
         }
     }
 }

@@ -13,6 +13,7 @@
 //! from the rest of the crate is the wire error type, so that the error a client sees is
 //! decided here, next to the rule that produces it.
 
+pub mod journal;
 pub mod model;
 mod rules;
 pub mod store;

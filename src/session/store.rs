@@ -9,10 +9,18 @@
 //! SynthARium imports a file whose `id` is `""` under a fresh id on every start and keeps the
 //! original, so the sessions multiply: here the original is removed once the import is on disk.
 //!
+//! Small changes (a chat line, a read time, a note, a mute...) are not a rewrite: they are
+//! appended to the session's journal (`<stem>.journal.jsonl` beside `<stem>.json`, see
+//! [`super::journal`]) and fdatasynced. A full write folds the journal into the file
+//! (compaction): on [`save`](SessionStore::save) (the hub saves in full when the journal
+//! passes [`JOURNAL_COMPACT_BYTES`], at shutdown and for every change that is not small) and at
+//! [`open`](SessionStore::open), which replays every journal first.
+//!
 //! All methods take `&self` and do blocking IO; the caller runs them on a blocking thread. A
 //! mutex serialises them, so two writes never interleave and the store's view of which file
 //! belongs to which session stays consistent.
 
+use super::journal::{self, Base};
 use super::model::Session;
 use super::rules::assign_missing_participant_ids;
 use super::{parse_session_str, unique_id};
@@ -34,6 +42,15 @@ const TMP_SUFFIX: &str = ".tmp";
 /// The revision recorded for a deleted session: no [`SessionStore::save_revision`] of an older
 /// snapshot may bring its file back.
 const DELETED: u64 = u64::MAX;
+
+/// A journal longer than this asks for compaction ([`SessionStore::wants_compaction`]).
+pub const JOURNAL_COMPACT_BYTES: u64 = 256 * 1024;
+
+/// The journal of the session file `path`: `<stem>.journal.jsonl` (not `*.json`, so never
+/// taken for a session).
+pub fn journal_path(path: &Path) -> PathBuf {
+    path.with_extension("journal.jsonl")
+}
 
 /// A file in the session directory that did not become a session at start-up, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +81,20 @@ struct State {
     protected: HashSet<PathBuf>,
     /// The newest revision written per session by [`SessionStore::save_revision`].
     revisions: HashMap<String, u64>,
+    /// The open journal per session (absent: none on disk, the next append starts one).
+    journals: HashMap<String, Journal>,
+    /// The bytes of each session's file as last written or read, for a new journal's header.
+    bases: HashMap<String, Base>,
+}
+
+#[derive(Debug)]
+struct Journal {
+    file: fs::File,
+    /// Bytes known good (whole lines); a failed append is cut back to this.
+    len: u64,
+    /// A failed append could not be cut back, or a journal could not be folded at start:
+    /// nothing more may be appended before a full write.
+    broken: bool,
 }
 
 impl SessionStore {
@@ -125,8 +156,22 @@ impl SessionStore {
         let mut sessions = Vec::with_capacity(loaded.len() + imports.len());
         let mut st = store.lock();
         for (path, mut s) in loaded {
-            s.creation_time = 0;
             st.paths.insert(s.id.clone(), path.clone());
+            let replayed = replay_journal(&path, &mut s, &mut problems);
+            s.creation_time = 0;
+            if replayed {
+                if let Err(e) = store.write_locked(&mut st, &path, &s) {
+                    problems.push(LoadProblem {
+                        path: journal_path(&path),
+                        message: format!("replayed, but could not be folded into the session file ({e})"),
+                    });
+                    // Appending after a possibly torn tail is not safe: the next full write
+                    // (the hub makes one before the next small change) folds it.
+                    if let Ok(file) = OpenOptions::new().append(true).open(journal_path(&path)) {
+                        st.journals.insert(s.id.clone(), Journal { file, len: 0, broken: true });
+                    }
+                }
+            }
             if s.participants.iter().any(|p| p.id.is_empty()) {
                 match assign_missing_participant_ids(&mut s.participants, HashSet::new()) {
                     Ok(()) => {
@@ -261,24 +306,88 @@ impl SessionStore {
     /// store has no file for `id`; a file already gone counts as deleted.
     pub fn delete(&self, id: &str) -> io::Result<()> {
         let mut st = self.lock();
-        let path = st
-            .paths
-            .get(id)
-            .cloned()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no file for session {id:?}")))?;
+        let path = file_of(&st, id)?;
         if st.protected.contains(&path) {
             // Cannot happen (protected files are never a session's path); checked anyway
             // because deleting one would be unrecoverable.
             return Err(io::Error::other(format!("{} is protected, not deleting it", path.display())));
         }
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        remove_if_exists(&path)?;
         st.paths.remove(id);
         st.revisions.insert(id.to_string(), DELETED);
+        st.journals.remove(id);
+        st.bases.remove(id);
+        remove_if_exists(&journal_path(&path))?;
         sync_dir(parent_of(&path, &self.dir))
+    }
+
+    /// Appends one journal line (a [`journal::Change::line`]) for session `id` and makes it
+    /// durable (fdatasync; the first line of a new journal also fsyncs the directory). On
+    /// error nothing of the line remains: the journal is cut back to its last whole line (if
+    /// even that fails, further appends are refused until the next full write).
+    pub fn append(&self, id: &str, line: &[u8]) -> io::Result<()> {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let path = file_of(st, id)?;
+        if st.protected.contains(&path) {
+            return Err(protected_error(&path));
+        }
+        if let Some(j) = st.journals.get_mut(id) {
+            if j.broken {
+                return Err(io::Error::other("the journal needs a full write first"));
+            }
+            let written = j.file.write_all(line).and_then(|()| j.file.sync_data());
+            return match written {
+                Ok(()) => {
+                    j.len += line.len() as u64;
+                    Ok(())
+                }
+                Err(e) => {
+                    if j.file.set_len(j.len).and_then(|()| j.file.sync_data()).is_err() {
+                        j.broken = true;
+                    }
+                    Err(e)
+                }
+            };
+        }
+        let base = match st.bases.get(id) {
+            Some(b) => *b,
+            None => Base::of(&fs::read(&path)?),
+        };
+        let jpath = journal_path(&path);
+        let mut bytes = base.header();
+        bytes.extend_from_slice(line);
+        let created = (|| {
+            // `append`: every write goes to the end, also after a cut-back.
+            let mut file = OpenOptions::new().append(true).create(true).open(&jpath)?;
+            file.set_len(0)?;
+            file.write_all(&bytes)?;
+            file.sync_data()?;
+            sync_dir(parent_of(&path, &self.dir))?;
+            Ok(file)
+        })();
+        match created {
+            Ok(file) => {
+                st.journals.insert(id.to_owned(), Journal { file, len: bytes.len() as u64, broken: false });
+                st.bases.insert(id.to_owned(), base);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&jpath);
+                Err(e)
+            }
+        }
+    }
+
+    /// The sessions that have a journal (changes not yet folded into their file).
+    pub fn journaled(&self) -> Vec<String> {
+        self.lock().journals.keys().cloned().collect()
+    }
+
+    /// Whether session `id`'s journal should be folded by a full [`save`](Self::save) before
+    /// the next append: it is longer than [`JOURNAL_COMPACT_BYTES`], or it refuses appends.
+    pub fn wants_compaction(&self, id: &str) -> bool {
+        self.lock().journals.get(id).is_some_and(|j| j.broken || j.len > JOURNAL_COMPACT_BYTES)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -334,13 +443,101 @@ impl SessionStore {
 
     /// Writes `s` to `target` atomically and records `target` as its file as soon as the
     /// rename has happened (even if the directory fsync then fails: the file is there).
+    ///
+    /// The file now holds every change of the session's journal, which is removed (a
+    /// journal left by a crash before the removal names the old bytes as its base and is
+    /// ignored at the next start).
     fn write_locked(&self, st: &mut State, target: &Path, s: &Session) -> io::Result<()> {
         let bytes = to_json(s)?;
         let dir = parent_of(target, &self.dir);
         write_and_rename(dir, target, &bytes)?;
         st.paths.insert(s.id.clone(), target.to_path_buf());
+        st.bases.insert(s.id.clone(), Base::of(&bytes));
+        st.journals.remove(&s.id);
+        if let Err(e) = remove_if_exists(&journal_path(target)) {
+            // Stale from now on (its base is gone); a new journal replaces it.
+            tracing::warn!("cannot remove folded journal of {}: {e}", target.display());
+        }
         sync_dir(dir)
     }
+}
+
+/// The file of session `id`, `NotFound` if the store has none.
+fn file_of(st: &State, id: &str) -> io::Result<PathBuf> {
+    st.paths
+        .get(id)
+        .cloned()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no file for session {id:?}")))
+}
+
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// What the journal beside session file `path` holds, read without writing anything: `None`
+/// without a journal.
+fn read_journal(path: &Path) -> Option<Result<journal::Replay, String>> {
+    let bytes = match fs::read(journal_path(path)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(Err(format!("cannot read its journal: {e}"))),
+    };
+    Some(fs::read(path).map(|file| journal::read(&bytes, &file)).map_err(|e| format!("cannot read: {e}")))
+}
+
+/// Applies the journal beside `path` to `s` (the session loaded from `path`); whether the
+/// file must be rewritten to fold it in. A stale journal is removed; one with a corrupt line
+/// is reported and moved aside to `<journal>.corrupt` after its good lines are applied.
+fn replay_journal(path: &Path, s: &mut Session, problems: &mut Vec<LoadProblem>) -> bool {
+    let jpath = journal_path(path);
+    let replay = match read_journal(path) {
+        None => return false,
+        Some(Ok(r)) => r,
+        Some(Err(message)) => {
+            problems.push(LoadProblem { path: jpath, message });
+            return false;
+        }
+    };
+    if replay.stale {
+        tracing::info!("{}: already folded into the session file; removed", jpath.display());
+        let _ = fs::remove_file(&jpath);
+        return false;
+    }
+    for c in &replay.changes {
+        c.apply(s);
+    }
+    if replay.torn_tail {
+        tracing::info!("{}: ignored an incomplete last line (never acknowledged)", jpath.display());
+    }
+    if let Some((line, why)) = &replay.corrupt {
+        let aside = jpath.with_extension("jsonl.corrupt");
+        let _ = fs::rename(&jpath, &aside);
+        problems.push(LoadProblem {
+            path: jpath.clone(),
+            message: format!(
+                "line {line} is not a change ({why}); the {} line(s) before it were applied, the rest is kept in {}",
+                replay.changes.len(),
+                aside.display()
+            ),
+        });
+    }
+    tracing::info!("{}: replayed {} change(s)", jpath.display(), replay.changes.len());
+    true
+}
+
+/// The session in file `path` with its journal applied, as the next start would load it
+/// (read-only; for checks and tools).
+pub fn read_with_journal(path: &Path) -> Result<Session, String> {
+    let mut s = read_session(path)?;
+    match read_journal(path) {
+        Some(Ok(r)) if !r.stale => r.changes.iter().for_each(|c| c.apply(&mut s)),
+        Some(Err(e)) => return Err(e),
+        _ => {}
+    }
+    Ok(s)
 }
 
 fn protected_error(path: &Path) -> io::Error {
@@ -547,7 +744,22 @@ pub fn validate_dir(dir: impl AsRef<Path>) -> Vec<(PathBuf, Result<String, Strin
                 } else {
                     ""
                 };
-                Ok(format!("{}: {}{note}", s.id, s.title))
+                let journal = match read_journal(&path) {
+                    None => String::new(),
+                    Some(Err(e)) => {
+                        out.push((path, Err(e)));
+                        continue;
+                    }
+                    Some(Ok(r)) if r.stale => " (a journal already folded in: removed on start)".into(),
+                    Some(Ok(r)) => match r.corrupt {
+                        Some((line, why)) => {
+                            out.push((journal_path(&path), Err(format!("line {line} is not a change: {why}"))));
+                            continue;
+                        }
+                        None => format!(" (journal: {} change(s) folded in on start)", r.changes.len()),
+                    },
+                };
+                Ok(format!("{}: {}{note}{journal}", s.id, s.title))
             }
             (Ok(s), Verdict::Import) => Ok(format!("(no session id; gets a new id and file on start): {}", s.title)),
             (_, Verdict::Broken(m)) | (_, Verdict::Duplicate(m)) | (Err(m), _) => Err(m),
@@ -848,6 +1060,49 @@ mod tests {
         store.delete(&newer.id).unwrap();
         assert!(!store.save_revision(&newer, 3).unwrap(), "a deleted session stays deleted");
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn journal_is_replayed_at_open_and_folded_by_a_full_write() {
+        use super::super::journal::Change;
+        use super::super::model::Note;
+        let d = TestDir::new("journal");
+        d.write("ae839e5e6f.json", DEV_FORMAT_EXAMPLE);
+        let note = |i: i64| Change::Note { note: Note { time: i, speakers: vec![], content: format!("n{i}") } };
+        let (store, sessions, _) = open(&d);
+        let id = sessions[0].id.clone();
+        let notes_before = sessions[0].notes.len();
+        let path = d.0.join("ae839e5e6f.json");
+        let file_before = fs::read(&path).unwrap();
+        store.append(&id, &note(1).line()).unwrap();
+        store.append(&id, &note(2).line()).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), file_before, "an append does not rewrite the file");
+        // A torn last line (a crash mid-append) is ignored.
+        let mut j = fs::OpenOptions::new().append(true).open(journal_path(&path)).unwrap();
+        j.write_all(&note(3).line()[..7]).unwrap();
+        drop((j, store));
+        let ok = validate_dir(&d.0);
+        assert!(ok[0].1.as_ref().unwrap().contains("journal: 2 change(s)"), "{ok:?}");
+        assert_eq!(read_with_journal(&path).unwrap().notes.len(), notes_before + 2);
+        let (store, sessions, problems) = open(&d);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(sessions[0].notes.len(), notes_before + 2, "replayed");
+        assert!(!journal_path(&path).exists(), "folded at open");
+        assert_eq!(parse_session_str(&fs::read_to_string(&path).unwrap()).unwrap().notes.len(), notes_before + 2);
+        // A journal left beside a file that already holds it (a crash between the full write
+        // and the journal's removal) is stale: not applied twice.
+        store.append(&id, &note(4).line()).unwrap();
+        let journal = fs::read(journal_path(&path)).unwrap();
+        let mut s = sessions[0].clone();
+        note(4).apply(&mut s);
+        store.save(&s).unwrap();
+        assert!(!journal_path(&path).exists());
+        fs::write(journal_path(&path), journal).unwrap();
+        drop(store);
+        let (_store, sessions, problems) = open(&d);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(sessions[0].notes.len(), notes_before + 3, "once");
+        assert!(!journal_path(&path).exists(), "the stale journal is removed");
     }
 
     #[test]

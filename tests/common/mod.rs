@@ -101,15 +101,20 @@ impl TestServer {
         TempDir(std::mem::take(&mut self.dir.0))
     }
 
-    /// The file `<id>.json` in the sessions directory, if there is one.
+    /// The file `<id>.json` in the sessions directory, if there is one, with its journal (the
+    /// small changes not yet folded into it) replayed: what the next start would load.
     pub fn file_of(&self, id: &str) -> Option<Value> {
-        let text = std::fs::read_to_string(self.dir.path().join(format!("{id}.json"))).ok()?;
+        let path = self.dir.path().join(format!("{id}.json"));
+        let text = std::fs::read_to_string(&path).ok()?;
+        if exphub::session::store::journal_path(&path).exists() {
+            let s = exphub::session::store::read_with_journal(&path).expect("session and journal load");
+            return Some(serde_json::to_value(s).unwrap());
+        }
         Some(serde_json::from_str(&text).unwrap())
     }
 
     pub fn session_file(&self) -> Value {
-        let text = std::fs::read_to_string(self.dir.path().join(format!("{SESSION}.json"))).unwrap();
-        serde_json::from_str(&text).unwrap()
+        self.file_of(SESSION).expect("the session file exists")
     }
 }
 

@@ -8,8 +8,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use common::*;
-use exphub_client::{Client, ClientOptions, OfferRefused, Role};
 use exphub::media::Kind;
+use exphub_client::{Client, ClientOptions, OfferRefused, Role};
 use serde_json::{json, Value};
 
 /// Every id-like value in `v`: the values of id, author, target and layout keys anywhere in it.

@@ -11,6 +11,7 @@
 //! body buffer (the whole body within [`MAX_BODY`] bytes and the body timeout, else a typed
 //! 413 or 408). Connections, timeouts and TLS are `serve.rs`'s.
 
+pub mod cors;
 pub mod serve;
 pub mod tls;
 pub mod web;
@@ -57,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .route("/web/{*path}", get(web::asset))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(state.clone(), buffer_body))
+        .layer(middleware::from_fn_with_state(state.clone(), cors::cors))
         .layer(middleware::from_fn(access_log))
         .with_state(state)
 }

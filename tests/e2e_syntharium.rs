@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use axum::http::HeaderMap;
 use bytes::Bytes;
 use common::*;
@@ -95,4 +97,130 @@ async fn cors_preflights_and_headers_for_allowed_origins_only() {
     let (_, h, _) = http(&srv.base, "GET", "/hello-world", &[("origin", DEV_SERVER)], "").await;
     assert_eq!(header(&h, "access-control-allow-origin"), None);
     srv.stop().await;
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// A WebSocket client on `/ws`.
+async fn lobby_socket(base: &str) -> Ws {
+    let authority = base.trim_start_matches("http://");
+    let tcp = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let (ws, resp) = tokio_tungstenite::client_async(format!("ws://{authority}/ws"), tcp).await.expect("upgrade");
+    assert_eq!(resp.status().as_u16(), 101);
+    ws
+}
+
+/// The next text message of a socket (pings are answered by the library while reading).
+async fn next_text(ws: &mut Ws) -> String {
+    use futures_util::StreamExt;
+    loop {
+        let m = tokio::time::timeout(T, ws.next()).await.expect("a message in time").expect("open").unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+            return t.to_string();
+        }
+    }
+}
+
+/// Whether the server ends the socket within `T` (a Close frame, EOF or a reset).
+async fn ends(ws: &mut Ws) -> bool {
+    use futures_util::StreamExt;
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return false,
+            Ok(None | Some(Err(_))) => return true,
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))) => return true,
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+/// SynthARium's lobby reloads on `EXPERIMENTER_JOINED`: every socket gets it on
+/// CREATE_EXPERIMENT and on JOIN_EXPERIMENT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_broadcasts_experimenter_joined_on_create_and_join() {
+    let srv = TestServer::start().await;
+    let mut a = lobby_socket(&srv.base).await;
+    let mut b = lobby_socket(&srv.base).await;
+    let mut exp = experimenter(&srv.base).await;
+    request(&mut exp, "CREATE_EXPERIMENT", json!({"session_id": SESSION}), "SUCCESS").await;
+    for ws in [&mut a, &mut b] {
+        let m: serde_json::Value = serde_json::from_str(&next_text(ws).await).unwrap();
+        assert_eq!(m, json!({"type": "EXPERIMENTER_JOINED"}));
+    }
+    let mut exp2 = experimenter(&srv.base).await;
+    request(&mut exp2, "JOIN_EXPERIMENT", json!({"session_id": SESSION}), "SUCCESS").await;
+    for ws in [&mut a, &mut b] {
+        assert_eq!(next_text(ws).await, r#"{"type":"EXPERIMENTER_JOINED"}"#);
+    }
+    exp.close().await;
+    exp2.close().await;
+    // Stopping the server closes the sockets.
+    srv.stop().await;
+    assert!(ends(&mut a).await, "socket closed at shutdown");
+    assert!(ends(&mut b).await, "socket closed at shutdown");
+}
+
+/// The sockets are bounded: a cap (503 beyond it, a slot back when one closes) and a client
+/// that answers no ping is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_sockets_are_capped_and_silent_ones_closed() {
+    let srv = TestServer::start_with(|c| {
+        c.http.max_connections = 2;
+        c.http.idle_timeout = Duration::from_millis(600);
+    })
+    .await;
+    let mut a = lobby_socket(&srv.base).await;
+    let b = lobby_socket(&srv.base).await;
+    let authority = srv.base.trim_start_matches("http://").to_owned();
+    let tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    let refused = tokio_tungstenite::client_async(format!("ws://{authority}/ws"), tcp).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status().as_u16(), 503),
+        other => panic!("a third socket is refused, got {:?}", other.map(|(_, r)| r.status())),
+    }
+    // `a` reads (so it answers pings) while `b` never does: `b` is closed, `a` stays.
+    let mut b = b;
+    let reader = tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(3), next_text(&mut a)).await;
+        a
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(ends(&mut b).await, "a silent socket is closed");
+    let mut a = reader.await.unwrap();
+    // `b`'s slot is free again (polled: the server notices the close on its own time).
+    let deadline = tokio::time::Instant::now() + T;
+    let mut c = loop {
+        let tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
+        if let Ok((ws, _)) = tokio_tungstenite::client_async(format!("ws://{authority}/ws"), tcp).await {
+            break ws;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the slot of a closed socket is reused");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    srv.stop().await;
+    assert!(ends(&mut a).await);
+    assert!(ends(&mut c).await);
+}
+
+/// A participant joining a running experiment gets its session before `EXPERIMENT_STARTED`
+/// (SynthARium's lobby navigates to the meeting room on it and needs the session by then); a
+/// client that never asks still learns that the experiment runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_joiner_gets_its_session_before_experiment_started() {
+    let srv = TestServer::start().await;
+    let (exp, _erec, mut parts, _recs, players) = running_experiment(&srv, 1).await;
+    let (_rec, opts) = recorder();
+    let mut late = participant(&srv.base, PARTICIPANTS[1], opts).await;
+    late.send("GET_SESSION", json!({"session_id": SESSION})).await.unwrap();
+    let (_, before) = late.recv_type("EXPERIMENT_STARTED", T).await.expect("EXPERIMENT_STARTED");
+    let types: Vec<&str> = before.iter().filter_map(|m| m["type"].as_str()).collect();
+    assert!(types.contains(&"SESSION"), "the session comes first, got {types:?}");
+    // Never asking: told anyway, after a short hold.
+    let (_rec, opts) = recorder();
+    let mut silent = participant(&srv.base, PARTICIPANTS[2], opts).await;
+    silent.recv_type("EXPERIMENT_STARTED", T).await.expect("EXPERIMENT_STARTED without asking");
+    parts.push(late);
+    parts.push(silent);
+    close_all(srv, exp, parts, players).await;
 }

@@ -3,6 +3,7 @@
 //! - `POST /offer`, `POST /addIceCandidate`: SynthARium's signalling, with its exact error
 //!   statuses and bodies (status = the error's `code`).
 //! - `GET /hello-world`: SynthARium's liveness text.
+//! - `GET /ws`: SynthARium's lobby socket (`EXPERIMENTER_JOINED`, `ws.rs`).
 //! - `GET /healthz`, `GET /metrics`: operations.
 //! - `GET /`, `/room` (`/lobby`, `/meetingRoom`), `/web/...`: the web app (`web.rs`).
 //!
@@ -15,6 +16,7 @@ pub mod cors;
 pub mod serve;
 pub mod tls;
 pub mod web;
+pub mod ws;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,7 +45,9 @@ pub struct AppState {
 pub const MAX_BODY: usize = 256 * 1024;
 
 pub fn router(state: AppState) -> Router {
+    let ws_slots = ws::Slots(Arc::new(tokio::sync::Semaphore::new(state.cfg.http.max_connections)));
     Router::new()
+        .route("/ws", get(ws::ws).layer(axum::Extension(ws_slots)))
         .route("/offer", post(offer))
         .route("/addIceCandidate", post(add_ice_candidate))
         .route("/hello-world", get(hello_world))

@@ -224,3 +224,79 @@ async fn late_joiner_gets_its_session_before_experiment_started() {
     parts.push(silent);
     close_all(srv, exp, parts, players).await;
 }
+
+/// A SynthARium-like build served at `/`: files with their types and caching, every page
+/// route falling back to index.html, nothing outside the directory, exphub's app at /exphub/.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frontend_dir_serves_a_build_with_spa_fallback() {
+    let tmp = TempDir::new("build");
+    let build = tmp.path().join("build");
+    std::fs::create_dir_all(build.join("assets")).unwrap();
+    const INDEX: &str = "<!doctype html><title>SA build</title><script type=module src=/assets/index-4f2a.js></script>";
+    std::fs::write(build.join("index.html"), INDEX).unwrap();
+    std::fs::write(build.join("assets/index-4f2a.js"), "console.log(1)").unwrap();
+    std::fs::write(build.join("assets/index-4f2a.css"), "body{}").unwrap();
+    std::fs::write(build.join("favicon.ico"), [0u8, 0, 1, 0]).unwrap();
+    std::fs::write(build.join("manifest.json"), "{}").unwrap();
+    std::fs::write(tmp.path().join("secret.txt"), "secret").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(tmp.path().join("secret.txt"), build.join("link.txt")).unwrap();
+    let dir = build.clone();
+    let srv = TestServer::start_with(move |c| c.frontend_dir = Some(dir)).await;
+
+    for route in exphub::http::frontend::SPA_ROUTES.iter().chain(&["/lobby/", "/sessionForm"]) {
+        let path = format!("{route}?participantId=aaaaaaaaa1&sessionId={SESSION}");
+        let (status, h, body) = http(&srv.base, "GET", &path, &[], "").await;
+        assert_eq!(status, 200, "{route}");
+        assert_eq!(String::from_utf8(body).unwrap(), INDEX, "{route}");
+        assert_eq!(header(&h, "content-type"), Some("text/html; charset=utf-8"), "{route}");
+        assert_eq!(header(&h, "cache-control"), Some("no-cache"), "{route}");
+    }
+    let files = [
+        ("/assets/index-4f2a.js", "text/javascript; charset=utf-8", "public, max-age=31536000, immutable"),
+        ("/assets/index-4f2a.css", "text/css; charset=utf-8", "public, max-age=31536000, immutable"),
+        ("/favicon.ico", "image/x-icon", "no-cache"),
+        ("/manifest.json", "application/json", "no-cache"),
+    ];
+    for (path, mime, cache) in files {
+        let (status, h, body) = http(&srv.base, "GET", path, &[], "").await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(body, std::fs::read(build.join(&path[1..])).unwrap(), "{path}");
+        assert_eq!(header(&h, "content-type"), Some(mime), "{path}");
+        assert_eq!(header(&h, "cache-control"), Some(cache), "{path}");
+    }
+    // Nothing outside the build, however asked; unknown files are 404, not index.html.
+    for path in [
+        "/../secret.txt",
+        "/assets/../../secret.txt",
+        "/assets/%2e%2e/%2e%2e/secret.txt",
+        "/%2E%2E%2Fsecret.txt",
+        "/assets/..%5c..%5csecret.txt",
+        "/link.txt",
+        "/.hidden",
+        "/missing.js",
+        "/assets/",
+    ] {
+        let (status, _, body) = http(&srv.base, "GET", path, &[], "").await;
+        assert_eq!(status, 404, "{path}");
+        assert!(!String::from_utf8_lossy(&body).contains("secret"), "{path}");
+    }
+    // exphub's own app and API stay reachable.
+    let (status, _, body) = http(&srv.base, "GET", "/exphub/", &[], "").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, exphub_page("index.html"));
+    let (status, _, body) = http(&srv.base, "GET", "/room?participantId=x", &[], "").await;
+    assert_eq!((status, body), (200, exphub_page("room.html")));
+    let (status, _, _) = http(&srv.base, "GET", "/hello-world", &[], "").await;
+    assert_eq!(status, 200);
+    let (status, _, _) = http(&srv.base, "GET", "/web/js/protocol.js", &[], "").await;
+    assert_eq!(status, 200);
+    let mut exp = experimenter(&srv.base).await;
+    request(&mut exp, "GET_SESSION_LIST", json!({}), "SESSION_LIST").await;
+    exp.close().await;
+    srv.stop().await;
+}
+
+fn exphub_page(name: &str) -> Vec<u8> {
+    std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web").join(name)).unwrap()
+}

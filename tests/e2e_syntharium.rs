@@ -300,3 +300,79 @@ async fn frontend_dir_serves_a_build_with_spa_fallback() {
 fn exphub_page(name: &str) -> Vec<u8> {
     std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web").join(name)).unwrap()
 }
+
+/// The real binary with SynthARium's own config.json, laid out as in its repository
+/// (`backend/config.json`, `frontend/build`): the keys exphub does not use are reported on
+/// stderr once logging runs, `environment: dev` and `serve_frontend` take effect, and its
+/// frontend's login without `?experimenterPassword=` (the placeholder password in the `/offer`
+/// body, which this config.json sets) works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syntharium_config_json_with_the_real_binary() {
+    use std::io::{BufRead, BufReader};
+    let tmp = TempDir::new("synth");
+    let backend = tmp.path().join("backend");
+    let build = tmp.path().join("frontend").join("build");
+    std::fs::create_dir_all(backend.join("sessions")).unwrap();
+    std::fs::create_dir_all(&build).unwrap();
+    std::fs::write(build.join("index.html"), "<!doctype html><title>SA</title>").unwrap();
+    write_session(&backend.join("sessions"), &session_json(SESSION));
+    let config = json!({
+        "experimenter_password": "no-password-given", "host": "127.0.0.1", "port": 0,
+        "environment": "dev", "serve_frontend": true, "https": false, "log": "INFO",
+        "log_dependencies": "WARNING", "ping_subprocesses": 0.0,
+        "experimenter_multiprocessing": false, "participant_multiprocessing": true
+    });
+    std::fs::write(backend.join("config.json"), config.to_string()).unwrap();
+    let log = tmp.path().join("stderr.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_exphub"))
+        .args(["serve", "--config"])
+        .arg(backend.join("config.json"))
+        .arg("--sessions-dir")
+        .arg(backend.join("sessions"))
+        .env_remove("EXPHUB_EXPERIMENTER_PASSWORD")
+        .env_remove("EXPHUB_ALLOW_ORIGINS")
+        .env_remove("EXPHUB_FRONTEND_DIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("exphub starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("exphub serving on ") {
+                let _ = tx.send(rest.trim_end_matches('/').to_owned());
+            }
+        }
+    });
+    let base = rx.recv_timeout(Duration::from_secs(30)).expect("server printed its address");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Kill(child);
+
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    let line = stderr.lines().find(|l| l.contains("config file keys that exphub does not use")).unwrap_or_else(|| {
+        panic!("the ignored keys are reported on stderr:\n{stderr}");
+    });
+    for key in ["log_dependencies", "ping_subprocesses", "experimenter_multiprocessing", "participant_multiprocessing"]
+    {
+        assert!(line.contains(key), "{key} in {line}");
+    }
+    for used in ["environment", "serve_frontend", "experimenter_password"] {
+        assert!(!line.contains(used), "{used} is used, not ignored: {line}");
+    }
+    let pre = [("origin", "http://localhost:5173"), ("access-control-request-method", "POST")];
+    let (status, h, _) = http(&base, "OPTIONS", "/offer", &pre, "").await;
+    assert_eq!((status, header(&h, "access-control-allow-origin")), (204, Some("http://localhost:5173")));
+    let (status, _, body) = http(&base, "GET", "/experimentOverview", &[], "").await;
+    assert_eq!((status, body), (200, b"<!doctype html><title>SA</title>".to_vec()));
+    let role = exphub_client::Role::Experimenter { password: "no-password-given".into() };
+    let mut exp = exphub_client::Client::connect(&base, role, Default::default()).await.expect("login");
+    request(&mut exp, "GET_SESSION_LIST", json!({}), "SESSION_LIST").await;
+    exp.close().await;
+}

@@ -308,7 +308,6 @@ fn exphub_page(name: &str) -> Vec<u8> {
 /// body, which this config.json sets) works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn syntharium_config_json_with_the_real_binary() {
-    use std::io::{BufRead, BufReader};
     let tmp = TempDir::new("synth");
     let backend = tmp.path().join("backend");
     let build = tmp.path().join("frontend").join("build");
@@ -324,36 +323,16 @@ async fn syntharium_config_json_with_the_real_binary() {
     });
     std::fs::write(backend.join("config.json"), config.to_string()).unwrap();
     let log = tmp.path().join("stderr.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_exphub"))
-        .args(["serve", "--config"])
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_exphub"));
+    cmd.args(["serve", "--config"])
         .arg(backend.join("config.json"))
         .arg("--sessions-dir")
         .arg(backend.join("sessions"))
         .env_remove("EXPHUB_EXPERIMENTER_PASSWORD")
         .env_remove("EXPHUB_ALLOW_ORIGINS")
-        .env_remove("EXPHUB_FRONTEND_DIR")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("exphub starts");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("exphub serving on ") {
-                let _ = tx.send(rest.trim_end_matches('/').to_owned());
-            }
-        }
-    });
-    let base = rx.recv_timeout(Duration::from_secs(30)).expect("server printed its address");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _child = Kill(child);
+        .env_remove("EXPHUB_FRONTEND_DIR");
+    let server = common::proc::spawn(cmd, &log);
+    let base = server.base.clone();
 
     let stderr = std::fs::read_to_string(&log).unwrap();
     let line = stderr.lines().find(|l| l.contains("config file keys that exphub does not use")).unwrap_or_else(|| {
@@ -375,4 +354,5 @@ async fn syntharium_config_json_with_the_real_binary() {
     let mut exp = exphub_client::Client::connect(&base, role, Default::default()).await.expect("login");
     request(&mut exp, "GET_SESSION_LIST", json!({}), "SESSION_LIST").await;
     exp.close().await;
+    drop(server);
 }

@@ -190,6 +190,8 @@ pub struct Config {
     pub frontend_dir: Option<PathBuf>,
     /// Keys of the config file that exphub does not use (reported at start-up).
     pub ignored_keys: Vec<String>,
+    /// Settings that could not take effect, reported at start-up.
+    pub warnings: Vec<String>,
 }
 
 /// The origins allowed to call the server from a page of another origin (CORS).
@@ -340,16 +342,26 @@ impl Config {
             let dir = args.config.as_deref().and_then(Path::parent).unwrap_or(Path::new("."));
             dir.join("..").join("frontend").join("build")
         };
-        let frontend_dir = args
-            .frontend_dir
-            .clone()
-            .or(file.frontend_dir)
-            .or_else(|| (file.serve_frontend == Some(true)).then(synth_build));
-        if let Some(d) = &frontend_dir {
-            if !d.join("index.html").is_file() {
-                return Err(ConfigError::FrontendDir(d.clone()));
+        let mut warnings = Vec::new();
+        let frontend_dir = match args.frontend_dir.clone().or(file.frontend_dir) {
+            Some(d) if !d.join("index.html").is_file() => return Err(ConfigError::FrontendDir(d)),
+            Some(d) => Some(d),
+            // SynthARium's shipped config.json says serve_frontend: true; without a build,
+            // exphub serves its own app (as before) and says so.
+            None if file.serve_frontend == Some(true) => {
+                let d = synth_build();
+                if d.join("index.html").is_file() {
+                    Some(d)
+                } else {
+                    warnings.push(format!(
+                        "serve_frontend is set but {} has no index.html (build the frontend first); serving exphub's own app",
+                        d.display()
+                    ));
+                    None
+                }
             }
-        }
+            None => None,
+        };
         let host = args.host.or(file.host).unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let port = args.port.or(file.port).unwrap_or(8080);
         let sessions_dir = args.sessions_dir.clone().or(file.sessions_dir).unwrap_or_else(|| PathBuf::from("sessions"));
@@ -446,6 +458,7 @@ impl Config {
             allow_origins,
             frontend_dir,
             ignored_keys,
+            warnings,
         })
     }
 
@@ -464,6 +477,7 @@ impl Config {
             allow_origins: AllowOrigins::None,
             frontend_dir: None,
             ignored_keys: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -580,9 +594,13 @@ mod tests {
         let f = dir.join("config.json");
         std::fs::write(&f, r#"{"experimenter_password":"filepw","host":"127.0.0.1","port":9000,"environment":"dev","serve_frontend":true,"https":false,"log":"INFO","ping_subprocesses":0.0}"#).unwrap();
         let args = ServeArgs { config: Some(f.clone()), port: Some(9100), ..Default::default() };
-        // serve_frontend without a build is an error naming the directory.
-        let e = Config::resolve(&args).unwrap_err().to_string();
-        assert!(e.contains("frontend") && e.ends_with("has no index.html"), "{e}");
+        // serve_frontend without a build: exphub's own app, and a warning naming the directory.
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(c.frontend_dir, None);
+        assert!(c.warnings[0].contains("frontend") && c.warnings[0].contains("has no index.html"), "{:?}", c.warnings);
+        // An explicit frontend directory without index.html is an error.
+        let bad = ServeArgs { frontend_dir: Some(root.clone()), ..Default::default() };
+        assert!(Config::resolve(&bad).unwrap_err().to_string().ends_with("has no index.html"));
         let build = root.join("frontend").join("build");
         std::fs::create_dir_all(&build).unwrap();
         std::fs::write(build.join("index.html"), "<!doctype html>").unwrap();

@@ -95,6 +95,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok((_, limit)) => tracing::info!(limit, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
     if !cfg.ignored_keys.is_empty() {
         tracing::warn!(keys = ?cfg.ignored_keys, "config file keys that exphub does not use were ignored");
     }

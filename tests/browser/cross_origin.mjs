@@ -5,7 +5,8 @@
 // sends the CORS preflights itself. Checked: the data channel opens and answers
 // GET_SESSION_LIST, and the page's /ws socket receives EXPERIMENTER_JOINED when the page
 // opens the experiment. Then the same page against a server that does not allow its origin
-// must fail on the first request.
+// must fail on the first request. Last, exphub's own room, opened before the experiment is
+// open, joins on /ws's notice.
 //
 // Run: `node tests/browser/cross_origin.mjs` with target/debug/exphub built (EXPHUB_BIN for
 // another). Prints "N passed, M failed" last; everything has a timeout.
@@ -14,13 +15,14 @@ import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { ROOT, launchBrowser, makeCameraFile, reexecInLoopbackNamespace, remove, startServer, tempDir } from './harness.mjs';
+import { ROOT, launchBrowser, makeCameraFile, reexecInLoopbackNamespace, remove, startServer, tempDir, until } from './harness.mjs';
 
 const nsStatus = reexecInLoopbackNamespace(new URL(import.meta.url).pathname);
 if (nsStatus !== null) process.exit(nsStatus);
 
 const T = 60_000;
 const SESSION = 'ae839e5e6f';
+const PARTICIPANT = '9ba5fdccde';
 const tmp = tempDir('xorigin');
 const password = `pw-${randomBytes(9).toString('hex')}`;
 const results = [];
@@ -112,6 +114,22 @@ try {
       .evaluate(([b, p, s]) => window.tryConnect(b, p, s).then(() => 'connected', (e) => String(e.message ?? e)), [exphub.base, password, SESSION])
       .catch((e) => String(e));
     assert(err !== 'connected', 'connected although the origin is not allowed');
+  });
+  await check("exphub's room joins when the experimenter opens the experiment (/ws, not polling)", async () => {
+    const exphub = await serverWithOrigins(origin);
+    const ctx = await browser.newContext();
+    await ctx.grantPermissions(['camera', 'microphone'], { origin: exphub.base });
+    const room = await ctx.newPage();
+    await room.goto(`${exphub.base}/lobby?participantId=${PARTICIPANT}&sessionId=${SESSION}`);
+    const status = () => room.locator('#lobby-status').textContent();
+    const join = room.getByRole('button', { name: 'Join the session' });
+    await until(() => join.isEnabled(), 'the join button');
+    await join.click();
+    await until(async () => /has not opened/.test(await status()), 'the room to wait for the experimenter');
+    // The room's fallback poll comes 30 s after its first try; the notice must come first.
+    await page.evaluate(([b, p, s]) => window.tryConnect(b, p, s), [exphub.base, password, SESSION]);
+    await until(async () => /You are in/.test(await status()), 'the room to join on EXPERIMENTER_JOINED', { timeout: 20_000 });
+    await ctx.close();
   });
   pageServer.close();
 } catch (e) {

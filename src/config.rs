@@ -2,8 +2,11 @@
 //! an optional JSON config file (in that order of precedence), validated, then immutable.
 //!
 //! The config file may be SynthARium's own `config.json`: its `host`, `port`,
-//! `experimenter_password`, `https`, `ssl_cert` and `ssl_key` keys are understood; its other
-//! keys are ignored (with a log line), exphub's own keys are listed in [`FileConfig`].
+//! `experimenter_password`, `https`, `ssl_cert`, `ssl_key`, `environment` (`"dev"` allows
+//! every origin, as SynthARium's permissive CORS does) and `serve_frontend` (serve the build
+//! at `../frontend/build` from the config file's directory) keys are understood; its other
+//! keys are ignored and listed in [`Config::ignored_keys`] (logged once logging runs);
+//! exphub's own keys are listed in [`FileConfig`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
@@ -116,6 +119,14 @@ pub struct ServeArgs {
     /// closed [default: a quarter of the open-file limit, between 64 and 1024].
     #[arg(long, env = "EXPHUB_HTTP_MAX_CONNECTIONS", value_name = "N")]
     pub http_max_connections: Option<usize>,
+    /// Origins whose pages may call this server (CORS), comma-separated; `*` allows every
+    /// origin [default: none; SynthARium's `"environment": "dev"` means `*`].
+    #[arg(long, env = "EXPHUB_ALLOW_ORIGINS", value_delimiter = ',', value_name = "ORIGINS")]
+    pub allow_origins: Option<Vec<String>>,
+    /// Serve another web frontend's build (e.g. SynthARium's `frontend/build`) at `/`, with
+    /// its page routes falling back to its index.html; exphub's own app moves to `/exphub/`.
+    #[arg(long, env = "EXPHUB_FRONTEND_DIR", value_name = "DIR")]
+    pub frontend_dir: Option<PathBuf>,
 }
 
 /// Keys of the JSON config file (all optional).
@@ -142,6 +153,12 @@ pub struct FileConfig {
     pub http_body_timeout: Option<f64>,
     pub http_idle_timeout: Option<f64>,
     pub http_max_connections: Option<usize>,
+    pub allow_origins: Option<Vec<String>>,
+    pub frontend_dir: Option<PathBuf>,
+    /// SynthARium: `"dev"` enables permissive CORS.
+    pub environment: Option<String>,
+    /// SynthARium: serve `../frontend/build` (relative to the config file).
+    pub serve_frontend: Option<bool>,
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
 }
@@ -167,6 +184,49 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Timeouts and the connection cap of the HTTP(S) server.
     pub http: HttpLimits,
+    /// Which cross-origin pages may call the server.
+    pub allow_origins: AllowOrigins,
+    /// Another frontend's build served at `/` (exphub's app then lives under `/exphub/`).
+    pub frontend_dir: Option<PathBuf>,
+    /// Keys of the config file that exphub does not use (reported at start-up).
+    pub ignored_keys: Vec<String>,
+    /// Settings that could not take effect, reported at start-up.
+    pub warnings: Vec<String>,
+}
+
+/// The origins allowed to call the server from a page of another origin (CORS).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AllowOrigins {
+    /// Same-origin only (no CORS headers).
+    #[default]
+    None,
+    /// Every origin (`*`; SynthARium's `"environment": "dev"`).
+    Any,
+    /// These origins exactly (`scheme://host[:port]`, compared without a trailing slash).
+    List(Vec<String>),
+}
+
+impl AllowOrigins {
+    fn from_list(list: Vec<String>) -> Self {
+        let list: Vec<String> =
+            list.iter().map(|o| o.trim().trim_end_matches('/').to_owned()).filter(|o| !o.is_empty()).collect();
+        if list.iter().any(|o| o == "*") {
+            AllowOrigins::Any
+        } else if list.is_empty() {
+            AllowOrigins::None
+        } else {
+            AllowOrigins::List(list)
+        }
+    }
+
+    /// Whether a page of `origin` may call the server.
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            AllowOrigins::None => false,
+            AllowOrigins::Any => true,
+            AllowOrigins::List(l) => l.iter().any(|o| o.eq_ignore_ascii_case(origin)),
+        }
+    }
 }
 
 /// What one HTTP client may hold of the server: time and connections.
@@ -256,6 +316,8 @@ pub enum ConfigError {
     Seconds(&'static str, f64),
     #[error("http_max_connections must be at least 1")]
     MaxConnections,
+    #[error("the frontend directory {0} has no index.html")]
+    FrontendDir(PathBuf),
 }
 
 impl Config {
@@ -264,14 +326,41 @@ impl Config {
         let file = match &args.config {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|e| ConfigError::Read(p.clone(), e))?;
-                let f: FileConfig = serde_json::from_str(&text).map_err(|e| ConfigError::Parse(p.clone(), e))?;
-                if !f.other.is_empty() {
-                    let keys: Vec<_> = f.other.keys().cloned().collect();
-                    tracing::info!(?keys, "config file keys not used by exphub ignored");
-                }
-                f
+                serde_json::from_str(&text).map_err(|e| ConfigError::Parse(p.clone(), e))?
             }
             None => FileConfig::default(),
+        };
+        let ignored_keys: Vec<String> = file.other.keys().cloned().collect();
+        let allow_origins = match args.allow_origins.clone().or(file.allow_origins) {
+            Some(list) => AllowOrigins::from_list(list),
+            None if file.environment.as_deref() == Some("dev") => AllowOrigins::Any,
+            None => AllowOrigins::None,
+        };
+        // SynthARium's `serve_frontend` serves `frontend/build` next to `backend/`, where its
+        // config.json lives.
+        let synth_build = || {
+            let dir = args.config.as_deref().and_then(Path::parent).unwrap_or(Path::new("."));
+            dir.join("..").join("frontend").join("build")
+        };
+        let mut warnings = Vec::new();
+        let frontend_dir = match args.frontend_dir.clone().or(file.frontend_dir) {
+            Some(d) if !d.join("index.html").is_file() => return Err(ConfigError::FrontendDir(d)),
+            Some(d) => Some(d),
+            // SynthARium's shipped config.json says serve_frontend: true; without a build,
+            // exphub serves its own app (as before) and says so.
+            None if file.serve_frontend == Some(true) => {
+                let d = synth_build();
+                if d.join("index.html").is_file() {
+                    Some(d)
+                } else {
+                    warnings.push(format!(
+                        "serve_frontend is set but {} has no index.html (build the frontend first); serving exphub's own app",
+                        d.display()
+                    ));
+                    None
+                }
+            }
+            None => None,
         };
         let host = args.host.or(file.host).unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let port = args.port.or(file.port).unwrap_or(8080);
@@ -366,6 +455,10 @@ impl Config {
             rtc,
             log: args.log.clone().or(file.log).unwrap_or_else(|| "info".to_owned()),
             max_message_bytes: crate::peer::MAX_MESSAGE_SIZE as usize,
+            allow_origins,
+            frontend_dir,
+            ignored_keys,
+            warnings,
         })
     }
 
@@ -381,6 +474,10 @@ impl Config {
             log: "warn".to_owned(),
             max_message_bytes: crate::peer::MAX_MESSAGE_SIZE as usize,
             http: HttpLimits::default(),
+            allow_origins: AllowOrigins::None,
+            frontend_dir: None,
+            ignored_keys: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -491,15 +588,39 @@ mod tests {
 
     #[test]
     fn synth_config_file_and_precedence() {
-        let dir = std::env::temp_dir().join(format!("exphub-cfg-{}", uuid::Uuid::new_v4()));
+        let root = std::env::temp_dir().join(format!("exphub-cfg-{}", uuid::Uuid::new_v4()));
+        let dir = root.join("backend");
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("config.json");
-        std::fs::write(&f, r#"{"experimenter_password":"filepw","host":"127.0.0.1","port":9000,"environment":"dev","serve_frontend":true,"https":false,"log":"INFO"}"#).unwrap();
+        std::fs::write(&f, r#"{"experimenter_password":"filepw","host":"127.0.0.1","port":9000,"environment":"dev","serve_frontend":true,"https":false,"log":"INFO","ping_subprocesses":0.0}"#).unwrap();
         let args = ServeArgs { config: Some(f.clone()), port: Some(9100), ..Default::default() };
+        // serve_frontend without a build: exphub's own app, and a warning naming the directory.
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(c.frontend_dir, None);
+        assert!(c.warnings[0].contains("frontend") && c.warnings[0].contains("has no index.html"), "{:?}", c.warnings);
+        // An explicit frontend directory without index.html is an error.
+        let bad = ServeArgs { frontend_dir: Some(root.clone()), ..Default::default() };
+        assert!(Config::resolve(&bad).unwrap_err().to_string().ends_with("has no index.html"));
+        let build = root.join("frontend").join("build");
+        std::fs::create_dir_all(&build).unwrap();
+        std::fs::write(build.join("index.html"), "<!doctype html>").unwrap();
         let c = Config::resolve(&args).unwrap();
         assert_eq!(c.listen.port(), 9100, "flag beats file");
         assert_eq!(c.experimenter_password, "filepw");
         assert_eq!(c.password_source, PasswordSource::Configured);
-        std::fs::remove_dir_all(dir).unwrap();
+        assert_eq!(c.allow_origins, AllowOrigins::Any, "environment dev = permissive CORS");
+        assert_eq!(c.frontend_dir, Some(dir.join("..").join("frontend").join("build")));
+        assert_eq!(c.ignored_keys, vec!["ping_subprocesses".to_owned()]);
+        // An explicit list beats the file's environment.
+        let args = ServeArgs {
+            config: Some(f.clone()),
+            allow_origins: Some(vec!["https://lab.example.org/".into(), " http://127.0.0.1:5173".into()]),
+            ..Default::default()
+        };
+        let c = Config::resolve(&args).unwrap();
+        assert!(c.allow_origins.allows("https://lab.example.org"));
+        assert!(c.allow_origins.allows("http://127.0.0.1:5173"));
+        assert!(!c.allow_origins.allows("http://localhost:5173"));
+        std::fs::remove_dir_all(root).unwrap();
     }
 }

@@ -95,6 +95,19 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok((_, limit)) => tracing::info!(limit, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    if !cfg.ignored_keys.is_empty() {
+        tracing::warn!(keys = ?cfg.ignored_keys, "config file keys that exphub does not use were ignored");
+    }
+    match &cfg.allow_origins {
+        exphub::config::AllowOrigins::None => {}
+        o => tracing::info!(allow_origins = ?o, "cross-origin pages may call the server (CORS)"),
+    }
+    if let Some(d) = &cfg.frontend_dir {
+        tracing::info!(dir = %d.display(), "serving this frontend at /; exphub's own app at /exphub/");
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -3,17 +3,23 @@
 //! - `POST /offer`, `POST /addIceCandidate`: SynthARium's signalling, with its exact error
 //!   statuses and bodies (status = the error's `code`).
 //! - `GET /hello-world`: SynthARium's liveness text.
+//! - `GET /ws`: SynthARium's lobby socket (`EXPERIMENTER_JOINED`, `ws.rs`).
 //! - `GET /healthz`, `GET /metrics`: operations.
-//! - `GET /`, `/room` (`/lobby`, `/meetingRoom`), `/web/...`: the web app (`web.rs`).
+//! - `GET /`, `/room` (`/lobby`, `/meetingRoom`), `/web/...`: the web app (`web.rs`), also
+//!   at `/exphub/` (`/exphub/room`, ...). With a frontend directory, that frontend's build
+//!   owns `/` and its page routes instead (`frontend.rs`).
 //!
 //! Every request passes two layers: the access log (one line per request: method, path,
 //! status, latency; never the query string, which may hold the dashboard's password) and the
 //! body buffer (the whole body within [`MAX_BODY`] bytes and the body timeout, else a typed
 //! 413 or 408). Connections, timeouts and TLS are `serve.rs`'s.
 
+pub mod cors;
+pub mod frontend;
 pub mod serve;
 pub mod tls;
 pub mod web;
+pub mod ws;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,21 +48,32 @@ pub struct AppState {
 pub const MAX_BODY: usize = 256 * 1024;
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let ws_slots = ws::Slots(Arc::new(tokio::sync::Semaphore::new(state.cfg.http.max_connections)));
+    let app = Router::new()
+        .route("/ws", get(ws::ws).layer(axum::Extension(ws_slots)))
         .route("/offer", post(offer))
         .route("/addIceCandidate", post(add_ice_candidate))
         .route("/hello-world", get(hello_world))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/recordings/{session_id}/export", get(export).post(export_form))
-        .route("/", get(web::dashboard))
         .route("/room", get(web::room))
-        .route("/lobby", get(web::room))
-        .route("/meetingRoom", get(web::room))
+        .route("/exphub", get(web::dashboard))
+        .route("/exphub/", get(web::dashboard))
+        .route("/exphub/room", get(web::room))
+        .route("/exphub/lobby", get(web::room))
+        .route("/exphub/meetingRoom", get(web::room))
         .route("/web/filters.json", get(web::filters_info))
-        .route("/web/{*path}", get(web::asset))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .route("/web/{*path}", get(web::asset));
+    // Another frontend's build owns `/` and its page routes; exphub's app stays at /exphub/.
+    let app = if state.cfg.frontend_dir.is_some() {
+        app.fallback(frontend::serve)
+    } else {
+        app.route("/", get(web::dashboard)).route("/lobby", get(web::room)).route("/meetingRoom", get(web::room))
+    };
+    app.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(state.clone(), buffer_body))
+        .layer(middleware::from_fn_with_state(state.clone(), cors::cors))
         .layer(middleware::from_fn(access_log))
         .with_state(state)
 }

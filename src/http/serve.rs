@@ -105,7 +105,8 @@ async fn serve_connection<I>(io: I, app: Router, builder: &http1::Builder, mut s
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
+    // Upgrades: `/ws` takes the socket over (its own limits, `ws.rs`; the idle timeout stays).
+    let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(app)).with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => {

@@ -281,6 +281,10 @@ impl Hub {
                 }
             }
         }
+        // A participant joining a running experiment learns so (contract §2.9), once it has
+        // asked for its session (`release_start`).
+        let start_held = matches!(&pending.role, Role::Participant { session_id, .. }
+            if self.experiments.get(session_id).is_some_and(|e| e.state == ExperimentState::Running));
         self.conns.insert(
             id,
             Conn {
@@ -292,24 +296,26 @@ impl Hub {
                 video_codec: pending.video_codec,
                 echo_sinks,
                 limits: Default::default(),
+                start_held,
             },
         );
-        // A participant joining a running experiment learns so at once (`docs/protocol.md` D9).
-        if let Role::Participant { session_id, .. } = &pending.role {
-            if let Some(exp) = self.experiments.get(session_id) {
-                if exp.state == ExperimentState::Running {
-                    let start_time = self.sessions.get(session_id).map(|s| s.start_time).unwrap_or(0);
-                    self.send(
-                        id,
-                        protocol::encode(
-                            MessageType::ExperimentStarted,
-                            serde_json::json!({ "start_time": start_time }),
-                        ),
-                    );
-                }
-            }
-        }
         let _ = pending.reply.send(Ok(protocol::offer_answer_body(&answer_sdp, summary)));
+    }
+
+    /// Sends a late joiner its held `EXPERIMENT_STARTED` (once; only if the experiment still
+    /// runs: after a STOP it has had `EXPERIMENT_ENDED` instead).
+    pub(super) fn release_start(&mut self, id: ConnId) {
+        let Some(c) = self.conns.get_mut(&id) else { return };
+        if !std::mem::take(&mut c.start_held) {
+            return;
+        }
+        let Role::Participant { session_id, .. } = &c.role else { return };
+        if self.experiments.get(session_id).is_none_or(|e| e.state != ExperimentState::Running) {
+            return;
+        }
+        let start_time = self.sessions.get(session_id).map(|s| s.start_time).unwrap_or(0);
+        let msg = protocol::encode(MessageType::ExperimentStarted, serde_json::json!({ "start_time": start_time }));
+        self.send(id, msg);
     }
 
     pub(super) fn on_http_ice(&mut self, connection_id: String, candidate: IceCandidate) -> Result<(), WireError> {
@@ -334,6 +340,13 @@ impl Hub {
                     return;
                 }
                 c.open = true;
+                if c.start_held {
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(super::START_HOLD).await;
+                        let _ = tx.send(Input::ReleaseStart { conn: id }).await;
+                    });
+                }
                 if let Role::Participant { session_id, participant_id } = c.role.clone() {
                     // Its echo starts with a picture.
                     if let Some(m) = self.experiments.get(&session_id).and_then(|e| e.media.get(&participant_id)) {

@@ -105,6 +105,11 @@ impl Hub {
             }
             self.send_error(id, &e);
         }
+        // A late joiner's EXPERIMENT_STARTED comes after its session (SynthARium's lobby
+        // navigates on it and needs the session first).
+        if kind == T::GetSession {
+            self.release_start(id);
+        }
     }
 
     /// Messages every user may send.
@@ -549,6 +554,8 @@ impl Hub {
             }
         }
         self.log(sid, "experimenter_joined", json!({"connection": id}));
+        // SynthARium's lobby pages reload on `/ws`'s EXPERIMENTER_JOINED (no socket: no-op).
+        let _ = self.lobby.send(());
         self.reconcile(sid);
     }
 

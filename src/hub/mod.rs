@@ -86,6 +86,10 @@ pub(crate) enum Input {
     SubClosed {
         sub_id: String,
     },
+    /// A late joiner that never asked for its session gets its held `EXPERIMENT_STARTED`.
+    ReleaseStart {
+        conn: ConnId,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -98,9 +102,22 @@ pub(crate) enum Input {
 #[derive(Clone)]
 pub struct HubHandle {
     tx: mpsc::Sender<Input>,
+    /// The `/ws` lobby broadcast; weak, so that it closes when the hub task ends.
+    lobby: tokio::sync::broadcast::WeakSender<()>,
 }
 
+/// Lobby notices in flight per `/ws` socket (every notice is the same, so a socket that lags
+/// behind loses nothing that matters).
+const LOBBY_BACKLOG: usize = 4;
+
 impl HubHandle {
+    /// Subscribes to the lobby notices (`EXPERIMENTER_JOINED` on `/ws`: an experimenter
+    /// created or joined an experiment); `None` once the hub has stopped. The receiver ends
+    /// (`Closed`) when the hub task ends.
+    pub fn lobby(&self) -> Option<tokio::sync::broadcast::Receiver<()>> {
+        self.lobby.upgrade().map(|tx| tx.subscribe())
+    }
+
     /// Handles `POST /offer`: the reply body, or the error to answer with.
     pub async fn offer(&self, req: OfferRequest) -> Result<Value, WireError> {
         let (reply, rx) = oneshot::channel();
@@ -155,7 +172,14 @@ pub(crate) struct Conn {
     pub echo_sinks: Option<(u64, u64)>,
     /// Its rate limits.
     pub limits: limits::Limits,
+    /// Participants that joined a running experiment: `EXPERIMENT_STARTED` waits until their
+    /// first `GET_SESSION` is answered (or [`START_HOLD`] after their channel opened), so that
+    /// a client that navigates on it already has its session.
+    pub start_held: bool,
 }
+
+/// How long a late joiner's `EXPERIMENT_STARTED` waits for its `GET_SESSION`.
+pub(crate) const START_HOLD: Duration = Duration::from_secs(2);
 
 /// A publisher→subscriber connection.
 pub(crate) struct Sub {
@@ -210,6 +234,8 @@ pub(crate) struct Hub {
     pub aliases: session::Aliases,
     /// Session writes attempted so far (charged to the sender's write budget, `limits`).
     writes: std::sync::atomic::AtomicU64,
+    /// `/ws` lobby notices (see [`HubHandle::lobby`]).
+    lobby: tokio::sync::broadcast::Sender<()>,
 }
 
 /// Starts the hub task over the sessions found on disk. The task ends only after
@@ -220,7 +246,10 @@ pub fn start(
     sessions: Vec<Session>,
 ) -> (HubHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(4096);
+    let (lobby, _) = tokio::sync::broadcast::channel(LOBBY_BACKLOG);
+    let weak_lobby = lobby.downgrade();
     let hub = Hub {
+        lobby,
         factory: PeerFactory::new(cfg.rtc.clone()),
         cfg,
         store,
@@ -240,7 +269,7 @@ pub fn start(
         writes: Default::default(),
     };
     let task = tokio::spawn(hub.run(rx));
-    (HubHandle { tx }, task)
+    (HubHandle { tx, lobby: weak_lobby }, task)
 }
 
 /// Wall clock in epoch milliseconds: the times of the protocol and of session files.
@@ -272,6 +301,7 @@ impl Hub {
                         self.reconcile(&sid);
                     }
                 }
+                Input::ReleaseStart { conn } => self.release_start(conn),
                 Input::Shutdown { reply } => {
                     self.shutdown().await;
                     self.finish_recordings(&mut rx).await;

@@ -21,15 +21,19 @@ impl Drop for Proc {
 
 /// Starts the real binary on a free port; returns once it prints its address.
 pub fn spawn_server(dir: &Path, log: &Path) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_exphub"))
-        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--sessions-dir"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_exphub"));
+    cmd.args(["serve", "--host", "127.0.0.1", "--port", "0", "--sessions-dir"])
         .arg(dir)
         .env("EXPHUB_EXPERIMENTER_PASSWORD", PASSWORD)
-        .env("EXPHUB_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("exphub starts");
+        .env("EXPHUB_LOG", "info");
+    spawn(cmd, log)
+}
+
+/// Starts `cmd` (the binary with its arguments) with stderr to `log`; returns once it prints
+/// its address.
+pub fn spawn(mut cmd: Command, log: &Path) -> Proc {
+    let mut child =
+        cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(log).unwrap()).spawn().expect("exphub starts");
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -49,6 +49,7 @@ const room = {
   retryTimer: null,
   retryDelay: 2000,
   joining: false,
+  lobbySocket: null, // /ws while waiting for the experimenter
   audioCtx: null,
 };
 
@@ -178,6 +179,7 @@ async function join() {
   room.joining = false;
   room.conn = conn;
   room.retryDelay = 2000;
+  room.lobbySocket?.close();
   sessionStorage.setItem(JOINED_KEY, '1');
   el.banner.hidden = true;
   const summary = conn.participantSummary;
@@ -201,12 +203,44 @@ function joinFailed(e) {
   if (e.type === 'UNKNOWN_SESSION') {
     setState('Waiting for the experimenter', 'connecting');
     el.lobbyStatus.textContent = 'The experimenter has not opened this session yet. This page joins as soon as they do (if it takes long, check the link with the experimenter).';
-    retryLater(3000);
+    // The server says on /ws when an experimenter opens an experiment; polling stays as the
+    // fallback (slow while the socket is open).
+    retryLater(watchLobby() ? 30000 : 3000);
     return;
   }
   setState('Not connected', 'lost');
   el.lobbyStatus.textContent = describeError(e, 'Could not join');
   retryLater();
+}
+
+/** Opens the lobby socket (`/ws`) once; joins when an experimenter opens an experiment. */
+function watchLobby() {
+  if (room.lobbySocket) return true;
+  let ws;
+  try {
+    ws = new WebSocket(`${location.origin.replace(/^http/, 'ws')}/ws`);
+  } catch {
+    return false;
+  }
+  room.lobbySocket = ws;
+  // A notice sent before the socket was open is missed: try once more when it opens.
+  ws.addEventListener('open', () => {
+    if (!room.conn) join();
+  });
+  ws.addEventListener('message', (ev) => {
+    let m;
+    try {
+      m = JSON.parse(ev.data);
+    } catch {
+      return;
+    }
+    if (m?.type === 'EXPERIMENTER_JOINED' && !room.conn) join();
+  });
+  ws.addEventListener('close', () => {
+    room.lobbySocket = null;
+    if (!room.conn && !room.over) retryLater(3000); // back to polling
+  });
+  return true;
 }
 
 function retryLater(ms) {

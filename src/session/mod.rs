@@ -24,7 +24,7 @@ pub use rules::{
     SESSION_ALREADY_STARTED, UNKNOWN_PARTICIPANT_ID,
 };
 pub use store::{validate_dir, LoadProblem, SessionStore};
-pub use view::{is_public, participant_summary, participant_view, ParticipantSummary, PUBLIC_TARGET};
+pub use view::{is_public, participant_summary, participant_view, recent_chat, ParticipantSummary, PUBLIC_TARGET};
 
 use serde_json::Value;
 

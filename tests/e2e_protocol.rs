@@ -84,6 +84,13 @@ async fn expect_next(c: &mut Client, kind: &str, data: Value, want: Value) {
     assert_eq!(m, want, "{kind} {data}");
 }
 
+/// `GET_SESSION_LIST` → `SESSION_LIST` `want` (one frame: a short list), then `SESSION_LIST_END`.
+async fn expect_list(c: &mut Client, data: Value, want: Value) {
+    let n = want.as_array().map_or(0, Vec::len);
+    expect_next(c, "GET_SESSION_LIST", data, json!({"type": "SESSION_LIST", "data": want})).await;
+    assert_eq!(next(c, "SESSION_LIST_END").await, json!({"type": "SESSION_LIST_END", "data": {"sessions": n}}));
+}
+
 /// An error's description: exact, or (for texts that end with a parser's detail) a prefix.
 #[derive(Debug, Clone)]
 enum D {
@@ -224,7 +231,7 @@ async fn session_messages_reply_and_broadcast() {
     let stored = session_json(SESSION);
 
     // GET_SESSION_LIST: every session, whole (data is ignored). GET_SESSION: one, whole.
-    expect_next(&mut a, "GET_SESSION_LIST", json!({}), json!({"type": "SESSION_LIST", "data": [stored]})).await;
+    expect_list(&mut a, json!({}), json!([stored])).await;
     expect_next(&mut a, "GET_SESSION", json!({"session_id": SESSION}), json!({"type": "SESSION", "data": stored}))
         .await;
     assert_quiet(&mut b, "B sees nothing of A's reads").await;
@@ -274,7 +281,7 @@ async fn session_messages_reply_and_broadcast() {
     assert_quiet(&mut a, "no SUCCESS after DELETED_SESSION").await;
     assert_eq!(next(&mut b, "B").await, json!({"type": "DELETED_SESSION", "data": sid}));
     assert_eq!(srv.file_of(&sid), None, "the file is gone");
-    expect_next(&mut b, "GET_SESSION_LIST", json!(null), json!({"type": "SESSION_LIST", "data": [stored]})).await;
+    expect_list(&mut b, json!(null), json!([stored])).await;
 
     // GET_FILTERS_CONFIG: {"TEST": [...], "SESSION": [...]}, FilterDicts with the catalogue's defaults.
     a.send("GET_FILTERS_CONFIG", json!({})).await.unwrap();
@@ -1338,7 +1345,7 @@ async fn participants_may_do_only_their_part() {
     assert_eq!(full["participants"][0]["chat"], view["participants"][0]["chat"], "P0's own chat is whole");
     expect_next(&mut p0, "GET_SESSION", json!({"session_id": SESSION}), json!({"type": "SESSION", "data": view})).await;
     // GET_SESSION_LIST: only its own session, in the same view (contract §2.2).
-    expect_next(&mut p0, "GET_SESSION_LIST", json!({}), json!({"type": "SESSION_LIST", "data": [view]})).await;
+    expect_list(&mut p0, json!({}), json!([view])).await;
 
     // GET_FILTERS_DATA: the caller's own filters only (contract §2.6).
     a.send("SET_FILTERS", json!({"participant_id": "all", "audio_filters": [], "video_filters": [rotation("rot-1")]}))
@@ -1527,7 +1534,7 @@ async fn malformed_frames_are_answered_and_the_server_keeps_serving() {
     let mut want = stored.clone();
     want["creation_time"] = srv.session_file()["creation_time"].clone();
     // GET_SESSION_LIST ignores its data.
-    expect_next(&mut a, "GET_SESSION_LIST", json!(5), json!({"type": "SESSION_LIST", "data": [want]})).await;
+    expect_list(&mut a, json!(5), json!([want])).await;
     expect_next(&mut b, "GET_SESSION", json!({"session_id": SESSION}), json!({"type": "SESSION", "data": want})).await;
     assert_quiet(&mut a, "A").await;
     assert_quiet(&mut p0, "P0").await;

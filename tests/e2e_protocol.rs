@@ -1557,7 +1557,7 @@ async fn malformed_frames_are_answered_and_the_server_keeps_serving() {
 }
 
 /// Frames over the server's limit get 413 (contract §2.1). The webrtc stack of the test client
-/// cannot send a data-channel message over 1 MiB at all (SCTP: the peer's advertised
+/// cannot send a data-channel message over 256 KiB at all (SCTP: the peer's advertised
 /// `max-message-size`, and this stack caps its own at 256 KiB), so the limit is proved end to end
 /// on a server configured with a small limit; `src/protocol/envelope.rs` unit-tests the check
 /// itself (`oversized_frames_are_413`, limit checked before anything else).
@@ -1605,8 +1605,9 @@ async fn oversized_frames_get_413() {
     a.close().await;
     srv.stop().await;
 
-    // On a default server, a frame over 1 MiB cannot leave this client stack; if it ever can,
-    // the server must answer 413.
+    // On a default server (256 KiB, as advertised), a larger frame cannot leave this client
+    // stack; if it ever can, the server must answer 413. A frame of exactly the advertised size
+    // is answered: `e2e_limits::a_frame_at_the_limit_gets_a_reply_that_fits`.
     let srv = TestServer::start().await;
     let mut a = exp(&srv.base).await;
     let big = frame((1 << 20) + 1);
@@ -1625,8 +1626,8 @@ async fn oversized_frames_get_413() {
     srv.stop().await;
 }
 
-/// Contract §2.1: only frames over the limit (default 1 MiB) are refused. The server advertises
-/// `a=max-message-size:65536` in its SDP answer (the webrtc default), so a standards-following
+/// Contract §2.1: only frames over the limit (default 256 KiB) are refused. Were the server to
+/// advertise `a=max-message-size:65536` in its SDP answer (the webrtc default), a standards-following
 /// client (a browser, this client) cannot send any message over 64 KiB, e.g. a SAVE_SESSION of a
 /// session with a long chat history. This stack can do at most 256 KiB; 200 KB must pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

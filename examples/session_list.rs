@@ -9,7 +9,7 @@
 //! It writes a temporary sessions directory with `--sessions` sessions of `--participants`
 //! participants, each participant with `--chats` chat messages (alternating experimenter →
 //! participant and back, about 60 bytes of text each), starts the real server
-//! (`target/release/exphub serve` on 127.0.0.1, a separate process under `timeout -s KILL`),
+//! (`target/release/exphub serve` on 127.0.0.1, a separate process, killed when the tool ends),
 //! connects one experimenter with `exphub::peer::client::Client` (a real WebRTC peer), and
 //! `--repeat` times sends `GET_SESSION_LIST` and times:
 //!
@@ -114,9 +114,7 @@ struct Server {
 impl Server {
     fn start(bin: &Path, sessions: &Path) -> Result<Self, String> {
         let t0 = Instant::now();
-        let mut child = Command::new("/usr/bin/timeout")
-            .args(["-s", "KILL", "900"])
-            .arg(bin)
+        let mut child = Command::new(bin)
             .args(["serve", "--host", "127.0.0.1", "--port", "0", "--sessions-dir"])
             .arg(sessions)
             .env("EXPHUB_EXPERIMENTER_PASSWORD", PASSWORD)
@@ -146,13 +144,12 @@ impl Server {
         Ok(server)
     }
 
-    /// VmRSS of the exphub process (the `timeout` wrapper's child), in MB.
+    /// VmRSS of the exphub process, in MB.
     fn rss_mb(&self) -> Option<f64> {
-        let w = self.child.id();
-        let kids = std::fs::read_to_string(format!("/proc/{w}/task/{w}/children")).ok()?;
-        let pid = kids.split_whitespace().next()?;
+        let pid = self.child.id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+        let kb: f64 =
+            status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
         Some(kb / 1024.0)
     }
 }
@@ -241,7 +238,11 @@ async fn run(args: Args) -> Result<(), String> {
         t.elapsed().as_secs_f64()
     );
     let server = Server::start(&args.server_bin, &dir.0)?;
-    println!("server started (loaded the sessions) in {:.0} ms; RSS {:.0} MB", ms(server.started_in), server.rss_mb().unwrap_or(0.0));
+    println!(
+        "server started (loaded the sessions) in {:.0} ms; RSS {:.0} MB",
+        ms(server.started_in),
+        server.rss_mb().unwrap_or(0.0)
+    );
     let opts = ClientOptions { auto_subscribe: false, ..Default::default() };
     let mut c = Client::connect(&server.base, Role::Experimenter { password: PASSWORD.into() }, opts)
         .await

@@ -449,7 +449,11 @@ impl Hub {
         const DEFAULT_PAGE: u64 = 100;
         const MAX_PAGE: u64 = 1000;
         let s = self.sessions.get(&r.session_id).ok_or_else(|| {
-            WireError::new(404, ErrorType::UnknownSession, format!("No session with the given ID found: {}.", r.session_id))
+            WireError::new(
+                404,
+                ErrorType::UnknownSession,
+                format!("No session with the given ID found: {}.", r.session_id),
+            )
         })?;
         let p = s.participant(&r.participant_id).ok_or_else(|| {
             WireError::new(
@@ -461,8 +465,8 @@ impl Hub {
         let before = r.before.map_or(p.chat.len(), |b| usize::try_from(b).unwrap_or(usize::MAX));
         let limit = r.limit.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE) as usize;
         let max_len = self.send_limit(id);
-        let msg = protocol::outgoing::chat_history_page(&s.id, &p.id, &p.chat, before, limit, max_len)
-            .ok_or_else(|| {
+        let msg =
+            protocol::outgoing::chat_history_page(&s.id, &p.id, &p.chat, before, limit, max_len).ok_or_else(|| {
                 WireError::new(
                     413,
                     ErrorType::InvalidRequest,

@@ -283,7 +283,12 @@ impl Hub {
         let Some(c) = self.conns.get(&id) else { return };
         let limit = c.conn.max_message_size();
         for msg in msgs.iter_mut().filter(|m| m.len() > limit) {
-            tracing::warn!(conn = id, bytes = msg.len(), limit, "server message too large for the connection; sent 413");
+            tracing::warn!(
+                conn = id,
+                bytes = msg.len(),
+                limit,
+                "server message too large for the connection; sent 413"
+            );
             METRICS.error(ErrorType::InvalidRequest);
             *msg = protocol::outgoing::reply_too_large(msg, limit);
         }

@@ -1,11 +1,11 @@
 //! Server → client messages: the envelope encoder, `SUCCESS`/`ERROR`/`PONG`, and the data
 //! shapes of the other server messages.
 
+use super::error::ErrorType;
 use super::error::WireError;
 use super::message_type::MessageType;
 use super::request::SessionDescription;
 use super::text;
-use super::error::ErrorType;
 use crate::session::model::{ChatMessage, FilterDict, Session};
 use serde::Serialize;
 use serde_json::Value;
@@ -157,8 +157,9 @@ pub fn experimenter_joined() -> String {
 /// `SAVE_SESSION`, so a session can be saved back as it was received.
 pub const CHAT_TOTAL_KEY: &str = "chat_total";
 
-/// How many recent messages per participant a session list carries.
-pub const LIST_RECENT_CHAT: usize = 20;
+/// How many recent messages per participant a session list carries (a lab's list holds
+/// thousands of sessions; a chat is read with `GET_SESSION`/`GET_CHAT_HISTORY`).
+pub const LIST_RECENT_CHAT: usize = 3;
 
 /// How many recent messages per participant `SESSION`, `SESSION_CHANGE` and `SAVED_SESSION` carry
 /// at most; fewer when the message would not fit the receiver (see [`encode_session`]).

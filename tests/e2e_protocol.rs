@@ -1345,7 +1345,13 @@ async fn participants_may_do_only_their_part() {
     assert_eq!(full["participants"][0]["chat"], view["participants"][0]["chat"], "P0's own chat is whole");
     expect_next(&mut p0, "GET_SESSION", json!({"session_id": SESSION}), json!({"type": "SESSION", "data": view})).await;
     // GET_SESSION_LIST: only its own session, in the same view (contract §2.2).
-    expect_list(&mut p0, json!({}), json!([view])).await;
+    // A list carries each chat's last 3 messages and `chat_total` where it cut (P0 has 4).
+    let mut listed = view.clone();
+    let own = listed["participants"][0]["chat"].as_array().unwrap().clone();
+    assert_eq!(own.len(), 4);
+    listed["participants"][0]["chat"] = json!(own[1..]);
+    listed["participants"][0]["chat_total"] = json!(4);
+    expect_list(&mut p0, json!({}), json!([listed])).await;
 
     // GET_FILTERS_DATA: the caller's own filters only (contract §2.6).
     a.send("SET_FILTERS", json!({"participant_id": "all", "audio_filters": [], "video_filters": [rotation("rot-1")]}))

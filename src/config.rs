@@ -180,7 +180,9 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     pub rtc: RtcSettings,
     pub log: String,
-    /// Largest data-channel frame accepted (the WebRTC stack carries at most 256 KiB).
+    /// Largest data-channel frame accepted; larger → 413. The server advertises 256 KiB
+    /// (`a=max-message-size`, the most its WebRTC stack carries); a value above that has no
+    /// effect, since larger frames never reach the server.
     pub max_message_bytes: usize,
     /// Timeouts and the connection cap of the HTTP(S) server.
     pub http: HttpLimits,

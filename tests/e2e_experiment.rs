@@ -19,6 +19,7 @@ async fn experiment_lifecycle_with_media() {
     let mut exp = experimenter_with(&srv.base, eopts).await;
     let list = request(&mut exp, "GET_SESSION_LIST", json!({}), "SESSION_LIST").await;
     assert_eq!(list["data"][0]["id"], SESSION);
+    exp.recv_type("SESSION_LIST_END", T).await.expect("the list ends");
 
     exp.send("CREATE_EXPERIMENT", json!({"session_id": SESSION})).await.unwrap();
     let created = exp.recv(T).await.unwrap();

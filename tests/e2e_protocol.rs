@@ -84,6 +84,13 @@ async fn expect_next(c: &mut Client, kind: &str, data: Value, want: Value) {
     assert_eq!(m, want, "{kind} {data}");
 }
 
+/// `GET_SESSION_LIST` → `SESSION_LIST` `want` (one frame: a short list), then `SESSION_LIST_END`.
+async fn expect_list(c: &mut Client, data: Value, want: Value) {
+    let n = want.as_array().map_or(0, Vec::len);
+    expect_next(c, "GET_SESSION_LIST", data, json!({"type": "SESSION_LIST", "data": want})).await;
+    assert_eq!(next(c, "SESSION_LIST_END").await, json!({"type": "SESSION_LIST_END", "data": {"sessions": n}}));
+}
+
 /// An error's description: exact, or (for texts that end with a parser's detail) a prefix.
 #[derive(Debug, Clone)]
 enum D {
@@ -224,7 +231,7 @@ async fn session_messages_reply_and_broadcast() {
     let stored = session_json(SESSION);
 
     // GET_SESSION_LIST: every session, whole (data is ignored). GET_SESSION: one, whole.
-    expect_next(&mut a, "GET_SESSION_LIST", json!({}), json!({"type": "SESSION_LIST", "data": [stored]})).await;
+    expect_list(&mut a, json!({}), json!([stored])).await;
     expect_next(&mut a, "GET_SESSION", json!({"session_id": SESSION}), json!({"type": "SESSION", "data": stored}))
         .await;
     assert_quiet(&mut b, "B sees nothing of A's reads").await;
@@ -274,7 +281,7 @@ async fn session_messages_reply_and_broadcast() {
     assert_quiet(&mut a, "no SUCCESS after DELETED_SESSION").await;
     assert_eq!(next(&mut b, "B").await, json!({"type": "DELETED_SESSION", "data": sid}));
     assert_eq!(srv.file_of(&sid), None, "the file is gone");
-    expect_next(&mut b, "GET_SESSION_LIST", json!(null), json!({"type": "SESSION_LIST", "data": [stored]})).await;
+    expect_list(&mut b, json!(null), json!([stored])).await;
 
     // GET_FILTERS_CONFIG: {"TEST": [...], "SESSION": [...]}, FilterDicts with the catalogue's defaults.
     a.send("GET_FILTERS_CONFIG", json!({})).await.unwrap();
@@ -1350,7 +1357,13 @@ async fn participants_may_do_only_their_part() {
     }
     expect_next(&mut p0, "GET_SESSION", json!({"session_id": SESSION}), json!({"type": "SESSION", "data": view})).await;
     // GET_SESSION_LIST: only its own session, in the same view (protocol.md D2).
-    expect_next(&mut p0, "GET_SESSION_LIST", json!({}), json!({"type": "SESSION_LIST", "data": [view]})).await;
+    // A list carries each chat's last 3 messages and `chat_total` where it cut (P0 has 4).
+    let mut listed = view.clone();
+    let own = listed["participants"][0]["chat"].as_array().unwrap().clone();
+    assert_eq!(own.len(), 4);
+    listed["participants"][0]["chat"] = json!(own[1..]);
+    listed["participants"][0]["chat_total"] = json!(4);
+    expect_list(&mut p0, json!({}), json!([listed])).await;
 
     // GET_FILTERS_DATA: the caller's own filters only (protocol.md D6).
     a.send("SET_FILTERS", json!({"participant_id": "all", "audio_filters": [], "video_filters": [rotation("rot-1")]}))
@@ -1542,7 +1555,7 @@ async fn malformed_frames_are_answered_and_the_server_keeps_serving() {
     let mut want = stored.clone();
     want["creation_time"] = srv.session_file()["creation_time"].clone();
     // GET_SESSION_LIST ignores its data.
-    expect_next(&mut a, "GET_SESSION_LIST", json!(5), json!({"type": "SESSION_LIST", "data": [want]})).await;
+    expect_list(&mut a, json!(5), json!([want])).await;
     expect_next(&mut b, "GET_SESSION", json!({"session_id": SESSION}), json!({"type": "SESSION", "data": want})).await;
     assert_quiet(&mut a, "A").await;
     assert_quiet(&mut p0, "P0").await;
@@ -1565,7 +1578,7 @@ async fn malformed_frames_are_answered_and_the_server_keeps_serving() {
 }
 
 /// Frames over the server's limit get 413 (protocol.md D1). The webrtc stack of the test client
-/// cannot send a data-channel message over 1 MiB at all (SCTP: the peer's advertised
+/// cannot send a data-channel message over 256 KiB at all (SCTP: the peer's advertised
 /// `max-message-size`, and this stack caps its own at 256 KiB), so the limit is proved end to end
 /// on a server configured with a small limit; `src/protocol/envelope.rs` unit-tests the check
 /// itself (`oversized_frames_are_413`, limit checked before anything else).
@@ -1613,8 +1626,9 @@ async fn oversized_frames_get_413() {
     a.close().await;
     srv.stop().await;
 
-    // On a default server, a frame over 1 MiB cannot leave this client stack; if it ever can,
-    // the server must answer 413.
+    // On a default server (256 KiB, as advertised), a larger frame cannot leave this client
+    // stack; if it ever can, the server must answer 413. A frame of exactly the advertised size
+    // is answered: `e2e_limits::a_frame_at_the_limit_gets_a_reply_that_fits`.
     let srv = TestServer::start().await;
     let mut a = exp(&srv.base).await;
     let big = frame((1 << 20) + 1);
@@ -1633,8 +1647,8 @@ async fn oversized_frames_get_413() {
     srv.stop().await;
 }
 
-/// protocol.md D1: only frames over the limit (default 1 MiB) are refused. The server advertises
-/// `a=max-message-size:65536` in its SDP answer (the webrtc default), so a standards-following
+/// protocol.md D1: only frames over the limit (default 256 KiB) are refused. Were the server to
+/// advertise `a=max-message-size:65536` in its SDP answer (the webrtc default), a standards-following
 /// client (a browser, this client) cannot send any message over 64 KiB, e.g. a SAVE_SESSION of a
 /// session with a long chat history. This stack can do at most 256 KiB; 200 KB must pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

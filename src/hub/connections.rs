@@ -281,7 +281,7 @@ impl Hub {
                 }
             }
         }
-        // A participant joining a running experiment learns so (contract §2.9), once it has
+        // A participant joining a running experiment learns so (`docs/protocol.md` D9), once it has
         // asked for its session (`release_start`).
         let start_held = matches!(&pending.role, Role::Participant { session_id, .. }
             if self.experiments.get(session_id).is_some_and(|e| e.state == ExperimentState::Running));

@@ -26,6 +26,7 @@ const PARTICIPANT_MAY_SEND: &[T] = &[
     T::GetSession,
     T::GetSessionList,
     T::GetFiltersData,
+    T::GetChatHistory,
 ];
 
 fn nce(prefix: &str) -> WireError {
@@ -154,14 +155,26 @@ impl Hub {
                     ));
                 }
                 let view = self.participant_view(sid, pid)?;
-                self.send(id, protocol::encode(T::Session, &view));
+                let msg = self.session_message(id, T::Session, &view);
+                self.send(id, msg);
                 Ok(())
             }
             // The frontend sends this on every connect; a participant gets only its own session.
             ClientRequest::GetSessionList => {
                 let view = self.participant_view(sid, pid)?;
-                self.send(id, protocol::encode(T::SessionList, [&view]));
+                self.send_session_list(id, [&view]);
                 Ok(())
+            }
+            // Its own chat only: it holds every message the participant may read.
+            ClientRequest::GetChatHistory(r) => {
+                if r.session_id != sid || r.participant_id != pid {
+                    return Err(WireError::new(
+                        403,
+                        ErrorType::Forbidden,
+                        "Participants may only request their own chat.",
+                    ));
+                }
+                self.chat_history(id, r)
             }
             // SynthARium issue #154: answered with the caller's own filters only.
             ClientRequest::GetFiltersData(r) => {
@@ -198,11 +211,12 @@ impl Hub {
                 self.common_request(id, req)
             }
             R::GetSessionList => {
-                let list: Vec<&Session> = self.sessions.values().collect();
-                let msg = protocol::encode(T::SessionList, list);
-                self.send(id, msg);
+                let sessions = std::mem::take(&mut self.sessions);
+                self.send_session_list(id, sessions.values());
+                self.sessions = sessions;
                 Ok(())
             }
+            R::GetChatHistory(r) => self.chat_history(id, r),
             R::GetSession { session_id } => {
                 let s = self.sessions.get(&session_id).ok_or_else(|| {
                     WireError::new(
@@ -211,7 +225,7 @@ impl Hub {
                         format!("No session with the given ID found: {session_id}."),
                     )
                 })?;
-                let msg = protocol::encode(T::Session, s);
+                let msg = self.session_message(id, T::Session, s);
                 self.send(id, msg);
                 Ok(())
             }
@@ -404,15 +418,82 @@ impl Hub {
         self.sessions.get_mut(sid).ok_or_else(WireError::internal)
     }
 
-    /// `SESSION_CHANGE` (the full session) to every experimenter on the hub but `except`.
+    /// `SESSION_CHANGE` (the session, recent chat) to every experimenter on the hub but `except`.
     fn broadcast_session_change(&mut self, sid: &str, except: Option<ConnId>) {
         let Some(s) = self.sessions.get(sid) else { return };
-        let msg = protocol::encode(T::SessionChange, s);
-        for e in self.experimenters.clone() {
-            if Some(e) != except {
-                self.send(e, msg.clone());
-            }
+        // One encoding per distinct connection limit (in practice one for everyone).
+        let mut by_limit: Vec<(usize, String)> = vec![];
+        let mut out = vec![];
+        for &e in self.experimenters.iter().filter(|e| Some(**e) != except) {
+            let limit = self.send_limit(e);
+            let msg = match by_limit.iter().find(|(l, _)| *l == limit) {
+                Some((_, m)) => m.clone(),
+                None => {
+                    let m = self.session_message(e, T::SessionChange, s);
+                    by_limit.push((limit, m.clone()));
+                    m
+                }
+            };
+            out.push((e, msg));
         }
+        for (e, msg) in out {
+            self.send(e, msg);
+        }
+    }
+
+    /// `kind` (`SESSION`, `SESSION_CHANGE`, `SAVED_SESSION`) carrying session `s` to connection
+    /// `to`: recent chat only, as much as fits the connection. A session too large even without
+    /// chat becomes a `413` error (logged).
+    fn session_message(&self, to: ConnId, kind: T, s: &Session) -> String {
+        let limit = self.send_limit(to);
+        protocol::outgoing::encode_session(kind, s, limit).unwrap_or_else(|| {
+            tracing::error!(session = s.id, message = kind.as_str(), limit, "session too large to send");
+            let without_chat = protocol::encode(kind, protocol::outgoing::session_value(s, 0));
+            protocol::outgoing::reply_too_large(&without_chat, limit)
+        })
+    }
+
+    /// The session list in frames that fit connection `id` (`SESSION_LIST`, `SESSION_CHANGE`s,
+    /// `SESSION_LIST_END`; see [`protocol::outgoing::session_list_frames`]).
+    fn send_session_list<'a>(&mut self, id: ConnId, sessions: impl IntoIterator<Item = &'a Session>) {
+        let (frames, too_large) = protocol::outgoing::session_list_frames(sessions, self.send_limit(id));
+        for sid in too_large {
+            tracing::error!(session = sid, "session too large to list, even without chat; left out of SESSION_LIST");
+        }
+        self.send_all(id, frames);
+    }
+
+    /// `CHAT_HISTORY`: one page of a participant's chat, oldest first.
+    fn chat_history(&mut self, id: ConnId, r: protocol::GetChatHistoryRequest) -> Res {
+        const DEFAULT_PAGE: u64 = 100;
+        const MAX_PAGE: u64 = 1000;
+        let s = self.sessions.get(&r.session_id).ok_or_else(|| {
+            WireError::new(
+                404,
+                ErrorType::UnknownSession,
+                format!("No session with the given ID found: {}.", r.session_id),
+            )
+        })?;
+        let p = s.participant(&r.participant_id).ok_or_else(|| {
+            WireError::new(
+                404,
+                ErrorType::UnknownParticipant,
+                format!("No participant with the given ID found: {}.", r.participant_id),
+            )
+        })?;
+        let before = r.before.map_or(p.chat.len(), |b| usize::try_from(b).unwrap_or(usize::MAX));
+        let limit = r.limit.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE) as usize;
+        let max_len = self.send_limit(id);
+        let msg =
+            protocol::outgoing::chat_history_page(&s.id, &p.id, &p.chat, before, limit, max_len).ok_or_else(|| {
+                WireError::new(
+                    413,
+                    ErrorType::InvalidRequest,
+                    "The chat message before the requested index is too large for this connection.",
+                )
+            })?;
+        self.send(id, msg);
+        Ok(())
     }
 
     async fn save_session(&mut self, id: ConnId, data: Value) -> Res {
@@ -463,7 +544,7 @@ impl Hub {
         // A waiting experiment's participants get the new filters at once (`docs/protocol.md` D5).
         self.apply_media(&sid, None);
         self.broadcast_session_change(&sid, Some(id));
-        let msg = protocol::encode(T::SavedSession, &self.sessions[&sid]);
+        let msg = self.session_message(id, T::SavedSession, &self.sessions[&sid]);
         self.send(id, msg);
         Ok(())
     }

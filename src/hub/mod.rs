@@ -324,13 +324,38 @@ impl Hub {
     }
 
     /// Queues a message for a connection; a client whose outbox is full is dropped.
+    ///
+    /// A message larger than the connection's peer accepts is never sent (it would cost the
+    /// connection): the client gets `413` naming it instead, and the log a warning.
     pub(crate) fn send(&mut self, id: ConnId, msg: String) {
+        self.send_all(id, vec![msg]);
+    }
+
+    /// Queues several messages in order, as one outbox entry (see [`Hub::send`]).
+    pub(crate) fn send_all(&mut self, id: ConnId, mut msgs: Vec<String>) {
         let Some(c) = self.conns.get(&id) else { return };
-        METRICS.messages_sent.inc();
-        if !c.conn.send(msg) {
+        let limit = c.conn.max_message_size();
+        for msg in msgs.iter_mut().filter(|m| m.len() > limit) {
+            tracing::warn!(
+                conn = id,
+                bytes = msg.len(),
+                limit,
+                "server message too large for the connection; sent 413"
+            );
+            METRICS.error(ErrorType::InvalidRequest);
+            *msg = protocol::outgoing::reply_too_large(msg, limit);
+        }
+        METRICS.messages_sent.add(msgs.len() as u64);
+        let queued = if msgs.len() == 1 { c.conn.send(msgs.remove(0)) } else { c.conn.send_all(msgs) };
+        if !queued {
             tracing::warn!(conn = id, "client does not read its messages; dropping the connection");
             self.drop_connection(id, false);
         }
+    }
+
+    /// The largest message connection `id` takes (0 if it is gone).
+    pub(crate) fn send_limit(&self, id: ConnId) -> usize {
+        self.conns.get(&id).map_or(0, |c| c.conn.max_message_size())
     }
 
     pub(crate) fn send_error(&mut self, id: ConnId, e: &WireError) {

@@ -334,6 +334,7 @@ impl PeerFactory {
         let (events_tx, events_rx) = mpsc::channel(1024);
         let (handler, gathered) = Handler::new(events_tx);
         let peer = self.build(handler).await?;
+        let max_send = Arc::new(std::sync::atomic::AtomicUsize::new(send_limit(&offer_sdp)));
         // Whatever fails after the build closes the connection: its port goes back to the pool.
         let (answer, echo) = match self.answer_main_on(&peer, offer_sdp, echo, gathered).await {
             Ok(done) => done,
@@ -345,11 +346,17 @@ impl PeerFactory {
         let (out_tx, out_rx) = mpsc::channel(OUTBOX_CAPACITY);
         let (handler, pc) = (peer.handler.clone(), peer.pc.clone());
         let owner = peer.clone();
+        let outbox_limit = max_send.clone();
         tokio::spawn(async move {
-            run_outbox(handler, pc, out_rx).await;
+            run_outbox(handler, pc, out_rx, outbox_limit).await;
             owner.close().await;
         });
-        Ok(MainConnection { answer_sdp: answer, conn: Connection { peer, outbox: out_tx }, events: events_rx, echo })
+        Ok(MainConnection {
+            answer_sdp: answer,
+            conn: Connection { peer, outbox: out_tx, max_send },
+            events: events_rx,
+            echo,
+        })
     }
 
     async fn answer_main_on(
@@ -432,8 +439,29 @@ impl PeerFactory {
 
 const OUTBOX_CAPACITY: usize = 4096;
 
-/// The largest data-channel message the WebRTC stack can carry (its SCTP maximum).
+/// The largest data-channel message the WebRTC stack can carry (its SCTP maximum). The server
+/// advertises it in every answer (`a=max-message-size`) and can receive frames up to it.
 pub const MAX_MESSAGE_SIZE: u32 = SctpMaxMessageSize::MAX_MESSAGE_SIZE;
+
+/// What a peer that does not advertise `a=max-message-size` accepts (RFC 8841 §6.1).
+const DEFAULT_REMOTE_MAX_MESSAGE_SIZE: usize = 65_536;
+
+/// The largest message the server may send to the peer that made `offer_sdp`: the smaller of
+/// the peer's `a=max-message-size` (absent: 64 KiB; 0: no limit of its own) and the stack's
+/// maximum. The stack negotiates the same value; a larger send would fail.
+pub fn send_limit(offer_sdp: &str) -> usize {
+    let ours = MAX_MESSAGE_SIZE as usize;
+    let theirs = offer_sdp
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("a=max-message-size:"))
+        .map(|v| v.trim().parse::<usize>().unwrap_or(DEFAULT_REMOTE_MAX_MESSAGE_SIZE))
+        .unwrap_or(DEFAULT_REMOTE_MAX_MESSAGE_SIZE);
+    if theirs == 0 {
+        ours
+    } else {
+        theirs.min(ours)
+    }
+}
 
 /// A track we send on, with a fresh SSRC (returned with it).
 pub fn new_local_track(kind: RtpCodecKind, codec: RTCRtpCodec, label: &str) -> (Arc<TrackLocalStaticRTP>, u32) {
@@ -463,11 +491,16 @@ fn rand_u32() -> u32 {
 pub struct Connection {
     peer: Arc<Peer>,
     outbox: mpsc::Sender<Outgoing>,
+    /// The largest text frame the peer accepts (see [`send_limit`]; the outbox refines it
+    /// from the negotiated transport once the channel is open).
+    max_send: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[derive(Debug)]
 enum Outgoing {
     Text(String),
+    /// Several frames sent back to back (one outbox slot, e.g. a long session list).
+    Batch(Vec<String>),
     /// Flush what is queued, then close the connection.
     Close,
 }
@@ -477,6 +510,17 @@ impl Connection {
     /// or closed; the caller then drops the connection.
     pub fn send(&self, text: String) -> bool {
         self.outbox.try_send(Outgoing::Text(text)).is_ok()
+    }
+
+    /// Queues several text frames as one outbox entry, sent in order. Like [`Connection::send`].
+    pub fn send_all(&self, texts: Vec<String>) -> bool {
+        self.outbox.try_send(Outgoing::Batch(texts)).is_ok()
+    }
+
+    /// The largest text frame (bytes) this connection's peer accepts. A larger frame would
+    /// not be sent (the outbox skips it with a warning); callers send something smaller.
+    pub fn max_message_size(&self) -> usize {
+        self.max_send.load(Ordering::Relaxed)
     }
 
     /// Sends everything queued so far, then closes. Used for kick/ban so the notification
@@ -758,23 +802,21 @@ impl PeerConnectionEventHandler for Handler {
 }
 
 /// Drains a connection's outbox onto its data channel, in order, once the channel is open.
-async fn run_outbox(handler: Arc<Handler>, pc: Arc<dyn PeerConnection>, mut rx: mpsc::Receiver<Outgoing>) {
+///
+/// A frame larger than the peer accepts is skipped with a warning: it must never cost the
+/// connection (the hub checks sizes before queueing, so this is a last line of defence).
+async fn run_outbox(
+    handler: Arc<Handler>,
+    pc: Arc<dyn PeerConnection>,
+    mut rx: mpsc::Receiver<Outgoing>,
+    max_send: Arc<std::sync::atomic::AtomicUsize>,
+) {
     let mut open = handler.shared.dc_open.subscribe();
-    while let Some(msg) = rx.recv().await {
-        match msg {
-            Outgoing::Text(text) => {
-                // Messages queued before the channel opens wait for it (e.g. EXPERIMENT_STARTED
-                // right after a rejoin).
-                if !*open.borrow() && open.wait_for(|o| *o).await.is_err() {
-                    break;
-                }
-                let dc = handler.dc.lock().await.clone();
-                let Some(dc) = dc else { continue };
-                if let Err(e) = dc.send_text(&text).await {
-                    tracing::debug!(error = %e, "data channel send failed");
-                    break;
-                }
-            }
+    let mut refined = false;
+    'outbox: while let Some(msg) = rx.recv().await {
+        let texts = match msg {
+            Outgoing::Text(text) => vec![text],
+            Outgoing::Batch(texts) => texts,
             Outgoing::Close => {
                 let dc = handler.dc.lock().await.clone();
                 if let Some(dc) = dc {
@@ -791,8 +833,57 @@ async fn run_outbox(handler: Arc<Handler>, pc: Arc<dyn PeerConnection>, mut rx: 
                 }
                 break;
             }
+        };
+        // Messages queued before the channel opens wait for it (e.g. EXPERIMENT_STARTED
+        // right after a rejoin).
+        if !*open.borrow() && open.wait_for(|o| *o).await.is_err() {
+            break;
+        }
+        if !refined {
+            refined = true;
+            if let Some(Ok(n)) = match pc.sctp().await {
+                Some(t) => Some(t.max_message_size().await),
+                None => None,
+            } {
+                max_send.store(n as usize, Ordering::Relaxed);
+            }
+        }
+        let dc = handler.dc.lock().await.clone();
+        let Some(dc) = dc else { continue };
+        for text in texts {
+            match dc.send_text(&text).await {
+                Ok(()) => {}
+                Err(webrtc::error::Error::ErrOutboundPacketTooLarge) => {
+                    tracing::warn!(
+                        bytes = text.len(),
+                        limit = max_send.load(Ordering::Relaxed),
+                        "data channel message larger than the peer accepts; not sent"
+                    );
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "data channel send failed");
+                    break 'outbox;
+                }
+            }
         }
     }
     let _ = pc.close().await;
     handler.shared.closed().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_limit_follows_the_offer() {
+        let m = |v: &str| format!("v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n{v}a=sctp-port:5000\r\n");
+        assert_eq!(send_limit(&m("a=max-message-size:262144\r\n")), 262_144);
+        assert_eq!(send_limit(&m("a=max-message-size:1073741823\r\n")), MAX_MESSAGE_SIZE as usize);
+        assert_eq!(send_limit(&m("a=max-message-size:16384\r\n")), 16_384);
+        assert_eq!(send_limit(&m("a=max-message-size:0\r\n")), MAX_MESSAGE_SIZE as usize);
+        // Absent: the SCTP default of RFC 8841.
+        assert_eq!(send_limit(&m("")), 65_536);
+        assert_eq!(send_limit(&m("a=max-message-size:junk\r\n")), 65_536);
+    }
 }

@@ -33,7 +33,7 @@ pub fn parse_frame(frame: &[u8], is_text: bool, max_len: usize) -> Result<Envelo
         return Err(WireError::new(
             413,
             ErrorType::InvalidRequest,
-            format!("Message too large: {} bytes, the limit is {} bytes.", frame.len(), max_len),
+            super::text::message_too_large(frame.len(), max_len),
         ));
     }
     if !is_text {

@@ -109,6 +109,13 @@ message_types! {
     RecordingList = "RECORDING_LIST",
     /// Broadcast on the `/ws` WebSocket (never on the data channel), without `data`.
     ExperimenterJoined = "EXPERIMENTER_JOINED",
+    // --- exphub additions (a SynthARium client never sends them and ignores them) ---
+    /// Client → server: one page of a participant's chat history.
+    GetChatHistory = "GET_CHAT_HISTORY",
+    /// Reply to `GET_CHAT_HISTORY`.
+    ChatHistory = "CHAT_HISTORY",
+    /// After the last frame of a session list (`SESSION_LIST`, then `SESSION_CHANGE`s).
+    SessionListEnd = "SESSION_LIST_END",
 }
 
 impl fmt::Display for MessageType {
@@ -159,8 +166,9 @@ mod tests {
             assert!(name.parse::<MessageType>().is_ok(), "{name} is not known");
             count += 1;
         }
-        // Plus RECORDING_LIST and EXPERIMENTER_JOINED.
-        assert_eq!(MessageType::ALL.len(), count + 2);
+        // Plus RECORDING_LIST and EXPERIMENTER_JOINED, and exphub's GET_CHAT_HISTORY,
+        // CHAT_HISTORY and SESSION_LIST_END.
+        assert_eq!(MessageType::ALL.len(), count + 5);
     }
 
     #[test]

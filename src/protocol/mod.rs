@@ -33,12 +33,19 @@ pub use message_type::{MessageType, UnknownMessageType};
 pub use outgoing::{encode, error_message, experimenter_joined, pong, success_message, SuccessType};
 pub use request::{
     canonical_filter_name, from_data, invalid_data, parse_request, ClientRequest, FilterChannel, FilterNames,
-    GetFiltersDataRequest, GetFiltersDataSendToParticipantRequest, IceCandidate, KickRequest, MuteRequest, PongData,
-    SdpType, SessionDescription, SetFiltersRequest, SetGroupFiltersRequest,
+    GetChatHistoryRequest, GetFiltersDataRequest, GetFiltersDataSendToParticipantRequest, IceCandidate, KickRequest,
+    MuteRequest, PongData, SdpType, SessionDescription, SetFiltersRequest, SetGroupFiltersRequest,
 };
 
-/// The default maximum size of one data-channel frame (1 MiB, `docs/protocol.md` Limits).
-pub const DEFAULT_MAX_FRAME_LEN: usize = 1 << 20;
+/// The default maximum size of one data-channel frame: 256 KiB, the most the WebRTC stack
+/// carries and what the server advertises (`a=max-message-size`; `docs/protocol.md` Limits).
+pub const DEFAULT_MAX_FRAME_LEN: usize = 256 * 1024;
+
+/// The longest `CHAT` `message`, in bytes (UTF-8); longer → `413 INVALID_REQUEST`.
+pub const MAX_CHAT_MESSAGE_BYTES: usize = 8 * 1024;
+
+/// The longest `ADD_NOTE` `content`, in bytes (UTF-8); longer → `413 INVALID_REQUEST`.
+pub const MAX_NOTE_BYTES: usize = 8 * 1024;
 
 #[cfg(test)]
 mod tests;

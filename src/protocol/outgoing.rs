@@ -1,11 +1,12 @@
 //! Server → client messages: the envelope encoder, `SUCCESS`/`ERROR`/`PONG`, and the data
 //! shapes of the other server messages.
 
+use super::error::ErrorType;
 use super::error::WireError;
 use super::message_type::MessageType;
 use super::request::SessionDescription;
 use super::text;
-use crate::session::model::FilterDict;
+use crate::session::model::{ChatMessage, FilterDict, Session};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -147,6 +148,165 @@ pub fn experimenter_joined() -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Sessions: recent chat only, and sizes that fit the receiver
+// ---------------------------------------------------------------------------------------------
+
+/// *exphub*: the key added to a participant of a `SESSION`, `SESSION_LIST`, `SESSION_CHANGE` or
+/// `SAVED_SESSION` whose `chat` holds only the most recent messages: how many messages the whole
+/// chat has (`GET_CHAT_HISTORY` gives the rest). Absent when `chat` is complete. Ignored in
+/// `SAVE_SESSION`, so a session can be saved back as it was received.
+pub const CHAT_TOTAL_KEY: &str = "chat_total";
+
+/// How many recent messages per participant a session list carries (a lab's list holds
+/// thousands of sessions; a chat is read with `GET_SESSION`/`GET_CHAT_HISTORY`).
+pub const LIST_RECENT_CHAT: usize = 3;
+
+/// How many recent messages per participant `SESSION`, `SESSION_CHANGE` and `SAVED_SESSION` carry
+/// at most; fewer when the message would not fit the receiver (see [`encode_session`]).
+pub const SESSION_RECENT_CHAT: usize = 200;
+
+/// `s` as JSON with each participant's chat cut to its last `keep` messages, and
+/// [`CHAT_TOTAL_KEY`] on each participant whose chat was cut.
+pub fn session_value(s: &Session, keep: usize) -> Value {
+    let (recent, totals) = crate::session::recent_chat(s, keep);
+    let mut v = serde_json::to_value(&recent).unwrap_or(Value::Null);
+    if let Some(ps) = v.get_mut("participants").and_then(Value::as_array_mut) {
+        for (p, (total, q)) in ps.iter_mut().zip(totals.iter().zip(&recent.participants)) {
+            if *total > q.chat.len() {
+                if let Some(o) = p.as_object_mut() {
+                    o.insert(CHAT_TOTAL_KEY.to_owned(), Value::from(*total));
+                }
+            }
+        }
+    }
+    v
+}
+
+/// `kind` (`SESSION`, `SESSION_CHANGE`, `SAVED_SESSION`) carrying `s` with at most
+/// `SESSION_RECENT_CHAT` recent messages per participant, fewer if needed to stay within
+/// `limit` bytes. `None` if even no chat at all does not fit (the caller sends an error).
+pub fn encode_session(kind: MessageType, s: &Session, limit: usize) -> Option<String> {
+    let mut keep = SESSION_RECENT_CHAT;
+    loop {
+        let msg = encode(kind, session_value(s, keep));
+        if msg.len() <= limit {
+            return Some(msg);
+        }
+        if keep == 0 {
+            return None;
+        }
+        keep /= 4;
+    }
+}
+
+/// A session list as frames of at most `limit` bytes each: one `SESSION_LIST` holding as many
+/// sessions as fit, then one `SESSION_CHANGE` per session that did not (SynthARium's frontend
+/// replaces its list on `SESSION_LIST` and adds an unknown session on `SESSION_CHANGE`, so it
+/// ends up with every session), then `SESSION_LIST_END {"sessions": <count>}`. Each session
+/// carries its last [`LIST_RECENT_CHAT`] messages per participant (fewer if it would not fit a
+/// frame alone). Also returns the ids of sessions too large to send at all.
+pub fn session_list_frames<'a>(
+    sessions: impl IntoIterator<Item = &'a Session>,
+    limit: usize,
+) -> (Vec<String>, Vec<String>) {
+    const LIST_HEAD: &str = r#"{"type":"SESSION_LIST","data":["#;
+    const LIST_TAIL: &str = "]}";
+    let mut first = String::from(LIST_HEAD);
+    let mut first_count = 0usize;
+    let mut rest = vec![];
+    let mut too_large = vec![];
+    let mut count = 0usize;
+    for s in sessions {
+        let mut keep = LIST_RECENT_CHAT;
+        let item = loop {
+            let item = serde_json::to_string(&session_value(s, keep)).unwrap_or_default();
+            let alone = r#"{"type":"SESSION_CHANGE","data":}"#.len() + item.len();
+            if alone <= limit || keep == 0 {
+                break (alone <= limit).then_some(item);
+            }
+            keep /= 4;
+        };
+        let Some(item) = item else {
+            too_large.push(s.id.clone());
+            continue;
+        };
+        count += 1;
+        let comma = usize::from(first_count > 0);
+        if rest.is_empty() && first.len() + comma + item.len() + LIST_TAIL.len() <= limit {
+            if comma == 1 {
+                first.push(',');
+            }
+            first.push_str(&item);
+            first_count += 1;
+        } else {
+            rest.push(format!(r#"{{"type":"SESSION_CHANGE","data":{item}}}"#));
+        }
+    }
+    first.push_str(LIST_TAIL);
+    let mut frames = Vec::with_capacity(rest.len() + 2);
+    frames.push(first);
+    frames.extend(rest);
+    frames.push(encode(MessageType::SessionListEnd, SessionListEnd { sessions: count }));
+    (frames, too_large)
+}
+
+/// *exphub* `SESSION_LIST_END` data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionListEnd {
+    /// How many sessions the list sent (in `SESSION_LIST` and the `SESSION_CHANGE`s after it).
+    pub sessions: usize,
+}
+
+/// *exphub* `CHAT_HISTORY` data: messages `start..start + messages.len()` of participant
+/// `participant_id`'s chat, which has `total` messages, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChatHistory<'a> {
+    pub session_id: &'a str,
+    pub participant_id: &'a str,
+    pub start: usize,
+    pub total: usize,
+    pub messages: &'a [ChatMessage],
+}
+
+/// The largest page of chat `chat` ending before index `before` (at most `limit` messages)
+/// whose `CHAT_HISTORY` message fits in `max_len` bytes; at least one message if any precede
+/// `before`. `None` only when a single message does not fit.
+pub fn chat_history_page(
+    session_id: &str,
+    participant_id: &str,
+    chat: &[ChatMessage],
+    before: usize,
+    limit: usize,
+    max_len: usize,
+) -> Option<String> {
+    let end = before.min(chat.len());
+    let mut n = limit.min(end);
+    loop {
+        let start = end - n;
+        let page = ChatHistory { session_id, participant_id, start, total: chat.len(), messages: &chat[start..end] };
+        let msg = encode(MessageType::ChatHistory, &page);
+        if msg.len() <= max_len {
+            return Some(msg);
+        }
+        if n <= 1 {
+            return None;
+        }
+        n /= 2;
+    }
+}
+
+/// The `ERROR` sent instead of server message `msg` that is larger than the receiving
+/// connection takes (`limit` bytes): `413 INVALID_REQUEST` naming the message type.
+pub fn reply_too_large(msg: &str, limit: usize) -> String {
+    let kind = msg
+        .strip_prefix(r#"{"type":""#)
+        .and_then(|rest| rest.split('"').next())
+        .filter(|k| k.parse::<MessageType>().is_ok())
+        .unwrap_or("unknown");
+    error_message(&WireError::new(413, ErrorType::InvalidRequest, text::reply_too_large(kind, msg.len(), limit)))
+}
+
+// ---------------------------------------------------------------------------------------------
 // Data of other server messages (pass to `encode` with the message type named in each doc).
 // ---------------------------------------------------------------------------------------------
 
@@ -250,7 +410,6 @@ pub struct ParticipantRecordings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::error::ErrorType;
     use crate::protocol::request::SdpType;
     use serde_json::json;
     use std::collections::HashMap;
@@ -337,6 +496,125 @@ mod tests {
             json!({"type":"PONG","data":{"handled_time":1700000000123_i64,"server_time":1700000000123_i64,"ping_data":{"sent":1.5,"data":"x"}}})
         );
         assert_eq!(as_json(&pong(Value::Null, 0))["data"]["ping_data"], Value::Null);
+    }
+
+    fn session_with_chat(n: usize, len: usize) -> Session {
+        let mut s = crate::session::parse_session_str(crate::session::testdata::DEV_FORMAT_EXAMPLE).unwrap();
+        for p in &mut s.participants {
+            p.chat = (0..n)
+                .map(|i| ChatMessage {
+                    message: format!("{i:06}{}", "m".repeat(len)),
+                    time: i as i64,
+                    author: "experimenter".into(),
+                    target: p.id.clone(),
+                    sentiment_score: None,
+                })
+                .collect();
+        }
+        s
+    }
+
+    #[test]
+    fn sessions_carry_recent_chat_and_the_total() {
+        let s = session_with_chat(500, 10);
+        let msg = encode_session(MessageType::Session, &s, 1 << 20).unwrap();
+        let v = as_json(&msg);
+        for p in v["data"]["participants"].as_array().unwrap() {
+            let chat = p["chat"].as_array().unwrap();
+            assert_eq!(chat.len(), SESSION_RECENT_CHAT);
+            assert_eq!(p[CHAT_TOTAL_KEY], json!(500));
+            assert!(chat.last().unwrap()["message"].as_str().unwrap().starts_with("000499"));
+        }
+        // Fewer messages when the receiver takes less, and never more than it takes.
+        let msg = encode_session(MessageType::SessionChange, &s, 20_000).unwrap();
+        assert!(msg.len() <= 20_000);
+        let n = as_json(&msg)["data"]["participants"][0]["chat"].as_array().unwrap().len();
+        assert!(n < SESSION_RECENT_CHAT);
+        assert_eq!(encode_session(MessageType::Session, &s, 100), None);
+        // A short chat goes whole, without the key.
+        let s = session_with_chat(3, 10);
+        let v = as_json(&encode_session(MessageType::Session, &s, 1 << 20).unwrap());
+        assert!(v["data"]["participants"][0].get(CHAT_TOTAL_KEY).is_none());
+        assert_eq!(v["data"], serde_json::to_value(&s).unwrap());
+    }
+
+    #[test]
+    fn a_long_list_is_one_session_list_then_session_changes_then_the_end() {
+        let sessions: Vec<Session> = (0..60)
+            .map(|i| {
+                let mut s = session_with_chat(50, 100);
+                s.id = format!("s{i:03}");
+                s
+            })
+            .collect();
+        let limit = 65_536;
+        let (frames, too_large) = session_list_frames(&sessions, limit);
+        assert!(too_large.is_empty());
+        assert!(frames.iter().all(|f| f.len() <= limit));
+        let frames: Vec<Value> = frames.iter().map(|f| as_json(f)).collect();
+        assert_eq!(frames[0]["type"], "SESSION_LIST");
+        let first = frames[0]["data"].as_array().unwrap();
+        assert!(!first.is_empty() && first.len() < 60);
+        let (last, middle) = frames[1..].split_last().unwrap();
+        assert!(middle.iter().all(|f| f["type"] == "SESSION_CHANGE"));
+        assert_eq!(*last, json!({"type": "SESSION_LIST_END", "data": {"sessions": 60}}));
+        let ids: Vec<&str> =
+            first.iter().chain(middle.iter().map(|f| &f["data"])).map(|s| s["id"].as_str().unwrap()).collect();
+        let want: Vec<String> = sessions.iter().map(|s| s.id.clone()).collect();
+        assert_eq!(ids, want);
+        let p = &first[0]["participants"][0];
+        assert_eq!(p["chat"].as_array().unwrap().len(), LIST_RECENT_CHAT);
+        assert_eq!(p[CHAT_TOTAL_KEY], json!(50));
+        // A short list is one frame, plus the end.
+        let (frames, _) = session_list_frames(&sessions[..2], limit);
+        assert_eq!(frames.len(), 2);
+        assert_eq!(as_json(&frames[0])["data"].as_array().unwrap().len(), 2);
+        // An empty one too.
+        let (frames, _) = session_list_frames(&[], limit);
+        assert_eq!(as_json(&frames[0]), json!({"type": "SESSION_LIST", "data": []}));
+        // A session that cannot fit even without chat is left out and named.
+        let mut huge = session_with_chat(1, 1);
+        huge.description = "d".repeat(limit);
+        let (frames, too_large) = session_list_frames([&sessions[0], &huge], limit);
+        assert_eq!(too_large, vec![huge.id.clone()]);
+        assert_eq!(as_json(frames.last().unwrap())["data"]["sessions"], json!(1));
+    }
+
+    #[test]
+    fn chat_history_pages_walk_back_to_the_start() {
+        let s = session_with_chat(250, 10);
+        let chat = &s.participants[0].chat;
+        let mut before = chat.len();
+        let mut got = vec![];
+        while before > 0 {
+            let page = as_json(&chat_history_page("s", "p", chat, before, 100, 1 << 20).unwrap())["data"].clone();
+            assert_eq!(page["total"], json!(250));
+            let start = page["start"].as_u64().unwrap() as usize;
+            let msgs = page["messages"].as_array().unwrap().clone();
+            assert_eq!(start + msgs.len(), before);
+            got.splice(0..0, msgs);
+            before = start;
+        }
+        assert_eq!(got, serde_json::to_value(chat).unwrap().as_array().unwrap().clone());
+        // A small connection gets a smaller page, still at least one message.
+        let small = chat_history_page("s", "p", chat, 250, 100, 400).unwrap();
+        assert!(small.len() <= 400);
+        let n = as_json(&small)["data"]["messages"].as_array().unwrap().len();
+        assert!((1..100).contains(&n), "{n}");
+        assert_eq!(chat_history_page("s", "p", chat, 250, 100, 50), None);
+        // Nothing before index 0.
+        let page = as_json(&chat_history_page("s", "p", chat, 0, 100, 1 << 20).unwrap());
+        assert_eq!(page["data"]["messages"], json!([]));
+    }
+
+    #[test]
+    fn a_reply_too_large_names_its_type() {
+        let msg = encode(MessageType::SessionList, vec!["x".repeat(100)]);
+        assert_eq!(
+            as_json(&reply_too_large(&msg, 50)),
+            json!({"type": "ERROR", "data": {"code": 413, "type": "INVALID_REQUEST", "description": format!("The server's SESSION_LIST message is too large for this connection: {} bytes, the limit is 50 bytes.", msg.len())}})
+        );
+        assert!(as_json(&reply_too_large("junk", 1))["data"]["description"].as_str().unwrap().contains("unknown"));
     }
 
     #[test]

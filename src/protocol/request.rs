@@ -314,6 +314,8 @@ pub enum ClientRequest {
     },
     /// `data` ignored.
     CheckPostProcessing,
+    /// *exphub*: one page of participant `participant_id`'s chat in session `session_id`.
+    GetChatHistory(GetChatHistoryRequest),
     /// A known type that only the server sends (`SUCCESS`, `SESSION_LIST`, ...): the hub
     /// answers `403 FORBIDDEN`. `data` is not looked at.
     ServerOnly(MessageType),
@@ -352,6 +354,7 @@ impl ClientRequest {
             R::GetRecordingList => T::GetRecordingList,
             R::PostProcessingVideo { .. } => T::PostProcessingVideo,
             R::CheckPostProcessing => T::CheckPostProcessing,
+            R::GetChatHistory(_) => T::GetChatHistory,
             R::ServerOnly(kind) => *kind,
         }
     }
@@ -402,7 +405,8 @@ fn client_request_class(kind: MessageType) -> Class {
         | T::UpdateReadMessageTime
         | T::GetRecordingList
         | T::PostProcessingVideo
-        | T::CheckPostProcessing => Class::Client,
+        | T::CheckPostProcessing
+        | T::GetChatHistory => Class::Client,
         T::Test
         | T::Success
         | T::Error
@@ -426,7 +430,9 @@ fn client_request_class(kind: MessageType) -> Class {
         | T::ActiveVideoFilters
         | T::ActiveAudioFilters
         | T::RecordingList
-        | T::ExperimenterJoined => Class::ServerOnly,
+        | T::ExperimenterJoined
+        | T::ChatHistory
+        | T::SessionListEnd => Class::ServerOnly,
     }
 }
 
@@ -461,15 +467,31 @@ pub fn parse_request(env: Envelope, filters: &dyn FilterNames) -> Result<ClientR
         }
         T::GetSessionList => R::GetSessionList,
         T::GetSession => R::GetSession { session_id: session_id(data)? },
-        T::SaveSession => R::SaveSession(data),
+        T::SaveSession => R::SaveSession(strip_chat_totals(data)),
         T::DeleteSession => R::DeleteSession { session_id: session_id(data)? },
         T::CreateExperiment => R::CreateExperiment { session_id: session_id(data)? },
         T::JoinExperiment => R::JoinExperiment { session_id: session_id(data)? },
         T::LeaveExperiment => R::LeaveExperiment,
         T::StartExperiment => R::StartExperiment,
         T::StopExperiment => R::StopExperiment,
-        T::AddNote => R::AddNote(from_data(data, text::INVALID_NOTE)?),
-        T::Chat => R::Chat(from_data(data, text::INVALID_CHAT_MESSAGE)?),
+        T::AddNote => {
+            let note: Note = from_data(data, text::INVALID_NOTE)?;
+            if note.content.len() > super::MAX_NOTE_BYTES {
+                return Err(WireError::new(413, ErrorType::InvalidRequest, text::note_too_long(note.content.len())));
+            }
+            R::AddNote(note)
+        }
+        T::Chat => {
+            let msg: ChatMessage = from_data(data, text::INVALID_CHAT_MESSAGE)?;
+            if msg.message.len() > super::MAX_CHAT_MESSAGE_BYTES {
+                return Err(WireError::new(
+                    413,
+                    ErrorType::InvalidRequest,
+                    text::chat_message_too_long(msg.message.len()),
+                ));
+            }
+            R::Chat(msg)
+        }
         T::KickParticipant => R::KickParticipant(from_data(data, text::INVALID_KICK_REQUEST)?),
         T::BanParticipant => R::BanParticipant(from_data(data, text::INVALID_KICK_REQUEST)?),
         T::Mute => R::Mute(from_data(data, text::INVALID_MUTE_REQUEST)?),
@@ -516,6 +538,14 @@ pub fn parse_request(env: Envelope, filters: &dyn FilterNames) -> Result<ClientR
             R::PostProcessingVideo { session_id: req.session_id }
         }
         T::CheckPostProcessing => R::CheckPostProcessing,
+        T::GetChatHistory => {
+            const TEXT: &str = text::INVALID_GET_CHAT_HISTORY;
+            let req: GetChatHistoryRequest = from_data(data, TEXT)?;
+            if req.limit == Some(0) {
+                return Err(invalid_data(TEXT, "data.limit", "must be at least 1"));
+            }
+            R::GetChatHistory(req)
+        }
         // Server-only types returned above; listed so that this match stays exhaustive
         // without a wildcard.
         T::Test
@@ -541,7 +571,9 @@ pub fn parse_request(env: Envelope, filters: &dyn FilterNames) -> Result<ClientR
         | T::ActiveVideoFilters
         | T::ActiveAudioFilters
         | T::RecordingList
-        | T::ExperimenterJoined => R::ServerOnly(kind),
+        | T::ExperimenterJoined
+        | T::ChatHistory
+        | T::SessionListEnd => R::ServerOnly(kind),
     })
 }
 
@@ -591,6 +623,32 @@ fn check_filter_name(name: &mut String, invalid_text: &str, filters: &dyn Filter
     } else {
         Err(invalid_data(invalid_text, "data.filter_name", format_args!("unknown filter {:?}", name)))
     }
+}
+
+/// `GET_CHAT_HISTORY` data: `{session_id, participant_id, before?, limit?}`. The page is the
+/// (at most `limit`) messages just before index `before` of the participant's chat (default:
+/// its end), oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetChatHistoryRequest {
+    pub session_id: String,
+    pub participant_id: String,
+    #[serde(default)]
+    pub before: Option<u64>,
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
+
+/// Removes the `chat_total` key the server adds to trimmed participants
+/// ([`super::outgoing::CHAT_TOTAL_KEY`]), so a session read from the server can be saved back
+/// as it is.
+fn strip_chat_totals(mut data: Value) -> Value {
+    if let Some(ps) = data.get_mut("participants").and_then(Value::as_array_mut) {
+        for p in ps.iter_mut().filter_map(Value::as_object_mut) {
+            p.remove(super::outgoing::CHAT_TOTAL_KEY);
+        }
+    }
+    data
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -219,6 +219,26 @@ fn every_client_request_parses() {
             ClientRequest::PostProcessingVideo { session_id: "s".into() },
         ),
         ("CHECK_POST_PROCESSING", json!({}), ClientRequest::CheckPostProcessing),
+        (
+            "GET_CHAT_HISTORY",
+            json!({"session_id": "s", "participant_id": "p"}),
+            ClientRequest::GetChatHistory(GetChatHistoryRequest {
+                session_id: "s".into(),
+                participant_id: "p".into(),
+                before: None,
+                limit: None,
+            }),
+        ),
+        (
+            "GET_CHAT_HISTORY",
+            json!({"session_id": "s", "participant_id": "p", "before": 40, "limit": 20}),
+            ClientRequest::GetChatHistory(GetChatHistoryRequest {
+                session_id: "s".into(),
+                participant_id: "p".into(),
+                before: Some(40),
+                limit: Some(20),
+            }),
+        ),
     ];
 
     let mut covered = BTreeSet::new();
@@ -290,6 +310,11 @@ fn malformed_cases() -> Vec<(&'static str, Value, &'static str, &'static str)> {
         ("CHAT", json!({"message": "m", "time": 1, "author": "experimenter"}), INVALID_CHAT_MESSAGE, "data: missing field `target`"),
         ("CHAT", json!({"message": "m", "time": 1, "author": "a", "target": "t", "x": 0}), INVALID_CHAT_MESSAGE, "data.x: unknown field `x`*"),
         ("CHAT", json!({"message": 5, "time": 1, "author": "a", "target": "t"}), INVALID_CHAT_MESSAGE, "data.message: invalid type: integer `5`, expected a string"),
+        // GET_CHAT_HISTORY
+        ("GET_CHAT_HISTORY", json!({"session_id": "s"}), INVALID_GET_CHAT_HISTORY, "data: missing field `participant_id`"),
+        ("GET_CHAT_HISTORY", json!({"session_id": "s", "participant_id": "p", "before": -1}), INVALID_GET_CHAT_HISTORY, "data.before: invalid value: integer `-1`*"),
+        ("GET_CHAT_HISTORY", json!({"session_id": "s", "participant_id": "p", "limit": 0}), INVALID_GET_CHAT_HISTORY, "data.limit: must be at least 1"),
+        ("GET_CHAT_HISTORY", json!({"session_id": "s", "participant_id": "p", "page": 1}), INVALID_GET_CHAT_HISTORY, "data.page: unknown field `page`*"),
         // KICK / BAN
         ("KICK_PARTICIPANT", json!({"participant_id": "p", "reason": 5}), INVALID_KICK_REQUEST, "data.reason: invalid type: integer `5`, expected a string"),
         ("BAN_PARTICIPANT", json!({"participant_id": "p"}), INVALID_KICK_REQUEST, "data: missing field `reason`"),
@@ -376,6 +401,32 @@ fn malformed_data_is_400_invalid_datatype_naming_the_field() {
 }
 
 #[test]
+fn chat_messages_and_notes_over_the_limit_are_413() {
+    let chat = |len: usize| json!({"message": "é".repeat(len / 2), "time": 1, "author": "a", "target": "t"});
+    assert!(parse("CHAT", chat(MAX_CHAT_MESSAGE_BYTES)).is_ok());
+    let err = parse("CHAT", chat(MAX_CHAT_MESSAGE_BYTES + 2)).unwrap_err();
+    assert_eq!((err.code, err.kind), (413, ErrorType::InvalidRequest));
+    assert_eq!(
+        err.description,
+        format!("Chat message too long: {} bytes, the limit is 8192 bytes.", MAX_CHAT_MESSAGE_BYTES + 2)
+    );
+    let note = |len: usize| json!({"time": 1, "speakers": [], "content": "x".repeat(len)});
+    assert!(parse("ADD_NOTE", note(MAX_NOTE_BYTES)).is_ok());
+    let err = parse("ADD_NOTE", note(140_000)).unwrap_err();
+    assert_eq!((err.code, err.kind), (413, ErrorType::InvalidRequest));
+    assert_eq!(err.description, "Note too long: 140000 bytes, the limit is 8192 bytes.");
+}
+
+#[test]
+fn save_session_drops_the_chat_totals_the_server_added() {
+    let data = json!({"id": "s", "participants": [{"id": "p", "chat": [], "chat_total": 5}, 3]});
+    assert_eq!(
+        parse("SAVE_SESSION", data),
+        Ok(ClientRequest::SaveSession(json!({"id": "s", "participants": [{"id": "p", "chat": []}, 3]})))
+    );
+}
+
+#[test]
 fn the_full_description_reads_well() {
     let err = parse("KICK_PARTICIPANT", json!({"participant_id": "p", "reason": 5})).unwrap_err();
     assert_eq!(
@@ -441,6 +492,8 @@ fn server_only_types_are_recognised_whatever_their_data() {
         "ACTIVE_AUDIO_FILTERS",
         "RECORDING_LIST",
         "EXPERIMENTER_JOINED",
+        "CHAT_HISTORY",
+        "SESSION_LIST_END",
     ];
     for name in server_only {
         let kind: MessageType = name.parse().unwrap();
@@ -474,6 +527,7 @@ fn no_input_panics_and_every_error_has_the_messages_text() {
             T::GetFiltersDataSendToParticipant => text::INVALID_GET_FILTERS_DATA_SEND_TO_PARTICIPANT,
             T::UpdateReadMessageTime => text::INVALID_UPDATE_READ_MESSAGE_TIME,
             T::PostProcessingVideo => text::INVALID_POST_PROCESSING,
+            T::GetChatHistory => text::INVALID_GET_CHAT_HISTORY,
             _ => "<never fails>",
         }
     };

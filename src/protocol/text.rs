@@ -42,6 +42,31 @@ pub const INVALID_POST_PROCESSING: &str = "Message data is not a valid PostProce
 pub const INVALID_UPDATE_READ_MESSAGE_TIME: &str = "Message data is not a valid UpdateReadMessageTimeRequest.";
 /// *exphub*: `PONG` (SynthARium did not validate it and answered 500).
 pub const INVALID_PONG: &str = "Message data is not a valid Pong.";
+/// *exphub*: `GET_CHAT_HISTORY`.
+pub const INVALID_GET_CHAT_HISTORY: &str = "Message data is not a valid GetChatHistoryRequest.";
+
+// --- Sizes: `413 INVALID_REQUEST` (exphub) -------------------------------------------------
+
+/// A frame over the server's limit.
+pub fn message_too_large(len: usize, limit: usize) -> String {
+    format!("Message too large: {len} bytes, the limit is {limit} bytes.")
+}
+
+/// A `CHAT` whose `message` is over [`super::MAX_CHAT_MESSAGE_BYTES`].
+pub fn chat_message_too_long(len: usize) -> String {
+    format!("Chat message too long: {len} bytes, the limit is {} bytes.", super::MAX_CHAT_MESSAGE_BYTES)
+}
+
+/// An `ADD_NOTE` whose `content` is over [`super::MAX_NOTE_BYTES`].
+pub fn note_too_long(len: usize) -> String {
+    format!("Note too long: {len} bytes, the limit is {} bytes.", super::MAX_NOTE_BYTES)
+}
+
+/// A server message that the receiving connection could not take (larger than its peer's
+/// `max-message-size`); this error is sent in its place.
+pub fn reply_too_large(kind: &str, len: usize, limit: usize) -> String {
+    format!("The server's {kind} message is too large for this connection: {len} bytes, the limit is {limit} bytes.")
+}
 
 // --- HTTP `/offer` and `/addIceCandidate` --------------------------------------------------
 

@@ -26,7 +26,8 @@ pub use rules::{
 };
 pub use store::{validate_dir, LoadProblem, SessionStore};
 pub use view::{
-    is_public, participant_summary, participant_view, Aliases, ParticipantSummary, Viewer, EXPERIMENTER, PUBLIC_TARGET,
+    is_public, participant_summary, participant_view, recent_chat, Aliases, ParticipantSummary, Viewer, EXPERIMENTER,
+    PUBLIC_TARGET,
 };
 
 use serde_json::Value;

@@ -194,6 +194,92 @@ pub fn participant_view(viewer: &Viewer) -> Session {
     view
 }
 
+/// A copy of `s` in which every participant's chat holds only its last `keep` messages, and
+/// for each participant (in order) how many messages its whole chat has. Copies only what it
+/// keeps, so a long history costs nothing here.
+pub fn recent_chat(s: &Session, keep: usize) -> (Session, Vec<usize>) {
+    let totals = s.participants.iter().map(|p| p.chat.len()).collect();
+    let Session {
+        id,
+        title,
+        description,
+        date,
+        time_limit,
+        record,
+        participants,
+        creation_time,
+        start_time,
+        end_time,
+        notes,
+        log,
+    } = s;
+    let participants = participants.iter().map(|p| with_recent_chat(p, keep)).collect();
+    let copy = Session {
+        id: id.clone(),
+        title: title.clone(),
+        description: description.clone(),
+        date: *date,
+        time_limit: *time_limit,
+        record: *record,
+        participants,
+        creation_time: *creation_time,
+        start_time: *start_time,
+        end_time: *end_time,
+        notes: notes.clone(),
+        log: log.clone(),
+    };
+    (copy, totals)
+}
+
+/// `p` with only the last `keep` messages of its chat. Every field is named, so a new field
+/// cannot be forgotten here.
+fn with_recent_chat(p: &Participant, keep: usize) -> Participant {
+    let Participant {
+        id,
+        participant_name,
+        banned,
+        muted_video,
+        muted_audio,
+        position,
+        size,
+        chat,
+        audio_filters,
+        video_filters,
+        audio_group_filters,
+        video_group_filters,
+        local_stream,
+        chat_filters,
+        last_message_sent_time,
+        last_message_read_time,
+        view,
+        canvas_id,
+        asymmetric_filters,
+        asymmetric_filters_id,
+    } = p;
+    Participant {
+        id: id.clone(),
+        participant_name: participant_name.clone(),
+        banned: *banned,
+        muted_video: *muted_video,
+        muted_audio: *muted_audio,
+        position: position.clone(),
+        size: size.clone(),
+        chat: chat[chat.len().saturating_sub(keep)..].to_vec(),
+        audio_filters: audio_filters.clone(),
+        video_filters: video_filters.clone(),
+        audio_group_filters: audio_group_filters.clone(),
+        video_group_filters: video_group_filters.clone(),
+        local_stream: *local_stream,
+        chat_filters: chat_filters.clone(),
+        last_message_sent_time: *last_message_sent_time,
+        last_message_read_time: *last_message_read_time,
+        view: view.clone(),
+        canvas_id: canvas_id.clone(),
+        asymmetric_filters: asymmetric_filters.clone(),
+        asymmetric_filters_id: asymmetric_filters_id.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::parse_session_str;
@@ -248,6 +334,24 @@ mod tests {
         }
         let v = participant_summary(&p, &aliases().viewer(&s, &p.id));
         assert_eq!(v["chat"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn recent_chat_keeps_the_last_messages_and_counts_all() {
+        let s = parse_session_str(DEV_FORMAT_EXAMPLE).unwrap();
+        let totals: Vec<usize> = s.participants.iter().map(|p| p.chat.len()).collect();
+        let (same, t) = recent_chat(&s, usize::MAX);
+        assert_eq!(same, s);
+        assert_eq!(t, totals);
+        let (one, t) = recent_chat(&s, 1);
+        assert_eq!(t, totals);
+        for (p, q) in one.participants.iter().zip(&s.participants) {
+            assert_eq!(p.chat.as_slice(), &q.chat[q.chat.len().saturating_sub(1)..]);
+            assert_eq!(Participant { chat: q.chat.clone(), ..p.clone() }, *q);
+        }
+        let (none, _) = recent_chat(&s, 0);
+        assert!(none.participants.iter().all(|p| p.chat.is_empty()));
+        assert_eq!(none.notes, s.notes);
     }
 
     #[test]

@@ -93,11 +93,21 @@ function setSessions(list) {
 
 /** Keeps the session map current and redraws what shows it. */
 function wire(conn) {
+  // A long session list arrives as SESSION_LIST and then one SESSION_CHANGE per further
+  // session: redraw the list at most every 100 ms, not once per message.
+  let listTimer = null;
+  const renderListSoon = () => {
+    if (listTimer) return;
+    listTimer = setTimeout(() => {
+      listTimer = null;
+      if (currentView() === 'list') renderList();
+    }, 100);
+  };
   const upsert = (s) => {
     if (!s?.id) return;
     app.sessions.set(s.id, s);
     if (app.live?.sid === s.id) app.live.sessionReplaced();
-    else if (currentView() === 'list') renderList();
+    else if (currentView() === 'list') renderListSoon();
   };
   conn.on('SESSION_LIST', (list) => {
     setSessions(list);
@@ -311,6 +321,7 @@ async function duplicate(s) {
   const copy = JSON.parse(JSON.stringify(s));
   Object.assign(copy, { id: '', title: `Copy of ${s.title}`, creation_time: 0, start_time: 0, end_time: 0, notes: [], log: [] });
   for (const p of copy.participants) {
+    delete p.chat_total;
     Object.assign(p, { id: '', chat: [], banned: false, muted_video: false, muted_audio: false, lastMessageSentTime: 0, lastMessageReadTime: 0 });
   }
   const saved = await save(copy);

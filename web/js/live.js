@@ -21,6 +21,9 @@ export class LiveView {
     this.stats = new Map(); // pid → last stats
     this.lastRead = new Map();
     this.liveChat = []; // CHAT messages received since the last session update
+    // pid → its whole chat as far as fetched with GET_CHAT_HISTORY (sessions carry recent chat only).
+    this.history = new Map();
+    this.fetching = new Set();
     this.chatTarget = 'participants';
     this.tab = 'chat';
     this.joined = false;
@@ -612,7 +615,7 @@ export class LiveView {
       seen.add(key);
       out.push(m);
     };
-    const all = [...s.participants.flatMap((p) => p.chat), ...this.liveChat];
+    const all = [...[...this.history.values()].flat(), ...s.participants.flatMap((p) => p.chat), ...this.liveChat];
     for (const m of all) {
       if (target === 'participants' ? m.target === 'participants' : m.author === target || m.target === target) add(m);
     }
@@ -638,11 +641,43 @@ export class LiveView {
     fill(this.tabBtns.get('chat'), 'Chat', total ? h('span', { class: 'badge', 'aria-label': `${total} unread` }, String(total)) : null);
   }
 
+  /**
+   * Fetches the whole chat behind `target` if the session carries only its recent part: the
+   * participant's own chat, or for "everyone" the chat of one participant (public messages are
+   * in every participant's chat). Redraws as pages arrive.
+   */
+  ensureHistory(target) {
+    const s = this.session;
+    if (!s) return;
+    const partial = (p) => (p.chat_total ?? 0) > p.chat.length;
+    const p = target === 'participants' ? s.participants.find(partial) : this.participant(target);
+    if (!p || !partial(p) || this.history.has(p.id) || this.fetching.has(p.id)) return;
+    this.fetching.add(p.id);
+    const got = [];
+    this.conn
+      .chatHistory(this.sid, p.id, (page) => {
+        got.unshift(...page);
+        this.history.set(p.id, [...got]);
+        if (this.tab === 'chat') this.renderChat();
+      })
+      .catch((e) => {
+        this.history.delete(p.id);
+        notify(describeError(e, `Earlier messages of ${this.name(p.id)} could not be loaded`), 'error');
+      })
+      .finally(() => {
+        this.fetching.delete(p.id);
+        if (this.tab === 'chat') this.renderChat();
+      });
+  }
+
   renderChat() {
     const target = this.chatTarget;
+    this.ensureHistory(target);
     const msgs = this.conversation(target);
+    const loading = [...this.fetching].some((pid) => target === 'participants' || pid === target);
     fill(
       this.chatList,
+      loading ? h('li', { class: 'muted' }, 'Loading earlier messages…') : null,
       msgs.length
         ? msgs.map((m) => {
             const mine = m.author === 'experimenter';

@@ -298,6 +298,30 @@ export class Connection extends EventTarget {
     });
   }
 
+  /**
+   * A participant's whole chat, fetched page by page with GET_CHAT_HISTORY (an exphub
+   * addition): sessions carry only each chat's recent messages, and `chat_total` on a
+   * participant whose chat is longer. Pages come newest first; `onPage(messages)` gets each
+   * page (oldest first within it) as it arrives. Resolves with the whole chat, oldest first.
+   */
+  async chatHistory(sessionId, participantId, onPage) {
+    let before;
+    let all = [];
+    for (;;) {
+      const data = { session_id: sessionId, participant_id: participantId };
+      if (before !== undefined) data.before = before;
+      const page = await this.request(
+        'GET_CHAT_HISTORY',
+        data,
+        (m) => m.type === 'CHAT_HISTORY' && m.data?.session_id === sessionId && m.data?.participant_id === participantId,
+      );
+      all = [...page.messages, ...all];
+      onPage?.(page.messages, page);
+      if (!page.start || !page.messages.length) return all;
+      before = page.start;
+    }
+  }
+
   _onFrame(text) {
     this._pingSince = null;
     let msg;

@@ -44,6 +44,8 @@ const room = {
   started: false,
   over: false, // ended, kicked or banned: no reconnecting
   chat: [],
+  history: [], // our whole chat, fetched with GET_CHAT_HISTORY when the session carries only its recent part
+  historyLoading: false,
   unread: 0,
   tiles: new Map(), // pid → {el, video}
   retryTimer: null,
@@ -279,10 +281,40 @@ function setSession(s) {
   room.me = s.participants.find((p) => p.id === participantId) ?? null;
   if (room.me) {
     el.welcome.textContent = `, ${room.me.participant_name}`;
-    room.chat = [...room.me.chat];
+    room.chat = [];
+    mergeChat(room.history);
+    mergeChat(room.me.chat);
     renderChat();
+    // The session carries only the recent part of a long chat; fetch the rest once.
+    if ((room.me.chat_total ?? 0) > room.me.chat.length && !room.history.length) loadHistory();
   }
   layout();
+}
+
+const chatKey = (x) => `${x.time}|${x.author}|${x.message}`;
+
+function mergeChat(msgs) {
+  const seen = new Set(room.chat.map(chatKey));
+  for (const m of msgs) {
+    if (seen.has(chatKey(m))) continue;
+    seen.add(chatKey(m));
+    room.chat.push(m);
+  }
+}
+
+async function loadHistory() {
+  const conn = room.conn;
+  if (!conn || room.historyLoading) return;
+  room.historyLoading = true;
+  try {
+    room.history = await conn.chatHistory(sessionId, participantId);
+    mergeChat(room.history);
+    renderChat();
+  } catch (e) {
+    notify(describeError(e, 'Earlier messages could not be loaded'), 'error');
+  } finally {
+    room.historyLoading = false;
+  }
 }
 
 // ---------------------------------------------------------------------------- meeting
@@ -363,8 +395,7 @@ function layout() {
 // ---------------------------------------------------------------------------- chat
 
 function addChat(m, incoming) {
-  const key = (x) => `${x.time}|${x.author}|${x.message}`;
-  if (room.chat.some((x) => key(x) === key(m))) return;
+  if (room.chat.some((x) => chatKey(x) === chatKey(m))) return;
   room.chat.push(m);
   renderChat();
   if (incoming && document.activeElement !== el.chatInput) {

@@ -9,13 +9,23 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-/// What goes into the archive of `session_id`: (name in the archive, file on disk). Errors if
-/// the session has no recording directory.
+/// Where an archive entry's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A file on disk, archived as far as it is written when its turn comes.
+    File(PathBuf),
+    /// Bytes made when the archive was planned (the session with its journal applied).
+    Bytes(Vec<u8>),
+}
+
+/// What goes into the archive of `session_id`: (name in the archive, source). The session
+/// file is taken as the session stands, journal included. Errors if the session has no
+/// recording directory.
 pub fn contents(
     sessions_dir: &Path,
     session_file: Option<&Path>,
     session_id: &str,
-) -> io::Result<Vec<(String, PathBuf)>> {
+) -> io::Result<Vec<(String, Source)>> {
     if !crate::session::is_file_safe_id(session_id) {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a session id"));
     }
@@ -40,20 +50,35 @@ pub fn contents(
     media.sort();
     let mut out = vec![];
     if let Some(f) = session_file {
-        out.push((format!("{session_id}/session.json"), f.to_path_buf()));
+        let bytes = crate::session::store::current_bytes(f)?;
+        out.push((format!("{session_id}/session.json"), Source::Bytes(bytes)));
     }
     for n in first.into_iter().chain(media) {
-        out.push((format!("{session_id}/{n}"), dir.join(&n)));
+        out.push((format!("{session_id}/{n}"), Source::File(dir.join(&n))));
     }
     Ok(out)
 }
 
 /// Writes the tar of `files` to `out`. Files still being written are archived as far as they
 /// are on disk when their turn comes.
-pub fn write_archive(files: &[(String, PathBuf)], out: impl Write) -> io::Result<()> {
+pub fn write_archive(files: &[(String, Source)], out: impl Write) -> io::Result<()> {
     let mut b = tar::Builder::new(out);
     b.mode(tar::HeaderMode::Deterministic);
-    for (name, path) in files {
+    for (name, source) in files {
+        let path = match source {
+            Source::File(path) => path,
+            Source::Bytes(bytes) => {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(bytes.len() as u64);
+                h.set_mode(0o644);
+                h.set_mtime(
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+                );
+                h.set_entry_type(tar::EntryType::Regular);
+                b.append_data(&mut h, name, bytes.as_slice())?;
+                continue;
+            }
+        };
         let mut f = fs::File::open(path)?;
         // A file growing while we read it: archive the length it has now.
         let len = f.metadata()?.len();

@@ -540,6 +540,18 @@ pub fn read_with_journal(path: &Path) -> Result<Session, String> {
     Ok(s)
 }
 
+/// The bytes of session file `path` as the session stands: the file itself, or, while a journal
+/// beside it holds changes not yet folded in, the session with them applied (in the file's
+/// format). For readers outside the hub, e.g. the export archive.
+pub fn current_bytes(path: &Path) -> io::Result<Vec<u8>> {
+    match read_journal(path) {
+        Some(Ok(r)) if !r.stale && !r.changes.is_empty() => {
+            to_json(&read_with_journal(path).map_err(io::Error::other)?)
+        }
+        _ => fs::read(path),
+    }
+}
+
 fn protected_error(path: &Path) -> io::Error {
     io::Error::other(format!("{} holds a session file that did not load; not overwriting it", path.display()))
 }
@@ -1060,6 +1072,22 @@ mod tests {
         store.delete(&newer.id).unwrap();
         assert!(!store.save_revision(&newer, 3).unwrap(), "a deleted session stays deleted");
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn current_bytes_carry_the_journal_for_readers_outside_the_hub() {
+        use super::super::journal::Change;
+        use super::super::model::Note;
+        let d = TestDir::new("current");
+        d.write("ae839e5e6f.json", DEV_FORMAT_EXAMPLE);
+        let (store, sessions, _) = open(&d);
+        let path = d.0.join("ae839e5e6f.json");
+        assert_eq!(current_bytes(&path).unwrap(), fs::read(&path).unwrap(), "no journal: the file");
+        let note = Change::Note { note: Note { time: 7, speakers: vec![], content: "journaled".into() } };
+        store.append(&sessions[0].id, &note.line()).unwrap();
+        let now = parse_session_str(std::str::from_utf8(&current_bytes(&path).unwrap()).unwrap()).unwrap();
+        assert_eq!(now.notes.len(), sessions[0].notes.len() + 1);
+        assert_eq!(now.notes.last().unwrap().content, "journaled");
     }
 
     #[test]

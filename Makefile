@@ -87,6 +87,7 @@ browser-deps:
 e2e: deps browser-deps
 	$(CARGO) build --bin exphub
 	node tests/browser/run.mjs
+	node tests/browser/cross_origin.mjs
 
 check: deps
 	$(CARGO) check --workspace --all-targets

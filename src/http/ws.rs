@@ -3,9 +3,9 @@
 //! an experiment (the lobby then reloads and connects); what clients send is read and dropped.
 //!
 //! Bounded: at most [`Config::http`](crate::config::Config::http)`.max_connections` sockets
-//! (503 beyond), inbound messages of at most 1 KiB, a ping every [`ping_every`]; a socket that
+//! (503 beyond), inbound messages of at most 1 KiB, a ping every `ping_every`; a socket that
 //! answers nothing (no pong, no frame) for three pings, or does not take a send within
-//! [`SEND_TIMEOUT`], is closed, and every socket is closed when the hub stops.
+//! `SEND_TIMEOUT`, is closed, and every socket is closed when the hub stops.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -176,31 +176,13 @@ impl Hub {
         });
     }
 
-    /// SynthARium's participant checks (`docs/protocol.md`, POST /offer), with exphub's changes: a
-    /// rejoin takes over the seat instead of failing, and an ended experiment refuses joins.
+    /// [`experiment::check_participant_offer`] against the hub's current state.
     pub(super) fn check_participant_offer(&self, session_id: &str, participant_id: &str) -> Result<(), WireError> {
-        let exp = self
-            .experiments
-            .get(session_id)
-            .ok_or_else(|| WireError::new(400, ErrorType::UnknownSession, "Session not found."))?;
-        let session = self
-            .sessions
-            .get(session_id)
-            .ok_or_else(|| WireError::new(400, ErrorType::UnknownSession, "Session not found."))?;
-        let p = session.participant(participant_id).ok_or_else(|| {
-            WireError::new(400, ErrorType::UnknownParticipant, "Participant not found in the given session.")
-        })?;
-        if p.banned {
-            return Err(WireError::new(
-                400,
-                ErrorType::BannedParticipant,
-                "You have been banned and can no longer join the experiment.",
-            ));
-        }
-        if exp.state == ExperimentState::Ended {
-            return Err(WireError::new(409, ErrorType::InvalidRequest, "The experiment has ended."));
-        }
-        Ok(())
+        experiment::check_participant_offer(
+            self.sessions.get(session_id),
+            self.experiments.get(session_id),
+            participant_id,
+        )
     }
 
     pub(super) async fn on_answered(&mut self, token: u64, result: Result<peer::MainConnection, peer::PeerError>) {
@@ -264,7 +246,7 @@ impl Hub {
                         pending.reply.send(Err(WireError::new(400, ErrorType::UnknownSession, "Session not found.")));
                     return;
                 };
-                let old = exp.participants.insert(participant_id.clone(), id);
+                let old = exp.seat(participant_id, id);
                 if let (Some((v, a)), Some(media)) = (echo, self.seat_media(session_id, participant_id)) {
                     media.video.add_sink(sink_ids.0, v, None);
                     media.audio.add_sink(sink_ids.1, a, None);
@@ -410,8 +392,8 @@ impl Hub {
                         m.video.remove_sink(v);
                         m.audio.remove_sink(a);
                     }
-                    if !replaced && exp.participants.get(participant_id) == Some(&id) {
-                        exp.participants.remove(participant_id);
+                    if !replaced {
+                        exp.unseat(participant_id, id);
                     }
                 }
                 if !replaced {

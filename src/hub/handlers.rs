@@ -4,7 +4,8 @@
 
 use serde_json::{json, Value};
 
-use super::{now_ms, Catalogue, ConnId, Experiment, ExperimentState, Hub, Role};
+use super::experiment::{self, ChatSender};
+use super::{now_ms, Catalogue, ConnId, Experiment, Hub, Role};
 use crate::media::Kind;
 use crate::metrics::METRICS;
 use crate::peer;
@@ -242,8 +243,8 @@ impl Hub {
             R::StartExperiment => self.start_experiment(id).await,
             R::StopExperiment => {
                 let sid = self.joined(id).ok_or_else(|| nce("Cannot stop experiment."))?;
-                if self.experiments.get(&sid).is_some_and(|e| e.state == ExperimentState::Ended) {
-                    return Err(WireError::new(409, ErrorType::InvalidRequest, "Experiment is already stopped."));
+                if let Some(e) = self.experiments.get(&sid) {
+                    e.check_stop()?;
                 }
                 self.stop_experiment(&sid, now_ms()).await?;
                 self.send(id, success(SuccessType::StopExperiment, text::STOPPED_EXPERIMENT));
@@ -654,13 +655,7 @@ impl Hub {
 
     async fn start_experiment(&mut self, id: ConnId) -> Res {
         let sid = self.joined(id).ok_or_else(|| nce("Cannot start experiment."))?;
-        if self.experiments.get(&sid).is_none_or(|e| e.state != ExperimentState::Waiting) {
-            return Err(WireError::new(
-                409,
-                ErrorType::InvalidRequest,
-                "Experiment cant be started, state is not WAITING.",
-            ));
-        }
+        self.experiments.get(&sid).ok_or(experiment::LifecycleError::NotWaiting)?.check_start()?;
         let now = now_ms();
         let before = self.session_mut(&sid)?.start_time;
         self.session_mut(&sid)?.start_time = now;
@@ -669,7 +664,7 @@ impl Hub {
             return Err(e);
         }
         if let Some(e) = self.experiments.get_mut(&sid) {
-            e.state = ExperimentState::Running;
+            e.start()?;
         }
         self.start_recording(&sid, now);
         self.send_to_experiment(&sid, protocol::encode(T::ExperimentStarted, json!({"start_time": now})));
@@ -694,7 +689,7 @@ impl Hub {
             return Err(e);
         }
         if let Some(e) = self.experiments.get_mut(sid) {
-            e.state = ExperimentState::Ended;
+            e.stop()?;
         }
         self.stop_recording(sid, end_time);
         self.send_to_experiment(
@@ -740,21 +735,20 @@ impl Hub {
         };
         self.commit(&sid, Change::Chat { to, message: msg.clone(), sender: None }).await?;
         let out = protocol::encode(T::Chat, &msg);
-        let exp = self.experiments.get(&sid);
-        if msg.target == "participants" {
-            let targets: Vec<ConnId> = exp.map(|e| e.participants.values().copied().collect()).unwrap_or_default();
-            for t in targets {
-                self.send(t, out.clone());
-            }
-        } else {
-            let Some(t) = exp.and_then(|e| e.participants.get(&msg.target)).copied() else {
-                return Err(WireError::new(
-                    404,
-                    ErrorType::UnknownUser,
-                    format!("Failed to send data to {}, user not found.", msg.target),
-                ));
-            };
-            self.send(t, out);
+        let targets = match self.experiments.get(&sid) {
+            Some(e) => e.chat_recipients(ChatSender::Experimenter, &msg.target),
+            None if msg.target == "participants" => Some(vec![]),
+            None => None,
+        };
+        let Some(targets) = targets else {
+            return Err(WireError::new(
+                404,
+                ErrorType::UnknownUser,
+                format!("Failed to send data to {}, user not found.", msg.target),
+            ));
+        };
+        for t in targets {
+            self.send(t, out.clone());
         }
         self.send(id, success(SuccessType::Chat, text::SENT_CHAT));
         Ok(())
@@ -786,20 +780,14 @@ impl Hub {
         };
         self.commit(sid, Change::Chat { to, message: msg.clone(), sender: Some(pid.to_owned()) }).await?;
         let Some(exp) = self.experiments.get(sid) else { return Ok(()) };
-        let targets: Vec<ConnId> = match msg.target.as_str() {
-            "experimenter" => exp.experimenters.clone(),
-            "participants" => exp.participants.values().copied().filter(|c| *c != id).collect(),
-            // Logged above; the sender learns it was not delivered live (as SynthARium does).
-            other => match exp.participants.get(other) {
-                Some(c) => vec![*c],
-                None => {
-                    return Err(WireError::new(
-                        404,
-                        ErrorType::UnknownUser,
-                        format!("Failed to send data to {shown_target}, user not found."),
-                    ))
-                }
-            },
+        // Logged above; a seat not connected now: the sender learns it was not delivered live
+        // (as SynthARium does).
+        let Some(targets) = exp.chat_recipients(ChatSender::Participant(id), &msg.target) else {
+            return Err(WireError::new(
+                404,
+                ErrorType::UnknownUser,
+                format!("Failed to send data to {shown_target}, user not found."),
+            ));
         };
         for t in targets {
             let out = self.chat_for(t, sid, &msg);

@@ -1,34 +1,14 @@
-//! Subscriptions: who should see whom ([`Hub::desired_subs`]), reconciling the open
-//! sub-connections to that, and the sub-connection handshake (proposal, offer, answer, ICE).
+//! Subscriptions: reconciling the open sub-connections to who should see whom
+//! ([`Experiment::desired_subs`]), and the sub-connection handshake (proposal, offer, answer, ICE).
 
 use super::connections::ICE_BUFFER_PER_ID;
 use super::*;
 
 impl Hub {
-    /// Who should see whom now, by SynthARium's rules: experimenters in the experiment see every
-    /// connected participant; participants see each other once the experiment has started.
+    /// Who should see whom now ([`Experiment::desired_subs`]), given which connections are open.
     pub(super) fn desired_subs(&self, session_id: &str) -> HashSet<(String, ConnId)> {
-        let mut want = HashSet::new();
-        let Some(exp) = self.experiments.get(session_id) else { return want };
-        // A subscriber needs an open data channel (proposals go over it). A publisher only
-        // needs its seat taken: while a rejoining participant's new connection comes up, its
-        // subscribers keep their sub-connections and the forwarders switch source underneath.
-        let open = |id: &ConnId| self.conns.get(id).is_some_and(|c| c.open);
-        for e in exp.experimenters.iter().filter(|e| open(e)) {
-            for pid in exp.participants.keys() {
-                want.insert((pid.clone(), *e));
-            }
-        }
-        if exp.state != ExperimentState::Waiting {
-            for (pid, pub_conn) in &exp.participants {
-                for sub_conn in exp.participants.values().filter(|c| open(c)) {
-                    if sub_conn != pub_conn {
-                        want.insert((pid.clone(), *sub_conn));
-                    }
-                }
-            }
-        }
-        want
+        let Some(exp) = self.experiments.get(session_id) else { return HashSet::new() };
+        exp.desired_subs(|id| self.conns.get(&id).is_some_and(|c| c.open))
     }
 
     /// Opens and closes sub-connections of one experiment to match [`Self::desired_subs`].

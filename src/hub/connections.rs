@@ -55,11 +55,7 @@ impl IceBuffers {
         let id_cost = id.len() + std::mem::size_of::<IceBuffer>() + 64;
         if let Some(buf) = self.by_id.get(&id) {
             if buf.candidates.len() >= ICE_BUFFER_PER_ID || buf.bytes + cost > ICE_BUFFER_BYTES_PER_ID {
-                return Err(WireError::new(
-                    400,
-                    ErrorType::InvalidRequest,
-                    "Too many candidates for an unknown connection.",
-                ));
+                return Err(errors::too_many_early_candidates());
             }
         }
         let new_id = !self.by_id.contains_key(&id);
@@ -134,7 +130,7 @@ pub(super) fn peer_error(what: &str, e: &peer::PeerError, bad_offer: impl FnOnce
         } else {
             "The server is out of sockets or open files; try again later."
         };
-        return WireError::new(503, ErrorType::InternalServerError, description);
+        return errors::out_of_resources(description);
     }
     tracing::error!(error = %e, "{what} not answered");
     WireError::internal()
@@ -145,11 +141,7 @@ impl Hub {
         let role = match &req.user {
             OfferUser::Experimenter { password } => {
                 if !constant_time_eq(password, &self.cfg.experimenter_password) {
-                    let _ = reply.send(Err(WireError::new(
-                        401,
-                        ErrorType::InvalidRequest,
-                        "Invalid or missing experimenter password.",
-                    )));
+                    let _ = reply.send(Err(errors::bad_password()));
                     return;
                 }
                 Role::Experimenter { id: format!("E{}", session::new_id()) }
@@ -190,8 +182,7 @@ impl Hub {
         let mc = match result {
             Ok(mc) => mc,
             Err(e) => {
-                let bad_offer =
-                    || WireError::new(400, ErrorType::InvalidRequest, protocol::text::FAILED_TO_PARSE_OFFER);
+                let bad_offer = errors::unparseable_offer;
                 let _ = pending.reply.send(Err(peer_error("offer", &e, bad_offer)));
                 return;
             }
@@ -242,8 +233,7 @@ impl Hub {
                 let sink_ids = (self.next_id(), self.next_id());
                 // Rejoin: the new connection takes the seat; the old one is closed.
                 let Some(exp) = self.experiments.get_mut(session_id) else {
-                    let _ =
-                        pending.reply.send(Err(WireError::new(400, ErrorType::UnknownSession, "Session not found.")));
+                    let _ = pending.reply.send(Err(errors::session_not_found()));
                     return;
                 };
                 let old = exp.seat(participant_id, id);

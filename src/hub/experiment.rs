@@ -5,9 +5,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::ConnId;
+use super::{errors, ConnId};
 use crate::peer::Forwarder;
-use crate::protocol::{ErrorType, WireError};
+use crate::protocol::WireError;
 use crate::session::Session;
 
 /// SynthARium's `ExperimentState`: WAITING → RUNNING → ENDED (or WAITING → ENDED).
@@ -49,11 +49,10 @@ pub enum LifecycleError {
 
 impl From<LifecycleError> for WireError {
     fn from(e: LifecycleError) -> Self {
-        let text = match e {
-            LifecycleError::NotWaiting => "Experiment cant be started, state is not WAITING.",
-            LifecycleError::AlreadyEnded => "Experiment is already stopped.",
-        };
-        WireError::new(409, ErrorType::InvalidRequest, text)
+        match e {
+            LifecycleError::NotWaiting => errors::not_waiting(),
+            LifecycleError::AlreadyEnded => errors::already_stopped(),
+        }
     }
 }
 
@@ -171,21 +170,14 @@ pub fn check_participant_offer(
     exp: Option<&Experiment>,
     participant_id: &str,
 ) -> Result<(), WireError> {
-    let not_found = || WireError::new(400, ErrorType::UnknownSession, "Session not found.");
-    let exp = exp.ok_or_else(not_found)?;
-    let session = session.ok_or_else(not_found)?;
-    let p = session.participant(participant_id).ok_or_else(|| {
-        WireError::new(400, ErrorType::UnknownParticipant, "Participant not found in the given session.")
-    })?;
+    let exp = exp.ok_or_else(errors::session_not_found)?;
+    let session = session.ok_or_else(errors::session_not_found)?;
+    let p = session.participant(participant_id).ok_or_else(errors::participant_not_in_session)?;
     if p.banned {
-        return Err(WireError::new(
-            400,
-            ErrorType::BannedParticipant,
-            "You have been banned and can no longer join the experiment.",
-        ));
+        return Err(errors::banned());
     }
     if exp.state == ExperimentState::Ended {
-        return Err(WireError::new(409, ErrorType::InvalidRequest, "The experiment has ended."));
+        return Err(errors::experiment_ended());
     }
     Ok(())
 }
@@ -199,6 +191,7 @@ impl Default for Experiment {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::ErrorType;
 
     const EXPERIMENTER: ConnId = 100;
 

@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 
+use super::errors::{self, forbidden, not_connected as nce};
 use super::experiment::{self, ChatSender};
 use super::{now_ms, Catalogue, ConnId, Experiment, Hub, Role};
 use crate::media::Kind;
@@ -29,18 +30,6 @@ const PARTICIPANT_MAY_SEND: &[T] = &[
     T::GetFiltersData,
     T::GetChatHistory,
 ];
-
-fn nce(prefix: &str) -> WireError {
-    WireError::new(
-        409,
-        ErrorType::NotConnectedToExperiment,
-        format!("{prefix} Experimenter is not connected to an experiment."),
-    )
-}
-
-fn forbidden(kind: T) -> WireError {
-    WireError::new(403, ErrorType::Forbidden, format!("{} is not allowed for this user.", kind.as_str()))
-}
 
 fn success(t: SuccessType, description: &str) -> String {
     protocol::success_message(t, description)
@@ -149,11 +138,7 @@ impl Hub {
             ClientRequest::Chat(msg) => self.participant_chat(id, sid, pid, msg).await,
             ClientRequest::GetSession { session_id } => {
                 if session_id != sid {
-                    return Err(WireError::new(
-                        403,
-                        ErrorType::Forbidden,
-                        "Participants may only request their own session.",
-                    ));
+                    return Err(errors::own_session_only());
                 }
                 let view = self.participant_view(sid, pid)?;
                 let msg = self.session_message(id, T::Session, &view);
@@ -169,11 +154,7 @@ impl Hub {
             // Its own chat only: it holds every message the participant may read.
             ClientRequest::GetChatHistory(r) => {
                 if r.session_id != sid || r.participant_id != pid {
-                    return Err(WireError::new(
-                        403,
-                        ErrorType::Forbidden,
-                        "Participants may only request their own chat.",
-                    ));
+                    return Err(errors::own_chat_only());
                 }
                 self.chat_history(id, r)
             }
@@ -188,10 +169,7 @@ impl Hub {
     }
 
     fn participant_view(&self, sid: &str, pid: &str) -> Result<Session, WireError> {
-        let s = self
-            .sessions
-            .get(sid)
-            .ok_or_else(|| WireError::new(404, ErrorType::UnknownSession, "No session with the given ID found."))?;
+        let s = self.sessions.get(sid).ok_or_else(|| errors::no_session(404))?;
         Ok(session::participant_view(&self.aliases.viewer(s, pid)))
     }
 
@@ -219,13 +197,7 @@ impl Hub {
             }
             R::GetChatHistory(r) => self.chat_history(id, r),
             R::GetSession { session_id } => {
-                let s = self.sessions.get(&session_id).ok_or_else(|| {
-                    WireError::new(
-                        404,
-                        ErrorType::UnknownSession,
-                        format!("No session with the given ID found: {session_id}."),
-                    )
-                })?;
+                let s = self.sessions.get(&session_id).ok_or_else(|| errors::no_session_with_id(&session_id))?;
                 let msg = self.session_message(id, T::Session, s);
                 self.send(id, msg);
                 Ok(())
@@ -259,26 +231,14 @@ impl Hub {
             R::Chat(msg) => self.experimenter_chat(id, msg).await,
             R::KickParticipant(r) => {
                 let sid = self.joined(id).ok_or_else(|| nce("Cannot kick participant."))?;
-                let conn = self.seat(&sid, &r.participant_id).ok_or_else(|| {
-                    WireError::new(
-                        404,
-                        ErrorType::UnknownParticipant,
-                        "Failed to kick Participant. Participant with the given ID not found.",
-                    )
-                })?;
+                let conn = self.seat(&sid, &r.participant_id).ok_or_else(errors::kick_unknown)?;
                 self.remove_participant(conn, T::KickNotification, &r.reason);
                 self.send(id, success(SuccessType::KickParticipant, text::KICKED_PARTICIPANT));
                 Ok(())
             }
             R::BanParticipant(r) => {
                 let sid = self.joined(id).ok_or_else(|| nce("Cannot ban participant."))?;
-                self.session_mut(&sid)?.participant(&r.participant_id).ok_or_else(|| {
-                    WireError::new(
-                        404,
-                        ErrorType::UnknownParticipant,
-                        "Failed to ban Participant. Participant with the given ID not found.",
-                    )
-                })?;
+                self.session_mut(&sid)?.participant(&r.participant_id).ok_or_else(errors::ban_unknown)?;
                 self.commit(&sid, Change::Ban { participant: r.participant_id.clone() }).await?;
                 if let Some(conn) = self.seat(&sid, &r.participant_id) {
                     self.remove_participant(conn, T::BanNotification, &r.reason);
@@ -288,13 +248,7 @@ impl Hub {
             }
             R::Mute(r) => {
                 let sid = self.joined(id).ok_or_else(|| nce("Failed to mute participant."))?;
-                self.session_mut(&sid)?.participant(&r.participant_id).ok_or_else(|| {
-                    WireError::new(
-                        404,
-                        ErrorType::UnknownParticipant,
-                        "Failed to mute participant, requested participantId is not part of this experiment.",
-                    )
-                })?;
+                self.session_mut(&sid)?.participant(&r.participant_id).ok_or_else(errors::mute_unknown)?;
                 let change =
                     Change::Mute { participant: r.participant_id.clone(), video: r.mute_video, audio: r.mute_audio };
                 self.commit(&sid, change).await?;
@@ -308,11 +262,7 @@ impl Hub {
                 super::media::validate_filters(&r.video_filters, &r.audio_filters, text::INVALID_SET_FILTERS_REQUEST)?;
                 let session = self.session_mut(&sid)?;
                 if r.participant_id != "all" && session.participant(&r.participant_id).is_none() {
-                    return Err(WireError::new(
-                        404,
-                        ErrorType::UnknownParticipant,
-                        format!("Unknown participant ID: \"{}\".", r.participant_id),
-                    ));
+                    return Err(errors::unknown_participant_id(&r.participant_id));
                 }
                 let participant = (r.participant_id != "all").then(|| r.participant_id.clone());
                 self.commit(&sid, Change::Filters { participant, audio: r.audio_filters, video: r.video_filters })
@@ -353,13 +303,9 @@ impl Hub {
                         .map(|e| e.participants.iter().map(|(p, c)| (p.clone(), *c)).collect())
                         .unwrap_or_default()
                 } else {
-                    let c = self.seat(&sid, &r.participant_id).ok_or_else(|| {
-                        WireError::new(
-                            404,
-                            ErrorType::UnknownParticipant,
-                            format!("Participant with id \"{}\" not found.", r.participant_id),
-                        )
-                    })?;
+                    let c = self
+                        .seat(&sid, &r.participant_id)
+                        .ok_or_else(|| errors::participant_id_not_found(&r.participant_id))?;
                     vec![(r.participant_id.clone(), c)]
                 };
                 let only = if r.participant_id == "all" { None } else { Some(r.participant_id.as_str()) };
@@ -377,13 +323,7 @@ impl Hub {
             }
             R::UpdateReadMessageTime { participant_id, last_message_read_time } => {
                 let sid = self.joined(id).ok_or_else(|| nce("Failed to mute participant."))?; // SynthARium's text [sic]
-                self.session_mut(&sid)?.participant(&participant_id).ok_or_else(|| {
-                    WireError::new(
-                        404,
-                        ErrorType::UnknownParticipant,
-                        "Failed to select participant, requested participantId is not part of this experiment.",
-                    )
-                })?;
+                self.session_mut(&sid)?.participant(&participant_id).ok_or_else(errors::select_unknown)?;
                 self.commit(&sid, Change::ReadTime { participant: participant_id, time: last_message_read_time }).await
             }
             R::GetRecordingList => {
@@ -391,11 +331,7 @@ impl Hub {
                 self.send(id, protocol::encode(T::RecordingList, list));
                 Ok(())
             }
-            R::PostProcessingVideo { .. } | R::CheckPostProcessing => Err(WireError::new(
-                501,
-                ErrorType::NotImplemented,
-                "Post-processing (OpenFace) is not available on this server.",
-            )),
+            R::PostProcessingVideo { .. } | R::CheckPostProcessing => Err(errors::post_processing_unavailable()),
             R::ServerOnly(kind) => Err(forbidden(kind)),
         }
     }
@@ -468,31 +404,13 @@ impl Hub {
     fn chat_history(&mut self, id: ConnId, r: protocol::GetChatHistoryRequest) -> Res {
         const DEFAULT_PAGE: u64 = 100;
         const MAX_PAGE: u64 = 1000;
-        let s = self.sessions.get(&r.session_id).ok_or_else(|| {
-            WireError::new(
-                404,
-                ErrorType::UnknownSession,
-                format!("No session with the given ID found: {}.", r.session_id),
-            )
-        })?;
-        let p = s.participant(&r.participant_id).ok_or_else(|| {
-            WireError::new(
-                404,
-                ErrorType::UnknownParticipant,
-                format!("No participant with the given ID found: {}.", r.participant_id),
-            )
-        })?;
+        let s = self.sessions.get(&r.session_id).ok_or_else(|| errors::no_session_with_id(&r.session_id))?;
+        let p = s.participant(&r.participant_id).ok_or_else(|| errors::no_participant_with_id(&r.participant_id))?;
         let before = r.before.map_or(p.chat.len(), |b| usize::try_from(b).unwrap_or(usize::MAX));
         let limit = r.limit.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE) as usize;
         let max_len = self.send_limit(id);
-        let msg =
-            protocol::outgoing::chat_history_page(&s.id, &p.id, &p.chat, before, limit, max_len).ok_or_else(|| {
-                WireError::new(
-                    413,
-                    ErrorType::InvalidRequest,
-                    "The chat message before the requested index is too large for this connection.",
-                )
-            })?;
+        let msg = protocol::outgoing::chat_history_page(&s.id, &p.id, &p.chat, before, limit, max_len)
+            .ok_or_else(errors::chat_page_too_large)?;
         self.send(id, msg);
         Ok(())
     }
@@ -503,9 +421,7 @@ impl Hub {
             let sessions = &self.sessions;
             session::prepare_new_session(s, |id| sessions.contains_key(id))?
         } else {
-            let stored = self.sessions.get(&s.id).ok_or_else(|| {
-                WireError::new(404, ErrorType::UnknownSession, "No session with the given ID found to update.")
-            })?;
+            let stored = self.sessions.get(&s.id).ok_or_else(errors::no_session_to_update)?;
             let mut updated = session::apply_update(stored, s)?;
             // The server is the authority on chat: a form loaded before a message arrived
             // must not erase it (`docs/protocol.md` D4, nothing is lost).
@@ -552,22 +468,11 @@ impl Hub {
 
     async fn delete_session(&mut self, sid: &str) -> Res {
         if self.experiments.contains_key(sid) {
-            return Err(WireError::new(
-                400,
-                ErrorType::ExperimentRunning,
-                "Cannot delete session with running experiment.",
-            ));
+            return Err(errors::delete_with_live_experiment());
         }
-        let s = self
-            .sessions
-            .get(sid)
-            .ok_or_else(|| WireError::new(404, ErrorType::InvalidRequest, "No session found for the given ID."))?;
+        let s = self.sessions.get(sid).ok_or_else(errors::delete_unknown_session)?;
         if s.creation_time > 0 {
-            return Err(WireError::new(
-                409,
-                ErrorType::ExperimentRunning,
-                "Can not delete the session, a experiment for this session exists.",
-            ));
+            return Err(errors::delete_after_experiment());
         }
         self.delete_file(sid).await?;
         self.sessions.remove(sid);
@@ -580,10 +485,10 @@ impl Hub {
 
     async fn create_experiment(&mut self, id: ConnId, sid: &str) -> Res {
         if self.experiments.contains_key(sid) {
-            return Err(WireError::new(409, ErrorType::InvalidRequest, "Experiment already exists."));
+            return Err(errors::experiment_exists());
         }
         if !self.sessions.contains_key(sid) {
-            return Err(WireError::new(400, ErrorType::UnknownSession, "No session with the given ID found."));
+            return Err(errors::no_session(400));
         }
         let now = now_ms();
         self.session_mut(sid)?.creation_time = now;
@@ -605,14 +510,10 @@ impl Hub {
 
     fn join_experiment(&mut self, id: ConnId, sid: &str) -> Res {
         if self.joined(id).is_some() {
-            return Err(WireError::new(
-                409,
-                ErrorType::AlreadyJoinedExperiment,
-                "Can not join an experiment while already connected to an experiment.",
-            ));
+            return Err(errors::already_joined());
         }
         if !self.experiments.contains_key(sid) {
-            return Err(WireError::new(404, ErrorType::UnknownExperiment, "There is no experiment with the given ID."));
+            return Err(errors::no_experiment());
         }
         self.enter_experiment(id, sid);
         self.send(id, success(SuccessType::JoinExperiment, text::JOINED_EXPERIMENT));
@@ -721,16 +622,14 @@ impl Hub {
 
     async fn experimenter_chat(&mut self, id: ConnId, msg: ChatMessage) -> Res {
         if msg.author != "experimenter" {
-            return Err(WireError::new(400, ErrorType::InvalidRequest, "Author of message must be experimenter."));
+            return Err(errors::author_not_experimenter());
         }
         let sid = self.joined(id).ok_or_else(|| nce("Cannot send chat message."))?;
         let session = self.session_mut(&sid)?;
         let to: Vec<String> = if msg.target == "participants" {
             session.participants.iter().map(|p| p.id.clone()).collect()
         } else {
-            session
-                .participant(&msg.target)
-                .ok_or_else(|| WireError::new(404, ErrorType::UnknownUser, "No participant found for the given ID."))?;
+            session.participant(&msg.target).ok_or_else(errors::no_chat_target)?;
             vec![msg.target.clone()]
         };
         self.commit(&sid, Change::Chat { to, message: msg.clone(), sender: None }).await?;
@@ -741,11 +640,7 @@ impl Hub {
             None => None,
         };
         let Some(targets) = targets else {
-            return Err(WireError::new(
-                404,
-                ErrorType::UnknownUser,
-                format!("Failed to send data to {}, user not found.", msg.target),
-            ));
+            return Err(errors::chat_not_delivered(&msg.target));
         };
         for t in targets {
             self.send(t, out.clone());
@@ -756,15 +651,14 @@ impl Hub {
 
     async fn participant_chat(&mut self, id: ConnId, sid: &str, pid: &str, mut msg: ChatMessage) -> Res {
         if msg.author != pid {
-            return Err(WireError::new(400, ErrorType::InvalidRequest, "Author of message must be participant ID."));
+            return Err(errors::author_not_participant());
         }
         // Another seat is addressed by the sender's alias for it (never by its real id).
         let shown_target = msg.target.clone();
         if msg.target != session::PUBLIC_TARGET && msg.target != session::EXPERIMENTER {
             let s = self.sessions.get(sid).ok_or_else(WireError::internal)?;
             let to = self.aliases.viewer(s, pid).resolve(&msg.target).map(str::to_owned);
-            msg.target = to
-                .ok_or_else(|| WireError::new(404, ErrorType::UnknownUser, "No participant found for the given ID."))?;
+            msg.target = to.ok_or_else(errors::no_chat_target)?;
         }
         let session = self.session_mut(sid)?;
         session.participant(pid).ok_or_else(WireError::internal)?;
@@ -773,7 +667,7 @@ impl Hub {
             "experimenter" => vec![pid.to_owned()],
             other => {
                 if other == pid || session.participant(other).is_none() {
-                    return Err(WireError::new(404, ErrorType::UnknownUser, "No participant found for the given ID."));
+                    return Err(errors::no_chat_target());
                 }
                 vec![other.to_owned(), pid.to_owned()]
             }
@@ -783,11 +677,7 @@ impl Hub {
         // Logged above; a seat not connected now: the sender learns it was not delivered live
         // (as SynthARium does).
         let Some(targets) = exp.chat_recipients(ChatSender::Participant(id), &msg.target) else {
-            return Err(WireError::new(
-                404,
-                ErrorType::UnknownUser,
-                format!("Failed to send data to {shown_target}, user not found."),
-            ));
+            return Err(errors::chat_not_delivered(&shown_target));
         };
         for t in targets {
             let out = self.chat_for(t, sid, &msg);
@@ -834,11 +724,7 @@ impl Hub {
                     .any(|f| f.id == filter_id && protocol::canonical_filter_name(&f.name) == name)
             });
             if !known {
-                return Err(WireError::new(
-                    404,
-                    ErrorType::UnknownFilterId,
-                    format!("Unknown filter ID: \"{filter_id}\"."),
-                ));
+                return Err(errors::unknown_filter_id(filter_id));
             }
         }
         for pid in seats {

@@ -17,6 +17,7 @@
 //! the seat's forwarders (and therefore every subscriber's view) carry on.
 
 mod connections;
+mod errors;
 mod experiment;
 mod handlers;
 mod limits;
@@ -148,7 +149,7 @@ impl HubHandle {
 }
 
 fn unavailable() -> WireError {
-    WireError::new(503, ErrorType::InternalServerError, "The server is shutting down.")
+    errors::shutting_down()
 }
 
 /// Who is on the other end of a connection.

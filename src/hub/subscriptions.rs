@@ -90,7 +90,7 @@ impl Hub {
 
     /// `CONNECTION_OFFER` from a subscriber: answer it off the hub task.
     pub(crate) fn on_connection_offer(&mut self, from: ConnId, id: String, sdp: String) -> Result<(), WireError> {
-        let unknown = || WireError::new(0, ErrorType::UnknownSubconnectionId, format!("Unknown offer ID {id}"));
+        let unknown = || errors::unknown_offer_id(&id);
         let sub = self.subs.get_mut(&id).filter(|s| s.subscriber == from && !s.offered).ok_or_else(unknown)?;
         sub.offered = true;
         let codec = self
@@ -116,13 +116,7 @@ impl Hub {
             Ok(sc) => sc,
             Err(e) => {
                 self.subs.remove(&sub_id);
-                let bad_offer = || {
-                    WireError::new(
-                        400,
-                        ErrorType::InvalidDatatype,
-                        "Invalid connection offer dict: the offer could not be applied.",
-                    )
-                };
+                let bad_offer = errors::unappliable_sub_offer;
                 let err = super::connections::peer_error("sub-connection offer", &e, bad_offer);
                 self.send_error(subscriber, &err);
                 return;
@@ -181,9 +175,11 @@ impl Hub {
 
     /// `ADD_ICE_CANDIDATE` on the data channel, for one of the sender's sub-connections.
     pub(crate) fn on_sub_ice(&mut self, from: ConnId, id: &str, c: IceCandidate) -> Result<(), WireError> {
-        let sub = self.subs.get_mut(id).filter(|s| s.subscriber == from).ok_or_else(|| {
-            WireError::new(0, ErrorType::UnknownSubconnectionId, format!("Unknown subconnection ID {id}"))
-        })?;
+        let sub = self
+            .subs
+            .get_mut(id)
+            .filter(|s| s.subscriber == from)
+            .ok_or_else(|| errors::unknown_subconnection_id(id))?;
         match &sub.handle {
             Some(h) => {
                 let h = h.clone();
@@ -194,9 +190,7 @@ impl Hub {
                 });
             }
             None if sub.early_ice.len() < ICE_BUFFER_PER_ID => sub.early_ice.push(c),
-            None => {
-                return Err(WireError::new(400, ErrorType::InvalidRequest, "Too many candidates before the offer."))
-            }
+            None => return Err(errors::too_many_candidates_before_offer()),
         }
         Ok(())
     }

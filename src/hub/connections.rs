@@ -286,8 +286,7 @@ impl Hub {
             return;
         }
         let start_time = self.sessions.get(session_id).map(|s| s.start_time).unwrap_or(0);
-        let msg = protocol::encode(MessageType::ExperimentStarted, serde_json::json!({ "start_time": start_time }));
-        self.send(id, msg);
+        self.send(id, protocol::outgoing::experiment_started(start_time));
     }
 
     pub(super) fn on_http_ice(&mut self, connection_id: String, candidate: IceCandidate) -> Result<(), WireError> {

@@ -499,7 +499,7 @@ impl Hub {
         self.experiments.insert(sid.to_owned(), Experiment::new());
         METRICS.live_experiments.set(self.experiments.len() as i64);
         self.open_recording(sid);
-        let msg = protocol::encode(T::ExperimentCreated, json!({"session_id": sid, "creation_time": now}));
+        let msg = protocol::outgoing::experiment_created(sid, now);
         for e in self.experimenters.clone() {
             self.send(e, msg.clone());
         }
@@ -568,7 +568,7 @@ impl Hub {
             e.start()?;
         }
         self.start_recording(&sid, now);
-        self.send_to_experiment(&sid, protocol::encode(T::ExperimentStarted, json!({"start_time": now})));
+        self.send_to_experiment(&sid, protocol::outgoing::experiment_started(now));
         self.send(id, success(SuccessType::StartExperiment, text::STARTED_EXPERIMENT));
         self.reconcile(&sid);
         Ok(())
@@ -593,10 +593,7 @@ impl Hub {
             e.stop()?;
         }
         self.stop_recording(sid, end_time);
-        self.send_to_experiment(
-            sid,
-            protocol::encode(T::ExperimentEnded, json!({"end_time": end_time, "start_time": start_time})),
-        );
+        self.send_to_experiment(sid, protocol::outgoing::experiment_ended(end_time, start_time));
         Ok(())
     }
 
@@ -616,7 +613,7 @@ impl Hub {
             let what = if notification == T::BanNotification { "participant_banned" } else { "participant_kicked" };
             self.log(&session_id, what, json!({"participant_id": participant_id, "reason": reason}));
         }
-        self.send(conn, protocol::encode(notification, json!({ "reason": reason })));
+        self.send(conn, protocol::outgoing::notification(notification, reason));
         self.drop_connection(conn, false);
     }
 

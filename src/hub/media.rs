@@ -323,7 +323,7 @@ impl Hub {
     /// Sends the server's own `PING {sent, data}` to a participant.
     pub(crate) fn on_ping_tick(&mut self, sid: &str, pid: &str) {
         let Some(conn) = self.seat(sid, pid) else { return };
-        let msg = protocol::encode(MessageType::Ping, json!({"sent": now_ms(), "data": ""}));
+        let msg = protocol::outgoing::server_ping(now_ms());
         self.send(conn, msg);
     }
 

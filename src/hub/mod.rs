@@ -37,7 +37,7 @@ use crate::config::{constant_time_eq, Config};
 use crate::media::Kind;
 use crate::metrics::METRICS;
 use crate::peer::{self, Connection, IceCandidate, PeerEvent, PeerFactory, SubHandle, VideoCodec};
-use crate::protocol::{self, ErrorType, MessageType, OfferRequest, OfferUser, WireError};
+use crate::protocol::{self, ErrorType, OfferRequest, OfferUser, WireError};
 use crate::session::store::SessionStore;
 use crate::session::{self, Session};
 

@@ -65,13 +65,7 @@ impl Hub {
                 sinks: None,
             },
         );
-        self.send(
-            subscriber,
-            protocol::encode(
-                MessageType::ConnectionProposal,
-                serde_json::json!({"id": id, "participant_summary": summary}),
-            ),
-        );
+        self.send(subscriber, protocol::outgoing::connection_proposal(id, summary));
     }
 
     pub(crate) fn close_sub(&mut self, sub_id: &str) {
@@ -146,13 +140,7 @@ impl Hub {
                 }
             }
         });
-        self.send(
-            subscriber,
-            protocol::encode(
-                MessageType::ConnectionAnswer,
-                serde_json::json!({"id": sub_id, "answer": {"sdp": answer_sdp, "type": "answer"}}),
-            ),
-        );
+        self.send(subscriber, protocol::outgoing::connection_answer(sub_id, answer_sdp));
     }
 
     /// The subscriber's connection is up: start forwarding to it (the forwarder asks the

@@ -189,151 +189,204 @@ impl Hub {
             R::Ping(_) | R::Pong(_) | R::ConnectionOffer { .. } | R::AddIceCandidate { .. } => {
                 self.common_request(id, req)
             }
-            R::GetSessionList => {
-                let sessions = std::mem::take(&mut self.sessions);
-                self.send_session_list(id, sessions.values());
-                self.sessions = sessions;
-                Ok(())
-            }
+            R::GetSessionList => self.get_session_list(id),
             R::GetChatHistory(r) => self.chat_history(id, r),
-            R::GetSession { session_id } => {
-                let s = self.sessions.get(&session_id).ok_or_else(|| errors::no_session_with_id(&session_id))?;
-                let msg = self.session_message(id, T::Session, s);
-                self.send(id, msg);
-                Ok(())
-            }
+            R::GetSession { session_id } => self.get_session(id, session_id),
             R::SaveSession(data) => self.save_session(id, data).await,
             R::DeleteSession { session_id } => self.delete_session(&session_id).await,
             R::CreateExperiment { session_id } => self.create_experiment(id, &session_id).await,
             R::JoinExperiment { session_id } => self.join_experiment(id, &session_id),
-            R::LeaveExperiment => {
-                let sid = self.joined(id).ok_or_else(|| nce("Failed to leave experiment."))?;
-                self.leave_experiment(id, &sid);
-                self.send(id, success(SuccessType::LeaveExperiment, text::LEFT_EXPERIMENT));
-                Ok(())
-            }
+            R::LeaveExperiment => self.leave(id),
             R::StartExperiment => self.start_experiment(id).await,
-            R::StopExperiment => {
-                let sid = self.joined(id).ok_or_else(|| nce("Cannot stop experiment."))?;
-                if let Some(e) = self.experiments.get(&sid) {
-                    e.check_stop()?;
-                }
-                self.stop_experiment(&sid, now_ms()).await?;
-                self.send(id, success(SuccessType::StopExperiment, text::STOPPED_EXPERIMENT));
-                Ok(())
-            }
-            R::AddNote(note) => {
-                let sid = self.joined(id).ok_or_else(|| nce("Cannot add note."))?;
-                self.commit(&sid, Change::Note { note }).await?;
-                self.send(id, success(SuccessType::AddNote, text::ADDED_NOTE));
-                Ok(())
-            }
+            R::StopExperiment => self.stop(id).await,
+            R::AddNote(note) => self.add_note(id, note).await,
             R::Chat(msg) => self.experimenter_chat(id, msg).await,
-            R::KickParticipant(r) => {
-                let sid = self.joined(id).ok_or_else(|| nce("Cannot kick participant."))?;
-                let conn = self.seat(&sid, &r.participant_id).ok_or_else(errors::kick_unknown)?;
-                self.remove_participant(conn, T::KickNotification, &r.reason);
-                self.send(id, success(SuccessType::KickParticipant, text::KICKED_PARTICIPANT));
-                Ok(())
-            }
-            R::BanParticipant(r) => {
-                let sid = self.joined(id).ok_or_else(|| nce("Cannot ban participant."))?;
-                self.session_mut(&sid)?.participant(&r.participant_id).ok_or_else(errors::ban_unknown)?;
-                self.commit(&sid, Change::Ban { participant: r.participant_id.clone() }).await?;
-                if let Some(conn) = self.seat(&sid, &r.participant_id) {
-                    self.remove_participant(conn, T::BanNotification, &r.reason);
-                }
-                self.send(id, success(SuccessType::BanParticipant, text::BANNED_PARTICIPANT));
-                Ok(())
-            }
-            R::Mute(r) => {
-                let sid = self.joined(id).ok_or_else(|| nce("Failed to mute participant."))?;
-                self.session_mut(&sid)?.participant(&r.participant_id).ok_or_else(errors::mute_unknown)?;
-                let change =
-                    Change::Mute { participant: r.participant_id.clone(), video: r.mute_video, audio: r.mute_audio };
-                self.commit(&sid, change).await?;
-                self.apply_media(&sid, Some(&r.participant_id));
-                self.broadcast_session_change(&sid, None);
-                self.send(id, success(SuccessType::Mute, text::CHANGED_MUTE));
-                Ok(())
-            }
-            R::SetFilters(r) => {
-                let sid = self.joined(id).ok_or_else(|| nce("Failed to set filters."))?;
-                super::media::validate_filters(&r.video_filters, &r.audio_filters, text::INVALID_SET_FILTERS_REQUEST)?;
-                let session = self.session_mut(&sid)?;
-                if r.participant_id != "all" && session.participant(&r.participant_id).is_none() {
-                    return Err(errors::unknown_participant_id(&r.participant_id));
-                }
-                let participant = (r.participant_id != "all").then(|| r.participant_id.clone());
-                self.commit(&sid, Change::Filters { participant, audio: r.audio_filters, video: r.video_filters })
-                    .await?;
-                // Live from the next frame, without renegotiation.
-                let only = (r.participant_id != "all").then_some(r.participant_id.as_str());
-                self.apply_media(&sid, only);
-                self.broadcast_session_change(&sid, None);
-                self.send(id, success(SuccessType::SetFilters, text::CHANGED_FILTERS));
-                Ok(())
-            }
-            R::SetGroupFilters(r) => {
-                let sid = self.joined(id).ok_or_else(|| nce("Failed to set filters."))?;
-                let change = Change::GroupFilters { audio: r.audio_group_filters, video: r.video_group_filters };
-                self.commit(&sid, change).await?;
-                // SynthARium never replied here (it awaited the aggregator forever); we do.
-                self.broadcast_session_change(&sid, None);
-                self.send(id, success(SuccessType::SetGroupFilters, text::CHANGED_GROUP_FILTERS));
-                Ok(())
-            }
-            R::GetFiltersConfig => {
-                // Derived from each filter's own declaration (filters crate).
-                let msg = protocol::encode(T::FiltersConfig, filters::catalogue_json());
-                self.send(id, msg);
-                Ok(())
-            }
-            R::GetFiltersData(r) => {
-                let sid = self.joined(id).ok_or_else(|| nce("Failed to set filters."))?; // SynthARium's text [sic]
-                let data = self.filters_data(&sid, None, &r.filter_id, &r.filter_name, r.filter_channel)?;
-                self.send(id, protocol::encode(T::FiltersData, data));
-                Ok(())
-            }
-            R::GetFiltersDataSendToParticipant(r) => {
-                let sid = self.joined(id).ok_or_else(|| nce("Failed to get filters data."))?;
-                let targets: Vec<(String, ConnId)> = if r.participant_id == "all" {
-                    self.experiments
-                        .get(&sid)
-                        .map(|e| e.participants.iter().map(|(p, c)| (p.clone(), *c)).collect())
-                        .unwrap_or_default()
-                } else {
-                    let c = self
-                        .seat(&sid, &r.participant_id)
-                        .ok_or_else(|| errors::participant_id_not_found(&r.participant_id))?;
-                    vec![(r.participant_id.clone(), c)]
-                };
-                let only = if r.participant_id == "all" { None } else { Some(r.participant_id.as_str()) };
-                let data = self.filters_data(&sid, only, &r.filter_id, &r.filter_name, r.filter_channel)?;
-                for (pid, c) in targets {
-                    // Keyed by participant: each recipient sees the other seats under its aliases.
-                    let Some(s) = self.sessions.get(&sid) else { continue };
-                    let viewer = self.aliases.viewer(s, &pid);
-                    let shown: serde_json::Map<String, Value> =
-                        data.iter().map(|(k, v)| (viewer.show(k), v.clone())).collect();
-                    self.send(c, protocol::encode(T::FiltersData, shown));
-                }
-                self.send(id, success(SuccessType::SendToParticipant, text::SENT_FILTERS_DATA_TO_PARTICIPANT));
-                Ok(())
-            }
+            R::KickParticipant(r) => self.kick_participant(id, r),
+            R::BanParticipant(r) => self.ban_participant(id, r).await,
+            R::Mute(r) => self.mute(id, r).await,
+            R::SetFilters(r) => self.set_filters(id, r).await,
+            R::SetGroupFilters(r) => self.set_group_filters(id, r).await,
+            R::GetFiltersConfig => self.get_filters_config(id),
+            R::GetFiltersData(r) => self.get_filters_data(id, r),
+            R::GetFiltersDataSendToParticipant(r) => self.get_filters_data_send_to_participant(id, r),
             R::UpdateReadMessageTime { participant_id, last_message_read_time } => {
-                let sid = self.joined(id).ok_or_else(|| nce("Failed to mute participant."))?; // SynthARium's text [sic]
-                self.session_mut(&sid)?.participant(&participant_id).ok_or_else(errors::select_unknown)?;
-                self.commit(&sid, Change::ReadTime { participant: participant_id, time: last_message_read_time }).await
+                self.update_read_message_time(id, participant_id, last_message_read_time).await
             }
-            R::GetRecordingList => {
-                let list = self.recording_list();
-                self.send(id, protocol::encode(T::RecordingList, list));
-                Ok(())
-            }
+            R::GetRecordingList => self.get_recording_list(id),
             R::PostProcessingVideo { .. } | R::CheckPostProcessing => Err(errors::post_processing_unavailable()),
             R::ServerOnly(kind) => Err(forbidden(kind)),
         }
+    }
+
+    /// `GET_SESSION_LIST`.
+    fn get_session_list(&mut self, id: ConnId) -> Res {
+        let sessions = std::mem::take(&mut self.sessions);
+        self.send_session_list(id, sessions.values());
+        self.sessions = sessions;
+        Ok(())
+    }
+
+    /// `GET_SESSION`.
+    fn get_session(&mut self, id: ConnId, session_id: String) -> Res {
+        let s = self.sessions.get(&session_id).ok_or_else(|| errors::no_session_with_id(&session_id))?;
+        let msg = self.session_message(id, T::Session, s);
+        self.send(id, msg);
+        Ok(())
+    }
+
+    /// `LEAVE_EXPERIMENT`.
+    fn leave(&mut self, id: ConnId) -> Res {
+        let sid = self.joined(id).ok_or_else(|| nce("Failed to leave experiment."))?;
+        self.leave_experiment(id, &sid);
+        self.send(id, success(SuccessType::LeaveExperiment, text::LEFT_EXPERIMENT));
+        Ok(())
+    }
+
+    /// `STOP_EXPERIMENT`.
+    async fn stop(&mut self, id: ConnId) -> Res {
+        let sid = self.joined(id).ok_or_else(|| nce("Cannot stop experiment."))?;
+        if let Some(e) = self.experiments.get(&sid) {
+            e.check_stop()?;
+        }
+        self.stop_experiment(&sid, now_ms()).await?;
+        self.send(id, success(SuccessType::StopExperiment, text::STOPPED_EXPERIMENT));
+        Ok(())
+    }
+
+    /// `ADD_NOTE`.
+    async fn add_note(&mut self, id: ConnId, note: session::model::Note) -> Res {
+        let sid = self.joined(id).ok_or_else(|| nce("Cannot add note."))?;
+        self.commit(&sid, Change::Note { note }).await?;
+        self.send(id, success(SuccessType::AddNote, text::ADDED_NOTE));
+        Ok(())
+    }
+
+    /// `KICK_PARTICIPANT`.
+    fn kick_participant(&mut self, id: ConnId, r: protocol::KickRequest) -> Res {
+        let sid = self.joined(id).ok_or_else(|| nce("Cannot kick participant."))?;
+        let conn = self.seat(&sid, &r.participant_id).ok_or_else(errors::kick_unknown)?;
+        self.remove_participant(conn, T::KickNotification, &r.reason);
+        self.send(id, success(SuccessType::KickParticipant, text::KICKED_PARTICIPANT));
+        Ok(())
+    }
+
+    /// `BAN_PARTICIPANT`.
+    async fn ban_participant(&mut self, id: ConnId, r: protocol::KickRequest) -> Res {
+        let sid = self.joined(id).ok_or_else(|| nce("Cannot ban participant."))?;
+        self.session_mut(&sid)?.participant(&r.participant_id).ok_or_else(errors::ban_unknown)?;
+        self.commit(&sid, Change::Ban { participant: r.participant_id.clone() }).await?;
+        if let Some(conn) = self.seat(&sid, &r.participant_id) {
+            self.remove_participant(conn, T::BanNotification, &r.reason);
+        }
+        self.send(id, success(SuccessType::BanParticipant, text::BANNED_PARTICIPANT));
+        Ok(())
+    }
+
+    /// `MUTE`.
+    async fn mute(&mut self, id: ConnId, r: protocol::MuteRequest) -> Res {
+        let sid = self.joined(id).ok_or_else(|| nce("Failed to mute participant."))?;
+        self.session_mut(&sid)?.participant(&r.participant_id).ok_or_else(errors::mute_unknown)?;
+        let change = Change::Mute { participant: r.participant_id.clone(), video: r.mute_video, audio: r.mute_audio };
+        self.commit(&sid, change).await?;
+        self.apply_media(&sid, Some(&r.participant_id));
+        self.broadcast_session_change(&sid, None);
+        self.send(id, success(SuccessType::Mute, text::CHANGED_MUTE));
+        Ok(())
+    }
+
+    /// `SET_FILTERS`.
+    async fn set_filters(&mut self, id: ConnId, r: protocol::SetFiltersRequest) -> Res {
+        let sid = self.joined(id).ok_or_else(|| nce("Failed to set filters."))?;
+        super::media::validate_filters(&r.video_filters, &r.audio_filters, text::INVALID_SET_FILTERS_REQUEST)?;
+        let session = self.session_mut(&sid)?;
+        if r.participant_id != "all" && session.participant(&r.participant_id).is_none() {
+            return Err(errors::unknown_participant_id(&r.participant_id));
+        }
+        let participant = (r.participant_id != "all").then(|| r.participant_id.clone());
+        self.commit(&sid, Change::Filters { participant, audio: r.audio_filters, video: r.video_filters }).await?;
+        // Live from the next frame, without renegotiation.
+        let only = (r.participant_id != "all").then_some(r.participant_id.as_str());
+        self.apply_media(&sid, only);
+        self.broadcast_session_change(&sid, None);
+        self.send(id, success(SuccessType::SetFilters, text::CHANGED_FILTERS));
+        Ok(())
+    }
+
+    /// `SET_GROUP_FILTERS`.
+    async fn set_group_filters(&mut self, id: ConnId, r: protocol::SetGroupFiltersRequest) -> Res {
+        let sid = self.joined(id).ok_or_else(|| nce("Failed to set filters."))?;
+        let change = Change::GroupFilters { audio: r.audio_group_filters, video: r.video_group_filters };
+        self.commit(&sid, change).await?;
+        // SynthARium never replied here (it awaited the aggregator forever); we do.
+        self.broadcast_session_change(&sid, None);
+        self.send(id, success(SuccessType::SetGroupFilters, text::CHANGED_GROUP_FILTERS));
+        Ok(())
+    }
+
+    /// `GET_FILTERS_CONFIG`.
+    fn get_filters_config(&mut self, id: ConnId) -> Res {
+        // Derived from each filter's own declaration (filters crate).
+        let msg = protocol::encode(T::FiltersConfig, filters::catalogue_json());
+        self.send(id, msg);
+        Ok(())
+    }
+
+    /// `GET_FILTERS_DATA`.
+    fn get_filters_data(&mut self, id: ConnId, r: protocol::GetFiltersDataRequest) -> Res {
+        let sid = self.joined(id).ok_or_else(|| nce("Failed to set filters."))?; // SynthARium's text [sic]
+        let data = self.filters_data(&sid, None, &r.filter_id, &r.filter_name, r.filter_channel)?;
+        self.send(id, protocol::encode(T::FiltersData, data));
+        Ok(())
+    }
+
+    /// `GET_FILTERS_DATA_SEND_TO_PARTICIPANT`.
+    fn get_filters_data_send_to_participant(
+        &mut self,
+        id: ConnId,
+        r: protocol::GetFiltersDataSendToParticipantRequest,
+    ) -> Res {
+        let sid = self.joined(id).ok_or_else(|| nce("Failed to get filters data."))?;
+        let targets: Vec<(String, ConnId)> = if r.participant_id == "all" {
+            self.experiments
+                .get(&sid)
+                .map(|e| e.participants.iter().map(|(p, c)| (p.clone(), *c)).collect())
+                .unwrap_or_default()
+        } else {
+            let c = self
+                .seat(&sid, &r.participant_id)
+                .ok_or_else(|| errors::participant_id_not_found(&r.participant_id))?;
+            vec![(r.participant_id.clone(), c)]
+        };
+        let only = if r.participant_id == "all" { None } else { Some(r.participant_id.as_str()) };
+        let data = self.filters_data(&sid, only, &r.filter_id, &r.filter_name, r.filter_channel)?;
+        for (pid, c) in targets {
+            // Keyed by participant: each recipient sees the other seats under its aliases.
+            let Some(s) = self.sessions.get(&sid) else { continue };
+            let viewer = self.aliases.viewer(s, &pid);
+            let shown: serde_json::Map<String, Value> = data.iter().map(|(k, v)| (viewer.show(k), v.clone())).collect();
+            self.send(c, protocol::encode(T::FiltersData, shown));
+        }
+        self.send(id, success(SuccessType::SendToParticipant, text::SENT_FILTERS_DATA_TO_PARTICIPANT));
+        Ok(())
+    }
+
+    /// `UPDATE_READ_MESSAGE_TIME`.
+    async fn update_read_message_time(
+        &mut self,
+        id: ConnId,
+        participant_id: String,
+        last_message_read_time: i64,
+    ) -> Res {
+        let sid = self.joined(id).ok_or_else(|| nce("Failed to mute participant."))?; // SynthARium's text [sic]
+        self.session_mut(&sid)?.participant(&participant_id).ok_or_else(errors::select_unknown)?;
+        self.commit(&sid, Change::ReadTime { participant: participant_id, time: last_message_read_time }).await
+    }
+
+    /// `GET_RECORDING_LIST`.
+    fn get_recording_list(&mut self, id: ConnId) -> Res {
+        let list = self.recording_list();
+        self.send(id, protocol::encode(T::RecordingList, list));
+        Ok(())
     }
 
     /// The recording session whose log gets connection `id`'s requests.

@@ -55,11 +55,7 @@ impl IceBuffers {
         let id_cost = id.len() + std::mem::size_of::<IceBuffer>() + 64;
         if let Some(buf) = self.by_id.get(&id) {
             if buf.candidates.len() >= ICE_BUFFER_PER_ID || buf.bytes + cost > ICE_BUFFER_BYTES_PER_ID {
-                return Err(WireError::new(
-                    400,
-                    ErrorType::InvalidRequest,
-                    "Too many candidates for an unknown connection.",
-                ));
+                return Err(errors::too_many_early_candidates());
             }
         }
         let new_id = !self.by_id.contains_key(&id);
@@ -134,7 +130,7 @@ pub(super) fn peer_error(what: &str, e: &peer::PeerError, bad_offer: impl FnOnce
         } else {
             "The server is out of sockets or open files; try again later."
         };
-        return WireError::new(503, ErrorType::InternalServerError, description);
+        return errors::out_of_resources(description);
     }
     tracing::error!(error = %e, "{what} not answered");
     WireError::internal()
@@ -145,11 +141,7 @@ impl Hub {
         let role = match &req.user {
             OfferUser::Experimenter { password } => {
                 if !constant_time_eq(password, &self.cfg.experimenter_password) {
-                    let _ = reply.send(Err(WireError::new(
-                        401,
-                        ErrorType::InvalidRequest,
-                        "Invalid or missing experimenter password.",
-                    )));
+                    let _ = reply.send(Err(errors::bad_password()));
                     return;
                 }
                 Role::Experimenter { id: format!("E{}", session::new_id()) }
@@ -176,31 +168,13 @@ impl Hub {
         });
     }
 
-    /// SynthARium's participant checks (`docs/protocol.md`, POST /offer), with exphub's changes: a
-    /// rejoin takes over the seat instead of failing, and an ended experiment refuses joins.
+    /// [`experiment::check_participant_offer`] against the hub's current state.
     pub(super) fn check_participant_offer(&self, session_id: &str, participant_id: &str) -> Result<(), WireError> {
-        let exp = self
-            .experiments
-            .get(session_id)
-            .ok_or_else(|| WireError::new(400, ErrorType::UnknownSession, "Session not found."))?;
-        let session = self
-            .sessions
-            .get(session_id)
-            .ok_or_else(|| WireError::new(400, ErrorType::UnknownSession, "Session not found."))?;
-        let p = session.participant(participant_id).ok_or_else(|| {
-            WireError::new(400, ErrorType::UnknownParticipant, "Participant not found in the given session.")
-        })?;
-        if p.banned {
-            return Err(WireError::new(
-                400,
-                ErrorType::BannedParticipant,
-                "You have been banned and can no longer join the experiment.",
-            ));
-        }
-        if exp.state == ExperimentState::Ended {
-            return Err(WireError::new(409, ErrorType::InvalidRequest, "The experiment has ended."));
-        }
-        Ok(())
+        experiment::check_participant_offer(
+            self.sessions.get(session_id),
+            self.experiments.get(session_id),
+            participant_id,
+        )
     }
 
     pub(super) async fn on_answered(&mut self, token: u64, result: Result<peer::MainConnection, peer::PeerError>) {
@@ -208,8 +182,7 @@ impl Hub {
         let mc = match result {
             Ok(mc) => mc,
             Err(e) => {
-                let bad_offer =
-                    || WireError::new(400, ErrorType::InvalidRequest, protocol::text::FAILED_TO_PARSE_OFFER);
+                let bad_offer = errors::unparseable_offer;
                 let _ = pending.reply.send(Err(peer_error("offer", &e, bad_offer)));
                 return;
             }
@@ -260,11 +233,10 @@ impl Hub {
                 let sink_ids = (self.next_id(), self.next_id());
                 // Rejoin: the new connection takes the seat; the old one is closed.
                 let Some(exp) = self.experiments.get_mut(session_id) else {
-                    let _ =
-                        pending.reply.send(Err(WireError::new(400, ErrorType::UnknownSession, "Session not found.")));
+                    let _ = pending.reply.send(Err(errors::session_not_found()));
                     return;
                 };
-                let old = exp.participants.insert(participant_id.clone(), id);
+                let old = exp.seat(participant_id, id);
                 if let (Some((v, a)), Some(media)) = (echo, self.seat_media(session_id, participant_id)) {
                     media.video.add_sink(sink_ids.0, v, None);
                     media.audio.add_sink(sink_ids.1, a, None);
@@ -314,8 +286,7 @@ impl Hub {
             return;
         }
         let start_time = self.sessions.get(session_id).map(|s| s.start_time).unwrap_or(0);
-        let msg = protocol::encode(MessageType::ExperimentStarted, serde_json::json!({ "start_time": start_time }));
-        self.send(id, msg);
+        self.send(id, protocol::outgoing::experiment_started(start_time));
     }
 
     pub(super) fn on_http_ice(&mut self, connection_id: String, candidate: IceCandidate) -> Result<(), WireError> {
@@ -410,8 +381,8 @@ impl Hub {
                         m.video.remove_sink(v);
                         m.audio.remove_sink(a);
                     }
-                    if !replaced && exp.participants.get(participant_id) == Some(&id) {
-                        exp.participants.remove(participant_id);
+                    if !replaced {
+                        exp.unseat(participant_id, id);
                     }
                 }
                 if !replaced {

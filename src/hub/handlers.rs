@@ -4,7 +4,9 @@
 
 use serde_json::{json, Value};
 
-use super::{now_ms, Catalogue, ConnId, Experiment, ExperimentState, Hub, Role};
+use super::errors::{self, forbidden, not_connected as nce};
+use super::experiment::{self, ChatSender};
+use super::{now_ms, Catalogue, ConnId, Experiment, Hub, Role};
 use crate::media::Kind;
 use crate::metrics::METRICS;
 use crate::peer;
@@ -28,18 +30,6 @@ const PARTICIPANT_MAY_SEND: &[T] = &[
     T::GetFiltersData,
     T::GetChatHistory,
 ];
-
-fn nce(prefix: &str) -> WireError {
-    WireError::new(
-        409,
-        ErrorType::NotConnectedToExperiment,
-        format!("{prefix} Experimenter is not connected to an experiment."),
-    )
-}
-
-fn forbidden(kind: T) -> WireError {
-    WireError::new(403, ErrorType::Forbidden, format!("{} is not allowed for this user.", kind.as_str()))
-}
 
 fn success(t: SuccessType, description: &str) -> String {
     protocol::success_message(t, description)
@@ -148,11 +138,7 @@ impl Hub {
             ClientRequest::Chat(msg) => self.participant_chat(id, sid, pid, msg).await,
             ClientRequest::GetSession { session_id } => {
                 if session_id != sid {
-                    return Err(WireError::new(
-                        403,
-                        ErrorType::Forbidden,
-                        "Participants may only request their own session.",
-                    ));
+                    return Err(errors::own_session_only());
                 }
                 let view = self.participant_view(sid, pid)?;
                 let msg = self.session_message(id, T::Session, &view);
@@ -168,11 +154,7 @@ impl Hub {
             // Its own chat only: it holds every message the participant may read.
             ClientRequest::GetChatHistory(r) => {
                 if r.session_id != sid || r.participant_id != pid {
-                    return Err(WireError::new(
-                        403,
-                        ErrorType::Forbidden,
-                        "Participants may only request their own chat.",
-                    ));
+                    return Err(errors::own_chat_only());
                 }
                 self.chat_history(id, r)
             }
@@ -187,10 +169,7 @@ impl Hub {
     }
 
     fn participant_view(&self, sid: &str, pid: &str) -> Result<Session, WireError> {
-        let s = self
-            .sessions
-            .get(sid)
-            .ok_or_else(|| WireError::new(404, ErrorType::UnknownSession, "No session with the given ID found."))?;
+        let s = self.sessions.get(sid).ok_or_else(|| errors::no_session(404))?;
         Ok(session::participant_view(&self.aliases.viewer(s, pid)))
     }
 
@@ -210,193 +189,204 @@ impl Hub {
             R::Ping(_) | R::Pong(_) | R::ConnectionOffer { .. } | R::AddIceCandidate { .. } => {
                 self.common_request(id, req)
             }
-            R::GetSessionList => {
-                let sessions = std::mem::take(&mut self.sessions);
-                self.send_session_list(id, sessions.values());
-                self.sessions = sessions;
-                Ok(())
-            }
+            R::GetSessionList => self.get_session_list(id),
             R::GetChatHistory(r) => self.chat_history(id, r),
-            R::GetSession { session_id } => {
-                let s = self.sessions.get(&session_id).ok_or_else(|| {
-                    WireError::new(
-                        404,
-                        ErrorType::UnknownSession,
-                        format!("No session with the given ID found: {session_id}."),
-                    )
-                })?;
-                let msg = self.session_message(id, T::Session, s);
-                self.send(id, msg);
-                Ok(())
-            }
+            R::GetSession { session_id } => self.get_session(id, session_id),
             R::SaveSession(data) => self.save_session(id, data).await,
             R::DeleteSession { session_id } => self.delete_session(&session_id).await,
             R::CreateExperiment { session_id } => self.create_experiment(id, &session_id).await,
             R::JoinExperiment { session_id } => self.join_experiment(id, &session_id),
-            R::LeaveExperiment => {
-                let sid = self.joined(id).ok_or_else(|| nce("Failed to leave experiment."))?;
-                self.leave_experiment(id, &sid);
-                self.send(id, success(SuccessType::LeaveExperiment, text::LEFT_EXPERIMENT));
-                Ok(())
-            }
+            R::LeaveExperiment => self.leave(id),
             R::StartExperiment => self.start_experiment(id).await,
-            R::StopExperiment => {
-                let sid = self.joined(id).ok_or_else(|| nce("Cannot stop experiment."))?;
-                if self.experiments.get(&sid).is_some_and(|e| e.state == ExperimentState::Ended) {
-                    return Err(WireError::new(409, ErrorType::InvalidRequest, "Experiment is already stopped."));
-                }
-                self.stop_experiment(&sid, now_ms()).await?;
-                self.send(id, success(SuccessType::StopExperiment, text::STOPPED_EXPERIMENT));
-                Ok(())
-            }
-            R::AddNote(note) => {
-                let sid = self.joined(id).ok_or_else(|| nce("Cannot add note."))?;
-                self.commit(&sid, Change::Note { note }).await?;
-                self.send(id, success(SuccessType::AddNote, text::ADDED_NOTE));
-                Ok(())
-            }
+            R::StopExperiment => self.stop(id).await,
+            R::AddNote(note) => self.add_note(id, note).await,
             R::Chat(msg) => self.experimenter_chat(id, msg).await,
-            R::KickParticipant(r) => {
-                let sid = self.joined(id).ok_or_else(|| nce("Cannot kick participant."))?;
-                let conn = self.seat(&sid, &r.participant_id).ok_or_else(|| {
-                    WireError::new(
-                        404,
-                        ErrorType::UnknownParticipant,
-                        "Failed to kick Participant. Participant with the given ID not found.",
-                    )
-                })?;
-                self.remove_participant(conn, T::KickNotification, &r.reason);
-                self.send(id, success(SuccessType::KickParticipant, text::KICKED_PARTICIPANT));
-                Ok(())
-            }
-            R::BanParticipant(r) => {
-                let sid = self.joined(id).ok_or_else(|| nce("Cannot ban participant."))?;
-                self.session_mut(&sid)?.participant(&r.participant_id).ok_or_else(|| {
-                    WireError::new(
-                        404,
-                        ErrorType::UnknownParticipant,
-                        "Failed to ban Participant. Participant with the given ID not found.",
-                    )
-                })?;
-                self.commit(&sid, Change::Ban { participant: r.participant_id.clone() }).await?;
-                if let Some(conn) = self.seat(&sid, &r.participant_id) {
-                    self.remove_participant(conn, T::BanNotification, &r.reason);
-                }
-                self.send(id, success(SuccessType::BanParticipant, text::BANNED_PARTICIPANT));
-                Ok(())
-            }
-            R::Mute(r) => {
-                let sid = self.joined(id).ok_or_else(|| nce("Failed to mute participant."))?;
-                self.session_mut(&sid)?.participant(&r.participant_id).ok_or_else(|| {
-                    WireError::new(
-                        404,
-                        ErrorType::UnknownParticipant,
-                        "Failed to mute participant, requested participantId is not part of this experiment.",
-                    )
-                })?;
-                let change =
-                    Change::Mute { participant: r.participant_id.clone(), video: r.mute_video, audio: r.mute_audio };
-                self.commit(&sid, change).await?;
-                self.apply_media(&sid, Some(&r.participant_id));
-                self.broadcast_session_change(&sid, None);
-                self.send(id, success(SuccessType::Mute, text::CHANGED_MUTE));
-                Ok(())
-            }
-            R::SetFilters(r) => {
-                let sid = self.joined(id).ok_or_else(|| nce("Failed to set filters."))?;
-                super::media::validate_filters(&r.video_filters, &r.audio_filters, text::INVALID_SET_FILTERS_REQUEST)?;
-                let session = self.session_mut(&sid)?;
-                if r.participant_id != "all" && session.participant(&r.participant_id).is_none() {
-                    return Err(WireError::new(
-                        404,
-                        ErrorType::UnknownParticipant,
-                        format!("Unknown participant ID: \"{}\".", r.participant_id),
-                    ));
-                }
-                let participant = (r.participant_id != "all").then(|| r.participant_id.clone());
-                self.commit(&sid, Change::Filters { participant, audio: r.audio_filters, video: r.video_filters })
-                    .await?;
-                // Live from the next frame, without renegotiation.
-                let only = (r.participant_id != "all").then_some(r.participant_id.as_str());
-                self.apply_media(&sid, only);
-                self.broadcast_session_change(&sid, None);
-                self.send(id, success(SuccessType::SetFilters, text::CHANGED_FILTERS));
-                Ok(())
-            }
-            R::SetGroupFilters(r) => {
-                let sid = self.joined(id).ok_or_else(|| nce("Failed to set filters."))?;
-                let change = Change::GroupFilters { audio: r.audio_group_filters, video: r.video_group_filters };
-                self.commit(&sid, change).await?;
-                // SynthARium never replied here (it awaited the aggregator forever); we do.
-                self.broadcast_session_change(&sid, None);
-                self.send(id, success(SuccessType::SetGroupFilters, text::CHANGED_GROUP_FILTERS));
-                Ok(())
-            }
-            R::GetFiltersConfig => {
-                // Derived from each filter's own declaration (filters crate).
-                let msg = protocol::encode(T::FiltersConfig, filters::catalogue_json());
-                self.send(id, msg);
-                Ok(())
-            }
-            R::GetFiltersData(r) => {
-                let sid = self.joined(id).ok_or_else(|| nce("Failed to set filters."))?; // SynthARium's text [sic]
-                let data = self.filters_data(&sid, None, &r.filter_id, &r.filter_name, r.filter_channel)?;
-                self.send(id, protocol::encode(T::FiltersData, data));
-                Ok(())
-            }
-            R::GetFiltersDataSendToParticipant(r) => {
-                let sid = self.joined(id).ok_or_else(|| nce("Failed to get filters data."))?;
-                let targets: Vec<(String, ConnId)> = if r.participant_id == "all" {
-                    self.experiments
-                        .get(&sid)
-                        .map(|e| e.participants.iter().map(|(p, c)| (p.clone(), *c)).collect())
-                        .unwrap_or_default()
-                } else {
-                    let c = self.seat(&sid, &r.participant_id).ok_or_else(|| {
-                        WireError::new(
-                            404,
-                            ErrorType::UnknownParticipant,
-                            format!("Participant with id \"{}\" not found.", r.participant_id),
-                        )
-                    })?;
-                    vec![(r.participant_id.clone(), c)]
-                };
-                let only = if r.participant_id == "all" { None } else { Some(r.participant_id.as_str()) };
-                let data = self.filters_data(&sid, only, &r.filter_id, &r.filter_name, r.filter_channel)?;
-                for (pid, c) in targets {
-                    // Keyed by participant: each recipient sees the other seats under its aliases.
-                    let Some(s) = self.sessions.get(&sid) else { continue };
-                    let viewer = self.aliases.viewer(s, &pid);
-                    let shown: serde_json::Map<String, Value> =
-                        data.iter().map(|(k, v)| (viewer.show(k), v.clone())).collect();
-                    self.send(c, protocol::encode(T::FiltersData, shown));
-                }
-                self.send(id, success(SuccessType::SendToParticipant, text::SENT_FILTERS_DATA_TO_PARTICIPANT));
-                Ok(())
-            }
+            R::KickParticipant(r) => self.kick_participant(id, r),
+            R::BanParticipant(r) => self.ban_participant(id, r).await,
+            R::Mute(r) => self.mute(id, r).await,
+            R::SetFilters(r) => self.set_filters(id, r).await,
+            R::SetGroupFilters(r) => self.set_group_filters(id, r).await,
+            R::GetFiltersConfig => self.get_filters_config(id),
+            R::GetFiltersData(r) => self.get_filters_data(id, r),
+            R::GetFiltersDataSendToParticipant(r) => self.get_filters_data_send_to_participant(id, r),
             R::UpdateReadMessageTime { participant_id, last_message_read_time } => {
-                let sid = self.joined(id).ok_or_else(|| nce("Failed to mute participant."))?; // SynthARium's text [sic]
-                self.session_mut(&sid)?.participant(&participant_id).ok_or_else(|| {
-                    WireError::new(
-                        404,
-                        ErrorType::UnknownParticipant,
-                        "Failed to select participant, requested participantId is not part of this experiment.",
-                    )
-                })?;
-                self.commit(&sid, Change::ReadTime { participant: participant_id, time: last_message_read_time }).await
+                self.update_read_message_time(id, participant_id, last_message_read_time).await
             }
-            R::GetRecordingList => {
-                let list = self.recording_list();
-                self.send(id, protocol::encode(T::RecordingList, list));
-                Ok(())
-            }
-            R::PostProcessingVideo { .. } | R::CheckPostProcessing => Err(WireError::new(
-                501,
-                ErrorType::NotImplemented,
-                "Post-processing (OpenFace) is not available on this server.",
-            )),
+            R::GetRecordingList => self.get_recording_list(id),
+            R::PostProcessingVideo { .. } | R::CheckPostProcessing => Err(errors::post_processing_unavailable()),
             R::ServerOnly(kind) => Err(forbidden(kind)),
         }
+    }
+
+    /// `GET_SESSION_LIST`.
+    fn get_session_list(&mut self, id: ConnId) -> Res {
+        let sessions = std::mem::take(&mut self.sessions);
+        self.send_session_list(id, sessions.values());
+        self.sessions = sessions;
+        Ok(())
+    }
+
+    /// `GET_SESSION`.
+    fn get_session(&mut self, id: ConnId, session_id: String) -> Res {
+        let s = self.sessions.get(&session_id).ok_or_else(|| errors::no_session_with_id(&session_id))?;
+        let msg = self.session_message(id, T::Session, s);
+        self.send(id, msg);
+        Ok(())
+    }
+
+    /// `LEAVE_EXPERIMENT`.
+    fn leave(&mut self, id: ConnId) -> Res {
+        let sid = self.joined(id).ok_or_else(|| nce("Failed to leave experiment."))?;
+        self.leave_experiment(id, &sid);
+        self.send(id, success(SuccessType::LeaveExperiment, text::LEFT_EXPERIMENT));
+        Ok(())
+    }
+
+    /// `STOP_EXPERIMENT`.
+    async fn stop(&mut self, id: ConnId) -> Res {
+        let sid = self.joined(id).ok_or_else(|| nce("Cannot stop experiment."))?;
+        if let Some(e) = self.experiments.get(&sid) {
+            e.check_stop()?;
+        }
+        self.stop_experiment(&sid, now_ms()).await?;
+        self.send(id, success(SuccessType::StopExperiment, text::STOPPED_EXPERIMENT));
+        Ok(())
+    }
+
+    /// `ADD_NOTE`.
+    async fn add_note(&mut self, id: ConnId, note: session::model::Note) -> Res {
+        let sid = self.joined(id).ok_or_else(|| nce("Cannot add note."))?;
+        self.commit(&sid, Change::Note { note }).await?;
+        self.send(id, success(SuccessType::AddNote, text::ADDED_NOTE));
+        Ok(())
+    }
+
+    /// `KICK_PARTICIPANT`.
+    fn kick_participant(&mut self, id: ConnId, r: protocol::KickRequest) -> Res {
+        let sid = self.joined(id).ok_or_else(|| nce("Cannot kick participant."))?;
+        let conn = self.seat(&sid, &r.participant_id).ok_or_else(errors::kick_unknown)?;
+        self.remove_participant(conn, T::KickNotification, &r.reason);
+        self.send(id, success(SuccessType::KickParticipant, text::KICKED_PARTICIPANT));
+        Ok(())
+    }
+
+    /// `BAN_PARTICIPANT`.
+    async fn ban_participant(&mut self, id: ConnId, r: protocol::KickRequest) -> Res {
+        let sid = self.joined(id).ok_or_else(|| nce("Cannot ban participant."))?;
+        self.session_mut(&sid)?.participant(&r.participant_id).ok_or_else(errors::ban_unknown)?;
+        self.commit(&sid, Change::Ban { participant: r.participant_id.clone() }).await?;
+        if let Some(conn) = self.seat(&sid, &r.participant_id) {
+            self.remove_participant(conn, T::BanNotification, &r.reason);
+        }
+        self.send(id, success(SuccessType::BanParticipant, text::BANNED_PARTICIPANT));
+        Ok(())
+    }
+
+    /// `MUTE`.
+    async fn mute(&mut self, id: ConnId, r: protocol::MuteRequest) -> Res {
+        let sid = self.joined(id).ok_or_else(|| nce("Failed to mute participant."))?;
+        self.session_mut(&sid)?.participant(&r.participant_id).ok_or_else(errors::mute_unknown)?;
+        let change = Change::Mute { participant: r.participant_id.clone(), video: r.mute_video, audio: r.mute_audio };
+        self.commit(&sid, change).await?;
+        self.apply_media(&sid, Some(&r.participant_id));
+        self.broadcast_session_change(&sid, None);
+        self.send(id, success(SuccessType::Mute, text::CHANGED_MUTE));
+        Ok(())
+    }
+
+    /// `SET_FILTERS`.
+    async fn set_filters(&mut self, id: ConnId, r: protocol::SetFiltersRequest) -> Res {
+        let sid = self.joined(id).ok_or_else(|| nce("Failed to set filters."))?;
+        super::media::validate_filters(&r.video_filters, &r.audio_filters, text::INVALID_SET_FILTERS_REQUEST)?;
+        let session = self.session_mut(&sid)?;
+        if r.participant_id != "all" && session.participant(&r.participant_id).is_none() {
+            return Err(errors::unknown_participant_id(&r.participant_id));
+        }
+        let participant = (r.participant_id != "all").then(|| r.participant_id.clone());
+        self.commit(&sid, Change::Filters { participant, audio: r.audio_filters, video: r.video_filters }).await?;
+        // Live from the next frame, without renegotiation.
+        let only = (r.participant_id != "all").then_some(r.participant_id.as_str());
+        self.apply_media(&sid, only);
+        self.broadcast_session_change(&sid, None);
+        self.send(id, success(SuccessType::SetFilters, text::CHANGED_FILTERS));
+        Ok(())
+    }
+
+    /// `SET_GROUP_FILTERS`.
+    async fn set_group_filters(&mut self, id: ConnId, r: protocol::SetGroupFiltersRequest) -> Res {
+        let sid = self.joined(id).ok_or_else(|| nce("Failed to set filters."))?;
+        let change = Change::GroupFilters { audio: r.audio_group_filters, video: r.video_group_filters };
+        self.commit(&sid, change).await?;
+        // SynthARium never replied here (it awaited the aggregator forever); we do.
+        self.broadcast_session_change(&sid, None);
+        self.send(id, success(SuccessType::SetGroupFilters, text::CHANGED_GROUP_FILTERS));
+        Ok(())
+    }
+
+    /// `GET_FILTERS_CONFIG`.
+    fn get_filters_config(&mut self, id: ConnId) -> Res {
+        // Derived from each filter's own declaration (filters crate).
+        let msg = protocol::encode(T::FiltersConfig, filters::catalogue_json());
+        self.send(id, msg);
+        Ok(())
+    }
+
+    /// `GET_FILTERS_DATA`.
+    fn get_filters_data(&mut self, id: ConnId, r: protocol::GetFiltersDataRequest) -> Res {
+        let sid = self.joined(id).ok_or_else(|| nce("Failed to set filters."))?; // SynthARium's text [sic]
+        let data = self.filters_data(&sid, None, &r.filter_id, &r.filter_name, r.filter_channel)?;
+        self.send(id, protocol::encode(T::FiltersData, data));
+        Ok(())
+    }
+
+    /// `GET_FILTERS_DATA_SEND_TO_PARTICIPANT`.
+    fn get_filters_data_send_to_participant(
+        &mut self,
+        id: ConnId,
+        r: protocol::GetFiltersDataSendToParticipantRequest,
+    ) -> Res {
+        let sid = self.joined(id).ok_or_else(|| nce("Failed to get filters data."))?;
+        let targets: Vec<(String, ConnId)> = if r.participant_id == "all" {
+            self.experiments
+                .get(&sid)
+                .map(|e| e.participants.iter().map(|(p, c)| (p.clone(), *c)).collect())
+                .unwrap_or_default()
+        } else {
+            let c = self
+                .seat(&sid, &r.participant_id)
+                .ok_or_else(|| errors::participant_id_not_found(&r.participant_id))?;
+            vec![(r.participant_id.clone(), c)]
+        };
+        let only = if r.participant_id == "all" { None } else { Some(r.participant_id.as_str()) };
+        let data = self.filters_data(&sid, only, &r.filter_id, &r.filter_name, r.filter_channel)?;
+        for (pid, c) in targets {
+            // Keyed by participant: each recipient sees the other seats under its aliases.
+            let Some(s) = self.sessions.get(&sid) else { continue };
+            let viewer = self.aliases.viewer(s, &pid);
+            let shown: serde_json::Map<String, Value> = data.iter().map(|(k, v)| (viewer.show(k), v.clone())).collect();
+            self.send(c, protocol::encode(T::FiltersData, shown));
+        }
+        self.send(id, success(SuccessType::SendToParticipant, text::SENT_FILTERS_DATA_TO_PARTICIPANT));
+        Ok(())
+    }
+
+    /// `UPDATE_READ_MESSAGE_TIME`.
+    async fn update_read_message_time(
+        &mut self,
+        id: ConnId,
+        participant_id: String,
+        last_message_read_time: i64,
+    ) -> Res {
+        let sid = self.joined(id).ok_or_else(|| nce("Failed to mute participant."))?; // SynthARium's text [sic]
+        self.session_mut(&sid)?.participant(&participant_id).ok_or_else(errors::select_unknown)?;
+        self.commit(&sid, Change::ReadTime { participant: participant_id, time: last_message_read_time }).await
+    }
+
+    /// `GET_RECORDING_LIST`.
+    fn get_recording_list(&mut self, id: ConnId) -> Res {
+        let list = self.recording_list();
+        self.send(id, protocol::encode(T::RecordingList, list));
+        Ok(())
     }
 
     /// The recording session whose log gets connection `id`'s requests.
@@ -467,31 +457,13 @@ impl Hub {
     fn chat_history(&mut self, id: ConnId, r: protocol::GetChatHistoryRequest) -> Res {
         const DEFAULT_PAGE: u64 = 100;
         const MAX_PAGE: u64 = 1000;
-        let s = self.sessions.get(&r.session_id).ok_or_else(|| {
-            WireError::new(
-                404,
-                ErrorType::UnknownSession,
-                format!("No session with the given ID found: {}.", r.session_id),
-            )
-        })?;
-        let p = s.participant(&r.participant_id).ok_or_else(|| {
-            WireError::new(
-                404,
-                ErrorType::UnknownParticipant,
-                format!("No participant with the given ID found: {}.", r.participant_id),
-            )
-        })?;
+        let s = self.sessions.get(&r.session_id).ok_or_else(|| errors::no_session_with_id(&r.session_id))?;
+        let p = s.participant(&r.participant_id).ok_or_else(|| errors::no_participant_with_id(&r.participant_id))?;
         let before = r.before.map_or(p.chat.len(), |b| usize::try_from(b).unwrap_or(usize::MAX));
         let limit = r.limit.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE) as usize;
         let max_len = self.send_limit(id);
-        let msg =
-            protocol::outgoing::chat_history_page(&s.id, &p.id, &p.chat, before, limit, max_len).ok_or_else(|| {
-                WireError::new(
-                    413,
-                    ErrorType::InvalidRequest,
-                    "The chat message before the requested index is too large for this connection.",
-                )
-            })?;
+        let msg = protocol::outgoing::chat_history_page(&s.id, &p.id, &p.chat, before, limit, max_len)
+            .ok_or_else(errors::chat_page_too_large)?;
         self.send(id, msg);
         Ok(())
     }
@@ -502,9 +474,7 @@ impl Hub {
             let sessions = &self.sessions;
             session::prepare_new_session(s, |id| sessions.contains_key(id))?
         } else {
-            let stored = self.sessions.get(&s.id).ok_or_else(|| {
-                WireError::new(404, ErrorType::UnknownSession, "No session with the given ID found to update.")
-            })?;
+            let stored = self.sessions.get(&s.id).ok_or_else(errors::no_session_to_update)?;
             let mut updated = session::apply_update(stored, s)?;
             // The server is the authority on chat: a form loaded before a message arrived
             // must not erase it (`docs/protocol.md` D4, nothing is lost).
@@ -551,22 +521,11 @@ impl Hub {
 
     async fn delete_session(&mut self, sid: &str) -> Res {
         if self.experiments.contains_key(sid) {
-            return Err(WireError::new(
-                400,
-                ErrorType::ExperimentRunning,
-                "Cannot delete session with running experiment.",
-            ));
+            return Err(errors::delete_with_live_experiment());
         }
-        let s = self
-            .sessions
-            .get(sid)
-            .ok_or_else(|| WireError::new(404, ErrorType::InvalidRequest, "No session found for the given ID."))?;
+        let s = self.sessions.get(sid).ok_or_else(errors::delete_unknown_session)?;
         if s.creation_time > 0 {
-            return Err(WireError::new(
-                409,
-                ErrorType::ExperimentRunning,
-                "Can not delete the session, a experiment for this session exists.",
-            ));
+            return Err(errors::delete_after_experiment());
         }
         self.delete_file(sid).await?;
         self.sessions.remove(sid);
@@ -579,10 +538,10 @@ impl Hub {
 
     async fn create_experiment(&mut self, id: ConnId, sid: &str) -> Res {
         if self.experiments.contains_key(sid) {
-            return Err(WireError::new(409, ErrorType::InvalidRequest, "Experiment already exists."));
+            return Err(errors::experiment_exists());
         }
         if !self.sessions.contains_key(sid) {
-            return Err(WireError::new(400, ErrorType::UnknownSession, "No session with the given ID found."));
+            return Err(errors::no_session(400));
         }
         let now = now_ms();
         self.session_mut(sid)?.creation_time = now;
@@ -593,7 +552,7 @@ impl Hub {
         self.experiments.insert(sid.to_owned(), Experiment::new());
         METRICS.live_experiments.set(self.experiments.len() as i64);
         self.open_recording(sid);
-        let msg = protocol::encode(T::ExperimentCreated, json!({"session_id": sid, "creation_time": now}));
+        let msg = protocol::outgoing::experiment_created(sid, now);
         for e in self.experimenters.clone() {
             self.send(e, msg.clone());
         }
@@ -604,14 +563,10 @@ impl Hub {
 
     fn join_experiment(&mut self, id: ConnId, sid: &str) -> Res {
         if self.joined(id).is_some() {
-            return Err(WireError::new(
-                409,
-                ErrorType::AlreadyJoinedExperiment,
-                "Can not join an experiment while already connected to an experiment.",
-            ));
+            return Err(errors::already_joined());
         }
         if !self.experiments.contains_key(sid) {
-            return Err(WireError::new(404, ErrorType::UnknownExperiment, "There is no experiment with the given ID."));
+            return Err(errors::no_experiment());
         }
         self.enter_experiment(id, sid);
         self.send(id, success(SuccessType::JoinExperiment, text::JOINED_EXPERIMENT));
@@ -654,13 +609,7 @@ impl Hub {
 
     async fn start_experiment(&mut self, id: ConnId) -> Res {
         let sid = self.joined(id).ok_or_else(|| nce("Cannot start experiment."))?;
-        if self.experiments.get(&sid).is_none_or(|e| e.state != ExperimentState::Waiting) {
-            return Err(WireError::new(
-                409,
-                ErrorType::InvalidRequest,
-                "Experiment cant be started, state is not WAITING.",
-            ));
-        }
+        self.experiments.get(&sid).ok_or(experiment::LifecycleError::NotWaiting)?.check_start()?;
         let now = now_ms();
         let before = self.session_mut(&sid)?.start_time;
         self.session_mut(&sid)?.start_time = now;
@@ -669,10 +618,10 @@ impl Hub {
             return Err(e);
         }
         if let Some(e) = self.experiments.get_mut(&sid) {
-            e.state = ExperimentState::Running;
+            e.start()?;
         }
         self.start_recording(&sid, now);
-        self.send_to_experiment(&sid, protocol::encode(T::ExperimentStarted, json!({"start_time": now})));
+        self.send_to_experiment(&sid, protocol::outgoing::experiment_started(now));
         self.send(id, success(SuccessType::StartExperiment, text::STARTED_EXPERIMENT));
         self.reconcile(&sid);
         Ok(())
@@ -694,13 +643,10 @@ impl Hub {
             return Err(e);
         }
         if let Some(e) = self.experiments.get_mut(sid) {
-            e.state = ExperimentState::Ended;
+            e.stop()?;
         }
         self.stop_recording(sid, end_time);
-        self.send_to_experiment(
-            sid,
-            protocol::encode(T::ExperimentEnded, json!({"end_time": end_time, "start_time": start_time})),
-        );
+        self.send_to_experiment(sid, protocol::outgoing::experiment_ended(end_time, start_time));
         Ok(())
     }
 
@@ -720,41 +666,34 @@ impl Hub {
             let what = if notification == T::BanNotification { "participant_banned" } else { "participant_kicked" };
             self.log(&session_id, what, json!({"participant_id": participant_id, "reason": reason}));
         }
-        self.send(conn, protocol::encode(notification, json!({ "reason": reason })));
+        self.send(conn, protocol::outgoing::notification(notification, reason));
         self.drop_connection(conn, false);
     }
 
     async fn experimenter_chat(&mut self, id: ConnId, msg: ChatMessage) -> Res {
         if msg.author != "experimenter" {
-            return Err(WireError::new(400, ErrorType::InvalidRequest, "Author of message must be experimenter."));
+            return Err(errors::author_not_experimenter());
         }
         let sid = self.joined(id).ok_or_else(|| nce("Cannot send chat message."))?;
         let session = self.session_mut(&sid)?;
         let to: Vec<String> = if msg.target == "participants" {
             session.participants.iter().map(|p| p.id.clone()).collect()
         } else {
-            session
-                .participant(&msg.target)
-                .ok_or_else(|| WireError::new(404, ErrorType::UnknownUser, "No participant found for the given ID."))?;
+            session.participant(&msg.target).ok_or_else(errors::no_chat_target)?;
             vec![msg.target.clone()]
         };
         self.commit(&sid, Change::Chat { to, message: msg.clone(), sender: None }).await?;
         let out = protocol::encode(T::Chat, &msg);
-        let exp = self.experiments.get(&sid);
-        if msg.target == "participants" {
-            let targets: Vec<ConnId> = exp.map(|e| e.participants.values().copied().collect()).unwrap_or_default();
-            for t in targets {
-                self.send(t, out.clone());
-            }
-        } else {
-            let Some(t) = exp.and_then(|e| e.participants.get(&msg.target)).copied() else {
-                return Err(WireError::new(
-                    404,
-                    ErrorType::UnknownUser,
-                    format!("Failed to send data to {}, user not found.", msg.target),
-                ));
-            };
-            self.send(t, out);
+        let targets = match self.experiments.get(&sid) {
+            Some(e) => e.chat_recipients(ChatSender::Experimenter, &msg.target),
+            None if msg.target == "participants" => Some(vec![]),
+            None => None,
+        };
+        let Some(targets) = targets else {
+            return Err(errors::chat_not_delivered(&msg.target));
+        };
+        for t in targets {
+            self.send(t, out.clone());
         }
         self.send(id, success(SuccessType::Chat, text::SENT_CHAT));
         Ok(())
@@ -762,15 +701,14 @@ impl Hub {
 
     async fn participant_chat(&mut self, id: ConnId, sid: &str, pid: &str, mut msg: ChatMessage) -> Res {
         if msg.author != pid {
-            return Err(WireError::new(400, ErrorType::InvalidRequest, "Author of message must be participant ID."));
+            return Err(errors::author_not_participant());
         }
         // Another seat is addressed by the sender's alias for it (never by its real id).
         let shown_target = msg.target.clone();
         if msg.target != session::PUBLIC_TARGET && msg.target != session::EXPERIMENTER {
             let s = self.sessions.get(sid).ok_or_else(WireError::internal)?;
             let to = self.aliases.viewer(s, pid).resolve(&msg.target).map(str::to_owned);
-            msg.target = to
-                .ok_or_else(|| WireError::new(404, ErrorType::UnknownUser, "No participant found for the given ID."))?;
+            msg.target = to.ok_or_else(errors::no_chat_target)?;
         }
         let session = self.session_mut(sid)?;
         session.participant(pid).ok_or_else(WireError::internal)?;
@@ -779,27 +717,17 @@ impl Hub {
             "experimenter" => vec![pid.to_owned()],
             other => {
                 if other == pid || session.participant(other).is_none() {
-                    return Err(WireError::new(404, ErrorType::UnknownUser, "No participant found for the given ID."));
+                    return Err(errors::no_chat_target());
                 }
                 vec![other.to_owned(), pid.to_owned()]
             }
         };
         self.commit(sid, Change::Chat { to, message: msg.clone(), sender: Some(pid.to_owned()) }).await?;
         let Some(exp) = self.experiments.get(sid) else { return Ok(()) };
-        let targets: Vec<ConnId> = match msg.target.as_str() {
-            "experimenter" => exp.experimenters.clone(),
-            "participants" => exp.participants.values().copied().filter(|c| *c != id).collect(),
-            // Logged above; the sender learns it was not delivered live (as SynthARium does).
-            other => match exp.participants.get(other) {
-                Some(c) => vec![*c],
-                None => {
-                    return Err(WireError::new(
-                        404,
-                        ErrorType::UnknownUser,
-                        format!("Failed to send data to {shown_target}, user not found."),
-                    ))
-                }
-            },
+        // Logged above; a seat not connected now: the sender learns it was not delivered live
+        // (as SynthARium does).
+        let Some(targets) = exp.chat_recipients(ChatSender::Participant(id), &msg.target) else {
+            return Err(errors::chat_not_delivered(&shown_target));
         };
         for t in targets {
             let out = self.chat_for(t, sid, &msg);
@@ -846,11 +774,7 @@ impl Hub {
                     .any(|f| f.id == filter_id && protocol::canonical_filter_name(&f.name) == name)
             });
             if !known {
-                return Err(WireError::new(
-                    404,
-                    ErrorType::UnknownFilterId,
-                    format!("Unknown filter ID: \"{filter_id}\"."),
-                ));
+                return Err(errors::unknown_filter_id(filter_id));
             }
         }
         for pid in seats {

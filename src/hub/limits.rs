@@ -11,7 +11,8 @@
 
 use std::time::Instant;
 
-use crate::protocol::{ErrorType, MessageType as T, WireError};
+use super::errors::too_many;
+use crate::protocol::{MessageType as T, WireError};
 
 /// General bucket: burst and refill per second.
 pub const BURST: f64 = 200.0;
@@ -100,13 +101,10 @@ impl Limits {
     }
 }
 
-fn too_many(what: String) -> WireError {
-    WireError::new(429, ErrorType::TooManyRequests, format!("Too many requests: {what}. Try again later."))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::ErrorType;
     use std::time::Duration;
 
     #[test]

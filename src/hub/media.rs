@@ -9,6 +9,7 @@ use filters::{ChainEvent, FilterSpec, PingRequest, Target};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::errors;
 use super::experiment::SeatMedia;
 use super::{now_ms, ConnId, Hub, Input};
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use crate::media::pipeline::{Group, PipelineConfig};
 use crate::media::Kind;
 use crate::media::ToHub;
 use crate::peer::Forwarder;
-use crate::protocol::{self, ErrorType, MessageType, WireError};
+use crate::protocol::{self, MessageType, WireError};
 use crate::session::model::{AsymmetricFilter, FilterChannel, FilterDict, Participant};
 use crate::session::Session;
 
@@ -257,11 +258,7 @@ impl Hub {
                     m.reports.insert((kind, id.to_string()), json!({"error": format!("panicked: {message}")}));
                 }
                 // Reported to the experimenters; the stream and the experiment go on.
-                let e = WireError::new(
-                    500,
-                    ErrorType::InternalServerError,
-                    format!("Filter {name} \"{id}\" of participant {pid} failed and is bypassed: {message}"),
-                );
+                let e = errors::filter_failed(name, &id, pid, &message);
                 let msg = protocol::error_message(&e);
                 for c in self.experiments.get(sid).map(|x| x.experimenters.clone()).unwrap_or_default() {
                     self.send(c, msg.clone());
@@ -326,7 +323,7 @@ impl Hub {
     /// Sends the server's own `PING {sent, data}` to a participant.
     pub(crate) fn on_ping_tick(&mut self, sid: &str, pid: &str) {
         let Some(conn) = self.seat(sid, pid) else { return };
-        let msg = protocol::encode(MessageType::Ping, json!({"sent": now_ms(), "data": ""}));
+        let msg = protocol::outgoing::server_ping(now_ms());
         self.send(conn, msg);
     }
 

@@ -17,6 +17,7 @@
 //! the seat's forwarders (and therefore every subscriber's view) carry on.
 
 mod connections;
+mod errors;
 mod experiment;
 mod handlers;
 mod limits;
@@ -36,7 +37,7 @@ use crate::config::{constant_time_eq, Config};
 use crate::media::Kind;
 use crate::metrics::METRICS;
 use crate::peer::{self, Connection, IceCandidate, PeerEvent, PeerFactory, SubHandle, VideoCodec};
-use crate::protocol::{self, ErrorType, MessageType, OfferRequest, OfferUser, WireError};
+use crate::protocol::{self, ErrorType, OfferRequest, OfferUser, WireError};
 use crate::session::store::SessionStore;
 use crate::session::{self, Session};
 
@@ -148,7 +149,7 @@ impl HubHandle {
 }
 
 fn unavailable() -> WireError {
-    WireError::new(503, ErrorType::InternalServerError, "The server is shutting down.")
+    errors::shutting_down()
 }
 
 /// Who is on the other end of a connection.

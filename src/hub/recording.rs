@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{ConnId, ExperimentState, Hub, Input, Role};
+use super::{errors, ConnId, ExperimentState, Hub, Input, Role};
 use crate::media::recorder::{RecEvent, RecordSpec};
 use crate::media::Kind;
-use crate::protocol::{self, ErrorType, MessageType, WireError};
+use crate::protocol::{self, MessageType, WireError};
 use crate::record::SessionRecord;
 
 impl Hub {
@@ -208,7 +208,7 @@ impl Hub {
 
     /// An ERROR to the experiment's experimenters that is about the experiment, not a request.
     fn tell_experimenters(&mut self, sid: &str, text: String) {
-        let msg = protocol::error_message(&WireError::new(507, ErrorType::InternalServerError, text));
+        let msg = protocol::error_message(&errors::recording_failed(text));
         for c in self.experiments.get(sid).map(|x| x.experimenters.clone()).unwrap_or_default() {
             self.send(c, msg.clone());
         }

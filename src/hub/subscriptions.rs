@@ -1,34 +1,14 @@
-//! Subscriptions: who should see whom ([`Hub::desired_subs`]), reconciling the open
-//! sub-connections to that, and the sub-connection handshake (proposal, offer, answer, ICE).
+//! Subscriptions: reconciling the open sub-connections to who should see whom
+//! ([`Experiment::desired_subs`]), and the sub-connection handshake (proposal, offer, answer, ICE).
 
 use super::connections::ICE_BUFFER_PER_ID;
 use super::*;
 
 impl Hub {
-    /// Who should see whom now, by SynthARium's rules: experimenters in the experiment see every
-    /// connected participant; participants see each other once the experiment has started.
+    /// Who should see whom now ([`Experiment::desired_subs`]), given which connections are open.
     pub(super) fn desired_subs(&self, session_id: &str) -> HashSet<(String, ConnId)> {
-        let mut want = HashSet::new();
-        let Some(exp) = self.experiments.get(session_id) else { return want };
-        // A subscriber needs an open data channel (proposals go over it). A publisher only
-        // needs its seat taken: while a rejoining participant's new connection comes up, its
-        // subscribers keep their sub-connections and the forwarders switch source underneath.
-        let open = |id: &ConnId| self.conns.get(id).is_some_and(|c| c.open);
-        for e in exp.experimenters.iter().filter(|e| open(e)) {
-            for pid in exp.participants.keys() {
-                want.insert((pid.clone(), *e));
-            }
-        }
-        if exp.state != ExperimentState::Waiting {
-            for (pid, pub_conn) in &exp.participants {
-                for sub_conn in exp.participants.values().filter(|c| open(c)) {
-                    if sub_conn != pub_conn {
-                        want.insert((pid.clone(), *sub_conn));
-                    }
-                }
-            }
-        }
-        want
+        let Some(exp) = self.experiments.get(session_id) else { return HashSet::new() };
+        exp.desired_subs(|id| self.conns.get(&id).is_some_and(|c| c.open))
     }
 
     /// Opens and closes sub-connections of one experiment to match [`Self::desired_subs`].
@@ -85,13 +65,7 @@ impl Hub {
                 sinks: None,
             },
         );
-        self.send(
-            subscriber,
-            protocol::encode(
-                MessageType::ConnectionProposal,
-                serde_json::json!({"id": id, "participant_summary": summary}),
-            ),
-        );
+        self.send(subscriber, protocol::outgoing::connection_proposal(id, summary));
     }
 
     pub(crate) fn close_sub(&mut self, sub_id: &str) {
@@ -110,7 +84,7 @@ impl Hub {
 
     /// `CONNECTION_OFFER` from a subscriber: answer it off the hub task.
     pub(crate) fn on_connection_offer(&mut self, from: ConnId, id: String, sdp: String) -> Result<(), WireError> {
-        let unknown = || WireError::new(0, ErrorType::UnknownSubconnectionId, format!("Unknown offer ID {id}"));
+        let unknown = || errors::unknown_offer_id(&id);
         let sub = self.subs.get_mut(&id).filter(|s| s.subscriber == from && !s.offered).ok_or_else(unknown)?;
         sub.offered = true;
         let codec = self
@@ -136,13 +110,7 @@ impl Hub {
             Ok(sc) => sc,
             Err(e) => {
                 self.subs.remove(&sub_id);
-                let bad_offer = || {
-                    WireError::new(
-                        400,
-                        ErrorType::InvalidDatatype,
-                        "Invalid connection offer dict: the offer could not be applied.",
-                    )
-                };
+                let bad_offer = errors::unappliable_sub_offer;
                 let err = super::connections::peer_error("sub-connection offer", &e, bad_offer);
                 self.send_error(subscriber, &err);
                 return;
@@ -172,13 +140,7 @@ impl Hub {
                 }
             }
         });
-        self.send(
-            subscriber,
-            protocol::encode(
-                MessageType::ConnectionAnswer,
-                serde_json::json!({"id": sub_id, "answer": {"sdp": answer_sdp, "type": "answer"}}),
-            ),
-        );
+        self.send(subscriber, protocol::outgoing::connection_answer(sub_id, answer_sdp));
     }
 
     /// The subscriber's connection is up: start forwarding to it (the forwarder asks the
@@ -201,9 +163,11 @@ impl Hub {
 
     /// `ADD_ICE_CANDIDATE` on the data channel, for one of the sender's sub-connections.
     pub(crate) fn on_sub_ice(&mut self, from: ConnId, id: &str, c: IceCandidate) -> Result<(), WireError> {
-        let sub = self.subs.get_mut(id).filter(|s| s.subscriber == from).ok_or_else(|| {
-            WireError::new(0, ErrorType::UnknownSubconnectionId, format!("Unknown subconnection ID {id}"))
-        })?;
+        let sub = self
+            .subs
+            .get_mut(id)
+            .filter(|s| s.subscriber == from)
+            .ok_or_else(|| errors::unknown_subconnection_id(id))?;
         match &sub.handle {
             Some(h) => {
                 let h = h.clone();
@@ -214,9 +178,7 @@ impl Hub {
                 });
             }
             None if sub.early_ice.len() < ICE_BUFFER_PER_ID => sub.early_ice.push(c),
-            None => {
-                return Err(WireError::new(400, ErrorType::InvalidRequest, "Too many candidates before the offer."))
-            }
+            None => return Err(errors::too_many_candidates_before_offer()),
         }
         Ok(())
     }

@@ -359,6 +359,42 @@ pub struct ServerPing {
     pub data: Value,
 }
 
+/// `CONNECTION_PROPOSAL {id, participant_summary}`.
+pub fn connection_proposal(id: String, participant_summary: Value) -> String {
+    encode(MessageType::ConnectionProposal, ConnectionProposal { id, participant_summary })
+}
+
+/// `CONNECTION_ANSWER {id, answer: {sdp, type: "answer"}}`.
+pub fn connection_answer(id: String, sdp: String) -> String {
+    let answer = SessionDescription { sdp, kind: super::request::SdpType::Answer };
+    encode(MessageType::ConnectionAnswer, ConnectionAnswer { id, answer })
+}
+
+/// `KICK_NOTIFICATION` or `BAN_NOTIFICATION` (`kind`) `{reason}`.
+pub fn notification(kind: MessageType, reason: &str) -> String {
+    encode(kind, Notification { reason: reason.to_owned() })
+}
+
+/// `EXPERIMENT_CREATED {session_id, creation_time}`.
+pub fn experiment_created(session_id: &str, creation_time: i64) -> String {
+    encode(MessageType::ExperimentCreated, ExperimentCreated { session_id: session_id.to_owned(), creation_time })
+}
+
+/// `EXPERIMENT_STARTED {start_time}`: on START, and to a participant who joins a running one.
+pub fn experiment_started(start_time: i64) -> String {
+    encode(MessageType::ExperimentStarted, ExperimentStarted { start_time })
+}
+
+/// `EXPERIMENT_ENDED {end_time, start_time}`.
+pub fn experiment_ended(end_time: i64, start_time: i64) -> String {
+    encode(MessageType::ExperimentEnded, ExperimentEnded { end_time, start_time })
+}
+
+/// The server's own `PING {sent, data: ""}` (for the `PING` filter).
+pub fn server_ping(sent: i64) -> String {
+    encode(MessageType::Ping, ServerPing { sent, data: Value::String(String::new()) })
+}
+
 /// `FILTERS_CONFIG` data: the filter catalogue, `{"TEST": [...], "SESSION": [...]}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FiltersConfig {
@@ -615,6 +651,31 @@ mod tests {
             json!({"type": "ERROR", "data": {"code": 413, "type": "INVALID_REQUEST", "description": format!("The server's SESSION_LIST message is too large for this connection: {} bytes, the limit is 50 bytes.", msg.len())}})
         );
         assert!(as_json(&reply_too_large("junk", 1))["data"]["description"].as_str().unwrap().contains("unknown"));
+    }
+
+    #[test]
+    fn the_hubs_builders_keep_the_wire_shapes() {
+        let cases = [
+            (
+                connection_proposal("sub".into(), json!("p1")),
+                json!({"type":"CONNECTION_PROPOSAL","data":{"id":"sub","participant_summary":"p1"}}),
+            ),
+            (
+                connection_answer("sub".into(), "v=0".into()),
+                json!({"type":"CONNECTION_ANSWER","data":{"id":"sub","answer":{"sdp":"v=0","type":"answer"}}}),
+            ),
+            (notification(MessageType::BanNotification, "r"), json!({"type":"BAN_NOTIFICATION","data":{"reason":"r"}})),
+            (
+                experiment_created("s", 1),
+                json!({"type":"EXPERIMENT_CREATED","data":{"session_id":"s","creation_time":1}}),
+            ),
+            (experiment_started(2), json!({"type":"EXPERIMENT_STARTED","data":{"start_time":2}})),
+            (experiment_ended(3, 2), json!({"type":"EXPERIMENT_ENDED","data":{"end_time":3,"start_time":2}})),
+            (server_ping(5), json!({"type":"PING","data":{"sent":5,"data":""}})),
+        ];
+        for (msg, want) in cases {
+            assert_eq!(as_json(&msg), want);
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release --bin exphub --example session_list
-//! cargo run --release --example session_list -- [--sessions 2000] [--participants 4] [--chats 200] [--repeat 5]
+//! cargo run --release --example session_list -- [--sessions 2000] [--participants 4] [--chats 200] [--repeat 5] [--syntharium]
 //! ```
 //!
 //! It writes a temporary sessions directory with `--sessions` sessions of `--participants`
@@ -11,11 +11,13 @@
 //! participant and back, about 60 bytes of text each), starts the real server
 //! (`target/release/exphub serve` on 127.0.0.1, a separate process, killed when the tool ends),
 //! connects one experimenter with `exphub_client::Client` (a real WebRTC peer), and
-//! `--repeat` times sends `GET_SESSION_LIST` and times:
+//! `--repeat` times sends `GET_SESSION_LIST` as exphub's dashboard does
+//! (`{"parts": true, "recent_chat": 0}`; with `--syntharium` as SynthARium's frontend does, `{}`)
+//! and times:
 //!
 //! - the first frame (`SESSION_LIST`), and
-//! - the complete list (`SESSION_LIST_END`, after the `SESSION_CHANGE`s that carry the sessions
-//!   that did not fit the first frame),
+//! - the complete list (`SESSION_LIST_END`, after the `SESSION_LIST_PART`s or `SESSION_CHANGE`s
+//!   that carry the sessions that did not fit the first frame),
 //!
 //! checking that every session arrived. It also times paging one participant's whole chat with
 //! `GET_CHAT_HISTORY`, and prints the server's start-up time (until it prints its address)
@@ -37,6 +39,8 @@ struct Args {
     participants: usize,
     chats: usize,
     repeat: usize,
+    /// Ask as SynthARium's frontend does (`{}`), not as exphub's dashboard does.
+    syntharium: bool,
     server_bin: PathBuf,
 }
 
@@ -46,6 +50,7 @@ fn parse_args() -> Result<Args, String> {
         participants: 4,
         chats: 200,
         repeat: 5,
+        syntharium: false,
         server_bin: PathBuf::from("target/release/exphub"),
     };
     let mut it = std::env::args().skip(1);
@@ -58,6 +63,7 @@ fn parse_args() -> Result<Args, String> {
             "--chats" => a.chats = num(value()?)?,
             "--repeat" => a.repeat = num(value()?)?.max(1),
             "--server-bin" => a.server_bin = PathBuf::from(value()?),
+            "--syntharium" => a.syntharium = true,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -162,10 +168,10 @@ impl Drop for Server {
 }
 
 /// One `GET_SESSION_LIST`: (time to the first frame, time to the end, frames, bytes, sessions).
-async fn list_once(c: &mut Client) -> Result<(Duration, Duration, usize, usize, usize), String> {
+async fn list_once(c: &mut Client, request: &Value) -> Result<(Duration, Duration, usize, usize, usize), String> {
     c.drain();
     let t0 = Instant::now();
-    c.send("GET_SESSION_LIST", json!({})).await.map_err(|e| e.to_string())?;
+    c.send("GET_SESSION_LIST", request.clone()).await.map_err(|e| e.to_string())?;
     let (first, _) = c.recv_type("SESSION_LIST", T).await.map_err(|e| e.to_string())?;
     let t_first = t0.elapsed();
     let mut sessions = first["data"].as_array().map_or(0, Vec::len);
@@ -175,6 +181,11 @@ async fn list_once(c: &mut Client) -> Result<(Duration, Duration, usize, usize, 
         match m["type"].as_str() {
             Some("SESSION_CHANGE") => {
                 sessions += 1;
+                frames += 1;
+                bytes += m.to_string().len();
+            }
+            Some("SESSION_LIST_PART") => {
+                sessions += m["data"].as_array().map_or(0, Vec::len);
                 frames += 1;
                 bytes += m.to_string().len();
             }
@@ -247,9 +258,12 @@ async fn run(args: Args) -> Result<(), String> {
     let mut c = Client::connect(&server.base, Role::Experimenter { password: PASSWORD.into() }, opts)
         .await
         .map_err(|e| format!("experimenter connects: {e}"))?;
+    // What exphub's dashboard asks for, unless --syntharium.
+    let request = if args.syntharium { json!({}) } else { json!({"parts": true, "recent_chat": 0}) };
+    println!("GET_SESSION_LIST {request}");
     let mut complete = vec![];
     for r in 0..args.repeat {
-        let (first, all, frames, bytes, n) = list_once(&mut c).await?;
+        let (first, all, frames, bytes, n) = list_once(&mut c, &request).await?;
         if n != args.sessions {
             return Err(format!("round {r}: {n} sessions arrived, {} stored", args.sessions));
         }

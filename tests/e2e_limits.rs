@@ -1,7 +1,8 @@
 //! Message sizes, end to end over real WebRTC connections to a real server:
 //!
 //! - no server message is larger than the receiving peer accepts (its `a=max-message-size`):
-//!   a long session list arrives as `SESSION_LIST` + `SESSION_CHANGE`s + `SESSION_LIST_END`,
+//!   a long session list arrives as `SESSION_LIST` + `SESSION_CHANGE`s + `SESSION_LIST_END`
+//!   (asked with `{"parts": true}`: `SESSION_LIST` + few `SESSION_LIST_PART`s + `SESSION_LIST_END`),
 //!   big sessions carry their recent chat (and `chat_total`), `GET_CHAT_HISTORY` pages give the
 //!   whole chat in order, and the connection stays up throughout;
 //! - a reply that cannot fit becomes `413` (the frame got its answer, the connection lives);
@@ -34,19 +35,41 @@ fn chat_log(pid: &str, n: usize, len: usize) -> Vec<Value> {
 
 /// Receives a whole session list (after `GET_SESSION_LIST`): every session by id, in order.
 async fn receive_list(c: &mut Client) -> Vec<Value> {
+    receive_list_frames(c).await.0
+}
+
+/// [`receive_list`], and the types of the frames after the first, in order.
+async fn receive_list_frames(c: &mut Client) -> (Vec<Value>, Vec<String>) {
     let first = c.recv_type("SESSION_LIST", T).await.expect("SESSION_LIST arrives").0;
     let mut sessions: Vec<Value> = first["data"].as_array().unwrap().clone();
+    let mut kinds = vec![];
     loop {
         let m = c.recv(T).await.expect("the rest of the list arrives");
-        match m["type"].as_str() {
-            Some("SESSION_CHANGE") => sessions.push(m["data"].clone()),
-            Some("SESSION_LIST_END") => {
+        let kind = m["type"].as_str().unwrap_or_default().to_owned();
+        match kind.as_str() {
+            "SESSION_CHANGE" => sessions.push(m["data"].clone()),
+            "SESSION_LIST_PART" => sessions.extend(m["data"].as_array().unwrap().iter().cloned()),
+            "SESSION_LIST_END" => {
                 assert_eq!(m["data"]["sessions"], json!(sessions.len()));
-                return sessions;
+                return (sessions, kinds);
             }
-            _ => {}
+            _ => continue,
         }
+        kinds.push(kind);
     }
+}
+
+/// 300 ordinary 4-participant sessions, participant 0 with 30 chat messages: their sorted ids.
+fn many_sessions(dir: &TempDir) -> Vec<String> {
+    let mut ids = vec![];
+    for i in 0..300 {
+        let id = format!("{i:010x}");
+        let mut s = session_json(&id);
+        s["participants"][0]["chat"] = json!(chat_log(PARTICIPANTS[0], 30, 40));
+        write_session(dir.path(), &s);
+        ids.push(id);
+    }
+    ids
 }
 
 /// PING → PONG on `c`: the connection is alive and served.
@@ -88,14 +111,7 @@ async fn whole_chat(c: &mut Client, sid: &str, pid: &str, limit: Option<u64>) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_session_list_arrives_whole_and_the_connection_stays() {
     let dir = TempDir::new("many");
-    let mut ids = vec![];
-    for i in 0..300 {
-        let id = format!("{i:010x}");
-        let mut s = session_json(&id);
-        s["participants"][0]["chat"] = json!(chat_log(PARTICIPANTS[0], 30, 40));
-        write_session(dir.path(), &s);
-        ids.push(id);
-    }
+    let ids = many_sessions(&dir);
     let srv = TestServer::start_in(dir).await;
     let mut a = exp(&srv.base).await;
     a.send("GET_SESSION_LIST", json!({})).await.unwrap();
@@ -109,6 +125,36 @@ async fn a_long_session_list_arrives_whole_and_the_connection_stays() {
     assert_eq!(p0["chat_total"], json!(30));
     assert_eq!(p0["chat"].as_array().unwrap().last(), chat_log(PARTICIPANTS[0], 30, 40).last());
     alive(&mut a, "after the list").await;
+    a.close().await;
+    srv.stop().await;
+}
+
+/// D1 (speed): exphub's dashboard asks for `{"parts": true, "recent_chat": 0}` and gets the
+/// sessions packed into few `SESSION_LIST_PART` frames (not one `SESSION_CHANGE` each), without
+/// chat messages but with each chat's length; SynthARium's `{}` still gets `SESSION_CHANGE`s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_asked_for_in_parts_arrives_packed_and_without_chat() {
+    let dir = TempDir::new("parts");
+    let ids = many_sessions(&dir);
+    let srv = TestServer::start_in(dir).await;
+    let mut a = exp(&srv.base).await;
+    a.send("GET_SESSION_LIST", json!({"parts": true, "recent_chat": 0})).await.unwrap();
+    let (list, kinds) = receive_list_frames(&mut a).await;
+    let mut got: Vec<&str> = list.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    got.sort_unstable();
+    assert_eq!(got, ids);
+    assert!(!kinds.is_empty() && kinds.iter().all(|k| k == "SESSION_LIST_PART"), "{kinds:?}");
+    assert!(kinds.len() < 30, "{} frames for 300 sessions", kinds.len());
+    for s in &list {
+        let p0 = &s["participants"][0];
+        assert_eq!((&p0["chat"], &p0["chat_total"]), (&json!([]), &json!(30)));
+    }
+    // SynthARium's request is answered as before.
+    a.send("GET_SESSION_LIST", json!({})).await.unwrap();
+    let (list, kinds) = receive_list_frames(&mut a).await;
+    assert_eq!(list.len(), ids.len());
+    assert!(kinds.iter().all(|k| k == "SESSION_CHANGE"), "{kinds:?}");
+    alive(&mut a, "after the lists").await;
     a.close().await;
     srv.stop().await;
 }

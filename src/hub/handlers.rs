@@ -146,9 +146,9 @@ impl Hub {
                 Ok(())
             }
             // The frontend sends this on every connect; a participant gets only its own session.
-            ClientRequest::GetSessionList => {
+            ClientRequest::GetSessionList(opts) => {
                 let view = self.participant_view(sid, pid)?;
-                self.send_session_list(id, [&view]);
+                self.send_session_list(id, [&view], opts);
                 Ok(())
             }
             // Its own chat only: it holds every message the participant may read.
@@ -189,7 +189,7 @@ impl Hub {
             R::Ping(_) | R::Pong(_) | R::ConnectionOffer { .. } | R::AddIceCandidate { .. } => {
                 self.common_request(id, req)
             }
-            R::GetSessionList => self.get_session_list(id),
+            R::GetSessionList(opts) => self.get_session_list(id, opts),
             R::GetChatHistory(r) => self.chat_history(id, r),
             R::GetSession { session_id } => self.get_session(id, session_id),
             R::SaveSession(data) => self.save_session(id, data).await,
@@ -216,14 +216,6 @@ impl Hub {
             R::PostProcessingVideo { .. } | R::CheckPostProcessing => Err(errors::post_processing_unavailable()),
             R::ServerOnly(kind) => Err(forbidden(kind)),
         }
-    }
-
-    /// `GET_SESSION_LIST`.
-    fn get_session_list(&mut self, id: ConnId) -> Res {
-        let sessions = std::mem::take(&mut self.sessions);
-        self.send_session_list(id, sessions.values());
-        self.sessions = sessions;
-        Ok(())
     }
 
     /// `GET_SESSION`.
@@ -443,10 +435,24 @@ impl Hub {
         })
     }
 
-    /// The session list in frames that fit connection `id` (`SESSION_LIST`, `SESSION_CHANGE`s,
-    /// `SESSION_LIST_END`; see [`protocol::outgoing::session_list_frames`]).
-    fn send_session_list<'a>(&mut self, id: ConnId, sessions: impl IntoIterator<Item = &'a Session>) {
-        let (frames, too_large) = protocol::outgoing::session_list_frames(sessions, self.send_limit(id));
+    /// An experimenter's `GET_SESSION_LIST`: every stored session.
+    fn get_session_list(&mut self, id: ConnId, opts: protocol::GetSessionListRequest) -> Res {
+        let sessions = std::mem::take(&mut self.sessions);
+        self.send_session_list(id, sessions.values(), opts);
+        self.sessions = sessions;
+        Ok(())
+    }
+
+    /// The session list in frames that fit connection `id` (`SESSION_LIST`, then
+    /// `SESSION_CHANGE`s or, when asked, `SESSION_LIST_PART`s, then `SESSION_LIST_END`; see
+    /// [`protocol::outgoing::session_list_frames`]).
+    fn send_session_list<'a>(
+        &mut self,
+        id: ConnId,
+        sessions: impl IntoIterator<Item = &'a Session>,
+        opts: protocol::GetSessionListRequest,
+    ) {
+        let (frames, too_large) = protocol::outgoing::session_list_frames(sessions, self.send_limit(id), opts);
         for sid in too_large {
             tracing::error!(session = sid, "session too large to list, even without chat; left out of SESSION_LIST");
         }

@@ -116,6 +116,8 @@ message_types! {
     ChatHistory = "CHAT_HISTORY",
     /// After the last frame of a session list (`SESSION_LIST`, then `SESSION_CHANGE`s).
     SessionListEnd = "SESSION_LIST_END",
+    /// Further sessions of a list asked for with `{"parts": true}`: `data` is an array of sessions.
+    SessionListPart = "SESSION_LIST_PART",
 }
 
 impl fmt::Display for MessageType {
@@ -167,8 +169,8 @@ mod tests {
             count += 1;
         }
         // Plus RECORDING_LIST and EXPERIMENTER_JOINED, and exphub's GET_CHAT_HISTORY,
-        // CHAT_HISTORY and SESSION_LIST_END.
-        assert_eq!(MessageType::ALL.len(), count + 5);
+        // CHAT_HISTORY, SESSION_LIST_END and SESSION_LIST_PART.
+        assert_eq!(MessageType::ALL.len(), count + 6);
     }
 
     #[test]

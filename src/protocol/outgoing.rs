@@ -4,7 +4,7 @@
 use super::error::ErrorType;
 use super::error::WireError;
 use super::message_type::MessageType;
-use super::request::SessionDescription;
+use super::request::{GetSessionListRequest, SessionDescription};
 use super::text;
 use crate::session::model::{ChatMessage, FilterDict, Session};
 use serde::Serialize;
@@ -200,29 +200,37 @@ pub fn encode_session(kind: MessageType, s: &Session, limit: usize) -> Option<St
 }
 
 /// A session list as frames of at most `limit` bytes each: one `SESSION_LIST` holding as many
-/// sessions as fit, then one `SESSION_CHANGE` per session that did not (SynthARium's frontend
-/// replaces its list on `SESSION_LIST` and adds an unknown session on `SESSION_CHANGE`, so it
-/// ends up with every session), then `SESSION_LIST_END {"sessions": <count>}`. Each session
-/// carries its last [`LIST_RECENT_CHAT`] messages per participant (fewer if it would not fit a
-/// frame alone). Also returns the ids of sessions too large to send at all.
+/// sessions as fit, then the sessions that did not: one `SESSION_CHANGE` per session
+/// (SynthARium's frontend replaces its list on `SESSION_LIST` and adds an unknown session on
+/// `SESSION_CHANGE`, so it ends up with every session), or, if `opts.parts`, packed into as few
+/// `SESSION_LIST_PART` frames as fit; then `SESSION_LIST_END {"sessions": <count>}`. Each
+/// session carries its last [`LIST_RECENT_CHAT`] (or `opts.recent_chat`, if fewer) messages per
+/// participant (fewer if it would not fit a frame alone). Also returns the ids of sessions too
+/// large to send at all.
 pub fn session_list_frames<'a>(
     sessions: impl IntoIterator<Item = &'a Session>,
     limit: usize,
+    opts: GetSessionListRequest,
 ) -> (Vec<String>, Vec<String>) {
     const LIST_HEAD: &str = r#"{"type":"SESSION_LIST","data":["#;
-    const LIST_TAIL: &str = "]}";
-    let mut first = String::from(LIST_HEAD);
-    let mut first_count = 0usize;
-    let mut rest = vec![];
+    const PART_HEAD: &str = r#"{"type":"SESSION_LIST_PART","data":["#;
+    const CHANGE_HEAD: &str = r#"{"type":"SESSION_CHANGE","data":"#;
+    const TAIL: &str = "]}";
+    let recent = opts.recent_chat.map_or(LIST_RECENT_CHAT, |n| n.min(LIST_RECENT_CHAT));
+    // A session alone in a follow-up frame: its head, the item, and the closing bytes.
+    let alone_overhead = if opts.parts { PART_HEAD.len() + TAIL.len() } else { CHANGE_HEAD.len() + 1 };
+    let mut frames = vec![];
+    let mut current = String::from(LIST_HEAD);
+    let mut in_current = 0usize;
     let mut too_large = vec![];
     let mut count = 0usize;
     for s in sessions {
-        let mut keep = LIST_RECENT_CHAT;
+        let mut keep = recent;
         let item = loop {
             let item = serde_json::to_string(&session_value(s, keep)).unwrap_or_default();
-            let alone = r#"{"type":"SESSION_CHANGE","data":}"#.len() + item.len();
-            if alone <= limit || keep == 0 {
-                break (alone <= limit).then_some(item);
+            let fits = alone_overhead + item.len() <= limit;
+            if fits || keep == 0 {
+                break fits.then_some(item);
             }
             keep /= 4;
         };
@@ -231,21 +239,29 @@ pub fn session_list_frames<'a>(
             continue;
         };
         count += 1;
-        let comma = usize::from(first_count > 0);
-        if rest.is_empty() && first.len() + comma + item.len() + LIST_TAIL.len() <= limit {
-            if comma == 1 {
-                first.push(',');
+        let first_open = frames.is_empty();
+        if (first_open || opts.parts) && current.len() + 1 + item.len() + TAIL.len() <= limit {
+            if in_current > 0 {
+                current.push(',');
             }
-            first.push_str(&item);
-            first_count += 1;
+            current.push_str(&item);
+            in_current += 1;
+        } else if opts.parts {
+            current.push_str(TAIL);
+            frames.push(std::mem::replace(&mut current, format!("{PART_HEAD}{item}")));
+            in_current = 1;
         } else {
-            rest.push(format!(r#"{{"type":"SESSION_CHANGE","data":{item}}}"#));
+            if first_open {
+                current.push_str(TAIL);
+                frames.push(std::mem::take(&mut current));
+            }
+            frames.push(format!("{CHANGE_HEAD}{item}}}"));
         }
     }
-    first.push_str(LIST_TAIL);
-    let mut frames = Vec::with_capacity(rest.len() + 2);
-    frames.push(first);
-    frames.extend(rest);
+    if !current.is_empty() {
+        current.push_str(TAIL);
+        frames.push(current);
+    }
     frames.push(encode(MessageType::SessionListEnd, SessionListEnd { sessions: count }));
     (frames, too_large)
 }
@@ -584,7 +600,7 @@ mod tests {
             })
             .collect();
         let limit = 65_536;
-        let (frames, too_large) = session_list_frames(&sessions, limit);
+        let (frames, too_large) = session_list_frames(&sessions, limit, Default::default());
         assert!(too_large.is_empty());
         assert!(frames.iter().all(|f| f.len() <= limit));
         let frames: Vec<Value> = frames.iter().map(|f| as_json(f)).collect();
@@ -602,18 +618,55 @@ mod tests {
         assert_eq!(p["chat"].as_array().unwrap().len(), LIST_RECENT_CHAT);
         assert_eq!(p[CHAT_TOTAL_KEY], json!(50));
         // A short list is one frame, plus the end.
-        let (frames, _) = session_list_frames(&sessions[..2], limit);
+        let (frames, _) = session_list_frames(&sessions[..2], limit, Default::default());
         assert_eq!(frames.len(), 2);
         assert_eq!(as_json(&frames[0])["data"].as_array().unwrap().len(), 2);
         // An empty one too.
-        let (frames, _) = session_list_frames(&[], limit);
+        let (frames, _) = session_list_frames(&[], limit, Default::default());
         assert_eq!(as_json(&frames[0]), json!({"type": "SESSION_LIST", "data": []}));
         // A session that cannot fit even without chat is left out and named.
         let mut huge = session_with_chat(1, 1);
         huge.description = "d".repeat(limit);
-        let (frames, too_large) = session_list_frames([&sessions[0], &huge], limit);
+        let (frames, too_large) = session_list_frames([&sessions[0], &huge], limit, Default::default());
         assert_eq!(too_large, vec![huge.id.clone()]);
         assert_eq!(as_json(frames.last().unwrap())["data"]["sessions"], json!(1));
+    }
+
+    #[test]
+    fn a_list_asked_for_in_parts_packs_the_rest_into_few_frames() {
+        let sessions: Vec<Session> = (0..200)
+            .map(|i| {
+                let mut s = session_with_chat(50, 100);
+                s.id = format!("s{i:03}");
+                s
+            })
+            .collect();
+        let limit = 65_536;
+        let opts = GetSessionListRequest { parts: true, recent_chat: Some(0) };
+        let (frames, too_large) = session_list_frames(&sessions, limit, opts);
+        assert!(too_large.is_empty());
+        assert!(frames.iter().all(|f| f.len() <= limit));
+        let (one_each, _) = session_list_frames(&sessions, limit, Default::default());
+        assert!(frames.len() * 4 < one_each.len(), "{} frames, {} without parts", frames.len(), one_each.len());
+        let frames: Vec<Value> = frames.iter().map(|f| as_json(f)).collect();
+        assert_eq!(frames[0]["type"], "SESSION_LIST");
+        let (last, middle) = frames[1..].split_last().unwrap();
+        assert!(!middle.is_empty() && middle.iter().all(|f| f["type"] == "SESSION_LIST_PART"));
+        assert_eq!(*last, json!({"type": "SESSION_LIST_END", "data": {"sessions": 200}}));
+        let listed: Vec<&Value> =
+            frames[..frames.len() - 1].iter().flat_map(|f| f["data"].as_array().unwrap()).collect();
+        let ids: Vec<&str> = listed.iter().map(|s| s["id"].as_str().unwrap()).collect();
+        let want: Vec<String> = sessions.iter().map(|s| s.id.clone()).collect();
+        assert_eq!(ids, want);
+        // No chat messages, but the count of each chat.
+        let p = &listed[7]["participants"][0];
+        assert_eq!(p["chat"], json!([]));
+        assert_eq!(p[CHAT_TOTAL_KEY], json!(50));
+        // More recent chat than the default is not given.
+        let opts = GetSessionListRequest { parts: true, recent_chat: Some(1000) };
+        let (frames, _) = session_list_frames(&sessions[..1], limit, opts);
+        let p = &as_json(&frames[0])["data"][0]["participants"][0];
+        assert_eq!(p["chat"].as_array().unwrap().len(), LIST_RECENT_CHAT);
     }
 
     #[test]

@@ -270,8 +270,8 @@ pub enum ClientRequest {
         id: String,
         candidate: IceCandidate,
     },
-    /// `data` ignored.
-    GetSessionList,
+    /// SynthARium sends no options; `data` that is not [`GetSessionListRequest`] is ignored.
+    GetSessionList(GetSessionListRequest),
     GetSession {
         session_id: String,
     },
@@ -331,7 +331,7 @@ impl ClientRequest {
             R::Pong(_) => T::Pong,
             R::ConnectionOffer { .. } => T::ConnectionOffer,
             R::AddIceCandidate { .. } => T::AddIceCandidate,
-            R::GetSessionList => T::GetSessionList,
+            R::GetSessionList(_) => T::GetSessionList,
             R::GetSession { .. } => T::GetSession,
             R::SaveSession(_) => T::SaveSession,
             R::DeleteSession { .. } => T::DeleteSession,
@@ -432,7 +432,8 @@ fn client_request_class(kind: MessageType) -> Class {
         | T::RecordingList
         | T::ExperimenterJoined
         | T::ChatHistory
-        | T::SessionListEnd => Class::ServerOnly,
+        | T::SessionListEnd
+        | T::SessionListPart => Class::ServerOnly,
     }
 }
 
@@ -465,7 +466,7 @@ pub fn parse_request(env: Envelope, filters: &dyn FilterNames) -> Result<ClientR
             let d: AddIceCandidateDict = from_data(data, text::INVALID_ADD_ICE_CANDIDATE)?;
             R::AddIceCandidate { id: d.id, candidate: d.candidate }
         }
-        T::GetSessionList => R::GetSessionList,
+        T::GetSessionList => R::GetSessionList(serde_json::from_value(data).unwrap_or_default()),
         T::GetSession => R::GetSession { session_id: session_id(data)? },
         T::SaveSession => R::SaveSession(strip_chat_totals(data)),
         T::DeleteSession => R::DeleteSession { session_id: session_id(data)? },
@@ -573,7 +574,8 @@ pub fn parse_request(env: Envelope, filters: &dyn FilterNames) -> Result<ClientR
         | T::RecordingList
         | T::ExperimenterJoined
         | T::ChatHistory
-        | T::SessionListEnd => R::ServerOnly(kind),
+        | T::SessionListEnd
+        | T::SessionListPart => R::ServerOnly(kind),
     })
 }
 
@@ -637,6 +639,18 @@ pub struct GetChatHistoryRequest {
     pub before: Option<u64>,
     #[serde(default)]
     pub limit: Option<u64>,
+}
+
+/// *exphub* `GET_SESSION_LIST` options (SynthARium sends none, and gets its usual answer):
+/// `{"parts": true}` packs the sessions that do not fit the first `SESSION_LIST` into as few
+/// `SESSION_LIST_PART` frames as fit (instead of one `SESSION_CHANGE` each); `"recent_chat": n`
+/// lists each participant's last `n` messages (at most the default, 3; `chat_total` as usual).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct GetSessionListRequest {
+    #[serde(default)]
+    pub parts: bool,
+    #[serde(default)]
+    pub recent_chat: Option<usize>,
 }
 
 /// Removes the `chat_total` key the server adds to trimmed participants

@@ -114,7 +114,7 @@ fn every_client_request_parses() {
                 },
             },
         ),
-        ("GET_SESSION_LIST", json!({}), ClientRequest::GetSessionList),
+        ("GET_SESSION_LIST", json!({}), ClientRequest::GetSessionList(Default::default())),
         (
             "GET_SESSION",
             json!({"session_id": "ae839e5e6f"}),
@@ -494,6 +494,7 @@ fn server_only_types_are_recognised_whatever_their_data() {
         "EXPERIMENTER_JOINED",
         "CHAT_HISTORY",
         "SESSION_LIST_END",
+        "SESSION_LIST_PART",
     ];
     for name in server_only {
         let kind: MessageType = name.parse().unwrap();

@@ -2,7 +2,7 @@
 // Views are chosen by the address's hash: #/ (sessions), #/new, #/edit/<id>, #/live/<id>.
 
 import { h, fill, $, notify, confirmDialog, fmtTime } from './ui.js';
-import { Connection, describeError, sessionStatus, newSession } from './protocol.js';
+import { Connection, describeError, sessionStatus, newSession, SESSION_LIST_OPTIONS } from './protocol.js';
 import { FilterCatalogue, sessionEditor } from './editor.js';
 import { LiveView } from './live.js';
 
@@ -48,7 +48,7 @@ async function connect(password) {
     fetch('/web/filters.json')
       .then((r) => (r.ok ? r.json() : []))
       .catch(() => []),
-    conn.request('GET_SESSION_LIST', {}, 'SESSION_LIST'),
+    conn.request('GET_SESSION_LIST', SESSION_LIST_OPTIONS, 'SESSION_LIST'),
   ]);
   app.catalogue = new FilterCatalogue(config, infos);
   setSessions(list);
@@ -93,8 +93,9 @@ function setSessions(list) {
 
 /** Keeps the session map current and redraws what shows it. */
 function wire(conn) {
-  // A long session list arrives as SESSION_LIST and then one SESSION_CHANGE per further
-  // session: redraw the list at most every 100 ms, not once per message.
+  // A long session list arrives as SESSION_LIST and then SESSION_LIST_PARTs (we ask for parts;
+  // SynthARium's way is one SESSION_CHANGE per further session): redraw the list at most every
+  // 100 ms, not once per message.
   let listTimer = null;
   const renderListSoon = () => {
     if (listTimer) return;
@@ -115,6 +116,11 @@ function wire(conn) {
     app.live?.sessionReplaced();
   });
   conn.on('SESSION_CHANGE', upsert);
+  conn.on('SESSION_LIST_PART', (list) => {
+    for (const s of list ?? []) if (s?.id) app.sessions.set(s.id, s);
+    if ((list ?? []).some((s) => s?.id === app.live?.sid)) app.live.sessionReplaced();
+    if (currentView() === 'list') renderListSoon();
+  });
   conn.on('SAVED_SESSION', upsert);
   conn.on('SESSION', upsert);
   conn.on('DELETED_SESSION', (id) => {

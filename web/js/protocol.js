@@ -29,6 +29,15 @@ const HEARTBEAT_MS = 2500;
 const SILENCE_MS = 8000;
 
 /** An error the server answered with: {code, type, description}, or a local failure. */
+/**
+ * The GET_SESSION_LIST options of exphub's dashboard (an exphub addition; SynthARium sends `{}`):
+ * the sessions that do not fit the first SESSION_LIST come packed in SESSION_LIST_PART frames
+ * (data: an array of sessions) instead of one SESSION_CHANGE each, and without chat messages
+ * (`chat_total` on each participant says how many there are; GET_CHAT_HISTORY pages them).
+ * SESSION_LIST_END ends the list either way.
+ */
+export const SESSION_LIST_OPTIONS = Object.freeze({ parts: true, recent_chat: 0 });
+
 export class ProtocolError extends Error {
   constructor(code, type, description) {
     super(description);

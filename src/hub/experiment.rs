@@ -162,6 +162,23 @@ impl Experiment {
     }
 }
 
+/// Whose chats keep a message (the participants' ids; a participant's chat holds its
+/// conversation with the experimenter and, for the parts it took part in, with other seats):
+/// `"participants"` every seat; from the experimenter, exactly the target seat; from a
+/// participant, its own for `"experimenter"`, the target's and its own for another seat.
+/// `None`: no such seat (or a participant addressing itself).
+pub fn chat_keepers(session: &Session, from: Option<&str>, target: &str) -> Option<Vec<String>> {
+    match (from, target) {
+        (_, "participants") => Some(session.participants.iter().map(|p| p.id.clone()).collect()),
+        (Some(me), "experimenter") => Some(vec![me.to_owned()]),
+        (Some(me), seat) if seat == me => None,
+        (me, seat) => {
+            session.participant(seat)?;
+            Some(std::iter::once(seat.to_owned()).chain(me.map(str::to_owned)).collect())
+        }
+    }
+}
+
 /// SynthARium's participant checks (`docs/protocol.md`, POST /offer), with exphub's changes: a
 /// rejoin takes over the seat instead of failing, and an ended experiment refuses joins.
 /// `session`/`exp`: the session and its live experiment, if there are.
@@ -325,6 +342,22 @@ mod tests {
         assert_eq!(e.desired_subs(open_all), pairs(&[("b", EXPERIMENTER)]));
         assert_eq!(e.seat("a", 5), None);
         assert_eq!(e.desired_subs(open_all), pairs(&[("a", EXPERIMENTER), ("b", EXPERIMENTER), ("a", 2), ("b", 5)]));
+    }
+
+    #[test]
+    fn chats_are_kept_by_exactly_the_seats_they_concern() {
+        let s = crate::session::parse_session_str(crate::session::testdata::DEV_FORMAT_EXAMPLE).unwrap();
+        let ids: Vec<String> = s.participants.iter().map(|p| p.id.clone()).collect();
+        let (a, b) = (ids[0].as_str(), ids[1].as_str());
+        assert_eq!(chat_keepers(&s, None, "participants"), Some(ids.clone()));
+        assert_eq!(chat_keepers(&s, Some(a), "participants"), Some(ids.clone()));
+        assert_eq!(chat_keepers(&s, None, b), Some(vec![b.to_owned()]), "the experimenter's private chat");
+        assert_eq!(chat_keepers(&s, Some(a), "experimenter"), Some(vec![a.to_owned()]));
+        assert_eq!(chat_keepers(&s, Some(a), b), Some(vec![b.to_owned(), a.to_owned()]), "both sides keep it");
+        assert_eq!(chat_keepers(&s, Some(a), a), None, "not to itself");
+        assert_eq!(chat_keepers(&s, None, "gone"), None);
+        assert_eq!(chat_keepers(&s, Some(a), "gone"), None);
+        assert_eq!(chat_keepers(&s, None, "experimenter"), None, "the experimenter is no seat");
     }
 
     #[test]

@@ -681,13 +681,8 @@ impl Hub {
             return Err(errors::author_not_experimenter());
         }
         let sid = self.joined(id).ok_or_else(|| nce("Cannot send chat message."))?;
-        let session = self.session_mut(&sid)?;
-        let to: Vec<String> = if msg.target == "participants" {
-            session.participants.iter().map(|p| p.id.clone()).collect()
-        } else {
-            session.participant(&msg.target).ok_or_else(errors::no_chat_target)?;
-            vec![msg.target.clone()]
-        };
+        let session = self.sessions.get(&sid).ok_or_else(WireError::internal)?;
+        let to = experiment::chat_keepers(session, None, &msg.target).ok_or_else(errors::no_chat_target)?;
         self.commit(&sid, Change::Chat { to, message: msg.clone(), sender: None }).await?;
         let out = protocol::encode(T::Chat, &msg);
         let targets = match self.experiments.get(&sid) {
@@ -716,18 +711,9 @@ impl Hub {
             let to = self.aliases.viewer(s, pid).resolve(&msg.target).map(str::to_owned);
             msg.target = to.ok_or_else(errors::no_chat_target)?;
         }
-        let session = self.session_mut(sid)?;
+        let session = self.sessions.get(sid).ok_or_else(WireError::internal)?;
         session.participant(pid).ok_or_else(WireError::internal)?;
-        let to: Vec<String> = match msg.target.as_str() {
-            "participants" => session.participants.iter().map(|p| p.id.clone()).collect(),
-            "experimenter" => vec![pid.to_owned()],
-            other => {
-                if other == pid || session.participant(other).is_none() {
-                    return Err(errors::no_chat_target());
-                }
-                vec![other.to_owned(), pid.to_owned()]
-            }
-        };
+        let to = experiment::chat_keepers(session, Some(pid), &msg.target).ok_or_else(errors::no_chat_target)?;
         self.commit(sid, Change::Chat { to, message: msg.clone(), sender: Some(pid.to_owned()) }).await?;
         let Some(exp) = self.experiments.get(sid) else { return Ok(()) };
         // Logged above; a seat not connected now: the sender learns it was not delivered live

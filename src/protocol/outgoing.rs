@@ -590,15 +590,20 @@ mod tests {
         assert_eq!(v["data"], serde_json::to_value(&s).unwrap());
     }
 
-    #[test]
-    fn a_long_list_is_one_session_list_then_session_changes_then_the_end() {
-        let sessions: Vec<Session> = (0..60)
+    /// `n` sessions `s000`, `s001`, ... with 50 chat messages of 100 bytes each.
+    fn numbered_sessions(n: usize) -> Vec<Session> {
+        (0..n)
             .map(|i| {
                 let mut s = session_with_chat(50, 100);
                 s.id = format!("s{i:03}");
                 s
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn a_long_list_is_one_session_list_then_session_changes_then_the_end() {
+        let sessions = numbered_sessions(60);
         let limit = 65_536;
         let (frames, too_large) = session_list_frames(&sessions, limit, Default::default());
         assert!(too_large.is_empty());
@@ -634,13 +639,7 @@ mod tests {
 
     #[test]
     fn a_list_asked_for_in_parts_packs_the_rest_into_few_frames() {
-        let sessions: Vec<Session> = (0..200)
-            .map(|i| {
-                let mut s = session_with_chat(50, 100);
-                s.id = format!("s{i:03}");
-                s
-            })
-            .collect();
+        let sessions = numbered_sessions(200);
         let limit = 65_536;
         let opts = GetSessionListRequest { parts: true, recent_chat: Some(0) };
         let (frames, too_large) = session_list_frames(&sessions, limit, opts);

@@ -20,7 +20,7 @@ pub const INFO: FilterInfo = FilterInfo {
     name: "AUDIO_PITCH",
     listing: Listing::Session,
     channel: Channel::Audio,
-    group: false,
+    group: None,
     description: "Shifts the voice's pitch by a number of semitones (-12 to +12) with under 20 ms latency.",
     params: &[Param::Number { name: "semitones", min: -12.0, max: 12.0, step: 1.0, default: 0.0 }],
     video: None,

@@ -10,7 +10,7 @@ pub const INFO: FilterInfo = FilterInfo {
     name: "BLUR",
     listing: Listing::Session,
     channel: Channel::Video,
-    group: false,
+    group: None,
     description: "Blurs the picture; strength is the blur radius in pixels.",
     params: &[Param::Number { name: "strength", min: 0.0, max: 30.0, step: 1.0, default: 6.0 }],
     video: Some(video::<Blur>),

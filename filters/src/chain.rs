@@ -317,7 +317,7 @@ impl<M: Media> Chain<M> {
                 errors.push(SpecError::UnknownFilter { id: s.id.clone(), name: s.name.clone() });
                 continue;
             };
-            if info.group || M::maker(info).is_none() {
+            if info.is_group() || M::maker(info).is_none() {
                 errors.push(SpecError::WrongChannel {
                     id: s.id.clone(),
                     name: info.name.to_owned(),
@@ -716,7 +716,7 @@ mod tests {
         name: "PANICKY",
         listing: Listing::Hidden,
         channel: crate::Channel::Video,
-        group: false,
+        group: None,
         description: "",
         params: &[crate::Param::Number { name: "after", min: 0.0, max: 100.0, step: 1.0, default: 2.0 }],
         video: Some(video::<Panicky>),

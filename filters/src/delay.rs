@@ -34,7 +34,7 @@ pub const INFO: FilterInfo = FilterInfo {
     name: "DELAY",
     listing: Listing::Session,
     channel: Channel::Both,
-    group: false,
+    group: None,
     description: "Delays the stream by size - 1 frames, or by delay_ms milliseconds if that is above 0.",
     params: &[
         Param::Number { name: "size", min: 0.0, max: 120.0, step: 1.0, default: 60.0 },

@@ -14,7 +14,7 @@ pub const INFO: FilterInfo = FilterInfo {
     name: "DISPLAY_SPEAKING_TIME",
     listing: Listing::Session,
     channel: Channel::Video,
-    group: false,
+    group: None,
     description: "Shows the participant's speaking time (from a SPEAKING_TIME filter) on the picture.",
     params: &[Param::Choice {
         name: "filterId",

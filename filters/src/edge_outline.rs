@@ -22,7 +22,7 @@ pub const INFO: FilterInfo = FilterInfo {
     name: "EDGE_OUTLINE",
     listing: Listing::Session,
     channel: Channel::Video,
-    group: false,
+    group: None,
     description: "White edges on black.",
     params: &[],
     video: Some(video::<EdgeOutline>),

@@ -8,7 +8,7 @@ pub const INFO: FilterInfo = FilterInfo {
     name: "FAULT_TEST",
     listing: Listing::Hidden,
     channel: Channel::Video,
-    group: false,
+    group: None,
     description: "Panics after `after` frames (for testing fault handling).",
     params: &[Param::Number { name: "after", min: 0.0, max: 10_000.0, step: 1.0, default: 10.0 }],
     video: Some(video::<FaultTest>),

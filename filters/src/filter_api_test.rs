@@ -16,7 +16,7 @@ pub const INFO: FilterInfo = FilterInfo {
     name: "FILTER_API_TEST",
     listing: Listing::Session,
     channel: Channel::Both,
-    group: false,
+    group: None,
     description: "Sends TEST messages to everyone in the experiment (frame 0, then every 300th frame).",
     params: &[],
     video: Some(video::<FilterApiTest>),

@@ -34,12 +34,20 @@
 
 mod api;
 pub mod chain;
+/// Group filters: the individual step, the aggregator and what runs between them.
+pub mod group {
+    pub use crate::api::group::*;
+}
 pub mod testing;
 
 pub use api::context::{FilterContext, PingRequest, Reported, Target};
 pub use api::draw;
 pub use api::filter::{audio, video, AudioFilter, Channel, FilterInfo, Listing, MakeAudio, MakeVideo, VideoFilter};
 pub use api::frame::{AudioFrame, VideoFrame, VideoFramePool, BLACK_Y, NEUTRAL_UV, SAMPLE_RATE, U, V, WHITE_Y, Y};
+pub use api::group::{
+    aggregator, audio_step, video_step, Aggregation, Aggregator, AudioStep, Decimator, GroupFilter, GroupResult,
+    MakeAggregator, MakeAudioStep, MakeVideoStep, Sample, Scope, VideoStep, Window, Windowing,
+};
 pub use api::params::{Param, ParamError, ParamValue, Params};
 pub use api::simd::Kernel;
 pub use chain::{AudioChain, Budget, ChainEvent, FilterSpec, FilterStats, SpecError, Stage, VideoChain};
@@ -58,6 +66,7 @@ pub mod ping;
 pub mod rotation;
 pub mod speaking_time;
 pub mod template;
+pub mod template_gf;
 
 /// The registry: every filter the server knows, in catalogue order. **Adding a filter = one
 /// file + two lines: its `pub mod` above and its `INFO` here.**
@@ -76,21 +85,8 @@ static REGISTRY: &[FilterInfo] = &[
     mute_audio::INFO,
     mute_video::INFO,
     fault_test::INFO,
-    TEMPLATE_GF,
+    template_gf::INFO,
 ];
-
-/// SynthARium's template group filter. Group filters are not run by the chains yet; the name is
-/// kept so that stored sessions and `SET_GROUP_FILTERS` that use it validate.
-const TEMPLATE_GF: FilterInfo = FilterInfo {
-    name: "TEMPLATE_GF",
-    listing: Listing::Hidden,
-    channel: Channel::Video,
-    group: true,
-    description: "Template group filter: per-participant mean brightness, aggregated as a standard deviation.",
-    params: &[],
-    video: None,
-    audio: None,
-};
 
 /// Every filter the server knows, in catalogue order.
 pub fn catalogue() -> &'static [FilterInfo] {
@@ -129,7 +125,7 @@ mod tests {
     #[test]
     fn every_filter_is_runnable_where_its_channel_says() {
         for f in REGISTRY {
-            if f.group {
+            if f.is_group() {
                 continue;
             }
             let (v, a) = (f.video.is_some(), f.audio.is_some());

@@ -7,7 +7,7 @@ pub const INFO: FilterInfo = FilterInfo {
     name: "MIRROR",
     listing: Listing::Session,
     channel: Channel::Video,
-    group: false,
+    group: None,
     description: "Flips the picture horizontally.",
     params: &[],
     video: Some(video::<Mirror>),

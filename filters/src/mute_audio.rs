@@ -7,7 +7,7 @@ pub const INFO: FilterInfo = FilterInfo {
     name: "MUTE_AUDIO",
     listing: Listing::Hidden,
     channel: Channel::Audio,
-    group: false,
+    group: None,
     description: "Silence.",
     params: &[],
     video: None,

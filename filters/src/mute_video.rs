@@ -13,7 +13,7 @@ pub const INFO: FilterInfo = FilterInfo {
     name: "MUTE_VIDEO",
     listing: Listing::Hidden,
     channel: Channel::Video,
-    group: false,
+    group: None,
     description: "A black picture of the source's size.",
     params: &[],
     video: Some(video::<MuteVideo>),

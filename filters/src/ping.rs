@@ -12,7 +12,7 @@ pub const INFO: FilterInfo = FilterInfo {
     name: "PING",
     listing: Listing::Session,
     channel: Channel::Video,
-    group: false,
+    group: None,
     description: "Measures the round-trip time to the participant over the data channel (ms).",
     params: &[
         Param::Number { name: "period", min: 10.0, max: 60000.0, step: 1.0, default: 1000.0 },

@@ -43,7 +43,7 @@ pub const INFO: FilterInfo = FilterInfo {
     name: "ROTATION",
     listing: Listing::Session,
     channel: Channel::Video,
-    group: false,
+    group: None,
     description: "Rotates the picture continuously; angle is degrees per second.",
     params: &[
         Param::Choice {

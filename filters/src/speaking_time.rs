@@ -13,7 +13,7 @@ pub const INFO: FilterInfo = FilterInfo {
     name: "SPEAKING_TIME",
     listing: Listing::Session,
     channel: Channel::Audio,
-    group: false,
+    group: None,
     description: "Counts the seconds the participant speaks.",
     params: &[],
     video: None,

@@ -25,7 +25,7 @@ pub const INFO: FilterInfo = FilterInfo {
     name: "TEMPLATE",        // unique; what sessions store
     listing: Listing::Test,  // Session = in the designer, Test = test pages, Hidden = neither
     channel: Channel::Video, // shown in the catalogue; `video`/`audio` decide where it runs
-    group: false,
+    group: None,
     description: "Template filter: brightens the picture and writes Hello World.",
     params: &[
         // A number: min, max, step (1.0 = integers) and default.

@@ -103,7 +103,7 @@ pub async fn filters_info() -> Response {
         .map(|f| FilterListing {
             name: f.name,
             channel: f.channel.as_str(),
-            group: f.group,
+            group: f.is_group(),
             description: f.description,
         })
         .collect();

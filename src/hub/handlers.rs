@@ -493,9 +493,9 @@ impl Hub {
         };
         for f in session::all_filters(&saved) {
             let ok = if f.kind.is_group() {
-                filters::find(&f.filter.name).is_some_and(|i| i.group)
+                filters::find(&f.filter.name).is_some_and(|i| i.is_group())
             } else {
-                filters::find(&f.filter.name).is_some_and(|i| !i.group)
+                filters::find(&f.filter.name).is_some_and(|i| !i.is_group())
             };
             if !ok {
                 return Err(protocol::invalid_data(

@@ -204,10 +204,10 @@ pub(crate) struct Catalogue;
 
 impl protocol::FilterNames for Catalogue {
     fn is_filter(&self, name: &str) -> bool {
-        filters::find(name).is_some_and(|f| !f.group)
+        filters::find(name).is_some_and(|f| !f.is_group())
     }
     fn is_group_filter(&self, name: &str) -> bool {
-        filters::find(name).is_some_and(|f| f.group)
+        filters::find(name).is_some_and(|f| f.is_group())
     }
 }
 

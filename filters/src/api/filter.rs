@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use super::context::FilterContext;
 use super::frame::{AudioFrame, VideoFrame};
+use super::group::GroupFilter;
 use super::params::{Param, ParamError, Params};
 
 /// A video filter: changes a [`VideoFrame`] in place, keeping its size.
@@ -107,8 +108,9 @@ pub struct FilterInfo {
     /// Informational (catalogue `channel`); what actually runs where is decided by which
     /// constructors exist.
     pub channel: Channel,
-    /// A group filter (aggregates across participants; not run by the chains).
-    pub group: bool,
+    /// A group filter's two halves (individual step, aggregator; see [`group`](crate::group)).
+    /// `None` for a filter the chains run; group filters are never run by chains.
+    pub group: Option<GroupFilter>,
     pub description: &'static str,
     pub params: &'static [Param],
     /// Constructor for video chains, if the filter processes video.
@@ -125,6 +127,11 @@ impl PartialEq for FilterInfo {
 }
 
 impl FilterInfo {
+    /// A group filter (runs per group, not in a member's chain).
+    pub fn is_group(&self) -> bool {
+        self.group.is_some()
+    }
+
     /// The catalogue's default instance id: `name.lower().replace("_", "-")`.
     pub fn default_id(&self) -> String {
         self.name.to_ascii_lowercase().replace('_', "-")
@@ -156,7 +163,7 @@ impl FilterInfo {
             "name": self.name,
             "id": self.default_id(),
             "channel": self.channel.as_str(),
-            "groupFilter": self.group,
+            "groupFilter": self.is_group(),
             "config": self.config_json(),
         })
     }

@@ -5,5 +5,6 @@ pub mod context;
 pub mod draw;
 pub mod filter;
 pub mod frame;
+pub mod group;
 pub mod params;
 pub mod simd;

@@ -132,6 +132,10 @@ pub struct Metrics {
     pub pipeline_decode_errors: Counter,
     pub pipeline_input_dropped: Counter,
     pub filter_panics: Counter,
+    pub group_values: Counter,
+    pub group_values_dropped: Counter,
+    pub group_values_late: Counter,
+    pub group_results: Counter,
     pub record_frames: Counter,
     pub record_dropped: Counter,
     pub record_errors: Counter,
@@ -167,6 +171,10 @@ pub static METRICS: Metrics = Metrics {
     pipeline_decode_errors: Counter::new(),
     pipeline_input_dropped: Counter::new(),
     filter_panics: Counter::new(),
+    group_values: Counter::new(),
+    group_values_dropped: Counter::new(),
+    group_values_late: Counter::new(),
+    group_results: Counter::new(),
     record_frames: Counter::new(),
     record_dropped: Counter::new(),
     record_errors: Counter::new(),
@@ -278,6 +286,18 @@ impl Metrics {
             self.pipeline_input_dropped.get(),
         );
         c("exphub_filter_panics_total", "Filters that panicked (and were bypassed).", self.filter_panics.get());
+        c("exphub_group_values_total", "Values of group filters' individual steps.", self.group_values.get());
+        c(
+            "exphub_group_values_dropped_total",
+            "Group-filter values dropped at a full aggregator input.",
+            self.group_values_dropped.get(),
+        );
+        c(
+            "exphub_group_values_late_total",
+            "Group-filter values that arrived after their windows were evaluated.",
+            self.group_values_late.get(),
+        );
+        c("exphub_group_results_total", "Group-filter results (windows evaluated).", self.group_results.get());
         c("exphub_record_frames_total", "Frames written to recordings.", self.record_frames.get());
         c(
             "exphub_record_packets_dropped_total",

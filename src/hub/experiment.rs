@@ -36,6 +36,10 @@ pub struct Experiment {
     /// Experimenters in the experiment, in join order.
     pub experimenters: Vec<ConnId>,
     pub media: HashMap<String, SeatMedia>,
+    /// Time zero of the experiment clock: START, or the creation before it.
+    pub clock_zero: std::time::Instant,
+    /// Group filters: instances, the aggregator thread, recent results.
+    pub group: super::group::GroupState,
 }
 
 /// A lifecycle transition the current state does not allow.
@@ -71,6 +75,8 @@ impl Experiment {
             participants: HashMap::new(),
             experimenters: vec![],
             media: HashMap::new(),
+            clock_zero: std::time::Instant::now(),
+            group: Default::default(),
         }
     }
 

@@ -209,6 +209,7 @@ impl Hub {
             R::GetFiltersConfig => self.get_filters_config(id),
             R::GetFiltersData(r) => self.get_filters_data(id, r),
             R::GetFiltersDataSendToParticipant(r) => self.get_filters_data_send_to_participant(id, r),
+            R::GetGroupFiltersData(r) => self.get_group_filters_data(id, r),
             R::UpdateReadMessageTime { participant_id, last_message_read_time } => {
                 self.update_read_message_time(id, participant_id, last_message_read_time).await
             }
@@ -309,6 +310,7 @@ impl Hub {
         let sid = self.joined(id).ok_or_else(|| nce("Failed to set filters."))?;
         let change = Change::GroupFilters { audio: r.audio_group_filters, video: r.video_group_filters };
         self.commit(&sid, change).await?;
+        self.apply_groups(&sid);
         // SynthARium never replied here (it awaited the aggregator forever); we do.
         self.broadcast_session_change(&sid, None);
         self.send(id, success(SuccessType::SetGroupFilters, text::CHANGED_GROUP_FILTERS));
@@ -392,7 +394,7 @@ impl Hub {
     }
 
     /// The experiment (session id) an experimenter has joined.
-    fn joined(&self, id: ConnId) -> Option<String> {
+    pub(super) fn joined(&self, id: ConnId) -> Option<String> {
         self.conns.get(&id).and_then(|c| c.experiment.clone()).filter(|sid| self.experiments.contains_key(sid))
     }
 
@@ -558,6 +560,7 @@ impl Hub {
         self.experiments.insert(sid.to_owned(), Experiment::new());
         METRICS.live_experiments.set(self.experiments.len() as i64);
         self.open_recording(sid);
+        self.apply_groups(sid);
         let msg = protocol::outgoing::experiment_created(sid, now);
         for e in self.experimenters.clone() {
             self.send(e, msg.clone());
@@ -623,10 +626,15 @@ impl Hub {
             self.session_mut(&sid)?.start_time = before;
             return Err(e);
         }
+        let zero = std::time::Instant::now();
         if let Some(e) = self.experiments.get_mut(&sid) {
             e.start()?;
+            e.clock_zero = zero;
         }
-        self.start_recording(&sid, now);
+        // One clock zero for the recording and the group filters.
+        self.start_recording(&sid, now, zero);
+        self.apply_groups(&sid);
+        self.log_group_config(&sid);
         self.send_to_experiment(&sid, protocol::outgoing::experiment_started(now));
         self.send(id, success(SuccessType::StartExperiment, text::STARTED_EXPERIMENT));
         self.reconcile(&sid);
@@ -652,6 +660,7 @@ impl Hub {
             e.stop()?;
         }
         self.stop_recording(sid, end_time);
+        self.apply_groups(sid);
         self.send_to_experiment(sid, protocol::outgoing::experiment_ended(end_time, start_time));
         Ok(())
     }

@@ -3,7 +3,7 @@
 //! experiment (reports for `GET_FILTERS_DATA`, messages, round-trip pings, panics).
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use filters::{ChainEvent, FilterSpec, PingRequest, Target};
 use serde_json::{json, Value};
@@ -14,7 +14,8 @@ use super::experiment::SeatMedia;
 use super::{now_ms, ConnId, Hub, Input};
 use std::sync::Arc;
 
-use crate::media::pipeline::{Group, PipelineConfig};
+use crate::media::group::GroupSink;
+use crate::media::pipeline::{Analysis, Group, PipelineConfig};
 use crate::media::Kind;
 use crate::media::ToHub;
 use crate::peer::Forwarder;
@@ -71,11 +72,32 @@ fn group_of(list: Vec<FilterSpec>, main: &[FilterSpec]) -> Option<(Arc<str>, Vec
     Some((Arc::from(serde_json::to_string(&key).unwrap_or_default()), list))
 }
 
-/// What a publisher's video and audio tracks should run: its own filters (main) and one branch
-/// per distinct viewer-side list among the other participants.
-pub fn desired_config(session: &Session, p: &Participant) -> (PipelineConfig, PipelineConfig) {
-    let mut video = PipelineConfig { main: specs(&p.video_filters, p.muted_video, "MUTE_VIDEO"), branches: vec![] };
-    let mut audio = PipelineConfig { main: specs(&p.audio_filters, p.muted_audio, "MUTE_AUDIO"), branches: vec![] };
+/// What a publisher's video and audio tracks should run: its own filters (main), one branch
+/// per distinct viewer-side list among the other participants, and the individual steps of the
+/// group filters it is a member of (fed to `group`: the experiment's aggregator and clock zero).
+pub fn desired_config(
+    session: &Session,
+    p: &Participant,
+    group: Option<(&GroupSink, Instant)>,
+) -> (PipelineConfig, PipelineConfig) {
+    let analysis = |list: &[FilterDict]| {
+        group.filter(|_| !list.is_empty()).map(|(sink, t0)| Analysis {
+            member: Arc::from(p.id.as_str()),
+            t0,
+            instances: specs(list, false, ""),
+            sink: sink.clone(),
+        })
+    };
+    let mut video = PipelineConfig {
+        main: specs(&p.video_filters, p.muted_video, "MUTE_VIDEO"),
+        branches: vec![],
+        analysis: analysis(&p.video_group_filters),
+    };
+    let mut audio = PipelineConfig {
+        main: specs(&p.audio_filters, p.muted_audio, "MUTE_AUDIO"),
+        branches: vec![],
+        analysis: analysis(&p.audio_group_filters),
+    };
     for viewer in &session.participants {
         let Some(a) = asymmetric_for(viewer, p) else { continue };
         if let Some(b) = group_of(specs(&a.video_filters, p.muted_video, "MUTE_VIDEO"), &video.main) {
@@ -166,7 +188,11 @@ impl Hub {
             // Configured from the session before anything else reaches it.
             if let Some(session) = self.sessions.get(sid) {
                 if let Some(p) = session.participant(pid) {
-                    let (v, a) = desired_config(session, p);
+                    let group = self
+                        .experiments
+                        .get(sid)
+                        .and_then(|e| e.group.worker.as_ref().map(|w| (w.sink(), e.clock_zero)));
+                    let (v, a) = desired_config(session, p, group.as_ref().map(|(s, t)| (s, *t)));
                     media.video.configure(v);
                     media.audio.configure(a);
                 }
@@ -182,9 +208,10 @@ impl Hub {
     /// and moves each viewer's sinks to the group (main or branch) it should now get.
     pub(crate) fn apply_media(&mut self, sid: &str, pid: Option<&str>) {
         let (Some(session), Some(exp)) = (self.sessions.get(sid), self.experiments.get(sid)) else { return };
+        let group = exp.group.worker.as_ref().map(|w| (w.sink(), exp.clock_zero));
         for p in session.participants.iter().filter(|p| pid.is_none_or(|x| x == p.id)) {
             if let Some(m) = exp.media.get(&p.id) {
-                let (v, a) = desired_config(session, p);
+                let (v, a) = desired_config(session, p, group.as_ref().map(|(s, t)| (s, *t)));
                 m.video.configure(v);
                 m.audio.configure(a);
             }

@@ -19,6 +19,7 @@
 mod connections;
 mod errors;
 mod experiment;
+mod group;
 mod handlers;
 mod limits;
 mod media;
@@ -78,6 +79,11 @@ pub(crate) enum Input {
         participant_id: String,
         kind: Kind,
         ev: crate::media::ToHub,
+    },
+    /// What an experiment's group-filter aggregator reports.
+    Group {
+        session_id: String,
+        ev: crate::media::group::GroupEvent,
     },
     /// Time to ping a participant for its PING filters.
     PingTick {
@@ -293,6 +299,7 @@ impl Hub {
                 Input::Media { session_id, participant_id, kind, ev } => {
                     self.on_media_event(&session_id, &participant_id, kind, ev)
                 }
+                Input::Group { session_id, ev } => self.on_group_event(&session_id, ev),
                 Input::PingTick { session_id, participant_id } => self.on_ping_tick(&session_id, &participant_id),
                 Input::SubClosed { sub_id } => {
                     if let Some(sub) = self.subs.get(&sub_id) {

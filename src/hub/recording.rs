@@ -77,9 +77,9 @@ impl Hub {
     }
 
     /// START: time zero; every seated participant's tracks start recording.
-    pub(crate) fn start_recording(&mut self, sid: &str, start_time: i64) {
+    pub(crate) fn start_recording(&mut self, sid: &str, start_time: i64, zero: Instant) {
         let Some(r) = self.recordings.get_mut(sid) else { return };
-        r.started(Instant::now(), start_time);
+        r.started(zero, start_time);
         self.log(sid, "experiment_started", json!({ "start_time": start_time }));
         // Time zero's state of every participant, as designed or changed before START.
         let pids: Vec<String> =

@@ -6,7 +6,9 @@
 //! Also the two names every layer above shares: a track's [`Kind`] (audio or video) and
 //! [`ToHub`], what a track's media threads tell the hub.
 
+pub mod clock;
 pub mod codec;
+pub mod group;
 pub mod mux;
 pub mod pipeline;
 pub mod recorder;

@@ -12,6 +12,12 @@
 //! Outputs: the *main* output (the publisher's own filters: what its echo, the experimenters and
 //! most viewers get) and one *branch* per distinct viewer-side filter list (asymmetric filters),
 //! each with its own chain and encoder, all fed from the same decoded frame.
+//!
+//! Group filters: when the participant is a member of group filter instances, their individual
+//! steps run on the decoded frame (before the participant's own filters), at each instance's
+//! analysis rate, and their values go to the experiment's aggregator ([`super::group`]) stamped
+//! with the frame's capture time on the experiment clock. A track with nothing but analysis is
+//! decoded and never encoded (it is still forwarded as received).
 
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -19,10 +25,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use filters::chain::{Chain, Media};
-use filters::{AudioFrame, Budget, ChainEvent, FilterSpec, VideoFrame};
+use filters::{
+    AudioFrame, AudioStep, Budget, ChainEvent, Decimator, FilterSpec, GroupFilter, Sample, VideoFrame, VideoStep,
+};
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::clock::Clock;
 use super::codec::{self, AudioDecoder, AudioEncoder, Encoded, VideoDecoder, VideoEncoder, VideoSettings};
+use super::group::GroupSink;
 use super::rtp::{self, Format, FrameAssembler, Packetizer, RtpIn, RtpOut};
 use super::{Kind, ToHub};
 use crate::metrics::METRICS;
@@ -44,13 +54,35 @@ pub struct PipelineConfig {
     pub main: Vec<FilterSpec>,
     /// Viewer-side branches by key.
     pub branches: Vec<(Arc<str>, Vec<FilterSpec>)>,
+    /// The group filter instances this track feeds.
+    pub analysis: Option<Analysis>,
 }
 
 impl PipelineConfig {
     /// Nothing to decode for.
     pub fn is_empty(&self) -> bool {
-        self.main.is_empty() && self.branches.is_empty()
+        self.main.is_empty()
+            && self.branches.is_empty()
+            && self.analysis.as_ref().is_none_or(|a| a.instances.is_empty())
     }
+
+    /// Nothing to encode: the track is forwarded as received (and maybe analysed).
+    pub fn encodes(&self) -> bool {
+        !(self.main.is_empty() && self.branches.is_empty())
+    }
+}
+
+/// A member's part in its experiment's group filters: which instances its track feeds, where
+/// to, and the experiment clock's zero.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Analysis {
+    /// The participant id (how the aggregator knows the member).
+    pub member: Arc<str>,
+    /// Time zero of the values (START, or the experiment's creation before it).
+    pub t0: Instant,
+    /// The group filter instances (id, name, stored config) of this medium.
+    pub instances: Vec<FilterSpec>,
+    pub sink: GroupSink,
 }
 
 /// What the worker sends back to the forwarder.
@@ -297,6 +329,10 @@ trait Codec: Sized {
     fn blank() -> Self::Frame;
     fn set_pts(frame: &mut Self::Frame, pts: Duration);
     fn encoder(format: Format) -> codec::Result<Self::Encoder>;
+    /// The individual step of a group filter for this medium (`None`: it has none).
+    fn make_step(group: &GroupFilter, params: &filters::Params) -> Option<Result<Step, filters::ParamError>>;
+    /// Runs a step of this medium on a decoded frame.
+    fn step(step: &mut Step, frame: &Self::Frame) -> Option<Sample>;
     fn encode(
         encoder: &mut Self::Encoder,
         frame: &Self::Frame,
@@ -327,6 +363,15 @@ impl Codec for VideoDecoder {
     }
     fn encoder(format: Format) -> codec::Result<VideoEncoder> {
         VideoEncoder::new(format, VideoSettings::default())
+    }
+    fn make_step(group: &GroupFilter, params: &filters::Params) -> Option<Result<Step, filters::ParamError>> {
+        group.video_step.map(|make| make(params).map(Step::Video))
+    }
+    fn step(step: &mut Step, frame: &VideoFrame) -> Option<Sample> {
+        match step {
+            Step::Video(s) => s.step(frame),
+            Step::Audio(_) => None,
+        }
     }
     fn encode(
         encoder: &mut VideoEncoder,
@@ -361,9 +406,124 @@ impl Codec for AudioDecoder {
     fn encoder(_: Format) -> codec::Result<AudioEncoder> {
         AudioEncoder::new(2, 64_000)
     }
+    fn make_step(group: &GroupFilter, params: &filters::Params) -> Option<Result<Step, filters::ParamError>> {
+        group.audio_step.map(|make| make(params).map(Step::Audio))
+    }
+    fn step(step: &mut Step, frame: &AudioFrame) -> Option<Sample> {
+        match step {
+            Step::Audio(s) => s.step(frame),
+            Step::Video(_) => None,
+        }
+    }
     /// Opus has no keyframes: `force_key` means nothing here.
     fn encode(encoder: &mut AudioEncoder, frame: &AudioFrame, _: bool, out: &mut Vec<Bytes>) -> codec::Result<()> {
         encoder.encode(frame, out)
+    }
+}
+
+/// A group filter's individual step, of either medium.
+pub enum Step {
+    Video(Box<dyn VideoStep>),
+    Audio(Box<dyn AudioStep>),
+}
+
+/// One group filter instance's individual step on this track.
+struct Analyser {
+    spec: FilterSpec,
+    id: Arc<str>,
+    step: Step,
+    decimator: Decimator,
+}
+
+/// The track's group-filter analysis: its steps, the experiment clock, the aggregator.
+struct Analysers {
+    format: Format,
+    config: Option<Analysis>,
+    clock: Clock,
+    list: Vec<Analyser>,
+}
+
+impl Analysers {
+    fn new(format: Format) -> Self {
+        Self { format, config: None, clock: Clock::new(format), list: Vec::new() }
+    }
+
+    /// Brings the steps to `analysis`: instances with the same id, name and config keep their
+    /// state; a new clock zero (START) restarts the clock.
+    fn apply<C: Codec>(&mut self, analysis: Option<Analysis>, to_hub: &UnboundedSender<ToHub>) {
+        if self.config.as_ref().map(|a| a.t0) != analysis.as_ref().map(|a| a.t0) {
+            self.clock = Clock::new(self.format);
+            for a in &mut self.list {
+                a.decimator.reset();
+            }
+        }
+        let wanted = analysis.as_ref().map(|a| a.instances.as_slice()).unwrap_or_default();
+        let mut old = std::mem::take(&mut self.list);
+        for spec in wanted {
+            if let Some(i) = old.iter().position(|a| a.spec == *spec) {
+                self.list.push(old.swap_remove(i));
+                continue;
+            }
+            match build_step::<C>(spec) {
+                Ok(Some((step, rate))) => self.list.push(Analyser {
+                    spec: spec.clone(),
+                    id: Arc::from(spec.id.as_str()),
+                    step,
+                    decimator: Decimator::new(rate),
+                }),
+                Ok(None) => {}
+                Err(why) => {
+                    let _ = to_hub.send(ToHub::Rejected(why));
+                }
+            }
+        }
+        self.config = analysis;
+    }
+
+    /// Runs the steps due at this frame's capture time and hands their values over.
+    fn run<C: Codec>(&mut self, timestamp: u32, arrival: Instant, frame: &C::Frame) {
+        let Some(config) = &self.config else { return };
+        if self.list.is_empty() {
+            return;
+        }
+        let t_ms = self.clock.ms(timestamp, arrival, config.t0, true);
+        let mut panicked = None;
+        for (i, a) in self.list.iter_mut().enumerate() {
+            if !a.decimator.admit(t_ms) {
+                continue;
+            }
+            let step = &mut a.step;
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| C::step(step, frame))) {
+                Ok(value) => {
+                    METRICS.group_values.inc();
+                    config.sink.send(&a.id, &config.member, t_ms, value);
+                }
+                Err(_) => panicked = Some(i),
+            }
+        }
+        if let Some(i) = panicked {
+            // Like a chain's filter: a panicking step is reported and not run again.
+            let a = self.list.remove(i);
+            METRICS.filter_panics.inc();
+            tracing::warn!(filter = %a.spec.name, id = %a.spec.id, "group filter step panicked; stopped on this track");
+        }
+    }
+}
+
+/// The step (and its analysis rate) of a group filter instance on a medium; `Ok(None)` when the
+/// filter has no step for it.
+fn build_step<C: Codec>(spec: &FilterSpec) -> Result<Option<(Step, f64)>, String> {
+    let info = filters::find(&spec.name).ok_or_else(|| format!("unknown group filter {:?}", spec.name))?;
+    let group = info.group.as_ref().ok_or_else(|| format!("{} is not a group filter", info.name))?;
+    let params = info.parse_config(&spec.config).map_err(|e| format!("{} ({}): {e}", info.name, spec.id))?;
+    let rate = filters::Aggregation::new(group, &params)
+        .map_err(|e| format!("{} ({}): {e}", info.name, spec.id))?
+        .windowing()
+        .rate_hz;
+    match C::make_step(group, &params) {
+        None => Ok(None),
+        Some(Ok(step)) => Ok(Some((step, rate))),
+        Some(Err(e)) => Err(format!("{} ({}): {e}", info.name, spec.id)),
     }
 }
 
@@ -444,14 +604,19 @@ fn run<C: Codec>(
     let mut scratch = C::blank();
     let mut encoded = Vec::new();
     let mut gate = KeyframeGate::new(C::KIND);
+    let mut analysers = Analysers::new(format);
     gate.wait(&out);
     let epoch = Instant::now();
     while let Ok(input) = rx.recv() {
         if let Input::NewSource = input {
             // The old sequence space means nothing now; the new stream starts at a keyframe.
             assembler = FrameAssembler::new(format);
+            analysers.clock = Clock::new(format);
             gate.wait(&out);
             continue;
+        }
+        if let Input::Configure(c) = &input {
+            analysers.apply::<C>(c.analysis.clone(), &to_hub);
         }
         let Some(packet) = control(input, &mut outputs, &mut new_output, &to_hub) else { continue };
         for frame in assembler.push(packet) {
@@ -471,6 +636,8 @@ fn run<C: Codec>(
                     continue;
                 }
             }
+            // Analysis first: it is cheap, it is data, and it needs every frame it is due.
+            analysers.run::<C>(frame.timestamp, frame.arrival, &decoded);
             if frame.arrival.elapsed() > STALE_AFTER {
                 METRICS.pipeline_frames_stale.inc();
                 continue;
@@ -556,6 +723,7 @@ mod tests {
             let config = PipelineConfig {
                 main: specs(main),
                 branches: branches.iter().map(|(k, names)| (Arc::from(*k), specs(names))).collect(),
+                analysis: None,
             };
             assert!(self.input(Input::Configure(config)).is_none());
         }

@@ -396,7 +396,7 @@ impl Loop {
             .filter(|(k, _)| self.sinks.values().any(|s| s.group.as_deref() == Some(&**k)))
             .cloned()
             .collect();
-        let want = PipelineConfig { main: self.config.main.clone(), branches };
+        let want = PipelineConfig { main: self.config.main.clone(), branches, analysis: self.config.analysis.clone() };
         if want.is_empty() {
             self.stop_pipeline();
             return;

@@ -118,6 +118,11 @@ message_types! {
     SessionListEnd = "SESSION_LIST_END",
     /// Further sessions of a list asked for with `{"parts": true}`: `data` is an array of sessions.
     SessionListPart = "SESSION_LIST_PART",
+    /// Client → server: the experiment's group filters, their members and recent results
+    /// (and, with `subscribe`, every new result as it comes).
+    GetGroupFiltersData = "GET_GROUP_FILTERS_DATA",
+    /// Reply to `GET_GROUP_FILTERS_DATA`, and its pushes (`push: true`).
+    GroupFiltersData = "GROUP_FILTERS_DATA",
 }
 
 impl fmt::Display for MessageType {
@@ -169,8 +174,9 @@ mod tests {
             count += 1;
         }
         // Plus RECORDING_LIST and EXPERIMENTER_JOINED, and exphub's GET_CHAT_HISTORY,
-        // CHAT_HISTORY, SESSION_LIST_END and SESSION_LIST_PART.
-        assert_eq!(MessageType::ALL.len(), count + 6);
+        // CHAT_HISTORY, SESSION_LIST_END, SESSION_LIST_PART, GET_GROUP_FILTERS_DATA and
+        // GROUP_FILTERS_DATA.
+        assert_eq!(MessageType::ALL.len(), count + 8);
     }
 
     #[test]

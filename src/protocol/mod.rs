@@ -33,9 +33,9 @@ pub use message_type::{MessageType, UnknownMessageType};
 pub use outgoing::{encode, error_message, experimenter_joined, pong, success_message, SuccessType};
 pub use request::{
     canonical_filter_name, from_data, invalid_data, parse_request, ClientRequest, FilterChannel, FilterNames,
-    GetChatHistoryRequest, GetFiltersDataRequest, GetFiltersDataSendToParticipantRequest, GetSessionListRequest,
-    IceCandidate, KickRequest, MuteRequest, PongData, SdpType, SessionDescription, SetFiltersRequest,
-    SetGroupFiltersRequest,
+    GetChatHistoryRequest, GetFiltersDataRequest, GetFiltersDataSendToParticipantRequest, GetGroupFiltersDataRequest,
+    GetSessionListRequest, IceCandidate, KickRequest, MuteRequest, PongData, SdpType, SessionDescription,
+    SetFiltersRequest, SetGroupFiltersRequest,
 };
 
 /// The default maximum size of one data-channel frame: 256 KiB, the most the WebRTC stack

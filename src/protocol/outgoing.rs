@@ -435,6 +435,57 @@ pub struct ParticipantFiltersData {
     pub audio: Vec<Option<FilterData>>,
 }
 
+/// One group filter instance in `GROUP_FILTERS_DATA`: what it is, over whom, and results.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupFilterData<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub channel: &'a str,
+    pub members: &'a [String],
+    pub results: Vec<GroupResultData<'a>>,
+}
+
+/// One result: the members it is about (a pair, or the group), the window's end on the
+/// experiment clock, the filter's value and how many grid points had data from every member.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupResultData<'a> {
+    pub members: &'a [String],
+    pub window_end_ms: f64,
+    pub value: &'a Value,
+    pub n_samples: usize,
+}
+
+impl<'a> GroupFilterData<'a> {
+    pub fn new(
+        id: &'a str,
+        name: &'a str,
+        channel: &'a str,
+        members: &'a [String],
+        results: impl Iterator<Item = &'a filters::GroupResult>,
+    ) -> Self {
+        let results = results
+            .map(|r| GroupResultData {
+                members: &r.members,
+                window_end_ms: r.window_end_ms,
+                value: &r.value,
+                n_samples: r.n_samples,
+            })
+            .collect();
+        Self { id, name, channel, members, results }
+    }
+}
+
+/// `GROUP_FILTERS_DATA {filters, push}`: `push` is false for the reply to
+/// `GET_GROUP_FILTERS_DATA`, true for the new results pushed to subscribers.
+pub fn group_filters_data(filters: &[GroupFilterData<'_>], push: bool) -> String {
+    #[derive(Serialize)]
+    struct D<'a> {
+        filters: &'a [GroupFilterData<'a>],
+        push: bool,
+    }
+    encode(MessageType::GroupFiltersData, D { filters, push })
+}
+
 /// `CHECK_POST_PROCESSING` data while processing (or idle).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CheckPostProcessing {

@@ -316,6 +316,8 @@ pub enum ClientRequest {
     CheckPostProcessing,
     /// *exphub*: one page of participant `participant_id`'s chat in session `session_id`.
     GetChatHistory(GetChatHistoryRequest),
+    /// *exphub*: the experiment's group filters and recent results; `subscribe` asks for pushes.
+    GetGroupFiltersData(GetGroupFiltersDataRequest),
     /// A known type that only the server sends (`SUCCESS`, `SESSION_LIST`, ...): the hub
     /// answers `403 FORBIDDEN`. `data` is not looked at.
     ServerOnly(MessageType),
@@ -355,6 +357,7 @@ impl ClientRequest {
             R::PostProcessingVideo { .. } => T::PostProcessingVideo,
             R::CheckPostProcessing => T::CheckPostProcessing,
             R::GetChatHistory(_) => T::GetChatHistory,
+            R::GetGroupFiltersData(_) => T::GetGroupFiltersData,
             R::ServerOnly(kind) => *kind,
         }
     }
@@ -406,7 +409,8 @@ fn client_request_class(kind: MessageType) -> Class {
         | T::GetRecordingList
         | T::PostProcessingVideo
         | T::CheckPostProcessing
-        | T::GetChatHistory => Class::Client,
+        | T::GetChatHistory
+        | T::GetGroupFiltersData => Class::Client,
         T::Test
         | T::Success
         | T::Error
@@ -433,7 +437,8 @@ fn client_request_class(kind: MessageType) -> Class {
         | T::ExperimenterJoined
         | T::ChatHistory
         | T::SessionListEnd
-        | T::SessionListPart => Class::ServerOnly,
+        | T::SessionListPart
+        | T::GroupFiltersData => Class::ServerOnly,
     }
 }
 
@@ -547,6 +552,10 @@ pub fn parse_request(env: Envelope, filters: &dyn FilterNames) -> Result<ClientR
             }
             R::GetChatHistory(req)
         }
+        T::GetGroupFiltersData => {
+            let req: GetGroupFiltersDataRequest = from_data(data, text::INVALID_GET_GROUP_FILTERS_DATA)?;
+            R::GetGroupFiltersData(req)
+        }
         // Server-only types returned above; listed so that this match stays exhaustive
         // without a wildcard.
         T::Test
@@ -575,7 +584,8 @@ pub fn parse_request(env: Envelope, filters: &dyn FilterNames) -> Result<ClientR
         | T::ExperimenterJoined
         | T::ChatHistory
         | T::SessionListEnd
-        | T::SessionListPart => R::ServerOnly(kind),
+        | T::SessionListPart
+        | T::GroupFiltersData => R::ServerOnly(kind),
     })
 }
 
@@ -639,6 +649,24 @@ pub struct GetChatHistoryRequest {
     pub before: Option<u64>,
     #[serde(default)]
     pub limit: Option<u64>,
+}
+
+/// *exphub* `GET_GROUP_FILTERS_DATA` data: `{filter_id?: id | "all", results?: n, subscribe?: bool}`.
+/// The reply holds each instance's last `results` results (default 300); `subscribe: true`
+/// also pushes every new result to this connection until `subscribe: false` or it leaves.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetGroupFiltersDataRequest {
+    #[serde(default = "all")]
+    pub filter_id: String,
+    #[serde(default)]
+    pub results: Option<usize>,
+    #[serde(default)]
+    pub subscribe: Option<bool>,
+}
+
+fn all() -> String {
+    "all".to_owned()
 }
 
 /// *exphub* `GET_SESSION_LIST` options (SynthARium sends none, and gets its usual answer):

@@ -42,6 +42,8 @@ pub const INVALID_POST_PROCESSING: &str = "Message data is not a valid PostProce
 pub const INVALID_UPDATE_READ_MESSAGE_TIME: &str = "Message data is not a valid UpdateReadMessageTimeRequest.";
 /// *exphub*: `PONG` (SynthARium did not validate it and answered 500).
 pub const INVALID_PONG: &str = "Message data is not a valid Pong.";
+/// *exphub*: `GET_GROUP_FILTERS_DATA`.
+pub const INVALID_GET_GROUP_FILTERS_DATA: &str = "Message data is not a valid GetGroupFiltersDataRequest.";
 /// *exphub*: `GET_CHAT_HISTORY`.
 pub const INVALID_GET_CHAT_HISTORY: &str = "Message data is not a valid GetChatHistoryRequest.";
 

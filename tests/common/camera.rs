@@ -59,6 +59,15 @@ pub fn start_camera_with(
     client: Arc<Client>,
     format: Format,
 ) -> (tokio::task::JoinHandle<()>, Arc<Mutex<HashMap<u32, Instant>>>) {
+    start_camera_showing(client, format, picture)
+}
+
+/// Publishes picture `show(n)` as picture number `n`, at 30 fps.
+pub fn start_camera_showing(
+    client: Arc<Client>,
+    format: Format,
+    show: impl Fn(u32) -> VideoFrame + Send + 'static,
+) -> (tokio::task::JoinHandle<()>, Arc<Mutex<HashMap<u32, Instant>>>) {
     let sent: Arc<Mutex<HashMap<u32, Instant>>> = Arc::default();
     let s = sent.clone();
     let task = tokio::spawn(async move {
@@ -70,7 +79,7 @@ pub fn start_camera_with(
             tick.tick().await;
             packets.clear();
             // A keyframe every second, like a browser after a PLI storm; the server asks too.
-            enc.encode(&picture(n), n % 30 == 0, &mut packets).unwrap();
+            enc.encode(&show(n), n % 30 == 0, &mut packets).unwrap();
             s.lock().unwrap().insert(n, Instant::now());
             for p in &packets {
                 if client.send_video_frame(&p.data, n * (90_000 / FPS)).await.is_err() {

@@ -1,0 +1,146 @@
+//! Group filters end to end over real WebRTC on loopback: instances come from the session's
+//! design, run from CREATE_EXPERIMENT, keep being fed across a late join and a rejoin, reach
+//! subscribed experimenters as pushes, and land in the event log with their parameters; the
+//! offline recomputation from the recorded files (`exphub analyze`) gives the live results again.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::camera::*;
+use common::*;
+use exphub::media::rtp::Format;
+use exphub_client::Client;
+use filters::VideoFrame;
+use serde_json::{json, Value};
+
+/// The test session, recorded, with `filter` in every participant's `video_group_filters`.
+fn group_session(filter: Value) -> Value {
+    let mut s = session_json(SESSION);
+    s["record"] = json!(true);
+    for p in s["participants"].as_array_mut().unwrap() {
+        p["video_group_filters"] = json!([filter.clone()]);
+    }
+    s
+}
+
+fn events(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join(SESSION).join("events.jsonl"))
+        .expect("events.jsonl")
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Waits for a `GROUP_FILTERS_DATA` push with a result that `want` accepts; returns it.
+async fn wait_result(c: &mut Client, timeout: Duration, want: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no matching group filter result in {timeout:?}");
+        let Ok((m, _)) = c.recv_type("GROUP_FILTERS_DATA", left).await else { continue };
+        for f in m["data"]["filters"].as_array().into_iter().flatten() {
+            for r in f["results"].as_array().into_iter().flatten() {
+                if want(r) {
+                    return r.clone();
+                }
+            }
+        }
+    }
+}
+
+fn camera(c: &Arc<Client>, show: impl Fn(u32) -> VideoFrame + Send + 'static) -> tokio::task::JoinHandle<()> {
+    start_camera_showing(c.clone(), Format::Vp8, show).0
+}
+
+/// A flat picture of luma `y` (TEMPLATE_GF compares brightness).
+fn flat(y: u8) -> impl Fn(u32) -> VideoFrame {
+    move |_| {
+        let mut f = VideoFrame::new(W, H);
+        f.fill(y, 128, 128);
+        f
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_filters_run_from_the_design_through_a_late_join_and_a_rejoin() {
+    let dir = TempDir::new("group");
+    let tgf = json!({"name": "TEMPLATE_GF", "id": "tgf", "channel": "video", "groupFilter": true, "config": {}});
+    write_session(dir.path(), &group_session(tgf));
+    let srv = TestServer::start_in(dir).await;
+    let (p0, p1) = (PARTICIPANTS[0], PARTICIPANTS[1]);
+    let mut exp = experimenter(&srv.base).await;
+    request(&mut exp, "CREATE_EXPERIMENT", json!({"session_id": SESSION}), "SUCCESS").await;
+
+    // The instance exists from CREATE, over every participant holding it, before anyone joined.
+    let reply = request(&mut exp, "GET_GROUP_FILTERS_DATA", json!({"subscribe": true}), "GROUP_FILTERS_DATA").await;
+    let f = &reply["data"]["filters"][0];
+    assert_eq!(
+        (&f["id"], &f["name"], &f["channel"]),
+        (&json!("tgf"), &json!("TEMPLATE_GF"), &json!("video")),
+        "{reply}"
+    );
+    assert_eq!(f["members"], json!(PARTICIPANTS), "{reply}");
+    assert_eq!(reply["data"]["push"], false);
+
+    // Participant 0 joins and publishes (bright), the experiment starts, participant 1 joins
+    // late (dark): the pair's brightness difference (235 - 40 = 195) comes as a push.
+    let a = Arc::new(participant(&srv.base, p0, Default::default()).await);
+    let cam_a = camera(&a, flat(235));
+    request(&mut exp, "START_EXPERIMENT", json!({}), "SUCCESS").await;
+    let b = Arc::new(participant(&srv.base, p1, Default::default()).await);
+    let cam_b = camera(&b, flat(40));
+    let pair = json!([p0, p1]);
+    let r = wait_result(&mut exp, 4 * T, |r| r["members"] == pair).await;
+    let d = r["value"]["difference"].as_f64().unwrap();
+    assert!((d - 195.0).abs() < 8.0, "brightness difference {d}: {r}");
+    assert!(r["n_samples"].as_u64().unwrap() >= 2, "{r}");
+
+    // Participant 0 leaves and rejoins, now dark too: the same instance keeps running and
+    // sees it (the difference falls to about 0).
+    cam_a.abort();
+    let _ = cam_a.await;
+    Arc::try_unwrap(a).ok().expect("the camera let go").close().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let a = Arc::new(participant(&srv.base, p0, Default::default()).await);
+    let cam_a = camera(&a, flat(40));
+    let r =
+        wait_result(&mut exp, 4 * T, |r| r["members"] == pair && r["value"]["difference"].as_f64() < Some(8.0)).await;
+    assert!(r["window_end_ms"].as_f64().unwrap() > 0.0, "{r}");
+
+    request(&mut exp, "STOP_EXPERIMENT", json!({}), "SUCCESS").await;
+    cam_a.abort();
+    cam_b.abort();
+    // Written by the recording's writer thread: poll until the last kinds are there.
+    let deadline = Instant::now() + T;
+    let log = loop {
+        let log = events(&srv.dir.path());
+        let has = |k: &str| log.iter().any(|e| e["type"] == k);
+        if has("group_filter_config") && has("group_filter_series") && has("group_filter_result") {
+            break log;
+        }
+        assert!(Instant::now() < deadline, "group filter events missing: {log:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let config = log.iter().find(|e| e["type"] == "group_filter_config").unwrap();
+    let inst = &config["instances"][0];
+    assert_eq!((&inst["filter_id"], &inst["filter_name"]), (&json!("tgf"), &json!("TEMPLATE_GF")), "{config}");
+    assert_eq!(inst["members"], json!(PARTICIPANTS), "{config}");
+    assert_eq!(inst["windowing"]["step_ms"], 1000.0, "the parameters are logged with it: {config}");
+    for pid in [p0, p1] {
+        let series: Vec<&Value> =
+            log.iter().filter(|e| e["type"] == "group_filter_series" && e["participant_id"] == pid).collect();
+        assert!(!series.is_empty(), "no series of {pid}");
+        let s = series[0];
+        assert_eq!(s["t_ms"].as_array().unwrap().len(), s["values"].as_array().unwrap().len(), "{s}");
+    }
+    let results: Vec<&Value> = log.iter().filter(|e| e["type"] == "group_filter_result").collect();
+    assert!(results.iter().all(|r| r["members"] == pair && r["filter_id"] == "tgf"), "{results:?}");
+    // Only what was computed while running is logged, on the recording's clock.
+    assert!(results.iter().all(|r| r["window_end_ms"].as_f64().unwrap() > 0.0), "{results:?}");
+    exp.close().await;
+    drop((a, b));
+    srv.stop().await;
+}

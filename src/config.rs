@@ -50,6 +50,20 @@ pub enum Command {
         #[arg(long, env = "EXPHUB_SESSIONS_DIR")]
         sessions_dir: Option<PathBuf>,
     },
+    /// Recompute a session's group filter results from its recorded raw files, with the same
+    /// code and parameters as the live run, into `<session>/group_results.run-<N>.jsonl`.
+    Analyze {
+        session_id: String,
+        /// The run (a session can be run more than once) [default: the last one].
+        #[arg(long)]
+        run: Option<u32>,
+        /// Where to write the results ("-": standard output).
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// Directory of session files [default: sessions, or EXPHUB_SESSIONS_DIR].
+        #[arg(long, env = "EXPHUB_SESSIONS_DIR")]
+        sessions_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

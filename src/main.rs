@@ -1,6 +1,7 @@
-//! The `exphub` command: `exphub [serve]`, `exphub sessions validate [DIR]` and
-//! `exphub export SESSION_ID`.
+//! The `exphub` command: `exphub [serve]`, `exphub sessions validate [DIR]`,
+//! `exphub export SESSION_ID` and `exphub analyze SESSION_ID`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -12,6 +13,7 @@ fn main() -> ExitCode {
         Some(Command::Sessions(SessionsCommand::Validate { dir })) => validate(dir, &cli.serve),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Export { session_id, out, sessions_dir }) => export(&session_id, out, sessions_dir),
+        Some(Command::Analyze { session_id, run, out, sessions_dir }) => analyze(&session_id, run, out, sessions_dir),
         None => serve(cli.serve),
     }
 }
@@ -72,6 +74,86 @@ fn export(session_id: &str, out: Option<std::path::PathBuf>, dir: Option<std::pa
         }
         Err(e) => {
             eprintln!("exphub: cannot write the archive: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn analyze(session_id: &str, run: Option<u32>, out: Option<PathBuf>, dir: Option<PathBuf>) -> ExitCode {
+    use exphub::record::analyze;
+    let dir = dir.unwrap_or_else(|| "sessions".into()).join(session_id);
+    let manifest = match exphub::record::Manifest::load(&dir) {
+        Ok(Some(m)) => m,
+        Ok(None) => {
+            eprintln!("exphub: no recording of session {session_id:?} in {}", dir.display());
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("exphub: {}: {e}", dir.join("manifest.json").display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(run) = run.or_else(|| analyze::last_run(&manifest)) else {
+        eprintln!("exphub: session {session_id:?} was never started");
+        return ExitCode::FAILURE;
+    };
+    let instances = match analyze::logged_instances(&dir, run) {
+        Ok(i) if !i.is_empty() => i,
+        Ok(_) => {
+            eprintln!("exphub: run {run} of {session_id:?} ran no group filters");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("exphub: cannot read the event log: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut lines = Vec::new();
+    for inst in &instances {
+        let (id, name) = (&inst.spec.id, &inst.spec.name);
+        let mut progress = |done: usize, total: usize| {
+            let bar: String = (0..20).map(|i| if i * total < done * 20 { '#' } else { '.' }).collect();
+            eprint!("\rexphub: {name} ({id}) [{bar}] {done}/{total} members");
+        };
+        let results = match analyze::recompute(&dir, &manifest, run, inst, &mut progress) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("\nexphub: {name} ({id}): {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        eprintln!("  {} results", results.len());
+        for r in &results {
+            let row = analyze::Row {
+                run,
+                filter_id: id,
+                filter_name: name,
+                members: &r.members,
+                window_end_ms: r.window_end_ms,
+                value: &r.value,
+                n_samples: r.n_samples,
+            };
+            lines.push(serde_json::to_string(&row).unwrap_or_default());
+        }
+    }
+    let text = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+    let out = out.unwrap_or_else(|| analyze::default_out(&dir, run));
+    let written = if out.as_os_str() == "-" {
+        use std::io::Write;
+        std::io::stdout().lock().write_all(text.as_bytes())
+    } else {
+        let tmp = out.with_extension("partial");
+        std::fs::write(&tmp, &text).and_then(|()| std::fs::rename(&tmp, &out))
+    };
+    match written {
+        Ok(()) => {
+            if out.as_os_str() != "-" {
+                eprintln!("exphub: wrote {} ({} results)", out.display(), lines.len());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("exphub: cannot write {}: {e}", out.display());
             ExitCode::FAILURE
         }
     }

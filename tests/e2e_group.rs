@@ -142,5 +142,30 @@ async fn group_filters_run_from_the_design_through_a_late_join_and_a_rejoin() {
     assert!(results.iter().all(|r| r["window_end_ms"].as_f64().unwrap() > 0.0), "{results:?}");
     exp.close().await;
     drop((a, b));
-    srv.stop().await;
+    let dir = srv.stop().await;
+
+    // Offline: the same instance recomputed from the recorded raw files gives the live
+    // results again (same frames, same code; the pictures are flat, so a frame more or less
+    // in a window changes nothing).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_exphub"))
+        .args(["analyze", SESSION, "--out", "-", "--sessions-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("exphub analyze runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let offline: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut compared = 0;
+    for live in &results {
+        let end = live["window_end_ms"].as_f64().unwrap();
+        let Some(off) = offline.iter().find(|o| o["window_end_ms"].as_f64() == Some(end)) else { continue };
+        assert_eq!((&off["filter_id"], &off["members"], off["run"].as_u64()), (&json!("tgf"), &pair, Some(1)), "{off}");
+        let (l, o) = (live["value"]["difference"].as_f64().unwrap(), off["value"]["difference"].as_f64().unwrap());
+        // Windows at the very start and around the rejoin can hold a frame more or less.
+        if live["n_samples"] == off["n_samples"] {
+            assert!((l - o).abs() < 1.0, "window {end}: live {l}, offline {o}");
+            compared += 1;
+        }
+    }
+    assert!(compared >= 2, "live {results:?}\noffline {offline:?}");
 }

@@ -269,6 +269,20 @@ pub fn probe(path: &Path) -> Result<Probe> {
     Ok(Probe { duration_ms, frames })
 }
 
+/// Calls `each(ms, data)` for every packet of `path` in file order, `ms` being its time in the
+/// file (pts in milliseconds from the file's start).
+pub fn read_packets(path: &Path, mut each: impl FnMut(f64, &[u8])) -> Result<()> {
+    super::codec::init();
+    let mut ictx = ff::format::input(path)?;
+    let tb = ictx.stream(0).map(|s| s.time_base()).unwrap_or(ff::Rational(1, 1000));
+    let scale = 1000.0 * tb.numerator() as f64 / tb.denominator().max(1) as f64;
+    for (_, p) in ictx.packets() {
+        let (Some(pts), Some(data)) = (p.pts().or(p.dts()), p.data()) else { continue };
+        each(pts as f64 * scale, data);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

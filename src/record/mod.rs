@@ -18,6 +18,7 @@
 //! - times: `t_us` is server wall time in microseconds; `t_ms` and every `start_ms` are
 //!   milliseconds since the run's START on the server's monotonic clock (`null` before START).
 
+pub mod analyze;
 pub mod export;
 
 use std::collections::HashMap;

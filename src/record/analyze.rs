@@ -1,0 +1,162 @@
+//! Offline recomputation of group filters (`exphub analyze`): the same individual steps and the
+//! same [`Aggregation`](filters::Aggregation) as the live run, over the recorded raw files, with the parameters and
+//! members the event log says the run used.
+//!
+//! Each raw frame's time on the experiment clock is its file's `start_ms` plus its time in the
+//! file: the recorder's clock, which the live values are stamped with too. The frames analysed
+//! are chosen by the same [`Decimator`], so live and offline results of a window agree up to
+//! what the network did to the live run (values that arrived too late, a few milliseconds of
+//! clock anchoring) and the first and last windows (the files start at START's first keyframe,
+//! the live run stops at STOP).
+
+use std::path::{Path, PathBuf};
+
+use filters::{AudioFrame, Decimator, GroupResult, VideoFrame};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{FileEntry, Manifest, EVENTS};
+use crate::media::codec::{AudioDecoder, VideoDecoder};
+use crate::media::group::{build, InstanceSpec};
+use crate::media::mux;
+use crate::media::rtp::Format;
+
+/// One instance of a run, as logged at START (or at its last change).
+#[derive(Debug, Clone)]
+pub struct LoggedInstance {
+    pub spec: InstanceSpec,
+    /// `video` or `audio`.
+    pub channel: String,
+}
+
+/// One line of the output.
+#[derive(Debug, Serialize)]
+pub struct Row<'a> {
+    pub run: u32,
+    pub filter_id: &'a str,
+    pub filter_name: &'a str,
+    pub members: &'a [String],
+    pub window_end_ms: f64,
+    pub value: &'a Value,
+    pub n_samples: usize,
+}
+
+/// The group filter instances of `run` from the event log: for each id, its last logged
+/// definition (a change during the run is applied to the whole run: documented).
+pub fn logged_instances(dir: &Path, run: u32) -> std::io::Result<Vec<LoggedInstance>> {
+    let text = std::fs::read_to_string(dir.join(EVENTS))?;
+    let mut out: Vec<LoggedInstance> = Vec::new();
+    for line in text.lines() {
+        let Ok(e) = serde_json::from_str::<Value>(line) else { continue }; // a torn last line
+        if e["type"] != "group_filter_config" || e["run"].as_u64() != Some(run as u64) {
+            continue;
+        }
+        for i in e["instances"].as_array().into_iter().flatten() {
+            let (Some(id), Some(name), Some(channel)) =
+                (i["filter_id"].as_str(), i["filter_name"].as_str(), i["channel"].as_str())
+            else {
+                continue;
+            };
+            let members = i["members"].as_array().into_iter().flatten().filter_map(|m| m.as_str().map(str::to_owned));
+            let spec = InstanceSpec {
+                id: id.to_owned(),
+                name: name.to_owned(),
+                config: i["config"].clone(),
+                members: members.collect(),
+            };
+            let logged = LoggedInstance { spec, channel: channel.to_owned() };
+            match out.iter_mut().find(|o| o.spec.id == id) {
+                Some(o) => *o = logged,
+                None => out.push(logged),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Recomputes one instance from the members' raw files of `run`; `progress(done, total)` after
+/// each file.
+pub fn recompute(
+    dir: &Path,
+    manifest: &Manifest,
+    run: u32,
+    inst: &LoggedInstance,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<GroupResult>, String> {
+    let (_, mut aggregation) = build(&inst.spec)?;
+    let info = filters::find(&inst.spec.name).and_then(|i| i.group).ok_or("not a group filter")?;
+    let params = filters::find(&inst.spec.name)
+        .ok_or("unknown filter")?
+        .parse_config(&inst.spec.config)
+        .map_err(|e| e.to_string())?;
+    let rate = aggregation.windowing().rate_hz;
+    let files: Vec<&FileEntry> = manifest
+        .files
+        .iter()
+        .filter(|f| f.run == run && f.kind == "raw" && f.media == inst.channel && f.viewers.is_none())
+        .filter(|f| inst.spec.members.contains(&f.participant_id))
+        .collect();
+    let mut last = f64::NEG_INFINITY;
+    for (done, member) in inst.spec.members.iter().enumerate() {
+        let mut mine: Vec<&&FileEntry> = files.iter().filter(|f| f.participant_id == *member).collect();
+        mine.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
+        let mut decimator = Decimator::new(rate);
+        let mut push = |t: f64, v| {
+            aggregation.push(member, t, v);
+            last = last.max(t);
+        };
+        match inst.channel.as_str() {
+            "video" => {
+                let make = info.video_step.ok_or("no video step")?;
+                let mut step = make(&params).map_err(|e| e.to_string())?;
+                let mut frame = VideoFrame::new(2, 2);
+                for f in &mine {
+                    let format = if f.codec == "h264" { Format::H264 } else { Format::Vp8 };
+                    let mut dec = VideoDecoder::new(format).map_err(|e| e.to_string())?;
+                    mux::read_packets(&dir.join(&f.file), |ms, data| {
+                        let t = f.start_ms + ms;
+                        if let Ok(true) = dec.decode(data, &mut frame) {
+                            if decimator.admit(t) {
+                                push(t, step.step(&frame));
+                            }
+                        }
+                    })
+                    .map_err(|e| format!("{}: {e}", f.file))?;
+                }
+            }
+            _ => {
+                let make = info.audio_step.ok_or("no audio step")?;
+                let mut step = make(&params).map_err(|e| e.to_string())?;
+                let mut frame = AudioFrame::new(2, 960, 48_000);
+                for f in &mine {
+                    let mut dec = AudioDecoder::new().map_err(|e| e.to_string())?;
+                    mux::read_packets(&dir.join(&f.file), |ms, data| {
+                        let t = f.start_ms + ms;
+                        if let Ok(true) = dec.decode(data, &mut frame) {
+                            if decimator.admit(t) {
+                                push(t, step.step(&frame));
+                            }
+                        }
+                    })
+                    .map_err(|e| format!("{}: {e}", f.file))?;
+                }
+            }
+        }
+        progress(done + 1, inst.spec.members.len());
+    }
+    let mut out = Vec::new();
+    if last.is_finite() {
+        aggregation.advance(last, &mut out);
+    }
+    Ok(out)
+}
+
+/// The default output file of a run.
+pub fn default_out(dir: &Path, run: u32) -> PathBuf {
+    dir.join(format!("group_results.run-{run}.jsonl"))
+}
+
+/// The last run of a manifest that started.
+pub fn last_run(manifest: &Manifest) -> Option<u32> {
+    manifest.runs.iter().filter(|r| r.start_us.is_some()).map(|r| r.run).max()
+}

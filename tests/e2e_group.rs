@@ -116,7 +116,7 @@ async fn group_filters_run_from_the_design_through_a_late_join_and_a_rejoin() {
     // Written by the recording's writer thread: poll until the last kinds are there.
     let deadline = Instant::now() + T;
     let log = loop {
-        let log = events(&srv.dir.path());
+        let log = events(srv.dir.path());
         let has = |k: &str| log.iter().any(|e| e["type"] == k);
         if has("group_filter_config") && has("group_filter_series") && has("group_filter_result") {
             break log;

@@ -56,6 +56,18 @@
 //! - the CPU of the server's media worker threads (`media-*`, from /proc/<pid>/task) apart from
 //!   the rest of the server.
 //!
+//! ## With group filters
+//!
+//! ```text
+//! # N=4, two filters each, and every participant a member of MOTION_SYNC and SPEECH_SYNC:
+//! cargo run --release --example load -- --participants 4 --filters ROTATION,EDGE_OUTLINE \
+//!     --group-filters MOTION_SYNC,SPEECH_SYNC --repeat 3
+//! ```
+//!
+//! `--group-filters` puts the group filters into every participant's group lists of the
+//! session, so they run from CREATE_EXPERIMENT; each round also reports the values computed,
+//! dropped at the aggregator and the results over the window.
+//!
 //! The packet-latency figures (publisher send → subscriber receive, matched by sequence number)
 //! leave out the video of filtered publishers: its packets are re-encoded and re-numbered.
 //! With `--baseline` the summary also gives the transcoding cost per filtered stream:
@@ -155,6 +167,11 @@ struct Args {
     /// participant, the event log and the manifest, in the round's temporary directory.
     #[arg(long)]
     record: bool,
+    /// Group filters every participant is a member of from the start (catalogue names,
+    /// `NAME:{json}` overrides the config), e.g. `MOTION_SYNC,SPEECH_SYNC`: video ones in the
+    /// session's `video_group_filters`, audio ones in `audio_group_filters`.
+    #[arg(long, value_parser = split_filters, default_value = "")]
+    group_filters: FilterList,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -539,7 +556,7 @@ impl Server {
         std::fs::create_dir_all(&sessions)?;
         std::fs::write(
             sessions.join(format!("{SESSION}.json")),
-            serde_json::to_vec_pretty(&session_json(SESSION, &ids, args.record))?,
+            serde_json::to_vec_pretty(&session_json(SESSION, &ids, args.record, &group_dicts(&args.group_filters)?))?,
         )?;
         let log = match &args.server_log_dir {
             Some(d) => {
@@ -685,8 +702,13 @@ fn participant_ids(n: usize) -> Vec<String> {
 
 /// A session with `ids` as participants, in SynthARium format (as tests/common does).
 /// The test session with `ids` as participants, titled for the load tool, with an hour's limit.
-fn session_json(id: &str, ids: &[String], record: bool) -> Value {
+fn session_json(id: &str, ids: &[String], record: bool, group: &[Value]) -> Value {
     let mut s = exphub_client::session_json(id, ids);
+    let of = |ch: &str| group.iter().filter(|d| d["channel"] == ch).cloned().collect::<Vec<_>>();
+    for p in s["participants"].as_array_mut().into_iter().flatten() {
+        p["video_group_filters"] = json!(of("video"));
+        p["audio_group_filters"] = json!(of("audio"));
+    }
     s["title"] = json!("Load test");
     s["description"] = json!("exphub examples/load.rs");
     s["time_limit"] = json!(3_600_000);
@@ -777,6 +799,11 @@ struct RoundResult {
     pipeline_decode_errors: u64,
     pipeline_input_dropped: u64,
     pipelines: u64,
+    /// Group filters over the window: individual values computed, dropped at the aggregator,
+    /// results.
+    group_values: u64,
+    group_dropped: u64,
+    group_results: u64,
 }
 
 /// A round to run.
@@ -824,17 +851,24 @@ fn split_filters(s: &str) -> Result<FilterList, String> {
 
 /// `--filters` as wire filter dicts.
 fn filter_dicts(names: &[String]) -> Res<Vec<Value>> {
+    dicts("--filters", names, |i| i.video.is_some(), "a video filter")
+}
+
+/// `--group-filters` as wire filter dicts.
+fn group_dicts(names: &[String]) -> Res<Vec<Value>> {
+    dicts("--group-filters", names, |i| i.is_group(), "a group filter")
+}
+
+fn dicts(flag: &str, names: &[String], fits: fn(&filters::FilterInfo) -> bool, what: &str) -> Res<Vec<Value>> {
     let mut out = vec![];
     for (i, item) in names.iter().enumerate() {
         let (name, config) = match item.split_once(':') {
-            Some((n, c)) => {
-                (n.trim(), Some(serde_json::from_str::<Value>(c).map_err(|e| format!("--filters {n}: {e}"))?))
-            }
+            Some((n, c)) => (n.trim(), Some(serde_json::from_str::<Value>(c).map_err(|e| format!("{flag} {n}: {e}"))?)),
             None => (item.trim(), None),
         };
-        let info = filters::find(name).ok_or_else(|| format!("--filters: unknown filter {name:?}"))?;
-        if info.video.is_none() {
-            return Err(format!("--filters: {name} is not a video filter").into());
+        let info = filters::find(name).ok_or_else(|| format!("{flag}: unknown filter {name:?}"))?;
+        if !fits(info) {
+            return Err(format!("{flag}: {name} is not {what}").into());
         }
         let mut d = info.catalogue_entry();
         d["id"] = json!(format!("{}-{i}", name.to_lowercase()));
@@ -869,6 +903,9 @@ struct Scrape {
     decode_errors: u64,
     input_dropped: u64,
     pipelines: u64,
+    group_values: u64,
+    group_dropped: u64,
+    group_results: u64,
     /// `exphub_pipeline_latency_seconds`: (upper bound in ms, cumulative count); +Inf last.
     latency_buckets: Vec<(f64, u64)>,
     latency_sum_s: f64,
@@ -964,6 +1001,9 @@ async fn scrape(base: &str) -> Res<Scrape> {
         decode_errors: opt("exphub_pipeline_decode_errors_total"),
         input_dropped: opt("exphub_pipeline_input_dropped_total"),
         pipelines: opt("exphub_pipelines"),
+        group_values: opt("exphub_group_values_total"),
+        group_dropped: opt("exphub_group_values_dropped_total"),
+        group_results: opt("exphub_group_results_total"),
         latency_buckets: latency_buckets(&t),
         latency_sum_s: t
             .lines()
@@ -1266,6 +1306,9 @@ async fn measure(
         pipeline_decode_errors: m1.decode_errors - m0.decode_errors,
         pipeline_input_dropped: m1.input_dropped - m0.input_dropped,
         pipelines: m1.pipelines,
+        group_values: m1.group_values - m0.group_values,
+        group_dropped: m1.group_dropped - m0.group_dropped,
+        group_results: m1.group_results - m0.group_results,
     })
 }
 
@@ -1649,6 +1692,12 @@ fn real_main(args: Args) -> Res<()> {
             println!("{}", row(&r));
             if r.error.is_none() && (spec.filtered > 0 || !args.filters.is_empty()) {
                 eprintln!("[N={n}] media: {}", media_row(&r));
+                if r.group_values > 0 {
+                    eprintln!(
+                        "[N={n}] group filters: {} values, {} dropped, {} results in the window",
+                        r.group_values, r.group_dropped, r.group_results
+                    );
+                }
             }
             if r.error.is_none() {
                 eprintln!(

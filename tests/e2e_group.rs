@@ -110,9 +110,25 @@ async fn group_filters_run_from_the_design_through_a_late_join_and_a_rejoin() {
         wait_result(&mut exp, 4 * T, |r| r["members"] == pair && r["value"]["difference"].as_f64() < Some(8.0)).await;
     assert!(r["window_end_ms"].as_f64().unwrap() > 0.0, "{r}");
 
+    // GET_FILTERS_DATA knows group filters too: each member's latest value and its latest
+    // result with each other member; a participant sees the others under its aliases.
+    let get = json!({"filter_id": "tgf", "filter_name": "TEMPLATE_GF", "filter_channel": "video"});
+    let data = request(&mut exp, "GET_FILTERS_DATA", get.clone(), "FILTERS_DATA").await;
+    let mine = &data["data"][p0]["video"][0];
+    assert_eq!(mine["id"], "tgf", "{data}");
+    assert!((mine["data"]["value"][0].as_f64().unwrap() - 40.0).abs() < 8.0, "{data}");
+    assert!(mine["data"]["results"][p1]["difference"].is_number(), "{data}");
+    cam_b.abort();
+    let _ = cam_b.await;
+    let mut b = Arc::try_unwrap(b).ok().expect("the camera let go");
+    b.send("GET_FILTERS_DATA", get).await.unwrap();
+    let (own, _) = b.recv_type("FILTERS_DATA", T).await.unwrap();
+    let results = own["data"][p1]["video"][0]["data"]["results"].as_object().unwrap().clone();
+    assert_eq!(results.len(), 1, "{own}");
+    assert!(!results.contains_key(p0), "the other member's real id is not shown: {own}");
+
     request(&mut exp, "STOP_EXPERIMENT", json!({}), "SUCCESS").await;
     cam_a.abort();
-    cam_b.abort();
     // Written by the recording's writer thread: poll until the last kinds are there.
     let deadline = Instant::now() + T;
     let log = loop {

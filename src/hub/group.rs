@@ -78,6 +78,30 @@ pub struct GroupState {
     pub watchers: HashSet<ConnId>,
 }
 
+/// A member's data of one instance for `GET_FILTERS_DATA`: `{value, t_ms, results}`, `value`
+/// its latest individual value (an array, `null` when the step had none), `results` the latest
+/// result of each pair it is in keyed by the other member (`show` names them as the caller
+/// sees them), or under `"group"` for whole-group results. `None` before it has any.
+pub fn member_data(g: &GroupState, id: &str, pid: &str, show: impl Fn(&str) -> String) -> Option<Value> {
+    let latest = g.latest.get(&(id.to_owned(), pid.to_owned()));
+    let mut results = serde_json::Map::new();
+    for r in g.results.get(id).into_iter().flatten().rev() {
+        if !r.members.iter().any(|m| m == pid) {
+            continue;
+        }
+        let key = match r.members.as_slice() {
+            [a, b] => show(if a == pid { b } else { a }),
+            _ => "group".to_owned(),
+        };
+        results.entry(key).or_insert_with(|| r.value.clone());
+    }
+    if latest.is_none() && results.is_empty() {
+        return None;
+    }
+    let (t, v) = latest.map_or((None, None), |(t, v)| (Some(*t), *v));
+    Some(json!({"value": v.map(|s| s.as_slice().to_vec()), "t_ms": t, "results": results}))
+}
+
 impl Hub {
     /// Brings an experiment's group filters to what its session says: starts the aggregator
     /// thread when the first instance appears, hands it the instances and the clock, and

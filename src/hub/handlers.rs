@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::errors::{self, forbidden, not_connected as nce};
 use super::experiment::{self, ChatSender};
+use super::group;
 use super::{now_ms, Catalogue, ConnId, Experiment, Hub, Role};
 use crate::media::Kind;
 use crate::metrics::METRICS;
@@ -765,14 +766,42 @@ impl Hub {
                 })
                 .collect()
         };
+        // A group filter's data: each member's latest value and latest result with each other
+        // member (keyed as the caller sees the others).
+        let group = filters::find(name).is_some_and(|f| f.is_group());
+        let group_pick = |pid: &str, list: &[FilterDict]| -> Vec<Option<FilterData>> {
+            let viewer = only.map(|o| self.aliases.viewer(session, o));
+            list.iter()
+                .filter(|f| {
+                    protocol::canonical_filter_name(&f.name) == name && (filter_id == "all" || f.id == filter_id)
+                })
+                .map(|f| {
+                    let data = group::member_data(&exp.group, &f.id, pid, |other| match &viewer {
+                        Some(v) => v.show(other),
+                        None => other.to_owned(),
+                    })?;
+                    Some(FilterData { id: f.id.clone(), data })
+                })
+                .collect()
+        };
+        let lists = |p: &crate::session::model::Participant, kind: Kind| -> Vec<Option<FilterData>> {
+            match (group, kind) {
+                (false, Kind::Video) => pick(&p.id, kind, &p.video_filters),
+                (false, Kind::Audio) => pick(&p.id, kind, &p.audio_filters),
+                (true, Kind::Video) => group_pick(&p.id, &p.video_group_filters),
+                (true, Kind::Audio) => group_pick(&p.id, &p.audio_group_filters),
+            }
+        };
         let seats: Vec<&String> = exp.participants.keys().filter(|p| only.is_none_or(|o| o == p.as_str())).collect();
         // A specific id must name a filter of that name somewhere (SynthARium: 404).
         if filter_id != "all" {
             let known = seats.iter().filter_map(|p| session.participant(p)).any(|p| {
-                p.video_filters
-                    .iter()
-                    .chain(&p.audio_filters)
-                    .any(|f| f.id == filter_id && protocol::canonical_filter_name(&f.name) == name)
+                let hit = |f: &FilterDict| f.id == filter_id && protocol::canonical_filter_name(&f.name) == name;
+                if group {
+                    p.video_group_filters.iter().chain(&p.audio_group_filters).any(hit)
+                } else {
+                    p.video_filters.iter().chain(&p.audio_filters).any(hit)
+                }
             });
             if !known {
                 return Err(errors::unknown_filter_id(filter_id));
@@ -782,12 +811,12 @@ impl Hub {
             let Some(p) = session.participant(pid) else { continue };
             let entry = ParticipantFiltersData {
                 video: if matches!(channel, FilterChannel::Video | FilterChannel::Both) {
-                    pick(pid, Kind::Video, &p.video_filters)
+                    lists(p, Kind::Video)
                 } else {
                     vec![]
                 },
                 audio: if matches!(channel, FilterChannel::Audio | FilterChannel::Both) {
-                    pick(pid, Kind::Audio, &p.audio_filters)
+                    lists(p, Kind::Audio)
                 } else {
                     vec![]
                 },

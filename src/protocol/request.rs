@@ -630,7 +630,8 @@ fn check_filter_name(name: &mut String, invalid_text: &str, filters: &dyn Filter
     if canonical != name.as_str() {
         *name = canonical.to_owned();
     }
-    if filters.is_filter(name) {
+    // Group filters too: their members' data (an exphub extension; SynthARium refuses them).
+    if filters.is_filter(name) || filters.is_group_filter(name) {
         Ok(())
     } else {
         Err(invalid_data(invalid_text, "data.filter_name", format_args!("unknown filter {:?}", name)))

@@ -340,7 +340,6 @@ fn malformed_cases() -> Vec<(&'static str, Value, &'static str, &'static str)> {
         // GET_FILTERS_DATA
         ("GET_FILTERS_DATA", json!({"filter_id": "all", "filter_name": "ROTATION", "filter_channel": "all"}), INVALID_GET_FILTERS_DATA, "data.filter_channel: unknown variant `all`, expected one of `audio`, `video`, `both`"),
         ("GET_FILTERS_DATA", json!({"filter_id": "all", "filter_name": "NOPE", "filter_channel": "video"}), INVALID_GET_FILTERS_DATA, "data.filter_name: unknown filter \"NOPE\""),
-        ("GET_FILTERS_DATA", json!({"filter_id": "all", "filter_name": "TEMPLATE_GF", "filter_channel": "video"}), INVALID_GET_FILTERS_DATA, "data.filter_name: unknown filter \"TEMPLATE_GF\""),
         ("GET_FILTERS_DATA", json!({"filter_id": 1, "filter_name": "ROTATION", "filter_channel": "video"}), INVALID_GET_FILTERS_DATA, "data.filter_id: invalid type: integer `1`, expected a string"),
         ("GET_FILTERS_DATA", json!({"participant_id": "p", "filter_id": "all", "filter_name": "ROTATION", "filter_channel": "video"}), INVALID_GET_FILTERS_DATA, "data.participant_id: unknown field `participant_id`*"),
         // GET_FILTERS_DATA_SEND_TO_PARTICIPANT

@@ -239,6 +239,15 @@ fn every_client_request_parses() {
                 limit: Some(20),
             }),
         ),
+        (
+            "GET_GROUP_FILTERS_DATA",
+            json!({"subscribe": true}),
+            ClientRequest::GetGroupFiltersData(GetGroupFiltersDataRequest {
+                filter_id: "all".into(),
+                results: None,
+                subscribe: Some(true),
+            }),
+        ),
     ];
 
     let mut covered = BTreeSet::new();
@@ -352,6 +361,9 @@ fn malformed_cases() -> Vec<(&'static str, Value, &'static str, &'static str)> {
         // POST_PROCESSING_VIDEO
         ("POST_PROCESSING_VIDEO", json!({}), INVALID_POST_PROCESSING, "data: missing field `session_id`"),
         ("POST_PROCESSING_VIDEO", json!({"session_id": []}), INVALID_POST_PROCESSING, "data.session_id: invalid type: sequence, expected a string"),
+        // GET_GROUP_FILTERS_DATA
+        ("GET_GROUP_FILTERS_DATA", json!({"subscribe": "yes"}), INVALID_GET_GROUP_FILTERS_DATA, "data.subscribe: invalid type: string \"yes\", expected a boolean"),
+        ("GET_GROUP_FILTERS_DATA", json!({"results": -1}), INVALID_GET_GROUP_FILTERS_DATA, "data.results: invalid value: integer `-1`, expected usize"),
     ]
 }
 
@@ -494,6 +506,7 @@ fn server_only_types_are_recognised_whatever_their_data() {
         "CHAT_HISTORY",
         "SESSION_LIST_END",
         "SESSION_LIST_PART",
+        "GROUP_FILTERS_DATA",
     ];
     for name in server_only {
         let kind: MessageType = name.parse().unwrap();
@@ -528,6 +541,7 @@ fn no_input_panics_and_every_error_has_the_messages_text() {
             T::UpdateReadMessageTime => text::INVALID_UPDATE_READ_MESSAGE_TIME,
             T::PostProcessingVideo => text::INVALID_POST_PROCESSING,
             T::GetChatHistory => text::INVALID_GET_CHAT_HISTORY,
+            T::GetGroupFiltersData => text::INVALID_GET_GROUP_FILTERS_DATA,
             _ => "<never fails>",
         }
     };

@@ -7,6 +7,7 @@ use super::message_type::MessageType;
 use super::request::{GetSessionListRequest, SessionDescription};
 use super::text;
 use crate::session::model::{ChatMessage, FilterDict, Session};
+use crate::session::{ParticipantId, SessionId};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -211,7 +212,7 @@ pub fn session_list_frames<'a>(
     sessions: impl IntoIterator<Item = &'a Session>,
     limit: usize,
     opts: GetSessionListRequest,
-) -> (Vec<String>, Vec<String>) {
+) -> (Vec<String>, Vec<SessionId>) {
     const LIST_HEAD: &str = r#"{"type":"SESSION_LIST","data":["#;
     const PART_HEAD: &str = r#"{"type":"SESSION_LIST_PART","data":["#;
     const CHANGE_HEAD: &str = r#"{"type":"SESSION_CHANGE","data":"#;
@@ -445,7 +446,7 @@ pub struct CheckPostProcessing {
 /// One session's entry in `RECORDING_LIST`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecordingListEntry {
-    pub session_id: String,
+    pub session_id: SessionId,
     pub session_title: String,
     pub session_description: String,
     pub participants: Vec<ParticipantRecordings>,
@@ -454,7 +455,7 @@ pub struct RecordingListEntry {
 /// One participant's files in a [`RecordingListEntry`] (file names, not paths).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ParticipantRecordings {
-    pub participant_id: String,
+    pub participant_id: ParticipantId,
     pub video: Vec<String>,
     pub audio: Vec<String>,
 }
@@ -558,7 +559,7 @@ mod tests {
                     message: format!("{i:06}{}", "m".repeat(len)),
                     time: i as i64,
                     author: "experimenter".into(),
-                    target: p.id.clone(),
+                    target: p.id.to_string(),
                     sentiment_score: None,
                 })
                 .collect();
@@ -595,7 +596,7 @@ mod tests {
         (0..n)
             .map(|i| {
                 let mut s = session_with_chat(50, 100);
-                s.id = format!("s{i:03}");
+                s.id = format!("s{i:03}").into();
                 s
             })
             .collect()
@@ -617,7 +618,7 @@ mod tests {
         assert_eq!(*last, json!({"type": "SESSION_LIST_END", "data": {"sessions": 60}}));
         let ids: Vec<&str> =
             first.iter().chain(middle.iter().map(|f| &f["data"])).map(|s| s["id"].as_str().unwrap()).collect();
-        let want: Vec<String> = sessions.iter().map(|s| s.id.clone()).collect();
+        let want: Vec<&str> = sessions.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, want);
         let p = &first[0]["participants"][0];
         assert_eq!(p["chat"].as_array().unwrap().len(), LIST_RECENT_CHAT);
@@ -655,7 +656,7 @@ mod tests {
         let listed: Vec<&Value> =
             frames[..frames.len() - 1].iter().flat_map(|f| f["data"].as_array().unwrap()).collect();
         let ids: Vec<&str> = listed.iter().map(|s| s["id"].as_str().unwrap()).collect();
-        let want: Vec<String> = sessions.iter().map(|s| s.id.clone()).collect();
+        let want: Vec<&str> = sessions.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, want);
         // No chat messages, but the count of each chat.
         let p = &listed[7]["participants"][0];

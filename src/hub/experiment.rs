@@ -189,7 +189,7 @@ pub fn check_participant_offer(
 ) -> Result<(), WireError> {
     let exp = exp.ok_or_else(errors::session_not_found)?;
     let session = session.ok_or_else(errors::session_not_found)?;
-    let p = session.participant(participant_id.as_str()).ok_or_else(errors::participant_not_in_session)?;
+    let p = session.participant(participant_id).ok_or_else(errors::participant_not_in_session)?;
     if p.banned {
         return Err(errors::banned());
     }

@@ -477,7 +477,7 @@ impl Hub {
         let before = r.before.map_or(p.chat.len(), |b| usize::try_from(b).unwrap_or(usize::MAX));
         let limit = r.limit.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE) as usize;
         let max_len = self.send_limit(id);
-        let msg = protocol::outgoing::chat_history_page(s.id.as_str(), p.id.as_str(), &p.chat, before, limit, max_len)
+        let msg = protocol::outgoing::chat_history_page(&s.id, &p.id, &p.chat, before, limit, max_len)
             .ok_or_else(errors::chat_page_too_large)?;
         self.send(id, msg);
         Ok(())
@@ -567,7 +567,7 @@ impl Hub {
         self.experiments.insert(sid.to_owned(), Experiment::new());
         METRICS.live_experiments.set(self.experiments.len() as i64);
         self.open_recording(sid);
-        let msg = protocol::outgoing::experiment_created(sid.as_str(), now);
+        let msg = protocol::outgoing::experiment_created(sid, now);
         for e in self.experimenters.clone() {
             self.send(e, msg.clone());
         }

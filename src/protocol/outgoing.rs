@@ -278,8 +278,8 @@ pub struct SessionListEnd {
 /// `participant_id`'s chat, which has `total` messages, oldest first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatHistory<'a> {
-    pub session_id: &'a str,
-    pub participant_id: &'a str,
+    pub session_id: &'a SessionId,
+    pub participant_id: &'a ParticipantId,
     pub start: usize,
     pub total: usize,
     pub messages: &'a [ChatMessage],
@@ -289,8 +289,8 @@ pub struct ChatHistory<'a> {
 /// whose `CHAT_HISTORY` message fits in `max_len` bytes; at least one message if any precede
 /// `before`. `None` only when a single message does not fit.
 pub fn chat_history_page(
-    session_id: &str,
-    participant_id: &str,
+    session_id: &SessionId,
+    participant_id: &ParticipantId,
     chat: &[ChatMessage],
     before: usize,
     limit: usize,
@@ -351,7 +351,7 @@ pub struct Notification {
 /// `EXPERIMENT_CREATED` data (epoch ms).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExperimentCreated {
-    pub session_id: String,
+    pub session_id: SessionId,
     pub creation_time: i64,
 }
 
@@ -393,8 +393,8 @@ pub fn notification(kind: MessageType, reason: &str) -> String {
 }
 
 /// `EXPERIMENT_CREATED {session_id, creation_time}`.
-pub fn experiment_created(session_id: &str, creation_time: i64) -> String {
-    encode(MessageType::ExperimentCreated, ExperimentCreated { session_id: session_id.to_owned(), creation_time })
+pub fn experiment_created(session_id: &SessionId, creation_time: i64) -> String {
+    encode(MessageType::ExperimentCreated, ExperimentCreated { session_id: session_id.clone(), creation_time })
 }
 
 /// `EXPERIMENT_STARTED {start_time}`: on START, and to a participant who joins a running one.
@@ -676,7 +676,9 @@ mod tests {
         let mut before = chat.len();
         let mut got = vec![];
         while before > 0 {
-            let page = as_json(&chat_history_page("s", "p", chat, before, 100, 1 << 20).unwrap())["data"].clone();
+            let page = as_json(&chat_history_page(&"s".into(), &"p".into(), chat, before, 100, 1 << 20).unwrap())
+                ["data"]
+                .clone();
             assert_eq!(page["total"], json!(250));
             let start = page["start"].as_u64().unwrap() as usize;
             let msgs = page["messages"].as_array().unwrap().clone();
@@ -686,13 +688,13 @@ mod tests {
         }
         assert_eq!(got, serde_json::to_value(chat).unwrap().as_array().unwrap().clone());
         // A small connection gets a smaller page, still at least one message.
-        let small = chat_history_page("s", "p", chat, 250, 100, 400).unwrap();
+        let small = chat_history_page(&"s".into(), &"p".into(), chat, 250, 100, 400).unwrap();
         assert!(small.len() <= 400);
         let n = as_json(&small)["data"]["messages"].as_array().unwrap().len();
         assert!((1..100).contains(&n), "{n}");
-        assert_eq!(chat_history_page("s", "p", chat, 250, 100, 50), None);
+        assert_eq!(chat_history_page(&"s".into(), &"p".into(), chat, 250, 100, 50), None);
         // Nothing before index 0.
-        let page = as_json(&chat_history_page("s", "p", chat, 0, 100, 1 << 20).unwrap());
+        let page = as_json(&chat_history_page(&"s".into(), &"p".into(), chat, 0, 100, 1 << 20).unwrap());
         assert_eq!(page["data"]["messages"], json!([]));
     }
 
@@ -719,7 +721,7 @@ mod tests {
             ),
             (notification(MessageType::BanNotification, "r"), json!({"type":"BAN_NOTIFICATION","data":{"reason":"r"}})),
             (
-                experiment_created("s", 1),
+                experiment_created(&"s".into(), 1),
                 json!({"type":"EXPERIMENT_CREATED","data":{"session_id":"s","creation_time":1}}),
             ),
             (experiment_started(2), json!({"type":"EXPERIMENT_STARTED","data":{"start_time":2}})),

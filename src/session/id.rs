@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
         pub struct $name(String);
 
@@ -25,6 +25,13 @@ macro_rules! string_id {
             /// Whether the id is empty (a session or seat not yet given one).
             pub fn is_empty(&self) -> bool {
                 self.0.is_empty()
+            }
+        }
+
+        /// As the string (`"ae839e5e6f"`), so that messages quoting an id read as before.
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
             }
         }
 
@@ -135,6 +142,7 @@ mod tests {
         assert_eq!(id, "ae839e5e6f");
         assert_eq!(serde_json::to_string(&id).unwrap(), r#""ae839e5e6f""#);
         assert_eq!(id.to_string(), "ae839e5e6f");
+        assert_eq!(format!("{id:?}"), r#""ae839e5e6f""#, "quoted in messages as the string was");
         assert!(serde_json::from_str::<ParticipantId>("5").is_err());
     }
 

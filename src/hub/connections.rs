@@ -169,7 +169,11 @@ impl Hub {
     }
 
     /// [`experiment::check_participant_offer`] against the hub's current state.
-    pub(super) fn check_participant_offer(&self, session_id: &str, participant_id: &str) -> Result<(), WireError> {
+    pub(super) fn check_participant_offer(
+        &self,
+        session_id: &SessionId,
+        participant_id: &ParticipantId,
+    ) -> Result<(), WireError> {
         experiment::check_participant_offer(
             self.sessions.get(session_id),
             self.experiments.get(session_id),
@@ -195,7 +199,7 @@ impl Hub {
                 return;
             }
         }
-        let id = self.next_id();
+        let id = ConnId(self.next_id());
         let peer::MainConnection { answer_sdp, conn, mut events, echo } = mc;
         // Relay this connection's events into the hub, tagged with its id.
         let tx = self.tx.clone();

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use super::{errors, ConnId};
 use crate::peer::Forwarder;
 use crate::protocol::WireError;
-use crate::session::Session;
+use crate::session::{ParticipantId, Session};
 
 /// SynthARium's `ExperimentState`: WAITING → RUNNING → ENDED (or WAITING → ENDED).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,10 +32,10 @@ pub struct SeatMedia {
 pub struct Experiment {
     pub state: ExperimentState,
     /// Seats taken: participant id → its current connection.
-    pub participants: HashMap<String, ConnId>,
+    pub participants: HashMap<ParticipantId, ConnId>,
     /// Experimenters in the experiment, in join order.
     pub experimenters: Vec<ConnId>,
-    pub media: HashMap<String, SeatMedia>,
+    pub media: HashMap<ParticipantId, SeatMedia>,
     /// Time zero of the experiment clock: START, or the creation before it.
     pub clock_zero: std::time::Instant,
     /// Group filters: instances, the aggregator thread, recent results.
@@ -112,13 +112,13 @@ impl Experiment {
 
     /// Seats a participant's connection. A rejoin takes the seat over: the connection it
     /// replaced is returned (for the caller to close), so no participant is seated twice.
-    pub fn seat(&mut self, participant_id: &str, conn: ConnId) -> Option<ConnId> {
-        self.participants.insert(participant_id.to_owned(), conn).filter(|old| *old != conn)
+    pub fn seat(&mut self, participant_id: &ParticipantId, conn: ConnId) -> Option<ConnId> {
+        self.participants.insert(participant_id.clone(), conn).filter(|old| *old != conn)
     }
 
     /// Frees a participant's seat if `conn` still holds it (a replaced connection's late close
     /// leaves the new one seated). Returns whether the seat was freed.
-    pub fn unseat(&mut self, participant_id: &str, conn: ConnId) -> bool {
+    pub fn unseat(&mut self, participant_id: &ParticipantId, conn: ConnId) -> bool {
         if self.participants.get(participant_id) == Some(&conn) {
             self.participants.remove(participant_id);
             true
@@ -133,7 +133,7 @@ impl Experiment {
     /// (`open`: proposals go over it). A publisher only needs its seat taken: while a rejoining
     /// participant's new connection comes up, its subscribers keep their sub-connections and the
     /// forwarders switch source underneath.
-    pub fn desired_subs(&self, open: impl Fn(ConnId) -> bool) -> HashSet<(String, ConnId)> {
+    pub fn desired_subs(&self, open: impl Fn(ConnId) -> bool) -> HashSet<(ParticipantId, ConnId)> {
         let mut want = HashSet::new();
         for e in self.experimenters.iter().filter(|e| open(**e)) {
             for pid in self.participants.keys() {
@@ -173,14 +173,14 @@ impl Experiment {
 /// `"participants"` every seat; from the experimenter, exactly the target seat; from a
 /// participant, its own for `"experimenter"`, the target's and its own for another seat.
 /// `None`: no such seat (or a participant addressing itself).
-pub fn chat_keepers(session: &Session, from: Option<&str>, target: &str) -> Option<Vec<String>> {
+pub fn chat_keepers(session: &Session, from: Option<&ParticipantId>, target: &str) -> Option<Vec<ParticipantId>> {
     match (from, target) {
         (_, "participants") => Some(session.participants.iter().map(|p| p.id.clone()).collect()),
-        (Some(me), "experimenter") => Some(vec![me.to_owned()]),
+        (Some(me), "experimenter") => Some(vec![me.clone()]),
         (Some(me), seat) if seat == me => None,
         (me, seat) => {
-            session.participant(seat)?;
-            Some(std::iter::once(seat.to_owned()).chain(me.map(str::to_owned)).collect())
+            let seat = &session.participant(seat)?.id;
+            Some(std::iter::once(seat).chain(me).cloned().collect())
         }
     }
 }
@@ -191,7 +191,7 @@ pub fn chat_keepers(session: &Session, from: Option<&str>, target: &str) -> Opti
 pub fn check_participant_offer(
     session: Option<&Session>,
     exp: Option<&Experiment>,
-    participant_id: &str,
+    participant_id: &ParticipantId,
 ) -> Result<(), WireError> {
     let exp = exp.ok_or_else(errors::session_not_found)?;
     let session = session.ok_or_else(errors::session_not_found)?;
@@ -216,7 +216,7 @@ mod tests {
     use super::*;
     use crate::protocol::ErrorType;
 
-    const EXPERIMENTER: ConnId = 100;
+    const EXPERIMENTER: ConnId = ConnId(100);
 
     fn open_all(_: ConnId) -> bool {
         true
@@ -227,13 +227,13 @@ mod tests {
         let mut e = Experiment::new();
         e.experimenters.push(EXPERIMENTER);
         for (i, p) in seats.iter().enumerate() {
-            assert_eq!(e.seat(p, i as ConnId + 1), None);
+            assert_eq!(e.seat(&(*p).into(), ConnId(i as u64 + 1)), None);
         }
         e
     }
 
-    fn pairs(list: &[(&str, ConnId)]) -> HashSet<(String, ConnId)> {
-        list.iter().map(|(p, c)| (p.to_string(), *c)).collect()
+    fn pairs(list: &[(&str, ConnId)]) -> HashSet<(ParticipantId, ConnId)> {
+        list.iter().map(|(p, c)| ((*p).into(), *c)).collect()
     }
 
     #[test]
@@ -267,14 +267,14 @@ mod tests {
     #[test]
     fn a_stale_connection_does_not_free_the_seat() {
         let mut e = experiment(&["a"]);
-        assert_eq!(e.seat("a", 7), Some(1));
-        assert!(!e.unseat("a", 1), "the replaced connection's close");
-        assert_eq!(e.participants.get("a"), Some(&7));
-        assert!(e.unseat("a", 7));
+        assert_eq!(e.seat(&"a".into(), ConnId(7)), Some(ConnId(1)));
+        assert!(!e.unseat(&"a".into(), ConnId(1)), "the replaced connection's close");
+        assert_eq!(e.participants.get("a"), Some(&ConnId(7)));
+        assert!(e.unseat(&"a".into(), ConnId(7)));
         assert!(e.participants.is_empty());
-        assert!(!e.unseat("a", 7));
-        assert_eq!(e.seat("a", 8), None, "a seat freed is taken afresh");
-        assert_eq!(e.seat("a", 8), None, "the same connection again replaces nothing");
+        assert!(!e.unseat(&"a".into(), ConnId(7)));
+        assert_eq!(e.seat(&"a".into(), ConnId(8)), None, "a seat freed is taken afresh");
+        assert_eq!(e.seat(&"a".into(), ConnId(8)), None, "the same connection again replaces nothing");
     }
 
     #[test]
@@ -282,7 +282,7 @@ mod tests {
         let mut e = experiment(&["a", "b"]);
         assert_eq!(e.desired_subs(open_all), pairs(&[("a", EXPERIMENTER), ("b", EXPERIMENTER)]));
         e.start().unwrap();
-        let running = pairs(&[("a", EXPERIMENTER), ("b", EXPERIMENTER), ("a", 2), ("b", 1)]);
+        let running = pairs(&[("a", EXPERIMENTER), ("b", EXPERIMENTER), ("a", ConnId(2)), ("b", ConnId(1))]);
         assert_eq!(e.desired_subs(open_all), running);
         e.stop().unwrap();
         assert_eq!(e.desired_subs(open_all), running, "an ENDED experiment keeps its streams");
@@ -293,11 +293,11 @@ mod tests {
         let mut e = experiment(&["a", "b"]);
         e.start().unwrap();
         // b's connection is still coming up: b receives nothing, but is still published.
-        let want = e.desired_subs(|c| c != 2);
-        assert_eq!(want, pairs(&[("a", EXPERIMENTER), ("b", EXPERIMENTER), ("b", 1)]));
+        let want = e.desired_subs(|c| c != ConnId(2));
+        assert_eq!(want, pairs(&[("a", EXPERIMENTER), ("b", EXPERIMENTER), ("b", ConnId(1))]));
         // An experimenter whose channel is not open receives nothing.
         let want = e.desired_subs(|c| c != EXPERIMENTER);
-        assert_eq!(want, pairs(&[("a", 2), ("b", 1)]));
+        assert_eq!(want, pairs(&[("a", ConnId(2)), ("b", ConnId(1))]));
     }
 
     /// SynthARium #152: a participant who connects again while its earlier connection still
@@ -307,13 +307,13 @@ mod tests {
     fn regression_152_a_rejoining_participant_gets_the_same_seat_and_is_seen_once() {
         let mut e = experiment(&["a", "b"]);
         e.start().unwrap();
-        assert_eq!(e.seat("a", 3), Some(1), "the replaced connection, for the caller to close");
-        assert!(!e.unseat("a", 1), "its late close does not free the new seat");
+        assert_eq!(e.seat(&"a".into(), ConnId(3)), Some(ConnId(1)), "the replaced connection, for the caller to close");
+        assert!(!e.unseat(&"a".into(), ConnId(1)), "its late close does not free the new seat");
         assert_eq!(e.participants.len(), 2);
         let want = e.desired_subs(open_all);
-        assert_eq!(want, pairs(&[("a", EXPERIMENTER), ("b", EXPERIMENTER), ("a", 2), ("b", 3)]));
+        assert_eq!(want, pairs(&[("a", EXPERIMENTER), ("b", EXPERIMENTER), ("a", ConnId(2)), ("b", ConnId(3))]));
         assert_eq!(want.iter().filter(|(p, c)| p == "a" && *c == EXPERIMENTER).count(), 1);
-        assert!(!want.iter().any(|(_, c)| *c == 1), "nothing goes to the old connection");
+        assert!(!want.iter().any(|(_, c)| *c == ConnId(1)), "nothing goes to the old connection");
     }
 
     /// SynthARium #241: concurrent joins and START/STOP corrupted the shared experiment. Here
@@ -322,19 +322,22 @@ mod tests {
     #[test]
     fn regression_241_interleaved_joins_and_starts_leave_one_consistent_experiment() {
         let mut e = experiment(&[]);
-        assert_eq!(e.seat("a", 1), None);
+        assert_eq!(e.seat(&"a".into(), ConnId(1)), None);
         assert_eq!(e.start(), Ok(()));
-        assert_eq!(e.seat("b", 2), None);
+        assert_eq!(e.seat(&"b".into(), ConnId(2)), None);
         assert_eq!(e.start(), Err(LifecycleError::NotWaiting), "the second START loses");
-        assert_eq!(e.seat("a", 3), Some(1));
-        assert_eq!(e.seat("b", 4), Some(2));
-        assert!(!e.unseat("b", 2));
+        assert_eq!(e.seat(&"a".into(), ConnId(3)), Some(ConnId(1)));
+        assert_eq!(e.seat(&"b".into(), ConnId(4)), Some(ConnId(2)));
+        assert!(!e.unseat(&"b".into(), ConnId(2)));
         assert_eq!(e.state, ExperimentState::Running);
-        assert_eq!(e.participants, HashMap::from([("a".to_owned(), 3), ("b".to_owned(), 4)]));
+        assert_eq!(e.participants, HashMap::from([("a".into(), ConnId(3)), ("b".into(), ConnId(4))]));
         assert_eq!(e.stop(), Ok(()));
         assert_eq!(e.stop(), Err(LifecycleError::AlreadyEnded), "the second STOP loses");
         assert_eq!(e.start(), Err(LifecycleError::NotWaiting));
-        assert_eq!(e.desired_subs(open_all), pairs(&[("a", EXPERIMENTER), ("b", EXPERIMENTER), ("a", 4), ("b", 3)]));
+        assert_eq!(
+            e.desired_subs(open_all),
+            pairs(&[("a", EXPERIMENTER), ("b", EXPERIMENTER), ("a", ConnId(4)), ("b", ConnId(3))])
+        );
     }
 
     /// SynthARium #297: a participant who (re)connects after START stayed in the lobby without
@@ -344,23 +347,26 @@ mod tests {
     fn regression_297_rejoin_after_a_drop_restores_subscriptions() {
         let mut e = experiment(&["a", "b"]);
         e.start().unwrap();
-        assert!(e.unseat("a", 1), "a drops");
+        assert!(e.unseat(&"a".into(), ConnId(1)), "a drops");
         assert_eq!(e.desired_subs(open_all), pairs(&[("b", EXPERIMENTER)]));
-        assert_eq!(e.seat("a", 5), None);
-        assert_eq!(e.desired_subs(open_all), pairs(&[("a", EXPERIMENTER), ("b", EXPERIMENTER), ("a", 2), ("b", 5)]));
+        assert_eq!(e.seat(&"a".into(), ConnId(5)), None);
+        assert_eq!(
+            e.desired_subs(open_all),
+            pairs(&[("a", EXPERIMENTER), ("b", EXPERIMENTER), ("a", ConnId(2)), ("b", ConnId(5))])
+        );
     }
 
     #[test]
     fn chats_are_kept_by_exactly_the_seats_they_concern() {
         let s = crate::session::parse_session_str(crate::session::testdata::DEV_FORMAT_EXAMPLE).unwrap();
-        let ids: Vec<String> = s.participants.iter().map(|p| p.id.clone()).collect();
-        let (a, b) = (ids[0].as_str(), ids[1].as_str());
+        let ids: Vec<ParticipantId> = s.participants.iter().map(|p| p.id.clone()).collect();
+        let (a, b) = (&ids[0], &ids[1]);
         assert_eq!(chat_keepers(&s, None, "participants"), Some(ids.clone()));
         assert_eq!(chat_keepers(&s, Some(a), "participants"), Some(ids.clone()));
-        assert_eq!(chat_keepers(&s, None, b), Some(vec![b.to_owned()]), "the experimenter's private chat");
-        assert_eq!(chat_keepers(&s, Some(a), "experimenter"), Some(vec![a.to_owned()]));
-        assert_eq!(chat_keepers(&s, Some(a), b), Some(vec![b.to_owned(), a.to_owned()]), "both sides keep it");
-        assert_eq!(chat_keepers(&s, Some(a), a), None, "not to itself");
+        assert_eq!(chat_keepers(&s, None, b.as_str()), Some(vec![b.clone()]), "the experimenter's private chat");
+        assert_eq!(chat_keepers(&s, Some(a), "experimenter"), Some(vec![a.clone()]));
+        assert_eq!(chat_keepers(&s, Some(a), b.as_str()), Some(vec![b.clone(), a.clone()]), "both sides keep it");
+        assert_eq!(chat_keepers(&s, Some(a), a.as_str()), None, "not to itself");
         assert_eq!(chat_keepers(&s, None, "gone"), None);
         assert_eq!(chat_keepers(&s, Some(a), "gone"), None);
         assert_eq!(chat_keepers(&s, None, "experimenter"), None, "the experimenter is no seat");
@@ -375,12 +381,19 @@ mod tests {
                 v
             })
         };
-        let from_a = ChatSender::Participant(1);
-        assert_eq!(sorted(e.chat_recipients(ChatSender::Experimenter, "participants")), Some(vec![1, 2, 3]));
-        assert_eq!(sorted(e.chat_recipients(from_a, "participants")), Some(vec![2, 3]), "not back to the sender");
+        let from_a = ChatSender::Participant(ConnId(1));
+        assert_eq!(
+            sorted(e.chat_recipients(ChatSender::Experimenter, "participants")),
+            Some(vec![ConnId(1), ConnId(2), ConnId(3)])
+        );
+        assert_eq!(
+            sorted(e.chat_recipients(from_a, "participants")),
+            Some(vec![ConnId(2), ConnId(3)]),
+            "not back to the sender"
+        );
         assert_eq!(e.chat_recipients(from_a, "experimenter"), Some(vec![EXPERIMENTER]));
-        assert_eq!(e.chat_recipients(from_a, "b"), Some(vec![2]));
-        assert_eq!(e.chat_recipients(ChatSender::Experimenter, "c"), Some(vec![3]));
+        assert_eq!(e.chat_recipients(from_a, "b"), Some(vec![ConnId(2)]));
+        assert_eq!(e.chat_recipients(ChatSender::Experimenter, "c"), Some(vec![ConnId(3)]));
         assert_eq!(e.chat_recipients(ChatSender::Experimenter, "gone"), None, "not connected now");
         assert_eq!(e.chat_recipients(from_a, "gone"), None);
         assert_eq!(e.chat_recipients(ChatSender::Experimenter, "experimenter"), None);
@@ -397,7 +410,7 @@ mod tests {
         assert_eq!(err(check_participant_offer(Some(&s), None, &pid)), no_session);
         assert_eq!(err(check_participant_offer(None, Some(&e), &pid)), no_session);
         assert_eq!(
-            err(check_participant_offer(Some(&s), Some(&e), "nobody")),
+            err(check_participant_offer(Some(&s), Some(&e), &"nobody".into())),
             Err((400, ErrorType::UnknownParticipant, "Participant not found in the given session.".to_owned()))
         );
         e.start().unwrap();

@@ -21,7 +21,7 @@ use crate::media::group::{GroupConfig, GroupEvent, GroupWorker, InstanceSpec};
 use crate::media::Kind;
 use crate::protocol::outgoing::{group_filters_data, GroupFilterData};
 use crate::protocol::{GetGroupFiltersDataRequest, WireError};
-use crate::session::Session;
+use crate::session::{Session, SessionId};
 
 /// Results kept per instance for `GET_GROUP_FILTERS_DATA` (a dashboard's chart history).
 const HISTORY: usize = 2000;
@@ -45,8 +45,8 @@ pub fn desired_instances(session: &Session) -> Vec<Instance> {
             for f in list.iter() {
                 match out.iter_mut().find(|i| i.spec.id == f.id) {
                     Some(i) => {
-                        if !i.spec.members.contains(&p.id) {
-                            i.spec.members.push(p.id.clone());
+                        if !i.spec.members.iter().any(|m| m == p.id.as_str()) {
+                            i.spec.members.push(p.id.to_string());
                         }
                     }
                     None => out.push(Instance {
@@ -54,7 +54,7 @@ pub fn desired_instances(session: &Session) -> Vec<Instance> {
                             id: f.id.clone(),
                             name: f.name.clone(),
                             config: f.config.clone(),
-                            members: vec![p.id.clone()],
+                            members: vec![p.id.to_string()],
                         },
                         kind,
                     }),
@@ -106,7 +106,7 @@ impl Hub {
     /// Brings an experiment's group filters to what its session says: starts the aggregator
     /// thread when the first instance appears, hands it the instances and the clock, and
     /// pushes every member's analysis to its tracks.
-    pub(crate) fn apply_groups(&mut self, sid: &str) {
+    pub(crate) fn apply_groups(&mut self, sid: &SessionId) {
         let Some(session) = self.sessions.get(sid) else { return };
         let Some(exp) = self.experiments.get(sid) else { return };
         let wanted = if exp.state == ExperimentState::Ended { Vec::new() } else { desired_instances(session) };
@@ -117,7 +117,7 @@ impl Hub {
         if exp.group.worker.is_none() {
             let (tx, mut rx) = mpsc::unbounded_channel::<GroupEvent>();
             let hub = self.tx.clone();
-            let s = sid.to_owned();
+            let s = sid.clone();
             tokio::spawn(async move {
                 while let Some(ev) = rx.recv().await {
                     if hub.send(Input::Group { session_id: s.clone(), ev }).await.is_err() {
@@ -125,14 +125,14 @@ impl Hub {
                     }
                 }
             });
-            match GroupWorker::spawn(sid, tx) {
+            match GroupWorker::spawn(sid.as_str(), tx) {
                 Ok(w) => {
                     if let Some(e) = self.experiments.get_mut(sid) {
                         e.group.worker = Some(w);
                     }
                 }
                 Err(e) => {
-                    tracing::error!(session = sid, error = %e, "cannot start the group-filter aggregator");
+                    tracing::error!(session = %sid, error = %e, "cannot start the group-filter aggregator");
                     return;
                 }
             }
@@ -153,7 +153,7 @@ impl Hub {
 
     /// The instances with their parameters and members, into the event log (at START and on
     /// every change while running).
-    pub(crate) fn log_group_config(&self, sid: &str) {
+    pub(crate) fn log_group_config(&self, sid: &SessionId) {
         let Some(exp) = self.experiments.get(sid) else { return };
         if exp.state != ExperimentState::Running || exp.group.instances.is_empty() {
             return;
@@ -177,7 +177,7 @@ impl Hub {
     }
 
     /// What the experiment's aggregator reports.
-    pub(crate) fn on_group_event(&mut self, sid: &str, ev: GroupEvent) {
+    pub(crate) fn on_group_event(&mut self, sid: &SessionId, ev: GroupEvent) {
         let Some(exp) = self.experiments.get_mut(sid) else { return };
         let running = exp.state == ExperimentState::Running;
         match ev {
@@ -219,7 +219,7 @@ impl Hub {
                 }
             }
             GroupEvent::Rejected { id, why } => {
-                tracing::warn!(session = sid, filter_id = %id, %why, "group filter instance not started");
+                tracing::warn!(session = %sid, filter_id = %id, %why, "group filter instance not started");
             }
         }
     }
@@ -264,7 +264,7 @@ impl Hub {
     }
 
     /// New results to the dashboards that asked for them.
-    fn push_group_results(&mut self, sid: &str, id: &str, name: &str, results: &[Arc<GroupResult>]) {
+    fn push_group_results(&mut self, sid: &SessionId, id: &str, name: &str, results: &[Arc<GroupResult>]) {
         let Some(exp) = self.experiments.get_mut(sid) else { return };
         let experimenters = &exp.experimenters;
         exp.group.watchers.retain(|c| experimenters.contains(c));

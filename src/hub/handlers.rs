@@ -15,7 +15,7 @@ use crate::protocol::outgoing::{FilterData, ParticipantFiltersData};
 use crate::protocol::{self, text, ClientRequest, ErrorType, FilterChannel, MessageType as T, SuccessType, WireError};
 use crate::session::journal::Change;
 use crate::session::model::{ChatMessage, FilterDict};
-use crate::session::{self, Session};
+use crate::session::{self, ParticipantId, Session, SessionId};
 
 type Res = Result<(), WireError>;
 
@@ -93,7 +93,7 @@ impl Hub {
         }
         if let Err(e) = result {
             if e.kind == ErrorType::InternalServerError {
-                tracing::error!(conn = id, message = kind.as_str(), "request failed internally");
+                tracing::error!(conn = %id, message = kind.as_str(), "request failed internally");
             }
             self.send_error(id, &e);
         }
@@ -130,7 +130,14 @@ impl Hub {
         }
     }
 
-    async fn participant_request(&mut self, id: ConnId, sid: &str, pid: &str, kind: T, req: ClientRequest) -> Res {
+    async fn participant_request(
+        &mut self,
+        id: ConnId,
+        sid: &SessionId,
+        pid: &ParticipantId,
+        kind: T,
+        req: ClientRequest,
+    ) -> Res {
         match req {
             ClientRequest::Ping(_)
             | ClientRequest::Pong(_)
@@ -169,13 +176,13 @@ impl Hub {
         }
     }
 
-    fn participant_view(&self, sid: &str, pid: &str) -> Result<Session, WireError> {
+    fn participant_view(&self, sid: &SessionId, pid: &ParticipantId) -> Result<Session, WireError> {
         let s = self.sessions.get(sid).ok_or_else(|| errors::no_session(404))?;
         Ok(session::participant_view(&self.aliases.viewer(s, pid)))
     }
 
     /// A `CHAT` relay for connection `to`: a participant sees the other seats under its aliases.
-    fn chat_for(&self, to: ConnId, sid: &str, msg: &ChatMessage) -> String {
+    fn chat_for(&self, to: ConnId, sid: &SessionId, msg: &ChatMessage) -> String {
         match (self.conns.get(&to).map(|c| &c.role), self.sessions.get(sid)) {
             (Some(Role::Participant { participant_id, .. }), Some(s)) => {
                 protocol::encode(T::Chat, self.aliases.viewer(s, participant_id).chat(msg))
@@ -192,7 +199,7 @@ impl Hub {
             }
             R::GetSessionList(opts) => self.get_session_list(id, opts),
             R::GetChatHistory(r) => self.chat_history(id, r),
-            R::GetSession { session_id } => self.get_session(id, session_id),
+            R::GetSession { session_id } => self.get_session(id, &session_id),
             R::SaveSession(data) => self.save_session(id, data).await,
             R::DeleteSession { session_id } => self.delete_session(&session_id).await,
             R::CreateExperiment { session_id } => self.create_experiment(id, &session_id).await,
@@ -221,8 +228,8 @@ impl Hub {
     }
 
     /// `GET_SESSION`.
-    fn get_session(&mut self, id: ConnId, session_id: String) -> Res {
-        let s = self.sessions.get(&session_id).ok_or_else(|| errors::no_session_with_id(&session_id))?;
+    fn get_session(&mut self, id: ConnId, session_id: &SessionId) -> Res {
+        let s = self.sessions.get(session_id).ok_or_else(|| errors::no_session_with_id(session_id.as_str()))?;
         let msg = self.session_message(id, T::Session, s);
         self.send(id, msg);
         Ok(())
@@ -294,12 +301,12 @@ impl Hub {
         super::media::validate_filters(&r.video_filters, &r.audio_filters, text::INVALID_SET_FILTERS_REQUEST)?;
         let session = self.session_mut(&sid)?;
         if r.participant_id != "all" && session.participant(&r.participant_id).is_none() {
-            return Err(errors::unknown_participant_id(&r.participant_id));
+            return Err(errors::unknown_participant_id(r.participant_id.as_str()));
         }
         let participant = (r.participant_id != "all").then(|| r.participant_id.clone());
         self.commit(&sid, Change::Filters { participant, audio: r.audio_filters, video: r.video_filters }).await?;
         // Live from the next frame, without renegotiation.
-        let only = (r.participant_id != "all").then_some(r.participant_id.as_str());
+        let only = (r.participant_id != "all").then_some(&r.participant_id);
         self.apply_media(&sid, only);
         self.broadcast_session_change(&sid, None);
         self.send(id, success(SuccessType::SetFilters, text::CHANGED_FILTERS));
@@ -341,7 +348,7 @@ impl Hub {
         r: protocol::GetFiltersDataSendToParticipantRequest,
     ) -> Res {
         let sid = self.joined(id).ok_or_else(|| nce("Failed to get filters data."))?;
-        let targets: Vec<(String, ConnId)> = if r.participant_id == "all" {
+        let targets: Vec<(ParticipantId, ConnId)> = if r.participant_id == "all" {
             self.experiments
                 .get(&sid)
                 .map(|e| e.participants.iter().map(|(p, c)| (p.clone(), *c)).collect())
@@ -349,10 +356,10 @@ impl Hub {
         } else {
             let c = self
                 .seat(&sid, &r.participant_id)
-                .ok_or_else(|| errors::participant_id_not_found(&r.participant_id))?;
+                .ok_or_else(|| errors::participant_id_not_found(r.participant_id.as_str()))?;
             vec![(r.participant_id.clone(), c)]
         };
-        let only = if r.participant_id == "all" { None } else { Some(r.participant_id.as_str()) };
+        let only = if r.participant_id == "all" { None } else { Some(&r.participant_id) };
         let data = self.filters_data(&sid, only, &r.filter_id, &r.filter_name, r.filter_channel)?;
         for (pid, c) in targets {
             // Keyed by participant: each recipient sees the other seats under its aliases.
@@ -369,7 +376,7 @@ impl Hub {
     async fn update_read_message_time(
         &mut self,
         id: ConnId,
-        participant_id: String,
+        participant_id: ParticipantId,
         last_message_read_time: i64,
     ) -> Res {
         let sid = self.joined(id).ok_or_else(|| nce("Failed to mute participant."))?; // SynthARium's text [sic]
@@ -385,7 +392,7 @@ impl Hub {
     }
 
     /// The recording session whose log gets connection `id`'s requests.
-    fn log_target(&self, id: ConnId) -> Option<String> {
+    fn log_target(&self, id: ConnId) -> Option<SessionId> {
         let c = self.conns.get(&id)?;
         let sid = match &c.role {
             Role::Participant { session_id, .. } => session_id.clone(),
@@ -395,16 +402,16 @@ impl Hub {
     }
 
     /// The experiment (session id) an experimenter has joined.
-    pub(super) fn joined(&self, id: ConnId) -> Option<String> {
+    pub(super) fn joined(&self, id: ConnId) -> Option<SessionId> {
         self.conns.get(&id).and_then(|c| c.experiment.clone()).filter(|sid| self.experiments.contains_key(sid))
     }
 
-    fn session_mut(&mut self, sid: &str) -> Result<&mut Session, WireError> {
+    fn session_mut(&mut self, sid: &SessionId) -> Result<&mut Session, WireError> {
         self.sessions.get_mut(sid).ok_or_else(WireError::internal)
     }
 
     /// `SESSION_CHANGE` (the session, recent chat) to every experimenter on the hub but `except`.
-    fn broadcast_session_change(&mut self, sid: &str, except: Option<ConnId>) {
+    fn broadcast_session_change(&mut self, sid: &SessionId, except: Option<ConnId>) {
         let Some(s) = self.sessions.get(sid) else { return };
         // One encoding per distinct connection limit (in practice one for everyone).
         let mut by_limit: Vec<(usize, String)> = vec![];
@@ -432,7 +439,7 @@ impl Hub {
     fn session_message(&self, to: ConnId, kind: T, s: &Session) -> String {
         let limit = self.send_limit(to);
         protocol::outgoing::encode_session(kind, s, limit).unwrap_or_else(|| {
-            tracing::error!(session = s.id, message = kind.as_str(), limit, "session too large to send");
+            tracing::error!(session = %s.id, message = kind.as_str(), limit, "session too large to send");
             let without_chat = protocol::encode(kind, protocol::outgoing::session_value(s, 0));
             protocol::outgoing::reply_too_large(&without_chat, limit)
         })
@@ -457,7 +464,7 @@ impl Hub {
     ) {
         let (frames, too_large) = protocol::outgoing::session_list_frames(sessions, self.send_limit(id), opts);
         for sid in too_large {
-            tracing::error!(session = sid, "session too large to list, even without chat; left out of SESSION_LIST");
+            tracing::error!(session = %sid, "session too large to list, even without chat; left out of SESSION_LIST");
         }
         self.send_all(id, frames);
     }
@@ -466,8 +473,10 @@ impl Hub {
     fn chat_history(&mut self, id: ConnId, r: protocol::GetChatHistoryRequest) -> Res {
         const DEFAULT_PAGE: u64 = 100;
         const MAX_PAGE: u64 = 1000;
-        let s = self.sessions.get(&r.session_id).ok_or_else(|| errors::no_session_with_id(&r.session_id))?;
-        let p = s.participant(&r.participant_id).ok_or_else(|| errors::no_participant_with_id(&r.participant_id))?;
+        let s = self.sessions.get(&r.session_id).ok_or_else(|| errors::no_session_with_id(r.session_id.as_str()))?;
+        let p = s
+            .participant(&r.participant_id)
+            .ok_or_else(|| errors::no_participant_with_id(r.participant_id.as_str()))?;
         let before = r.before.map_or(p.chat.len(), |b| usize::try_from(b).unwrap_or(usize::MAX));
         let limit = r.limit.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE) as usize;
         let max_len = self.send_limit(id);
@@ -528,7 +537,7 @@ impl Hub {
         Ok(())
     }
 
-    async fn delete_session(&mut self, sid: &str) -> Res {
+    async fn delete_session(&mut self, sid: &SessionId) -> Res {
         if self.experiments.contains_key(sid) {
             return Err(errors::delete_with_live_experiment());
         }
@@ -545,7 +554,7 @@ impl Hub {
         Ok(())
     }
 
-    async fn create_experiment(&mut self, id: ConnId, sid: &str) -> Res {
+    async fn create_experiment(&mut self, id: ConnId, sid: &SessionId) -> Res {
         if self.experiments.contains_key(sid) {
             return Err(errors::experiment_exists());
         }
@@ -571,7 +580,7 @@ impl Hub {
         Ok(())
     }
 
-    fn join_experiment(&mut self, id: ConnId, sid: &str) -> Res {
+    fn join_experiment(&mut self, id: ConnId, sid: &SessionId) -> Res {
         if self.joined(id).is_some() {
             return Err(errors::already_joined());
         }
@@ -585,7 +594,7 @@ impl Hub {
 
     /// Puts an experimenter into an experiment (leaving any other first) and proposes every
     /// participant's stream to it.
-    fn enter_experiment(&mut self, id: ConnId, sid: &str) {
+    fn enter_experiment(&mut self, id: ConnId, sid: &SessionId) {
         if let Some(old) = self.joined(id) {
             if old != sid {
                 self.leave_experiment(id, &old);
@@ -605,7 +614,7 @@ impl Hub {
         self.reconcile(sid);
     }
 
-    fn leave_experiment(&mut self, id: ConnId, sid: &str) {
+    fn leave_experiment(&mut self, id: ConnId, sid: &SessionId) {
         if let Some(c) = self.conns.get_mut(&id) {
             c.experiment = None;
         }
@@ -644,7 +653,7 @@ impl Hub {
 
     /// STOP: times persisted, then ENDED and `EXPERIMENT_ENDED` to everyone in the experiment.
     /// If the times cannot be written, nothing changes and the error is returned.
-    pub(super) async fn stop_experiment(&mut self, sid: &str, now: i64) -> Res {
+    pub(super) async fn stop_experiment(&mut self, sid: &SessionId, now: i64) -> Res {
         let s = self.session_mut(sid)?;
         let before = (s.start_time, s.end_time);
         s.end_time = now;
@@ -667,7 +676,7 @@ impl Hub {
     }
 
     /// To every connected participant and every experimenter of the experiment.
-    fn send_to_experiment(&mut self, sid: &str, msg: String) {
+    fn send_to_experiment(&mut self, sid: &SessionId, msg: String) {
         let Some(e) = self.experiments.get(sid) else { return };
         let targets: Vec<ConnId> = e.participants.values().chain(e.experimenters.iter()).copied().collect();
         for t in targets {
@@ -710,8 +719,14 @@ impl Hub {
         Ok(())
     }
 
-    async fn participant_chat(&mut self, id: ConnId, sid: &str, pid: &str, mut msg: ChatMessage) -> Res {
-        if msg.author != pid {
+    async fn participant_chat(
+        &mut self,
+        id: ConnId,
+        sid: &SessionId,
+        pid: &ParticipantId,
+        mut msg: ChatMessage,
+    ) -> Res {
+        if msg.author != *pid {
             return Err(errors::author_not_participant());
         }
         // Another seat is addressed by the sender's alias for it (never by its real id).
@@ -743,8 +758,8 @@ impl Hub {
     /// data each matching filter last reported (`null` until it reports).
     fn filters_data(
         &self,
-        sid: &str,
-        only: Option<&str>,
+        sid: &SessionId,
+        only: Option<&ParticipantId>,
         filter_id: &str,
         filter_name: &str,
         channel: FilterChannel,
@@ -753,7 +768,7 @@ impl Hub {
         let (Some(exp), Some(session)) = (self.experiments.get(sid), self.sessions.get(sid)) else { return Ok(out) };
         let name = protocol::canonical_filter_name(filter_name);
         // The last value each matching instance reported (`null` until it reports).
-        let pick = |pid: &str, kind: Kind, list: &[FilterDict]| -> Vec<Option<FilterData>> {
+        let pick = |pid: &ParticipantId, kind: Kind, list: &[FilterDict]| -> Vec<Option<FilterData>> {
             let reports = exp.media.get(pid).map(|m| &m.reports);
             list.iter()
                 .filter(|f| {
@@ -788,14 +803,14 @@ impl Hub {
             match (group, kind) {
                 (false, Kind::Video) => pick(&p.id, kind, &p.video_filters),
                 (false, Kind::Audio) => pick(&p.id, kind, &p.audio_filters),
-                (true, Kind::Video) => group_pick(&p.id, &p.video_group_filters),
-                (true, Kind::Audio) => group_pick(&p.id, &p.audio_group_filters),
+                (true, Kind::Video) => group_pick(p.id.as_str(), &p.video_group_filters),
+                (true, Kind::Audio) => group_pick(p.id.as_str(), &p.audio_group_filters),
             }
         };
-        let seats: Vec<&String> = exp.participants.keys().filter(|p| only.is_none_or(|o| o == p.as_str())).collect();
+        let seats: Vec<&ParticipantId> = exp.participants.keys().filter(|p| only.is_none_or(|o| o == *p)).collect();
         // A specific id must name a filter of that name somewhere (SynthARium: 404).
         if filter_id != "all" {
-            let known = seats.iter().filter_map(|p| session.participant(p)).any(|p| {
+            let known = seats.iter().filter_map(|p| session.participant(*p)).any(|p| {
                 let hit = |f: &FilterDict| f.id == filter_id && protocol::canonical_filter_name(&f.name) == name;
                 if group {
                     p.video_group_filters.iter().chain(&p.audio_group_filters).any(hit)
@@ -821,7 +836,7 @@ impl Hub {
                     vec![]
                 },
             };
-            out.insert(pid.clone(), serde_json::to_value(entry).unwrap_or(Value::Null));
+            out.insert(pid.to_string(), serde_json::to_value(entry).unwrap_or(Value::Null));
         }
         Ok(out)
     }
@@ -832,20 +847,20 @@ impl Hub {
         let mut out = vec![];
         for s in self.sessions.values() {
             // Only ids that name a directory of the sessions directory (not a path elsewhere).
-            if !session::is_file_safe_id(&s.id) {
+            if !session::is_file_safe_id(s.id.as_str()) {
                 continue;
             }
-            let dir = self.cfg.sessions_dir.join(&s.id);
+            let dir = self.cfg.sessions_dir.join(s.id.as_str());
             if !dir.is_dir() {
                 continue;
             }
-            let ids: Vec<String> = s.participants.iter().map(|p| p.id.clone()).collect();
+            let ids: Vec<String> = s.participants.iter().map(|p| p.id.to_string()).collect();
             let mut files = crate::record::list(&dir, &ids);
             let participants = s
                 .participants
                 .iter()
                 .map(|p| {
-                    let (video, audio) = files.remove(&p.id).unwrap_or_default();
+                    let (video, audio) = files.remove(p.id.as_str()).unwrap_or_default();
                     protocol::outgoing::ParticipantRecordings { participant_id: p.id.clone(), video, audio }
                 })
                 .collect();

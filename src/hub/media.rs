@@ -21,7 +21,7 @@ use crate::media::ToHub;
 use crate::peer::Forwarder;
 use crate::protocol::{self, MessageType, WireError};
 use crate::session::model::{AsymmetricFilter, FilterChannel, FilterDict, Participant};
-use crate::session::Session;
+use crate::session::{ParticipantId, Session, SessionId};
 
 /// Server→participant pinging on behalf of PING filters.
 #[derive(Default)]
@@ -115,7 +115,7 @@ pub fn desired_config(
 }
 
 /// The (video, audio) groups a viewer participant gets of a publisher.
-pub fn viewer_groups(session: &Session, publisher: &str, viewer: &str) -> (Group, Group) {
+pub fn viewer_groups(session: &Session, publisher: &ParticipantId, viewer: &ParticipantId) -> (Group, Group) {
     let (Some(p), Some(v)) = (session.participant(publisher), session.participant(viewer)) else { return (None, None) };
     let Some(a) = asymmetric_for(v, p) else { return (None, None) };
     let vmain = specs(&p.video_filters, p.muted_video, "MUTE_VIDEO");
@@ -163,7 +163,7 @@ fn join(errors: &[filters::SpecError]) -> String {
 impl Hub {
     /// The seat's forwarders, created on first use with relays that bring their filters'
     /// events back to the hub.
-    pub(crate) fn seat_media(&mut self, sid: &str, pid: &str) -> Option<&mut SeatMedia> {
+    pub(crate) fn seat_media(&mut self, sid: &SessionId, pid: &ParticipantId) -> Option<&mut SeatMedia> {
         if !self.experiments.get(sid)?.media.contains_key(pid) {
             let mk = |kind: Kind| -> Forwarder {
                 let (tx, mut rx) = mpsc::unbounded_channel::<ToHub>();
@@ -206,7 +206,7 @@ impl Hub {
 
     /// Pushes the desired filter lists of one participant (or all, with `None`) to its tracks,
     /// and moves each viewer's sinks to the group (main or branch) it should now get.
-    pub(crate) fn apply_media(&mut self, sid: &str, pid: Option<&str>) {
+    pub(crate) fn apply_media(&mut self, sid: &SessionId, pid: Option<&ParticipantId>) {
         let (Some(session), Some(exp)) = (self.sessions.get(sid), self.experiments.get(sid)) else { return };
         let group = exp.group.worker.as_ref().map(|w| (w.sink(), exp.clock_zero));
         for p in session.participants.iter().filter(|p| pid.is_none_or(|x| x == p.id)) {
@@ -231,7 +231,7 @@ impl Hub {
     /// The groups a subscriber connection gets of a publisher: viewer-side branches for a
     /// participant with asymmetric filters for it, the main output otherwise (experimenters
     /// always see the publisher's own processing).
-    pub(crate) fn sub_groups(&self, sid: &str, publisher: &str, subscriber: ConnId) -> (Group, Group) {
+    pub(crate) fn sub_groups(&self, sid: &SessionId, publisher: &ParticipantId, subscriber: ConnId) -> (Group, Group) {
         match (self.conns.get(&subscriber).map(|c| &c.role), self.sessions.get(sid)) {
             (Some(super::Role::Participant { participant_id, .. }), Some(session)) => {
                 viewer_groups(session, publisher, participant_id)
@@ -241,12 +241,12 @@ impl Hub {
     }
 
     /// What a participant's filters ask of the experiment.
-    pub(crate) fn on_media_event(&mut self, sid: &str, pid: &str, kind: Kind, ev: ToHub) {
+    pub(crate) fn on_media_event(&mut self, sid: &SessionId, pid: &ParticipantId, kind: Kind, ev: ToHub) {
         let ev = match ev {
             ToHub::Filter(ev) => ev,
             ToHub::Recording(ev) => return self.on_recording(sid, pid, kind, ev),
             ToHub::Rejected(why) => {
-                tracing::warn!(session = sid, participant = pid, %why, "filter list rejected by the pipeline");
+                tracing::warn!(session = %sid, participant = %pid, %why, "filter list rejected by the pipeline");
                 return;
             }
         };
@@ -280,31 +280,31 @@ impl Hub {
                 self.reschedule_ping(sid, pid);
             }
             ChainEvent::Panicked { id, name, stage, message } => {
-                tracing::warn!(session = sid, participant = pid, filter = name, %id, ?stage, %message, "filter panicked; bypassed");
+                tracing::warn!(session = %sid, participant = %pid, filter = name, %id, ?stage, %message, "filter panicked; bypassed");
                 if let Some(m) = self.experiments.get_mut(sid).and_then(|e| e.media.get_mut(pid)) {
                     m.reports.insert((kind, id.to_string()), json!({"error": format!("panicked: {message}")}));
                 }
                 // Reported to the experimenters; the stream and the experiment go on.
-                let e = errors::filter_failed(name, &id, pid, &message);
+                let e = errors::filter_failed(name, &id, pid.as_str(), &message);
                 let msg = protocol::error_message(&e);
                 for c in self.experiments.get(sid).map(|x| x.experimenters.clone()).unwrap_or_default() {
                     self.send(c, msg.clone());
                 }
             }
             ChainEvent::UpdateFailed { id, name, error } => {
-                tracing::warn!(session = sid, participant = pid, filter = name, %id, %error, "filter kept its old parameters");
+                tracing::warn!(session = %sid, participant = %pid, filter = name, %id, %error, "filter kept its old parameters");
             }
             ChainEvent::Overrun { id, name, took, budget, count } => {
-                tracing::debug!(participant = pid, filter = name, %id, ?took, ?budget, count, "filter over budget");
+                tracing::debug!(participant = %pid, filter = name, %id, ?took, ?budget, count, "filter over budget");
             }
             ChainEvent::ChainOverrun { took, budget, count } => {
-                tracing::debug!(participant = pid, ?took, ?budget, count, "filter chain over budget");
+                tracing::debug!(participant = %pid, ?took, ?budget, count, "filter chain over budget");
             }
         }
     }
 
     /// A filter's message (e.g. FILTER_API_TEST's `TEST`) to people in the experiment.
-    fn filter_send(&mut self, sid: &str, to: &Target, data: Value) {
+    fn filter_send(&mut self, sid: &SessionId, to: &Target, data: Value) {
         let msg = if data.get("type").and_then(Value::as_str).is_some() && data.get("data").is_some() {
             data.to_string()
         } else {
@@ -315,7 +315,7 @@ impl Hub {
             Target::All => exp.participants.values().chain(exp.experimenters.iter()).copied().collect(),
             Target::Participants => exp.participants.values().copied().collect(),
             Target::Experimenter => exp.experimenters.clone(),
-            Target::Participant(p) => exp.participants.get(p).copied().into_iter().collect(),
+            Target::Participant(p) => exp.participants.get(p.as_str()).copied().into_iter().collect(),
         };
         for t in targets {
             self.send(t, msg.clone());
@@ -323,7 +323,7 @@ impl Hub {
     }
 
     /// (Re)starts the seat's ping timer at the shortest requested period, or stops it.
-    fn reschedule_ping(&mut self, sid: &str, pid: &str) {
+    fn reschedule_ping(&mut self, sid: &SessionId, pid: &ParticipantId) {
         let tx = self.tx.clone();
         let Some(m) = self.experiments.get_mut(sid).and_then(|e| e.media.get_mut(pid)) else { return };
         if let Some(t) = m.ping.timer.take() {
@@ -348,14 +348,14 @@ impl Hub {
     }
 
     /// Sends the server's own `PING {sent, data}` to a participant.
-    pub(crate) fn on_ping_tick(&mut self, sid: &str, pid: &str) {
+    pub(crate) fn on_ping_tick(&mut self, sid: &SessionId, pid: &ParticipantId) {
         let Some(conn) = self.seat(sid, pid) else { return };
         let msg = protocol::outgoing::server_ping(now_ms());
         self.send(conn, msg);
     }
 
     /// A participant's `PONG` to our `PING`: one round-trip sample.
-    pub(crate) fn on_pong(&mut self, sid: &str, pid: &str, ping_data: &Value) {
+    pub(crate) fn on_pong(&mut self, sid: &SessionId, pid: &ParticipantId, ping_data: &Value) {
         let Some(sent) = ping_data.get("sent").and_then(Value::as_f64) else { return };
         let rtt = (now_ms() as f64 - sent).max(0.0);
         let Some(m) = self.experiments.get_mut(sid).and_then(|e| e.media.get_mut(pid)) else { return };

@@ -40,12 +40,20 @@ use crate::metrics::METRICS;
 use crate::peer::{self, Connection, IceCandidate, PeerEvent, PeerFactory, SubHandle, VideoCodec};
 use crate::protocol::{self, ErrorType, OfferRequest, OfferUser, WireError};
 use crate::session::store::SessionStore;
-use crate::session::{self, Session};
+use crate::session::{self, ParticipantId, Session, SessionId};
 
 pub use experiment::{Experiment, ExperimentState};
 
 /// A connection's id inside the hub (never sent to clients).
-pub type ConnId = u64;
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct ConnId(pub u64);
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// Inputs of the hub task.
 pub(crate) enum Input {
@@ -75,20 +83,20 @@ pub(crate) enum Input {
     },
     /// An event of a participant's track pipeline (filter reports, messages, pings, panics).
     Media {
-        session_id: String,
-        participant_id: String,
+        session_id: SessionId,
+        participant_id: ParticipantId,
         kind: Kind,
         ev: crate::media::ToHub,
     },
     /// What an experiment's group-filter aggregator reports.
     Group {
-        session_id: String,
+        session_id: SessionId,
         ev: crate::media::group::GroupEvent,
     },
     /// Time to ping a participant for its PING filters.
     PingTick {
-        session_id: String,
-        participant_id: String,
+        session_id: SessionId,
+        participant_id: ParticipantId,
     },
     SubClosed {
         sub_id: String,
@@ -162,7 +170,7 @@ fn unavailable() -> WireError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Role {
     Experimenter { id: String },
-    Participant { session_id: String, participant_id: String },
+    Participant { session_id: SessionId, participant_id: ParticipantId },
 }
 
 pub(crate) struct Conn {
@@ -171,7 +179,7 @@ pub(crate) struct Conn {
     /// The client's data channel is open (SynthARium's CONNECTED).
     pub open: bool,
     /// Experimenters: the experiment (session id) joined.
-    pub experiment: Option<String>,
+    pub experiment: Option<SessionId>,
     pub connection_id: String,
     /// Participants: the codec its browser sends (from its offer).
     pub video_codec: VideoCodec,
@@ -190,8 +198,8 @@ pub(crate) const START_HOLD: Duration = Duration::from_secs(2);
 
 /// A publisher→subscriber connection.
 pub(crate) struct Sub {
-    pub session_id: String,
-    pub publisher: String,
+    pub session_id: SessionId,
+    pub publisher: ParticipantId,
     pub subscriber: ConnId,
     /// Set once the subscriber's offer has been answered.
     pub handle: Option<SubHandle>,
@@ -223,8 +231,8 @@ pub(crate) struct Hub {
     factory: Arc<PeerFactory>,
     store: Arc<SessionStore>,
     tx: mpsc::Sender<Input>,
-    pub sessions: BTreeMap<String, Session>,
-    pub experiments: HashMap<String, Experiment>,
+    pub sessions: BTreeMap<SessionId, Session>,
+    pub experiments: HashMap<SessionId, Experiment>,
     pub conns: HashMap<ConnId, Conn>,
     /// Experimenters on the hub, in connection order.
     pub experimenters: Vec<ConnId>,
@@ -234,7 +242,7 @@ pub(crate) struct Hub {
     pending: HashMap<u64, connections::PendingOffer>,
     next_id: u64,
     /// Sessions recording (their experiment runs, or its files are still being finished).
-    recordings: HashMap<String, crate::record::SessionRecord>,
+    recordings: HashMap<SessionId, crate::record::SessionRecord>,
     /// Records being closed (their writer finishing), awaited at shutdown.
     closing: Vec<tokio::task::JoinHandle<()>>,
     /// The key of the aliases under which participants see each other (`session::Viewer`).
@@ -327,7 +335,7 @@ impl Hub {
         self.next_id
     }
     /// The connection currently holding participant `pid`'s seat in experiment `sid`.
-    pub(crate) fn seat(&self, sid: &str, pid: &str) -> Option<ConnId> {
+    pub(crate) fn seat(&self, sid: &SessionId, pid: &ParticipantId) -> Option<ConnId> {
         self.experiments.get(sid).and_then(|e| e.participants.get(pid)).copied()
     }
 
@@ -345,7 +353,7 @@ impl Hub {
         let limit = c.conn.max_message_size();
         for msg in msgs.iter_mut().filter(|m| m.len() > limit) {
             tracing::warn!(
-                conn = id,
+                conn = %id,
                 bytes = msg.len(),
                 limit,
                 "server message too large for the connection; sent 413"
@@ -356,7 +364,7 @@ impl Hub {
         METRICS.messages_sent.add(msgs.len() as u64);
         let queued = if msgs.len() == 1 { c.conn.send(msgs.remove(0)) } else { c.conn.send_all(msgs) };
         if !queued {
-            tracing::warn!(conn = id, "client does not read its messages; dropping the connection");
+            tracing::warn!(conn = %id, "client does not read its messages; dropping the connection");
             self.drop_connection(id, false);
         }
     }

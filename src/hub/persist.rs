@@ -6,11 +6,14 @@ use super::*;
 use crate::session::journal::Change;
 
 /// The outcome of a blocking store call, as the client sees it.
-fn written(session_id: &str, result: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<(), WireError> {
+fn written(
+    session_id: &SessionId,
+    result: Result<std::io::Result<()>, tokio::task::JoinError>,
+) -> Result<(), WireError> {
     match result {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
-            tracing::error!(session = session_id, error = %e, "could not write session file");
+            tracing::error!(session = %session_id, error = %e, "could not write session file");
             Err(WireError::internal())
         }
         Err(e) => {
@@ -23,7 +26,7 @@ fn written(session_id: &str, result: Result<std::io::Result<()>, tokio::task::Jo
 impl Hub {
     /// Writes a session durably in full (temp file, fsync, rename; its journal folded in)
     /// before the caller replies.
-    pub(crate) async fn persist(&self, session_id: &str) -> Result<(), WireError> {
+    pub(crate) async fn persist(&self, session_id: &SessionId) -> Result<(), WireError> {
         let Some(s) = self.sessions.get(session_id).cloned() else { return Ok(()) };
         let store = self.store.clone();
         METRICS.session_writes.inc();
@@ -34,7 +37,7 @@ impl Hub {
     /// Makes a small change durable (one journal line, fdatasynced) and only then applies it
     /// to the session in memory: on error the session is as it was and the caller has done
     /// nothing visible yet. A journal that asks for compaction is folded first.
-    pub(crate) async fn commit(&mut self, session_id: &str, change: Change) -> Result<(), WireError> {
+    pub(crate) async fn commit(&mut self, session_id: &SessionId, change: Change) -> Result<(), WireError> {
         if !self.sessions.contains_key(session_id) {
             return Err(WireError::internal());
         }
@@ -53,13 +56,13 @@ impl Hub {
         Ok(())
     }
 
-    pub(crate) async fn delete_file(&self, session_id: &str) -> Result<(), WireError> {
+    pub(crate) async fn delete_file(&self, session_id: &SessionId) -> Result<(), WireError> {
         let store = self.store.clone();
         let id = session_id.to_owned();
         match tokio::task::spawn_blocking(move || store.delete(&id)).await {
             Ok(Ok(())) => Ok(()),
             other => {
-                tracing::error!(session = session_id, result = ?other.map(|r| r.map_err(|e| e.to_string())), "could not delete session file");
+                tracing::error!(session = %session_id, result = ?other.map(|r| r.map_err(|e| e.to_string())), "could not delete session file");
                 Err(WireError::internal())
             }
         }
@@ -67,7 +70,7 @@ impl Hub {
 
     /// Drops an ended experiment once no experimenter is in it (`docs/protocol.md` D10); its session
     /// becomes deletable again (`creation_time = 0`).
-    pub(crate) fn maybe_drop_experiment(&mut self, session_id: &str) {
+    pub(crate) fn maybe_drop_experiment(&mut self, session_id: &SessionId) {
         let Some(exp) = self.experiments.get(session_id) else { return };
         if exp.state != ExperimentState::Ended || !exp.experimenters.is_empty() {
             return;
@@ -100,7 +103,7 @@ impl Hub {
 
     pub(super) async fn shutdown(&mut self) {
         let now = now_ms();
-        let ids: Vec<String> = self.experiments.keys().cloned().collect();
+        let ids: Vec<SessionId> = self.experiments.keys().cloned().collect();
         for sid in ids {
             if self.experiments.get(&sid).is_some_and(|e| e.state != ExperimentState::Ended) {
                 let _ = self.stop_experiment(&sid, now).await;

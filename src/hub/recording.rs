@@ -17,23 +17,24 @@ use crate::media::recorder::{RecEvent, RecordSpec};
 use crate::media::Kind;
 use crate::protocol::{self, MessageType, WireError};
 use crate::record::SessionRecord;
+use crate::session::{ParticipantId, SessionId};
 
 impl Hub {
     /// CREATE_EXPERIMENT of a session with `record` on: open its directory, event log and
     /// manifest (a session run again gets a new run number).
-    pub(crate) fn open_recording(&mut self, sid: &str) {
+    pub(crate) fn open_recording(&mut self, sid: &SessionId) {
         if !self.sessions.get(sid).is_some_and(|s| s.record) {
             return;
         }
         if let Some(r) = self.recordings.get_mut(sid) {
             r.new_run();
         } else {
-            match SessionRecord::open(&self.cfg.sessions_dir, sid) {
+            match SessionRecord::open(&self.cfg.sessions_dir, sid.as_str()) {
                 Ok(r) => {
                     self.recordings.insert(sid.to_owned(), r);
                 }
                 Err(e) => {
-                    tracing::error!(session = sid, error = %e, "cannot open the recording directory");
+                    tracing::error!(session = %sid, error = %e, "cannot open the recording directory");
                     self.tell_experimenters(
                         sid,
                         format!("Recording is not possible: {e}. The experiment goes on without it."),
@@ -47,14 +48,14 @@ impl Hub {
     }
 
     /// An event for session `sid`'s log, if it records.
-    pub(crate) fn log(&self, sid: &str, kind: &str, fields: Value) {
+    pub(crate) fn log(&self, sid: &SessionId, kind: &str, fields: Value) {
         if let Some(r) = self.recordings.get(sid) {
             r.event(kind, fields);
         }
     }
 
     /// What participant `pid`'s media runs now: filters with every parameter, mute state.
-    pub(crate) fn log_media_config(&self, sid: &str, pid: &str) {
+    pub(crate) fn log_media_config(&self, sid: &SessionId, pid: &ParticipantId) {
         let (Some(r), Some(p)) = (self.recordings.get(sid), self.sessions.get(sid).and_then(|s| s.participant(pid)))
         else {
             return;
@@ -72,22 +73,22 @@ impl Hub {
         );
     }
 
-    pub(crate) fn recording(&self, sid: &str) -> bool {
+    pub(crate) fn recording(&self, sid: &SessionId) -> bool {
         self.recordings.contains_key(sid)
     }
 
     /// START: time zero; every seated participant's tracks start recording.
-    pub(crate) fn start_recording(&mut self, sid: &str, start_time: i64, zero: Instant) {
+    pub(crate) fn start_recording(&mut self, sid: &SessionId, start_time: i64, zero: Instant) {
         let Some(r) = self.recordings.get_mut(sid) else { return };
         r.started(zero, start_time);
         self.log(sid, "experiment_started", json!({ "start_time": start_time }));
         // Time zero's state of every participant, as designed or changed before START.
-        let pids: Vec<String> =
+        let pids: Vec<ParticipantId> =
             self.sessions.get(sid).map(|s| s.participants.iter().map(|p| p.id.clone()).collect()).unwrap_or_default();
         for pid in pids {
             self.log_media_config(sid, &pid);
         }
-        let seats: Vec<String> =
+        let seats: Vec<ParticipantId> =
             self.experiments.get(sid).map(|e| e.media.keys().cloned().collect()).unwrap_or_default();
         for pid in seats {
             self.record_seat(sid, &pid);
@@ -95,18 +96,18 @@ impl Hub {
     }
 
     /// Starts the recorders of one seat (at START, or when its media appears later).
-    pub(crate) fn record_seat(&self, sid: &str, pid: &str) {
+    pub(crate) fn record_seat(&self, sid: &SessionId, pid: &ParticipantId) {
         let Some(r) = self.recordings.get(sid) else { return };
         let Some(start) = r.start else { return };
         let Some(e) = self.experiments.get(sid).filter(|e| e.state == ExperimentState::Running) else { return };
         let Some(m) = e.media.get(pid) else { return };
-        let spec = RecordSpec { dir: r.dir.clone(), participant: pid.to_owned(), run: r.run, start };
+        let spec = RecordSpec { dir: r.dir.clone(), participant: pid.to_string(), run: r.run, start };
         m.video.record(Some(spec.clone()));
         m.audio.record(Some(spec));
     }
 
     /// STOP: the recorders finish their files (reported back as they close).
-    pub(crate) fn stop_recording(&mut self, sid: &str, end_time: i64) {
+    pub(crate) fn stop_recording(&mut self, sid: &SessionId, end_time: i64) {
         if let Some(e) = self.experiments.get(sid) {
             for m in e.media.values() {
                 m.video.record(None);
@@ -120,7 +121,7 @@ impl Hub {
     }
 
     /// What a track's recorder reports.
-    pub(crate) fn on_recording(&mut self, sid: &str, pid: &str, kind: Kind, ev: RecEvent) {
+    pub(crate) fn on_recording(&mut self, sid: &SessionId, pid: &ParticipantId, kind: Kind, ev: RecEvent) {
         match ev {
             RecEvent::Opened(f) => {
                 // A viewer-side version: who sees it (now), and with which filters.
@@ -136,7 +137,7 @@ impl Hub {
                                     let g = if kind == Kind::Video { vg } else { ag };
                                     g.as_deref() == Some(&**key)
                                 })
-                                .map(|v| v.id.clone())
+                                .map(|v| v.id.to_string())
                                 .collect::<Vec<_>>()
                         })
                         .unwrap_or_default();
@@ -169,7 +170,7 @@ impl Hub {
                 self.maybe_close_recording(sid);
             }
             RecEvent::Failed { file, error } => {
-                tracing::error!(session = sid, participant = pid, %file, %error, "recording failed");
+                tracing::error!(session = %sid, participant = %pid, %file, %error, "recording failed");
                 self.log(sid, "recording_failed", json!({ "participant_id": pid, "file": file, "error": error }));
                 self.tell_experimenters(
                     sid,
@@ -207,7 +208,7 @@ impl Hub {
     }
 
     /// An ERROR to the experiment's experimenters that is about the experiment, not a request.
-    fn tell_experimenters(&mut self, sid: &str, text: String) {
+    fn tell_experimenters(&mut self, sid: &SessionId, text: String) {
         let msg = protocol::error_message(&errors::recording_failed(text));
         for c in self.experiments.get(sid).map(|x| x.experimenters.clone()).unwrap_or_default() {
             self.send(c, msg.clone());
@@ -215,7 +216,7 @@ impl Hub {
     }
 
     /// Closes a session's record once its experiment is gone and every file is finished.
-    pub(crate) fn maybe_close_recording(&mut self, sid: &str) {
+    pub(crate) fn maybe_close_recording(&mut self, sid: &SessionId) {
         let done = self.recordings.get(sid).is_some_and(|r| r.open_files() == 0) && !self.experiments.contains_key(sid);
         if done {
             if let Some(r) = self.recordings.remove(sid) {
@@ -229,7 +230,7 @@ impl Hub {
     pub(crate) fn log_request(
         &self,
         id: ConnId,
-        sid: &str,
+        sid: &SessionId,
         kind: MessageType,
         data: &Value,
         error: Option<&WireError>,

@@ -6,15 +6,15 @@ use super::*;
 
 impl Hub {
     /// Who should see whom now ([`Experiment::desired_subs`]), given which connections are open.
-    pub(super) fn desired_subs(&self, session_id: &str) -> HashSet<(String, ConnId)> {
+    pub(super) fn desired_subs(&self, session_id: &SessionId) -> HashSet<(ParticipantId, ConnId)> {
         let Some(exp) = self.experiments.get(session_id) else { return HashSet::new() };
         exp.desired_subs(|id| self.conns.get(&id).is_some_and(|c| c.open))
     }
 
     /// Opens and closes sub-connections of one experiment to match [`Self::desired_subs`].
-    pub(crate) fn reconcile(&mut self, session_id: &str) {
+    pub(crate) fn reconcile(&mut self, session_id: &SessionId) {
         let want = self.desired_subs(session_id);
-        let have: Vec<(String, String, ConnId)> = self
+        let have: Vec<(String, ParticipantId, ConnId)> = self
             .subs
             .iter()
             .filter(|(_, s)| s.session_id == session_id)
@@ -36,11 +36,11 @@ impl Hub {
         METRICS.subconnections.set(self.subs.len() as i64);
     }
 
-    pub(super) fn propose(&mut self, session_id: &str, publisher: String, subscriber: ConnId) {
+    pub(super) fn propose(&mut self, session_id: &SessionId, publisher: ParticipantId, subscriber: ConnId) {
         let Some(sub_conn) = self.conns.get(&subscriber) else { return };
         let summary = match &sub_conn.role {
             // The experimenter UI resolves names from its session data with the id.
-            Role::Experimenter { .. } => Value::String(publisher.clone()),
+            Role::Experimenter { .. } => Value::String(publisher.to_string()),
             // A participant sees the publisher under its own alias for it, never the real id.
             Role::Participant { participant_id, .. } => self
                 .sessions

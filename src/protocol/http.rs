@@ -8,6 +8,7 @@ use super::error::{ErrorType, WireError};
 use super::message_type::MessageType;
 use super::request::{json_kind, AddIceCandidateDict, IceCandidate, SdpType, SessionDescription};
 use super::text;
+use crate::session::{ParticipantId, SessionId};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::fmt;
@@ -25,8 +26,8 @@ pub const MAX_CANDIDATE_LEN: usize = 1024;
 #[derive(Clone, PartialEq, Eq)]
 pub enum OfferUser {
     Participant {
-        session_id: String,
-        participant_id: String,
+        session_id: SessionId,
+        participant_id: ParticipantId,
     },
     /// The password as sent. Not compared here; its `Debug` output is redacted.
     Experimenter {
@@ -122,8 +123,8 @@ pub fn parse_offer_request(content_type: Option<&str>, body: &[u8]) -> Result<Of
 
     let user = if is_participant {
         OfferUser::Participant {
-            session_id: id_field(&request, "session_id")?,
-            participant_id: id_field(&request, "participant_id")?,
+            session_id: id_field(&request, "session_id")?.into(),
+            participant_id: id_field(&request, "participant_id")?.into(),
         }
     } else {
         OfferUser::Experimenter { password: string_field(&request, "experimenter_password")? }

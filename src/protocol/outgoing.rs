@@ -7,6 +7,7 @@ use super::message_type::MessageType;
 use super::request::{GetSessionListRequest, SessionDescription};
 use super::text;
 use crate::session::model::{ChatMessage, FilterDict, Session};
+use crate::session::{ParticipantId, SessionId};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -211,7 +212,7 @@ pub fn session_list_frames<'a>(
     sessions: impl IntoIterator<Item = &'a Session>,
     limit: usize,
     opts: GetSessionListRequest,
-) -> (Vec<String>, Vec<String>) {
+) -> (Vec<String>, Vec<SessionId>) {
     const LIST_HEAD: &str = r#"{"type":"SESSION_LIST","data":["#;
     const PART_HEAD: &str = r#"{"type":"SESSION_LIST_PART","data":["#;
     const CHANGE_HEAD: &str = r#"{"type":"SESSION_CHANGE","data":"#;
@@ -277,8 +278,8 @@ pub struct SessionListEnd {
 /// `participant_id`'s chat, which has `total` messages, oldest first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatHistory<'a> {
-    pub session_id: &'a str,
-    pub participant_id: &'a str,
+    pub session_id: &'a SessionId,
+    pub participant_id: &'a ParticipantId,
     pub start: usize,
     pub total: usize,
     pub messages: &'a [ChatMessage],
@@ -288,8 +289,8 @@ pub struct ChatHistory<'a> {
 /// whose `CHAT_HISTORY` message fits in `max_len` bytes; at least one message if any precede
 /// `before`. `None` only when a single message does not fit.
 pub fn chat_history_page(
-    session_id: &str,
-    participant_id: &str,
+    session_id: &SessionId,
+    participant_id: &ParticipantId,
     chat: &[ChatMessage],
     before: usize,
     limit: usize,
@@ -350,7 +351,7 @@ pub struct Notification {
 /// `EXPERIMENT_CREATED` data (epoch ms).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExperimentCreated {
-    pub session_id: String,
+    pub session_id: SessionId,
     pub creation_time: i64,
 }
 
@@ -392,8 +393,8 @@ pub fn notification(kind: MessageType, reason: &str) -> String {
 }
 
 /// `EXPERIMENT_CREATED {session_id, creation_time}`.
-pub fn experiment_created(session_id: &str, creation_time: i64) -> String {
-    encode(MessageType::ExperimentCreated, ExperimentCreated { session_id: session_id.to_owned(), creation_time })
+pub fn experiment_created(session_id: &SessionId, creation_time: i64) -> String {
+    encode(MessageType::ExperimentCreated, ExperimentCreated { session_id: session_id.clone(), creation_time })
 }
 
 /// `EXPERIMENT_STARTED {start_time}`: on START, and to a participant who joins a running one.
@@ -496,7 +497,7 @@ pub struct CheckPostProcessing {
 /// One session's entry in `RECORDING_LIST`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecordingListEntry {
-    pub session_id: String,
+    pub session_id: SessionId,
     pub session_title: String,
     pub session_description: String,
     pub participants: Vec<ParticipantRecordings>,
@@ -505,7 +506,7 @@ pub struct RecordingListEntry {
 /// One participant's files in a [`RecordingListEntry`] (file names, not paths).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ParticipantRecordings {
-    pub participant_id: String,
+    pub participant_id: ParticipantId,
     pub video: Vec<String>,
     pub audio: Vec<String>,
 }
@@ -609,7 +610,7 @@ mod tests {
                     message: format!("{i:06}{}", "m".repeat(len)),
                     time: i as i64,
                     author: "experimenter".into(),
-                    target: p.id.clone(),
+                    target: p.id.to_string(),
                     sentiment_score: None,
                 })
                 .collect();
@@ -646,7 +647,7 @@ mod tests {
         (0..n)
             .map(|i| {
                 let mut s = session_with_chat(50, 100);
-                s.id = format!("s{i:03}");
+                s.id = format!("s{i:03}").into();
                 s
             })
             .collect()
@@ -668,7 +669,7 @@ mod tests {
         assert_eq!(*last, json!({"type": "SESSION_LIST_END", "data": {"sessions": 60}}));
         let ids: Vec<&str> =
             first.iter().chain(middle.iter().map(|f| &f["data"])).map(|s| s["id"].as_str().unwrap()).collect();
-        let want: Vec<String> = sessions.iter().map(|s| s.id.clone()).collect();
+        let want: Vec<&str> = sessions.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, want);
         let p = &first[0]["participants"][0];
         assert_eq!(p["chat"].as_array().unwrap().len(), LIST_RECENT_CHAT);
@@ -706,7 +707,7 @@ mod tests {
         let listed: Vec<&Value> =
             frames[..frames.len() - 1].iter().flat_map(|f| f["data"].as_array().unwrap()).collect();
         let ids: Vec<&str> = listed.iter().map(|s| s["id"].as_str().unwrap()).collect();
-        let want: Vec<String> = sessions.iter().map(|s| s.id.clone()).collect();
+        let want: Vec<&str> = sessions.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, want);
         // No chat messages, but the count of each chat.
         let p = &listed[7]["participants"][0];
@@ -726,7 +727,9 @@ mod tests {
         let mut before = chat.len();
         let mut got = vec![];
         while before > 0 {
-            let page = as_json(&chat_history_page("s", "p", chat, before, 100, 1 << 20).unwrap())["data"].clone();
+            let page = as_json(&chat_history_page(&"s".into(), &"p".into(), chat, before, 100, 1 << 20).unwrap())
+                ["data"]
+                .clone();
             assert_eq!(page["total"], json!(250));
             let start = page["start"].as_u64().unwrap() as usize;
             let msgs = page["messages"].as_array().unwrap().clone();
@@ -736,13 +739,13 @@ mod tests {
         }
         assert_eq!(got, serde_json::to_value(chat).unwrap().as_array().unwrap().clone());
         // A small connection gets a smaller page, still at least one message.
-        let small = chat_history_page("s", "p", chat, 250, 100, 400).unwrap();
+        let small = chat_history_page(&"s".into(), &"p".into(), chat, 250, 100, 400).unwrap();
         assert!(small.len() <= 400);
         let n = as_json(&small)["data"]["messages"].as_array().unwrap().len();
         assert!((1..100).contains(&n), "{n}");
-        assert_eq!(chat_history_page("s", "p", chat, 250, 100, 50), None);
+        assert_eq!(chat_history_page(&"s".into(), &"p".into(), chat, 250, 100, 50), None);
         // Nothing before index 0.
-        let page = as_json(&chat_history_page("s", "p", chat, 0, 100, 1 << 20).unwrap());
+        let page = as_json(&chat_history_page(&"s".into(), &"p".into(), chat, 0, 100, 1 << 20).unwrap());
         assert_eq!(page["data"]["messages"], json!([]));
     }
 
@@ -769,7 +772,7 @@ mod tests {
             ),
             (notification(MessageType::BanNotification, "r"), json!({"type":"BAN_NOTIFICATION","data":{"reason":"r"}})),
             (
-                experiment_created("s", 1),
+                experiment_created(&"s".into(), 1),
                 json!({"type":"EXPERIMENT_CREATED","data":{"session_id":"s","creation_time":1}}),
             ),
             (experiment_started(2), json!({"type":"EXPERIMENT_STARTED","data":{"start_time":2}})),

@@ -11,6 +11,7 @@ use super::error::{ErrorType, WireError};
 use super::message_type::MessageType;
 use super::text;
 use crate::session::model::{ChatMessage, FilterDict, Note};
+use crate::session::{ParticipantId, SessionId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Number, Value};
@@ -120,7 +121,7 @@ impl PongData {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename = "KickRequest")]
 pub struct KickRequest {
-    pub participant_id: String,
+    pub participant_id: ParticipantId,
     pub reason: String,
 }
 
@@ -128,7 +129,7 @@ pub struct KickRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename = "MuteRequest")]
 pub struct MuteRequest {
-    pub participant_id: String,
+    pub participant_id: ParticipantId,
     pub mute_video: bool,
     pub mute_audio: bool,
 }
@@ -139,7 +140,7 @@ pub struct MuteRequest {
 #[serde(deny_unknown_fields, rename = "SetFiltersRequest")]
 pub struct SetFiltersRequest {
     /// `"all"` or a participant id.
-    pub participant_id: String,
+    pub participant_id: ParticipantId,
     pub audio_filters: Vec<FilterDict>,
     pub video_filters: Vec<FilterDict>,
 }
@@ -187,7 +188,7 @@ pub struct GetFiltersDataRequest {
 #[serde(deny_unknown_fields, rename = "GetFiltersDataSendToParticipant")]
 pub struct GetFiltersDataSendToParticipantRequest {
     /// `"all"` or a participant id.
-    pub participant_id: String,
+    pub participant_id: ParticipantId,
     /// `"all"` or a filter id.
     pub filter_id: String,
     /// A registered filter name in canonical form.
@@ -214,13 +215,13 @@ pub(super) struct AddIceCandidateDict {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename = "SessionIdRequest")]
 struct SessionIdRequest {
-    session_id: String,
+    session_id: SessionId,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename = "UpdateReadMessageTimeRequest")]
 struct UpdateReadMessageTimeRequest {
-    participant_id: String,
+    participant_id: ParticipantId,
     #[serde(rename = "lastMessageReadTime")]
     last_message_read_time: i64,
 }
@@ -273,18 +274,18 @@ pub enum ClientRequest {
     /// SynthARium sends no options; `data` that is not [`GetSessionListRequest`] is ignored.
     GetSessionList(GetSessionListRequest),
     GetSession {
-        session_id: String,
+        session_id: SessionId,
     },
     /// A full session; validated by the session module (invalid → [`text::INVALID_SESSION`]).
     SaveSession(Value),
     DeleteSession {
-        session_id: String,
+        session_id: SessionId,
     },
     CreateExperiment {
-        session_id: String,
+        session_id: SessionId,
     },
     JoinExperiment {
-        session_id: String,
+        session_id: SessionId,
     },
     /// `data` ignored.
     LeaveExperiment,
@@ -304,13 +305,13 @@ pub enum ClientRequest {
     GetFiltersData(GetFiltersDataRequest),
     GetFiltersDataSendToParticipant(GetFiltersDataSendToParticipantRequest),
     UpdateReadMessageTime {
-        participant_id: String,
+        participant_id: ParticipantId,
         last_message_read_time: i64,
     },
     /// `data` ignored.
     GetRecordingList,
     PostProcessingVideo {
-        session_id: String,
+        session_id: SessionId,
     },
     /// `data` ignored.
     CheckPostProcessing,
@@ -589,7 +590,7 @@ pub fn parse_request(env: Envelope, filters: &dyn FilterNames) -> Result<ClientR
     })
 }
 
-fn session_id(data: Value) -> Result<String, WireError> {
+fn session_id(data: Value) -> Result<SessionId, WireError> {
     from_data::<SessionIdRequest>(data, text::INVALID_SESSION_ID_REQUEST).map(|r| r.session_id)
 }
 
@@ -644,8 +645,8 @@ fn check_filter_name(name: &mut String, invalid_text: &str, filters: &dyn Filter
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GetChatHistoryRequest {
-    pub session_id: String,
-    pub participant_id: String,
+    pub session_id: SessionId,
+    pub participant_id: ParticipantId,
     #[serde(default)]
     pub before: Option<u64>,
     #[serde(default)]

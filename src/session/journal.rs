@@ -11,6 +11,7 @@
 //! ignored.
 
 use super::model::{ChatMessage, FilterDict, Note, Session};
+use super::ParticipantId;
 use serde::{Deserialize, Serialize};
 
 /// One small change of a session, applied in memory only after its line is on disk.
@@ -20,29 +21,29 @@ pub enum Change {
     /// `message` goes into the chat of each participant in `to`; a participant `sender` gets
     /// its `lastMessageSentTime` set to the message's time.
     Chat {
-        to: Vec<String>,
+        to: Vec<ParticipantId>,
         message: ChatMessage,
-        sender: Option<String>,
+        sender: Option<ParticipantId>,
     },
     /// A participant's `lastMessageReadTime`.
     ReadTime {
-        participant: String,
+        participant: ParticipantId,
         time: i64,
     },
     Note {
         note: Note,
     },
     Mute {
-        participant: String,
+        participant: ParticipantId,
         video: bool,
         audio: bool,
     },
     Ban {
-        participant: String,
+        participant: ParticipantId,
     },
     /// A participant's own filters (`participant: None`: every participant's).
     Filters {
-        participant: Option<String>,
+        participant: Option<ParticipantId>,
         audio: Vec<FilterDict>,
         video: Vec<FilterDict>,
     },
@@ -68,7 +69,7 @@ impl Change {
                         p.chat.push(message.clone());
                     }
                 }
-                if let Some(p) = sender.as_deref().and_then(|id| s.participant_mut(id)) {
+                if let Some(p) = sender.as_ref().and_then(|id| s.participant_mut(id)) {
                     p.last_message_sent_time = message.time;
                 }
             }

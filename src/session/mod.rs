@@ -13,12 +13,14 @@
 //! from the rest of the crate is the wire error type, so that the error a client sees is
 //! decided here, next to the rule that produces it.
 
+mod id;
 pub mod journal;
 pub mod model;
 mod rules;
 pub mod store;
 mod view;
 
+pub use id::{ParticipantId, SessionId};
 pub use model::*;
 pub use rules::{
     all_filters, apply_update, prepare_new_session, FilterKind, FilterRef, DUPLICATE_PARTICIPANT_ID,
@@ -125,14 +127,21 @@ fn check_objects(input: &Value, output: &Value, path: &mut String) -> Result<(),
 }
 
 impl Session {
-    /// The participant with this id, if the session has one.
-    pub fn participant(&self, id: &str) -> Option<&Participant> {
-        self.participants.iter().find(|p| p.id == id)
+    /// The participant with this id (a [`ParticipantId`] or a client's raw string), if the
+    /// session has one.
+    pub fn participant<Q: ?Sized>(&self, id: &Q) -> Option<&Participant>
+    where
+        ParticipantId: PartialEq<Q>,
+    {
+        self.participants.iter().find(|p| p.id == *id)
     }
 
     /// The participant with this id, mutably, if the session has one.
-    pub fn participant_mut(&mut self, id: &str) -> Option<&mut Participant> {
-        self.participants.iter_mut().find(|p| p.id == id)
+    pub fn participant_mut<Q: ?Sized>(&mut self, id: &Q) -> Option<&mut Participant>
+    where
+        ParticipantId: PartialEq<Q>,
+    {
+        self.participants.iter_mut().find(|p| p.id == *id)
     }
 }
 

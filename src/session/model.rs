@@ -12,13 +12,15 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Number, Value};
 
+use super::{ParticipantId, SessionId};
+
 pub use crate::protocol::FilterChannel;
 
 /// One experiment design and, once run, its record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Session {
-    pub id: String,
+    pub id: SessionId,
     pub title: String,
     pub description: String,
     /// Planned date, epoch ms. Not interpreted by the server.
@@ -44,7 +46,7 @@ pub struct Session {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Participant {
-    pub id: String,
+    pub id: ParticipantId,
     pub participant_name: String,
     pub banned: bool,
     pub muted_video: bool,

@@ -7,7 +7,7 @@
 //! rules gets the same error as from SynthARium.
 
 use super::model::{FilterDict, Participant, Session};
-use super::unique_id;
+use super::{unique_id, ParticipantId, SessionId};
 use crate::protocol::error::{ErrorType, WireError};
 use std::collections::HashSet;
 
@@ -54,7 +54,7 @@ pub fn prepare_new_session(mut s: Session, existing_ids: impl Fn(&str) -> bool) 
             return Err(invalid_request(&format!("\"{field}\" must initially be set to the default value 0.")));
         }
     }
-    s.id = unique_id(existing_ids).ok_or_else(id_space_exhausted)?;
+    s.id = unique_id(existing_ids).map(SessionId::from).ok_or_else(id_space_exhausted)?;
     assign_missing_participant_ids(&mut s.participants, HashSet::new())?;
     Ok(s)
 }
@@ -84,7 +84,7 @@ pub fn apply_update(stored: &Session, mut new: Session) -> Result<Session, WireE
         ));
     }
     // SynthARium checks all ids for "unknown" before it checks for duplicates.
-    if new.participants.iter().any(|p| !p.id.is_empty() && stored.participant(&p.id).is_none()) {
+    if new.participants.iter().any(|p| !p.id.is_empty() && stored.participant(p.id.as_str()).is_none()) {
         return Err(WireError::new(409, ErrorType::UnknownId, UNKNOWN_PARTICIPANT_ID));
     }
     let mut seen = HashSet::new();
@@ -102,13 +102,13 @@ pub fn apply_update(stored: &Session, mut new: Session) -> Result<Session, WireE
 /// is not in `avoid`. Used for new sessions, updates, and session files that lack ids.
 pub(crate) fn assign_missing_participant_ids(
     participants: &mut [Participant],
-    mut avoid: HashSet<String>,
+    mut avoid: HashSet<ParticipantId>,
 ) -> Result<(), WireError> {
     avoid.extend(participants.iter().filter(|p| !p.id.is_empty()).map(|p| p.id.clone()));
     for p in participants.iter_mut().filter(|p| p.id.is_empty()) {
         let id = unique_id(|id| avoid.contains(id)).ok_or_else(id_space_exhausted)?;
-        avoid.insert(id.clone());
-        p.id = id;
+        p.id = ParticipantId::from(id);
+        avoid.insert(p.id.clone());
     }
     Ok(())
 }
@@ -248,10 +248,10 @@ mod tests {
     #[test]
     fn create_generates_ids() {
         let s = prepare_new_session(new_session(), |_| false).unwrap();
-        assert_eq!(s.id.len(), 10);
+        assert_eq!(s.id.as_str().len(), 10);
         let ids: HashSet<_> = s.participants.iter().map(|p| p.id.clone()).collect();
         assert_eq!(ids.len(), 3);
-        assert!(ids.iter().all(|id| id.len() == 10 && id.chars().all(|c| c.is_ascii_hexdigit())));
+        assert!(ids.iter().all(|id| id.as_str().len() == 10 && id.as_str().chars().all(|c| c.is_ascii_hexdigit())));
         // Everything else is kept as given (notes, chat, log).
         let given = new_session();
         assert_eq!(s.notes, given.notes);
@@ -334,7 +334,7 @@ mod tests {
         new.title = "Renamed".into();
         new.participants.remove(0); // removing is allowed
         let mut added = new.participants[0].clone();
-        added.id = String::new();
+        added.id = "".into();
         added.participant_name = "Newcomer".into();
         new.participants.push(added.clone());
         new.participants.push(added);
@@ -343,7 +343,7 @@ mod tests {
         assert_eq!(s.participants.len(), 4);
         assert_eq!(s.participants[0].id, "25a882669d");
         let (a, b) = (&s.participants[2].id, &s.participants[3].id);
-        assert!(a.len() == 10 && b.len() == 10 && a != b);
+        assert!(a.as_str().len() == 10 && b.as_str().len() == 10 && a != b);
         // New ids avoid every stored id, including the removed participant's.
         assert!(old.participant(a).is_none() && old.participant(b).is_none());
     }

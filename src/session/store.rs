@@ -23,7 +23,7 @@
 use super::journal::{self, Base};
 use super::model::Session;
 use super::rules::assign_missing_participant_ids;
-use super::{parse_session_str, unique_id};
+use super::{parse_session_str, unique_id, SessionId};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -75,16 +75,16 @@ pub struct SessionStore {
 #[derive(Debug, Default)]
 struct State {
     /// The file of each known session: `<id>.json`, or the file it was loaded from.
-    paths: HashMap<String, PathBuf>,
+    paths: HashMap<SessionId, PathBuf>,
     /// Files this store never writes or deletes: those that did not load, and valid files
     /// whose session id another file already has.
     protected: HashSet<PathBuf>,
     /// The newest revision written per session by [`SessionStore::save_revision`].
-    revisions: HashMap<String, u64>,
+    revisions: HashMap<SessionId, u64>,
     /// The open journal per session (absent: none on disk, the next append starts one).
-    journals: HashMap<String, Journal>,
+    journals: HashMap<SessionId, Journal>,
     /// The bytes of each session's file as last written or read, for a new journal's header.
-    bases: HashMap<String, Base>,
+    bases: HashMap<SessionId, Base>,
 }
 
 #[derive(Debug)]
@@ -130,11 +130,11 @@ impl SessionStore {
         let mut imports = Vec::new();
         // Every session id present in the directory, so that an imported session's fresh id
         // differs from all of them, shadowed duplicates included.
-        let ids_on_disk: HashSet<String> =
+        let ids_on_disk: HashSet<SessionId> =
             scan.files.iter().filter_map(|(_, r)| r.as_ref().ok()).map(|s| s.id.clone()).collect();
         for ((path, result), verdict) in scan.files.into_iter().zip(verdicts) {
             match (result, verdict) {
-                (Ok(s), Verdict::Load) if !super::is_file_safe_id(&s.id) => {
+                (Ok(s), Verdict::Load) if !super::is_file_safe_id(s.id.as_str()) => {
                     // An id such as `../x` would name files outside the directory (recordings,
                     // exports): reported, and the file left as it is.
                     state.protected.insert(path.clone());
@@ -202,7 +202,7 @@ impl SessionStore {
                 problems.push(LoadProblem { path, message: "could not generate a session id".into() });
                 continue;
             };
-            s.id = id;
+            s.id = SessionId::from(id);
             let target = store.dir.join(format!("{}.json", s.id));
             let written = store.check_new_target(&st, &target).and_then(|()| store.write_locked(&mut st, &target, &s));
             if let Err(e) = written {
@@ -275,7 +275,7 @@ impl SessionStore {
     /// complete out of order.
     pub fn save(&self, s: &Session) -> io::Result<()> {
         let mut st = self.lock();
-        let target = self.target_for(&st, &s.id)?;
+        let target = self.target_for(&st, s.id.as_str())?;
         self.write_locked(&mut st, &target, s)?;
         if st.revisions.get(&s.id) == Some(&DELETED) {
             st.revisions.remove(&s.id);
@@ -296,7 +296,7 @@ impl SessionStore {
         if st.revisions.get(&s.id).is_some_and(|&last| last >= revision) {
             return Ok(false);
         }
-        let target = self.target_for(&st, &s.id)?;
+        let target = self.target_for(&st, s.id.as_str())?;
         self.write_locked(&mut st, &target, s)?;
         st.revisions.insert(s.id.clone(), revision);
         Ok(true)
@@ -304,9 +304,9 @@ impl SessionStore {
 
     /// Deletes the file of session `id` (not its recordings directory). `NotFound` if the
     /// store has no file for `id`; a file already gone counts as deleted.
-    pub fn delete(&self, id: &str) -> io::Result<()> {
+    pub fn delete(&self, id: &SessionId) -> io::Result<()> {
         let mut st = self.lock();
-        let path = file_of(&st, id)?;
+        let path = file_of(&st, id.as_str())?;
         if st.protected.contains(&path) {
             // Cannot happen (protected files are never a session's path); checked anyway
             // because deleting one would be unrecoverable.
@@ -314,7 +314,7 @@ impl SessionStore {
         }
         remove_if_exists(&path)?;
         st.paths.remove(id);
-        st.revisions.insert(id.to_string(), DELETED);
+        st.revisions.insert(id.clone(), DELETED);
         st.journals.remove(id);
         st.bases.remove(id);
         remove_if_exists(&journal_path(&path))?;
@@ -325,10 +325,10 @@ impl SessionStore {
     /// durable (fdatasync; the first line of a new journal also fsyncs the directory). On
     /// error nothing of the line remains: the journal is cut back to its last whole line (if
     /// even that fails, further appends are refused until the next full write).
-    pub fn append(&self, id: &str, line: &[u8]) -> io::Result<()> {
+    pub fn append(&self, id: &SessionId, line: &[u8]) -> io::Result<()> {
         let mut guard = self.lock();
         let st = &mut *guard;
-        let path = file_of(st, id)?;
+        let path = file_of(st, id.as_str())?;
         if st.protected.contains(&path) {
             return Err(protected_error(&path));
         }
@@ -368,8 +368,8 @@ impl SessionStore {
         })();
         match created {
             Ok(file) => {
-                st.journals.insert(id.to_owned(), Journal { file, len: bytes.len() as u64, broken: false });
-                st.bases.insert(id.to_owned(), base);
+                st.journals.insert(id.clone(), Journal { file, len: bytes.len() as u64, broken: false });
+                st.bases.insert(id.clone(), base);
                 Ok(())
             }
             Err(e) => {
@@ -380,13 +380,13 @@ impl SessionStore {
     }
 
     /// The sessions that have a journal (changes not yet folded into their file).
-    pub fn journaled(&self) -> Vec<String> {
+    pub fn journaled(&self) -> Vec<SessionId> {
         self.lock().journals.keys().cloned().collect()
     }
 
     /// Whether session `id`'s journal should be folded by a full [`save`](Self::save) before
     /// the next append: it is longer than [`JOURNAL_COMPACT_BYTES`], or it refuses appends.
-    pub fn wants_compaction(&self, id: &str) -> bool {
+    pub fn wants_compaction(&self, id: &SessionId) -> bool {
         self.lock().journals.get(id).is_some_and(|j| j.broken || j.len > JOURNAL_COMPACT_BYTES)
     }
 
@@ -698,10 +698,10 @@ fn classify(files: &[(PathBuf, Result<Session, String>)]) -> Vec<Verdict> {
             None => true,
             // A later file displaces the first only if it has the canonical name and the
             // first has not.
-            Some(&w) => canonical(path, &s.id) && !canonical(&files[w].0, &s.id),
+            Some(&w) => canonical(path, s.id.as_str()) && !canonical(&files[w].0, s.id.as_str()),
         };
         if take {
-            winner.insert(&s.id, i);
+            winner.insert(s.id.as_str(), i);
         }
     }
     files
@@ -915,7 +915,7 @@ mod tests {
         assert!(store.id_taken("bbbbbbbbbb"));
         assert!(store.save(&intruder).is_err());
         assert!(store.save_revision(&intruder, 1).is_err());
-        assert!(store.delete("bbbbbbbbbb").is_err());
+        assert!(store.delete(&"bbbbbbbbbb".into()).is_err());
         drop(store);
         assert_eq!(fs::read_to_string(&p1).unwrap(), bad_json);
         assert_eq!(fs::read_to_string(&p2).unwrap(), invalid);
@@ -935,11 +935,11 @@ mod tests {
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(sessions.len(), 1);
         let s = &sessions[0];
-        assert_eq!(s.id.len(), 10);
-        assert!(s.participants.iter().all(|p| p.id.len() == 10));
+        assert_eq!(s.id.as_str().len(), 10);
+        assert!(s.participants.iter().all(|p| p.id.as_str().len() == 10));
         assert!(!original.exists(), "the original is removed");
         let file = d.0.join(format!("{}.json", s.id));
-        assert_eq!(store.path_of(&s.id), Some(file.clone()));
+        assert_eq!(store.path_of(s.id.as_str()), Some(file.clone()));
         assert_eq!(d.names(), vec![format!("{}.json", s.id)]);
         drop(store);
         // The next start loads the same session under the same id: no proliferation.
@@ -1004,10 +1004,10 @@ mod tests {
         let file = d.0.join(format!("{}.json", s.id));
         assert!(file.is_file());
         assert_eq!(d.names(), vec![format!("{}.json", s.id)], "no temp file left behind");
-        assert!(store.id_taken(&s.id));
+        assert!(store.id_taken(s.id.as_str()));
         store.delete(&s.id).unwrap();
         assert!(!file.exists());
-        assert!(!store.id_taken(&s.id));
+        assert!(!store.id_taken(s.id.as_str()));
         assert_eq!(store.delete(&s.id).unwrap_err().kind(), io::ErrorKind::NotFound);
         assert!(d.names().is_empty());
     }

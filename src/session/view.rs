@@ -55,8 +55,8 @@ impl Aliases {
     }
 
     /// How participant `viewer` of `session` sees the session's other seats.
-    pub fn viewer<'a>(&'a self, session: &'a Session, viewer: &'a str) -> Viewer<'a> {
-        Viewer { aliases: self, session, id: viewer }
+    pub fn viewer<'a, V: AsRef<str> + ?Sized>(&'a self, session: &'a Session, viewer: &'a V) -> Viewer<'a> {
+        Viewer { aliases: self, session, id: viewer.as_ref() }
     }
 }
 
@@ -143,7 +143,7 @@ pub struct ParticipantSummary<'a> {
 impl<'a> ParticipantSummary<'a> {
     pub fn of(p: &'a Participant, viewer: &Viewer) -> Self {
         Self {
-            id: viewer.show(&p.id),
+            id: viewer.show(p.id.as_str()),
             participant_name: &p.participant_name,
             position: &p.position,
             size: &p.size,
@@ -178,7 +178,7 @@ pub fn participant_view(viewer: &Viewer) -> Session {
         if p.id != viewer.id {
             p.chat.retain(is_public);
         }
-        p.id = viewer.show(&p.id);
+        p.id = viewer.show(p.id.as_str()).into();
         p.chat = p.chat.iter().map(|m| viewer.chat(m)).collect();
         p.view = viewer.canvas(&p.view);
         p.canvas_id = viewer.show_layout_id(&p.canvas_id);
@@ -390,9 +390,9 @@ mod tests {
     fn a_participant_is_never_shown_another_seats_id() {
         let mut s = parse_session_str(DEV_FORMAT_EXAMPLE).unwrap();
         // A hand-written layout that reuses participant ids as canvas ids must not leak either.
-        let ids: Vec<String> = s.participants.iter().map(|p| p.id.clone()).collect();
+        let ids: Vec<String> = s.participants.iter().map(|p| p.id.to_string()).collect();
         for p in &mut s.participants {
-            p.canvas_id = p.id.clone();
+            p.canvas_id = p.id.to_string();
             for (c, id) in p.view.iter_mut().zip(&ids) {
                 c.id = id.clone();
             }

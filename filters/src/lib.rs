@@ -38,6 +38,11 @@ pub mod chain;
 pub mod group {
     pub use crate::api::group::*;
 }
+/// Synchrony math for group filters: correlation with missing values, lagged cross-correlation,
+/// peak picking.
+pub mod sync {
+    pub use crate::api::sync::*;
+}
 pub mod testing;
 
 pub use api::context::{FilterContext, PingRequest, Reported, Target};
@@ -60,6 +65,7 @@ pub mod edge_outline;
 pub mod fault_test;
 pub mod filter_api_test;
 pub mod mirror;
+pub mod motion_sync;
 pub mod mute_audio;
 pub mod mute_video;
 pub mod ping;
@@ -86,6 +92,7 @@ static REGISTRY: &[FilterInfo] = &[
     mute_video::INFO,
     fault_test::INFO,
     template_gf::INFO,
+    motion_sync::INFO,
 ];
 
 /// Every filter the server knows, in catalogue order.

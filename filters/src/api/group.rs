@@ -37,7 +37,7 @@ pub const MAX_COMPONENTS: usize = 4;
 
 /// What an individual step emits for one analysed frame: 1 to [`MAX_COMPONENTS`] numbers.
 /// Plain data (`Copy`): emitting one allocates nothing.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Sample {
     len: u8,
     values: [f32; MAX_COMPONENTS],
@@ -79,6 +79,13 @@ impl Sample {
 
     pub fn is_empty(&self) -> bool {
         false
+    }
+}
+
+impl PartialEq for Sample {
+    /// Equal components (the unused slots do not count).
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
     }
 }
 
@@ -526,5 +533,8 @@ mod tests {
         assert_eq!(s.as_slice(), &[1.0, 2.0, 3.0, 4.0]);
         assert!(s.get(4).is_nan());
         assert_eq!(Sample::scalar(0.5).len(), 1);
+        // Equality is by the components held, not the unused (NaN) slots.
+        assert_eq!(Sample::scalar(0.5), Sample::scalar(0.5));
+        assert_ne!(Sample::scalar(0.5), Sample::new(&[0.5, 1.0]));
     }
 }

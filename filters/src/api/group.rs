@@ -141,6 +141,33 @@ impl Windowing {
     pub fn dt_ms(&self) -> f64 {
         1000.0 / self.rate_hz
     }
+
+    /// Whether an aggregation can run on this: finite, positive rate, window and step, a lead
+    /// and gap not negative, and at most a million grid points per window. (A step of 0 would
+    /// evaluate the same window forever.)
+    pub fn check(&self) -> Result<(), ParamError> {
+        let bad = |what: &str, v: f64| ParamError::Invalid {
+            param: "windowing".to_owned(),
+            reason: format!("{what} must be a positive finite number, got {v}"),
+        };
+        for (what, v) in [("rate_hz", self.rate_hz), ("window_ms", self.window_ms), ("step_ms", self.step_ms)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(bad(what, v));
+            }
+        }
+        for (what, v) in [("lead_ms", self.lead_ms), ("max_gap_ms", self.max_gap_ms)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(bad(what, v));
+            }
+        }
+        if (self.window_ms + self.lead_ms) / self.dt_ms() > 1e6 {
+            return Err(ParamError::Invalid {
+                param: "windowing".to_owned(),
+                reason: "more than a million grid points per window".to_owned(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// One window of one combination of members, resampled onto the common grid.
@@ -334,6 +361,7 @@ impl Aggregation {
     pub fn new(group: &GroupFilter, params: &Params) -> Result<Self, ParamError> {
         let aggregator = (group.aggregator)(params)?;
         let windowing = aggregator.windowing();
+        windowing.check()?;
         Ok(Self { aggregator, windowing, members: Vec::new(), next_end: None, late: 0, scratch: Vec::new() })
     }
 
@@ -355,8 +383,12 @@ impl Aggregation {
     }
 
     /// Member `member`'s value at capture time `t_ms` (`None`: no value then). False if
-    /// `member` is not a member.
+    /// `member` is not a member or `t_ms` is not finite (dropped: one such time would stall the
+    /// windows for good).
     pub fn push(&mut self, member: &str, t_ms: f64, value: Option<Sample>) -> bool {
+        if !t_ms.is_finite() {
+            return false;
+        }
         let Some((_, series)) = self.members.iter_mut().find(|(m, _)| m == member) else { return false };
         if self.next_end.is_some_and(|e| t_ms < e - self.windowing.step_ms) {
             self.late += 1;
@@ -502,6 +534,47 @@ mod tests {
         // Only 2000 itself: 1100..=1900 lie in a 1000 ms gap, so the window has too few points.
         assert_eq!(at(2000.0), None);
         assert_eq!(at(3000.0), Some(9), "2500 is missing: no interpolation across a None");
+    }
+
+    /// An aggregator whose windowing comes from its parameters (here: a step of 0 ms).
+    struct ZeroStep;
+    impl Aggregator for ZeroStep {
+        fn new(_: &Params) -> Result<Self, ParamError> {
+            Ok(ZeroStep)
+        }
+        fn windowing(&self) -> Windowing {
+            Windowing { step_ms: 0.0, ..Mean.windowing() }
+        }
+        fn aggregate(&mut self, _: &Window<'_>) -> Option<Value> {
+            Some(json!({}))
+        }
+    }
+
+    #[test]
+    fn unusable_windowing_is_an_error_not_an_endless_loop() {
+        let g = GroupFilter { video_step: None, audio_step: None, aggregator: aggregator::<ZeroStep> };
+        let err = Aggregation::new(&g, &params()).err().expect("a zero step is refused");
+        assert_eq!(err.to_string(), "windowing: step_ms must be a positive finite number, got 0");
+        let w = Mean.windowing();
+        assert!(Windowing { rate_hz: f64::NAN, ..w }.check().is_err());
+        assert!(Windowing { lead_ms: -1.0, ..w }.check().is_err());
+        assert!(Windowing { rate_hz: 1e9, ..w }.check().is_err(), "a billion points per window");
+        assert!(w.check().is_ok());
+    }
+
+    #[test]
+    fn a_non_finite_time_is_refused_and_does_not_stall_the_windows() {
+        let mut a = Aggregation::new(&mean_group(), &params()).unwrap();
+        a.set_members(&["a".into(), "b".into()]);
+        assert!(!a.push("a", f64::NAN, Some(Sample::scalar(1.0))));
+        assert!(!a.push("a", f64::INFINITY, Some(Sample::scalar(1.0))));
+        for k in 0..=20 {
+            a.push("a", k as f64 * 100.0, Some(Sample::scalar(1.0)));
+            a.push("b", k as f64 * 100.0, Some(Sample::scalar(1.0)));
+        }
+        let mut out = Vec::new();
+        a.advance(2000.0, &mut out);
+        assert_eq!(out.len(), 3, "windows at 1000, 1500, 2000");
     }
 
     #[test]

@@ -219,7 +219,7 @@ fn group_aggregation(c: &mut Criterion) {
         let mut rng = Rng::new(1);
         let mut t = 0.0f64;
         let mut out = Vec::new();
-        let mut push_until = |agg: &mut filters::Aggregation, until: f64, t: &mut f64, rng: &mut Rng| {
+        let push_until = |agg: &mut filters::Aggregation, until: f64, t: &mut f64, rng: &mut Rng| {
             while *t < until {
                 for m in &members {
                     let v = [(rng.uniform() < 0.3) as u8 as f32, rng.range(-60.0, -10.0) as f32];

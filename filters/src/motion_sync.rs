@@ -31,7 +31,7 @@
 use serde_json::{json, Value};
 
 use crate::group::{aggregator, video_step, Aggregator, GroupFilter, Sample, Scope, VideoStep, Window, Windowing};
-use crate::sync::{cross_correlation, pick_peak};
+use crate::sync::{check_max_lag, cross_correlation, pick_peak, PEAK_SPAN_MS};
 use crate::{Channel, FilterInfo, Listing, Param, ParamError, Params, VideoFrame, Y};
 
 pub const INFO: FilterInfo = FilterInfo {
@@ -57,9 +57,6 @@ pub const INFO: FilterInfo = FilterInfo {
 
 /// Rows sampled: every `ROW_STEP`th.
 const ROW_STEP: usize = 2;
-/// Peak picking: a peak is the largest r within this many ms on either side (Boker et al.'s
-/// span; with small spans, noise bumps on the flank of the real peak are picked instead).
-const PEAK_SPAN_MS: f64 = 1000.0;
 
 /// The individual step: motion energy of one member's video.
 pub struct MotionEnergy {
@@ -121,12 +118,7 @@ pub struct MotionSync {
 impl Aggregator for MotionSync {
     fn new(p: &Params) -> Result<Self, ParamError> {
         let (window_ms, max_lag_ms) = (p.number("window_ms"), p.number("max_lag_ms"));
-        if max_lag_ms * 2.0 > window_ms {
-            return Err(ParamError::Invalid {
-                param: "max_lag_ms".to_owned(),
-                reason: format!("{max_lag_ms} is more than half the window ({window_ms} ms)"),
-            });
-        }
+        check_max_lag(window_ms, max_lag_ms)?;
         let rate_hz = p.number("rate_hz");
         Ok(MotionSync {
             windowing: Windowing {

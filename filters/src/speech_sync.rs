@@ -38,7 +38,7 @@
 use serde_json::{json, Value};
 
 use crate::group::{aggregator, audio_step, Aggregator, AudioStep, GroupFilter, Sample, Scope, Window, Windowing};
-use crate::sync::{cross_correlation, pick_peak};
+use crate::sync::{check_max_lag, cross_correlation, pick_peak, PEAK_SPAN_MS};
 use crate::{AudioFrame, Channel, FilterInfo, Listing, Param, ParamError, Params};
 
 pub const INFO: FilterInfo = FilterInfo {
@@ -68,8 +68,6 @@ const RATE_HZ: f64 = 50.0;
 /// Grid points per loudness-envelope bin (100 ms).
 const BIN: usize = 5;
 const BIN_MS: f64 = 100.0;
-/// Peak picking span (ms), as MOTION_SYNC.
-const PEAK_SPAN_MS: f64 = 1000.0;
 /// The level of digital silence.
 const FLOOR_DBFS: f32 = -100.0;
 /// Noise-floor rise per second while the level is above it.
@@ -126,12 +124,7 @@ impl Aggregator for SpeechSync {
     fn new(p: &Params) -> Result<Self, ParamError> {
         let (window_ms, max_lag_ms, hangover_ms) =
             (p.number("window_ms"), p.number("max_lag_ms"), p.number("hangover_ms"));
-        if max_lag_ms * 2.0 > window_ms {
-            return Err(ParamError::Invalid {
-                param: "max_lag_ms".to_owned(),
-                reason: format!("{max_lag_ms} is more than half the window ({window_ms} ms)"),
-            });
-        }
+        check_max_lag(window_ms, max_lag_ms)?;
         let dt = 1000.0 / RATE_HZ;
         // The lead holds the lags and the context of the first turn, in whole envelope bins.
         let lead_ms = (max_lag_ms.max(hangover_ms).max(1000.0) / BIN_MS).ceil() * BIN_MS;

@@ -78,12 +78,17 @@ impl Aggregator for BrightnessSync {
         let rate_hz = p.number("rate_hz");
         Ok(BrightnessSync {
             windowing: Windowing {
-                rate_hz, // the grid: one point per 1000 / rate_hz ms
+                // The grid: one point per 1000 / rate_hz ms.
+                rate_hz,
                 window_ms: p.number("window_ms"),
-                step_ms: 1000.0,                    // a result every second (windows end on multiples)
-                lead_ms: 0.0,                       // history before the window (a lagged measure's max lag)
-                max_gap_ms: 2.5 * 1000.0 / rate_hz, // no interpolation across longer gaps: NaN
-                scope: Scope::Pairs,                // every pair; `Scope::Group` = all members at once
+                // A result every second (windows end on its multiples).
+                step_ms: 1000.0,
+                // History before the window (a lagged measure's largest lag).
+                lead_ms: 0.0,
+                // No interpolation across longer gaps: those grid points are NaN.
+                max_gap_ms: 2.5 * 1000.0 / rate_hz,
+                // Every pair; `Scope::Group` = all members at once.
+                scope: Scope::Pairs,
             },
         })
     }

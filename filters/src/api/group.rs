@@ -316,25 +316,29 @@ impl Series {
         }
     }
 
-    /// Component `c` at time `g`: the sample at `g`, or linear interpolation between its
-    /// neighbours when both are present and at most `max_gap` apart; else `NaN`.
-    fn at(&self, g: f64, c: usize, max_gap: f64) -> f32 {
-        let i = self.points.partition_point(|(t, _)| *t < g);
-        let right = self.points.get(i);
-        if let Some((t, v)) = right {
-            if (*t - g).abs() < 1e-6 {
-                return v.map_or(f32::NAN, |s| s.get(c));
+    /// Component `c` on the grid `first + j * dt` (`j < n`) into `out`: at each grid point the
+    /// sample at that time, or linear interpolation between its neighbours when both are
+    /// present and at most `max_gap` apart; else `NaN`. One walk through the points (the grid
+    /// rises), so a window costs its points plus the series' length.
+    fn resample(&self, c: usize, first: f64, dt: f64, n: usize, max_gap: f64, out: &mut Vec<f32>) {
+        out.clear();
+        let mut i = self.points.partition_point(|(t, _)| *t < first);
+        for j in 0..n {
+            let g = first + j as f64 * dt;
+            while self.points.get(i).is_some_and(|(t, _)| *t < g) {
+                i += 1;
             }
+            let right = self.points.get(i);
+            let v = match (i.checked_sub(1).and_then(|l| self.points.get(l)), right) {
+                (_, Some((t, v))) if (*t - g).abs() < 1e-6 => v.map_or(f32::NAN, |s| s.get(c)),
+                (Some((ta, Some(a))), Some((tb, Some(b)))) if tb - ta <= max_gap => {
+                    let w = ((g - ta) / (tb - ta)) as f32;
+                    a.get(c) + (b.get(c) - a.get(c)) * w
+                }
+                _ => f32::NAN,
+            };
+            out.push(v);
         }
-        let (Some((ta, Some(a))), Some((tb, Some(b)))) = (i.checked_sub(1).and_then(|l| self.points.get(l)), right)
-        else {
-            return f32::NAN;
-        };
-        if tb - ta > max_gap {
-            return f32::NAN;
-        }
-        let w = ((g - ta) / (tb - ta)) as f32;
-        a.get(c) + (b.get(c) - a.get(c)) * w
     }
 
     fn components(&self) -> usize {
@@ -353,6 +357,9 @@ pub struct Aggregation {
     next_end: Option<f64>,
     /// Values that arrived for a time whose windows were already evaluated.
     late: u64,
+    /// Each member resampled onto the current window's grid, per component (reused).
+    resampled: Vec<Vec<Vec<f32>>>,
+    /// One combination's members' data, handed to the aggregator (reused).
     scratch: Vec<Vec<Vec<f32>>>,
 }
 
@@ -362,7 +369,15 @@ impl Aggregation {
         let aggregator = (group.aggregator)(params)?;
         let windowing = aggregator.windowing();
         windowing.check()?;
-        Ok(Self { aggregator, windowing, members: Vec::new(), next_end: None, late: 0, scratch: Vec::new() })
+        Ok(Self {
+            aggregator,
+            windowing,
+            members: Vec::new(),
+            next_end: None,
+            late: 0,
+            resampled: Vec::new(),
+            scratch: Vec::new(),
+        })
     }
 
     pub fn windowing(&self) -> &Windowing {
@@ -413,30 +428,30 @@ impl Aggregation {
         let dt = w.dt_ms();
         let points = ((w.lead_ms + w.window_ms) / dt).round().max(1.0) as usize;
         let lead = (w.lead_ms / dt).round() as usize;
+        let combos: Vec<Vec<usize>> = match w.scope {
+            Scope::Pairs => {
+                (0..self.members.len()).flat_map(|a| (a + 1..self.members.len()).map(move |b| vec![a, b])).collect()
+            }
+            Scope::Group if self.members.len() >= 2 => vec![(0..self.members.len()).collect()],
+            Scope::Group => Vec::new(),
+        };
         while let Some(end) = self.next_end.filter(|e| *e <= complete_until_ms) {
-            let combos: Vec<Vec<usize>> = match w.scope {
-                Scope::Pairs => {
-                    (0..self.members.len()).flat_map(|a| (a + 1..self.members.len()).map(move |b| vec![a, b])).collect()
+            // Every member once onto this window's grid, then each combination copies its own.
+            let first = end - (points - 1) as f64 * dt;
+            self.resampled.resize_with(self.members.len(), Vec::new);
+            for ((_, series), comps) in self.members.iter().zip(&mut self.resampled) {
+                comps.resize_with(series.components(), Vec::new);
+                for (c, v) in comps.iter_mut().enumerate() {
+                    series.resample(c, first, dt, points, w.max_gap_ms, v);
                 }
-                Scope::Group if self.members.len() >= 2 => vec![(0..self.members.len()).collect()],
-                Scope::Group => Vec::new(),
-            };
-            for combo in combos {
+            }
+            for combo in &combos {
                 self.scratch.resize_with(combo.len(), Vec::new);
-                for (slot, &m) in self.scratch.iter_mut().zip(&combo) {
-                    let series = &self.members[m].1;
-                    let comps = series.components();
-                    slot.resize_with(comps, Vec::new);
-                    for (c, v) in slot.iter_mut().enumerate() {
-                        v.clear();
-                        v.extend((0..points).map(|j| {
-                            let g = end - (points - 1 - j) as f64 * dt;
-                            series.at(g, c, w.max_gap_ms)
-                        }));
-                    }
+                for (slot, &m) in self.scratch.iter_mut().zip(combo) {
+                    slot.clone_from(&self.resampled[m]);
                 }
                 let window =
-                    Window { end_ms: end, dt_ms: dt, lead, members: &combo, data: &self.scratch[..combo.len()] };
+                    Window { end_ms: end, dt_ms: dt, lead, members: combo, data: &self.scratch[..combo.len()] };
                 let n = window.n_samples();
                 if n < 2 {
                     continue;

@@ -20,6 +20,24 @@
 //! Nothing here allocates except [`cross_correlation`]'s output buffer, which the caller keeps
 //! and reuses.
 
+use super::params::ParamError;
+
+/// The peak-picking span both shipped synchrony filters use (ms on either side): with smaller
+/// spans, noise bumps on the flank of the real peak are picked instead of it.
+pub const PEAK_SPAN_MS: f64 = 1000.0;
+
+/// The parameter rule of a lagged measure: `max_lag_ms` at most half of `window_ms` (beyond
+/// that, most of what is correlated at the largest lags is not the same moment any more).
+pub fn check_max_lag(window_ms: f64, max_lag_ms: f64) -> Result<(), ParamError> {
+    if max_lag_ms * 2.0 > window_ms {
+        return Err(ParamError::Invalid {
+            param: "max_lag_ms".to_owned(),
+            reason: format!("{max_lag_ms} is more than half the window ({window_ms} ms)"),
+        });
+    }
+    Ok(())
+}
+
 /// Running sums of complete pairs, in `f64`.
 #[derive(Default)]
 struct Sums {

@@ -4,6 +4,11 @@
 //!
 //! `ROTATION luma 30°` compares ROTATION's portable, AVX2 and AVX-512 kernels.
 //!
+//! Group filters: `group step` times each group filter's individual step (per 640x480 frame or
+//! 20 ms block); `group aggregation 8 members` times one step of `Aggregation` (pushing every
+//! member's values for one step interval, then `advance`) for 8 members (28 pairs) with full
+//! windows at the default parameters. Share of a core = time per step / the step interval.
+//!
 //! Run briefly with `cargo bench -p filters -- --warm-up-time 1 --measurement-time 2`.
 //! Each iteration processes a fresh copy of a gradient frame (the copy is not timed), with
 //! `pts` advancing at 30 fps so time-based filters (ROTATION, DELAY) do real work.
@@ -11,8 +16,9 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
+use filters::testing::Rng;
 use filters::testing::{self, Harness};
-use filters::{AudioChain, Budget, FilterSpec, VideoChain, VideoFrame};
+use filters::{AudioChain, Budget, FilterSpec, Sample, VideoChain, VideoFrame};
 use serde_json::json;
 
 fn video_filters(c: &mut Criterion) {
@@ -170,5 +176,84 @@ fn rotation_kernels(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, video_filters, audio_filters, rotation_plus_edges, rotation_kernels);
+/// Each group filter's individual step: video on 640x480 frames of a moving box (so that the
+/// motion is real), audio on 20 ms stereo blocks.
+fn group_steps(c: &mut Criterion) {
+    let mut g = c.benchmark_group("group step");
+    let frames = [testing::moving_box(640, 480, 0), testing::moving_box(640, 480, 3)];
+    let block = testing::sine_frames(220.0, 0.3, 2, 1).remove(0);
+    for info in filters::catalogue().iter().filter(|f| f.is_group()) {
+        let group = info.group.expect("filtered on group");
+        let p = info.default_params();
+        if let Some(make) = group.video_step {
+            let mut step = make(&p).expect("defaults build");
+            let mut i = 0;
+            g.bench_function(BenchmarkId::new(info.name, "640x480"), |b| {
+                b.iter(|| {
+                    i += 1;
+                    step.step(&frames[i % 2])
+                })
+            });
+        }
+        if let Some(make) = group.audio_step {
+            let mut step = make(&p).expect("defaults build");
+            g.bench_function(BenchmarkId::new(info.name, "20 ms stereo"), |b| b.iter(|| step.step(&block)));
+        }
+    }
+    g.finish();
+}
+
+/// One step of the aggregation of 8 members (28 pairs), windows full, default parameters:
+/// push one step interval of every member's values (random, at the analysis rate, with
+/// capture-time jitter), then advance.
+fn group_aggregation(c: &mut Criterion) {
+    let mut g = c.benchmark_group("group aggregation 8 members");
+    for name in ["MOTION_SYNC", "SPEECH_SYNC"] {
+        let info = filters::find(name).expect("registered");
+        let mut agg = filters::Aggregation::new(&info.group.expect("a group filter"), &info.default_params())
+            .expect("defaults build");
+        let members: Vec<String> = (0..8).map(|m| format!("m{m}")).collect();
+        agg.set_members(&members);
+        let w = *agg.windowing();
+        let dt = w.dt_ms();
+        let mut rng = Rng::new(1);
+        let mut t = 0.0f64;
+        let mut out = Vec::new();
+        let push_until = |agg: &mut filters::Aggregation, until: f64, t: &mut f64, rng: &mut Rng| {
+            while *t < until {
+                for m in &members {
+                    let v = [(rng.uniform() < 0.3) as u8 as f32, rng.range(-60.0, -10.0) as f32];
+                    let v = if name == "MOTION_SYNC" { Sample::scalar(rng.uniform() as f32) } else { Sample::new(&v) };
+                    agg.push(m, *t + rng.range(0.0, 2.0), Some(v));
+                }
+                *t += dt;
+            }
+        };
+        // Fill the first windows, then time one step at a time.
+        let mut end = ((w.window_ms + w.lead_ms) / w.step_ms).ceil() * w.step_ms + w.step_ms;
+        push_until(&mut agg, end, &mut t, &mut rng);
+        agg.advance(end - w.step_ms, &mut out);
+        out.clear();
+        g.bench_function(BenchmarkId::new(name, format!("step {} ms", w.step_ms)), |b| {
+            b.iter(|| {
+                push_until(&mut agg, end + w.step_ms, &mut t, &mut rng);
+                agg.advance(end, &mut out);
+                end += w.step_ms;
+                assert_eq!(out.len(), 28, "one result per pair and step");
+                out.clear();
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    video_filters,
+    audio_filters,
+    rotation_plus_edges,
+    rotation_kernels,
+    group_steps,
+    group_aggregation
+);
 criterion_main!(benches);

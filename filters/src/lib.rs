@@ -38,6 +38,11 @@ pub mod chain;
 pub mod group {
     pub use crate::api::group::*;
 }
+/// Synchrony math for group filters: correlation with missing values, lagged cross-correlation,
+/// peak picking.
+pub mod sync {
+    pub use crate::api::sync::*;
+}
 pub mod testing;
 
 pub use api::context::{FilterContext, PingRequest, Reported, Target};
@@ -60,11 +65,13 @@ pub mod edge_outline;
 pub mod fault_test;
 pub mod filter_api_test;
 pub mod mirror;
+pub mod motion_sync;
 pub mod mute_audio;
 pub mod mute_video;
 pub mod ping;
 pub mod rotation;
 pub mod speaking_time;
+pub mod speech_sync;
 pub mod template;
 pub mod template_gf;
 
@@ -86,6 +93,8 @@ static REGISTRY: &[FilterInfo] = &[
     mute_video::INFO,
     fault_test::INFO,
     template_gf::INFO,
+    motion_sync::INFO,
+    speech_sync::INFO,
 ];
 
 /// Every filter the server knows, in catalogue order.
@@ -125,7 +134,22 @@ mod tests {
     #[test]
     fn every_filter_is_runnable_where_its_channel_says() {
         for f in REGISTRY {
-            if f.is_group() {
+            if let Some(g) = f.group {
+                // A group filter has exactly the step of its channel, and its defaults build both
+                // halves.
+                assert_eq!(
+                    (g.video_step.is_some(), g.audio_step.is_some()),
+                    (f.channel == Channel::Video, f.channel == Channel::Audio),
+                    "{}",
+                    f.name
+                );
+                let p = f.parse_config(&f.config_json()).unwrap_or_else(|e| panic!("{}: {e}", f.name));
+                assert!(
+                    g.video_step.map_or(true, |m| m(&p).is_ok()) && g.audio_step.map_or(true, |m| m(&p).is_ok()),
+                    "{}",
+                    f.name
+                );
+                Aggregation::new(&g, &p).unwrap_or_else(|e| panic!("{}: {e}", f.name));
                 continue;
             }
             let (v, a) = (f.video.is_some(), f.audio.is_some());
@@ -159,6 +183,14 @@ mod tests {
         {
             assert!(session.contains(&n), "{n} in SESSION: {session:?}");
         }
+        // The group filters are listed with `groupFilter: true` (SynthARium's session form offers
+        // those in its group-filter lists).
+        for (n, channel) in [("MOTION_SYNC", "video"), ("SPEECH_SYNC", "audio")] {
+            let f = cfg["SESSION"].as_array().unwrap().iter().find(|f| f["name"] == n).unwrap_or_else(|| panic!("{n}"));
+            assert_eq!((&f["groupFilter"], &f["channel"]), (&json!(true), &json!(channel)), "{n}");
+        }
+        let groups = cfg["SESSION"].as_array().unwrap().iter().filter(|f| f["groupFilter"] == true).count();
+        assert_eq!(groups, 2, "no other listed filter is a group filter");
         for hidden in ["MUTE_AUDIO", "MUTE_VIDEO", "TEMPLATE_GF"] {
             assert!(!cfg.to_string().contains(&format!("\"{hidden}\"")), "{hidden} is not listed");
         }

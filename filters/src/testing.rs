@@ -19,8 +19,10 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 
 use crate::api::context::{FilterContext, PingRequest, Target};
-use crate::api::filter::{AudioFilter, VideoFilter};
+use crate::api::filter::{AudioFilter, FilterInfo, VideoFilter};
 use crate::api::frame::{AudioFrame, VideoFrame, SAMPLE_RATE, U, V, Y};
+use crate::api::group::{Aggregation, AudioStep, Decimator, GroupResult, Sample, VideoStep};
+use crate::api::params::{ParamError, Params};
 use crate::chain::{drain_requests, ChainEvent};
 
 // ----- synthetic video ------------------------------------------------------------------------
@@ -281,6 +283,178 @@ impl Harness {
 /// Runs `frames` through `filter` with a fresh [`Harness`].
 pub fn run<Fr, F: Processes<Fr> + ?Sized>(filter: &mut F, frames: impl IntoIterator<Item = Fr>) -> Run<Fr> {
     Harness::new().run(filter, frames)
+}
+
+// ----- running group filters ------------------------------------------------------------------
+
+/// A fixed-seed pseudo-random generator (xorshift64*) for synthetic members: the same seed gives
+/// the same sequence on every machine.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in `[lo, hi)`.
+    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.uniform()
+    }
+}
+
+/// What a group filter did over a [`GroupHarness`] run.
+#[derive(Debug, Default)]
+pub struct GroupRun {
+    /// Every result, in the order the aggregation produced them.
+    pub results: Vec<GroupResult>,
+    /// Each member's individual series as the step emitted it: `(capture time, value)`.
+    pub series: Vec<Vec<(f64, Option<Sample>)>>,
+}
+
+impl GroupRun {
+    /// The results about `a` and `b` (a pair), in window order.
+    pub fn pair(&self, a: &str, b: &str) -> Vec<&GroupResult> {
+        self.results.iter().filter(|r| r.members.len() == 2 && r.members[0] == a && r.members[1] == b).collect()
+    }
+}
+
+enum Step {
+    Video(Box<dyn VideoStep>),
+    Audio(Box<dyn AudioStep>),
+}
+
+/// Runs a group filter without a server, as the server does: per member a [`Decimator`] at the
+/// filter's analysis rate and an individual step, their values pushed with the frames' capture
+/// times into one [`Aggregation`], advanced as time passes. Feed frames with
+/// [`video`](Self::video)/[`audio`](Self::audio) (members in any order, each member's in time
+/// order), call [`advance`](Self::advance) with a time up to which every member's frames are in,
+/// and read [`run`](Self::run). [`run_group`] does it all on a clock.
+pub struct GroupHarness {
+    pub aggregation: Aggregation,
+    names: Vec<String>,
+    steps: Vec<Step>,
+    decimators: Vec<Decimator>,
+    pub run: GroupRun,
+}
+
+impl GroupHarness {
+    /// The group filter `info` with `params` over `members` (in this order). `Err` when the
+    /// filter is no group filter of a kind that has the needed step, or the parameters fail.
+    pub fn new(info: &FilterInfo, params: &Params, members: &[&str]) -> Result<Self, ParamError> {
+        let not_group = || ParamError::Invalid { param: info.name.to_owned(), reason: "not a group filter".to_owned() };
+        let group = info.group.ok_or_else(not_group)?;
+        let mut aggregation = Aggregation::new(&group, params)?;
+        let names: Vec<String> = members.iter().map(|m| m.to_string()).collect();
+        aggregation.set_members(&names);
+        let rate = aggregation.windowing().rate_hz;
+        let steps = members
+            .iter()
+            .map(|_| match (group.video_step, group.audio_step) {
+                (Some(v), _) => v(params).map(Step::Video),
+                (None, Some(a)) => a(params).map(Step::Audio),
+                (None, None) => Err(not_group()),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(GroupHarness {
+            aggregation,
+            names,
+            decimators: members.iter().map(|_| Decimator::new(rate)).collect(),
+            steps,
+            run: GroupRun { results: Vec::new(), series: members.iter().map(|_| Vec::new()).collect() },
+        })
+    }
+
+    /// Whether member `m`'s frame captured at `t_ms` would be analysed (then make the frame and
+    /// call [`video`](Self::video)/[`audio`](Self::audio); frames it refuses need not exist).
+    pub fn admits(&mut self, m: usize, t_ms: f64) -> bool {
+        self.decimators.get_mut(m).is_some_and(|d| d.admit(t_ms))
+    }
+
+    /// Member `m`'s video frame captured at `t_ms`, already admitted: step and push.
+    pub fn video(&mut self, m: usize, t_ms: f64, frame: &VideoFrame) {
+        if let Some(Step::Video(s)) = self.steps.get_mut(m) {
+            let v = s.step(frame);
+            self.push(m, t_ms, v);
+        }
+    }
+
+    /// Member `m`'s audio block captured at `t_ms`, already admitted: step and push.
+    pub fn audio(&mut self, m: usize, t_ms: f64, frame: &AudioFrame) {
+        if let Some(Step::Audio(s)) = self.steps.get_mut(m) {
+            let v = s.step(frame);
+            self.push(m, t_ms, v);
+        }
+    }
+
+    fn push(&mut self, m: usize, t_ms: f64, v: Option<Sample>) {
+        self.run.series[m].push((t_ms, v));
+        self.aggregation.push(&self.names[m], t_ms, v);
+    }
+
+    /// Evaluates the windows complete at `t_ms`.
+    pub fn advance(&mut self, t_ms: f64) {
+        self.aggregation.advance(t_ms, &mut self.run.results);
+    }
+}
+
+/// A frame a [`GroupHarness`] can feed to a member's individual step.
+pub trait GroupFrame {
+    fn feed(&self, harness: &mut GroupHarness, member: usize, t_ms: f64);
+}
+
+impl GroupFrame for VideoFrame {
+    fn feed(&self, harness: &mut GroupHarness, member: usize, t_ms: f64) {
+        harness.video(member, t_ms, self)
+    }
+}
+
+impl GroupFrame for AudioFrame {
+    fn feed(&self, harness: &mut GroupHarness, member: usize, t_ms: f64) {
+        harness.audio(member, t_ms, self)
+    }
+}
+
+/// Runs a group filter over synthetic members on a common clock: at each capture time of
+/// `times` (ms, rising), `frame(m, k)` is member `m`'s frame (video) or block (audio) `k`
+/// (`None`: nothing then, a gap), asked for only when the member's decimator admits it; the
+/// aggregation advances after every tick.
+pub fn run_group<Fr: GroupFrame>(
+    info: &FilterInfo,
+    params: &Params,
+    members: &[&str],
+    times: &[f64],
+    mut frame: impl FnMut(usize, usize) -> Option<Fr>,
+) -> Result<GroupRun, ParamError> {
+    let mut h = GroupHarness::new(info, params, members)?;
+    for (k, &t) in times.iter().enumerate() {
+        for m in 0..members.len() {
+            if h.admits(m, t) {
+                if let Some(f) = frame(m, k) {
+                    f.feed(&mut h, m, t);
+                }
+            }
+        }
+        h.advance(t);
+    }
+    Ok(h.run)
+}
+
+/// Capture times of `n` frames at `fps` from `start_ms`.
+pub fn capture_times(n: usize, fps: f64, start_ms: f64) -> Vec<f64> {
+    (0..n).map(|k| start_ms + k as f64 * 1000.0 / fps).collect()
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub const MAX_COMPONENTS: usize = 4;
 
 /// What an individual step emits for one analysed frame: 1 to [`MAX_COMPONENTS`] numbers.
 /// Plain data (`Copy`): emitting one allocates nothing.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Sample {
     len: u8,
     values: [f32; MAX_COMPONENTS],
@@ -79,6 +79,13 @@ impl Sample {
 
     pub fn is_empty(&self) -> bool {
         false
+    }
+}
+
+impl PartialEq for Sample {
+    /// Equal components (the unused slots do not count).
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
     }
 }
 
@@ -133,6 +140,33 @@ impl Windowing {
     /// Milliseconds between grid points.
     pub fn dt_ms(&self) -> f64 {
         1000.0 / self.rate_hz
+    }
+
+    /// Whether an aggregation can run on this: finite, positive rate, window and step, a lead
+    /// and gap not negative, and at most a million grid points per window. (A step of 0 would
+    /// evaluate the same window forever.)
+    pub fn check(&self) -> Result<(), ParamError> {
+        let bad = |what: &str, v: f64| ParamError::Invalid {
+            param: "windowing".to_owned(),
+            reason: format!("{what} must be a positive finite number, got {v}"),
+        };
+        for (what, v) in [("rate_hz", self.rate_hz), ("window_ms", self.window_ms), ("step_ms", self.step_ms)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(bad(what, v));
+            }
+        }
+        for (what, v) in [("lead_ms", self.lead_ms), ("max_gap_ms", self.max_gap_ms)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(bad(what, v));
+            }
+        }
+        if (self.window_ms + self.lead_ms) / self.dt_ms() > 1e6 {
+            return Err(ParamError::Invalid {
+                param: "windowing".to_owned(),
+                reason: "more than a million grid points per window".to_owned(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -282,25 +316,29 @@ impl Series {
         }
     }
 
-    /// Component `c` at time `g`: the sample at `g`, or linear interpolation between its
-    /// neighbours when both are present and at most `max_gap` apart; else `NaN`.
-    fn at(&self, g: f64, c: usize, max_gap: f64) -> f32 {
-        let i = self.points.partition_point(|(t, _)| *t < g);
-        let right = self.points.get(i);
-        if let Some((t, v)) = right {
-            if (*t - g).abs() < 1e-6 {
-                return v.map_or(f32::NAN, |s| s.get(c));
+    /// Component `c` on the grid `first + j * dt` (`j < n`) into `out`: at each grid point the
+    /// sample at that time, or linear interpolation between its neighbours when both are
+    /// present and at most `max_gap` apart; else `NaN`. One walk through the points (the grid
+    /// rises), so a window costs its points plus the series' length.
+    fn resample(&self, c: usize, first: f64, dt: f64, n: usize, max_gap: f64, out: &mut Vec<f32>) {
+        out.clear();
+        let mut i = self.points.partition_point(|(t, _)| *t < first);
+        for j in 0..n {
+            let g = first + j as f64 * dt;
+            while self.points.get(i).is_some_and(|(t, _)| *t < g) {
+                i += 1;
             }
+            let right = self.points.get(i);
+            let v = match (i.checked_sub(1).and_then(|l| self.points.get(l)), right) {
+                (_, Some((t, v))) if (*t - g).abs() < 1e-6 => v.map_or(f32::NAN, |s| s.get(c)),
+                (Some((ta, Some(a))), Some((tb, Some(b)))) if tb - ta <= max_gap => {
+                    let w = ((g - ta) / (tb - ta)) as f32;
+                    a.get(c) + (b.get(c) - a.get(c)) * w
+                }
+                _ => f32::NAN,
+            };
+            out.push(v);
         }
-        let (Some((ta, Some(a))), Some((tb, Some(b)))) = (i.checked_sub(1).and_then(|l| self.points.get(l)), right)
-        else {
-            return f32::NAN;
-        };
-        if tb - ta > max_gap {
-            return f32::NAN;
-        }
-        let w = ((g - ta) / (tb - ta)) as f32;
-        a.get(c) + (b.get(c) - a.get(c)) * w
     }
 
     fn components(&self) -> usize {
@@ -319,6 +357,9 @@ pub struct Aggregation {
     next_end: Option<f64>,
     /// Values that arrived for a time whose windows were already evaluated.
     late: u64,
+    /// Each member resampled onto the current window's grid, per component (reused).
+    resampled: Vec<Vec<Vec<f32>>>,
+    /// One combination's members' data, handed to the aggregator (reused).
     scratch: Vec<Vec<Vec<f32>>>,
 }
 
@@ -327,7 +368,16 @@ impl Aggregation {
     pub fn new(group: &GroupFilter, params: &Params) -> Result<Self, ParamError> {
         let aggregator = (group.aggregator)(params)?;
         let windowing = aggregator.windowing();
-        Ok(Self { aggregator, windowing, members: Vec::new(), next_end: None, late: 0, scratch: Vec::new() })
+        windowing.check()?;
+        Ok(Self {
+            aggregator,
+            windowing,
+            members: Vec::new(),
+            next_end: None,
+            late: 0,
+            resampled: Vec::new(),
+            scratch: Vec::new(),
+        })
     }
 
     pub fn windowing(&self) -> &Windowing {
@@ -348,8 +398,12 @@ impl Aggregation {
     }
 
     /// Member `member`'s value at capture time `t_ms` (`None`: no value then). False if
-    /// `member` is not a member.
+    /// `member` is not a member or `t_ms` is not finite (dropped: one such time would stall the
+    /// windows for good).
     pub fn push(&mut self, member: &str, t_ms: f64, value: Option<Sample>) -> bool {
+        if !t_ms.is_finite() {
+            return false;
+        }
         let Some((_, series)) = self.members.iter_mut().find(|(m, _)| m == member) else { return false };
         if self.next_end.is_some_and(|e| t_ms < e - self.windowing.step_ms) {
             self.late += 1;
@@ -374,30 +428,30 @@ impl Aggregation {
         let dt = w.dt_ms();
         let points = ((w.lead_ms + w.window_ms) / dt).round().max(1.0) as usize;
         let lead = (w.lead_ms / dt).round() as usize;
+        let combos: Vec<Vec<usize>> = match w.scope {
+            Scope::Pairs => {
+                (0..self.members.len()).flat_map(|a| (a + 1..self.members.len()).map(move |b| vec![a, b])).collect()
+            }
+            Scope::Group if self.members.len() >= 2 => vec![(0..self.members.len()).collect()],
+            Scope::Group => Vec::new(),
+        };
         while let Some(end) = self.next_end.filter(|e| *e <= complete_until_ms) {
-            let combos: Vec<Vec<usize>> = match w.scope {
-                Scope::Pairs => {
-                    (0..self.members.len()).flat_map(|a| (a + 1..self.members.len()).map(move |b| vec![a, b])).collect()
+            // Every member once onto this window's grid, then each combination copies its own.
+            let first = end - (points - 1) as f64 * dt;
+            self.resampled.resize_with(self.members.len(), Vec::new);
+            for ((_, series), comps) in self.members.iter().zip(&mut self.resampled) {
+                comps.resize_with(series.components(), Vec::new);
+                for (c, v) in comps.iter_mut().enumerate() {
+                    series.resample(c, first, dt, points, w.max_gap_ms, v);
                 }
-                Scope::Group if self.members.len() >= 2 => vec![(0..self.members.len()).collect()],
-                Scope::Group => Vec::new(),
-            };
-            for combo in combos {
+            }
+            for combo in &combos {
                 self.scratch.resize_with(combo.len(), Vec::new);
-                for (slot, &m) in self.scratch.iter_mut().zip(&combo) {
-                    let series = &self.members[m].1;
-                    let comps = series.components();
-                    slot.resize_with(comps, Vec::new);
-                    for (c, v) in slot.iter_mut().enumerate() {
-                        v.clear();
-                        v.extend((0..points).map(|j| {
-                            let g = end - (points - 1 - j) as f64 * dt;
-                            series.at(g, c, w.max_gap_ms)
-                        }));
-                    }
+                for (slot, &m) in self.scratch.iter_mut().zip(combo) {
+                    slot.clone_from(&self.resampled[m]);
                 }
                 let window =
-                    Window { end_ms: end, dt_ms: dt, lead, members: &combo, data: &self.scratch[..combo.len()] };
+                    Window { end_ms: end, dt_ms: dt, lead, members: combo, data: &self.scratch[..combo.len()] };
                 let n = window.n_samples();
                 if n < 2 {
                     continue;
@@ -497,6 +551,47 @@ mod tests {
         assert_eq!(at(3000.0), Some(9), "2500 is missing: no interpolation across a None");
     }
 
+    /// An aggregator whose windowing comes from its parameters (here: a step of 0 ms).
+    struct ZeroStep;
+    impl Aggregator for ZeroStep {
+        fn new(_: &Params) -> Result<Self, ParamError> {
+            Ok(ZeroStep)
+        }
+        fn windowing(&self) -> Windowing {
+            Windowing { step_ms: 0.0, ..Mean.windowing() }
+        }
+        fn aggregate(&mut self, _: &Window<'_>) -> Option<Value> {
+            Some(json!({}))
+        }
+    }
+
+    #[test]
+    fn unusable_windowing_is_an_error_not_an_endless_loop() {
+        let g = GroupFilter { video_step: None, audio_step: None, aggregator: aggregator::<ZeroStep> };
+        let err = Aggregation::new(&g, &params()).err().expect("a zero step is refused");
+        assert_eq!(err.to_string(), "windowing: step_ms must be a positive finite number, got 0");
+        let w = Mean.windowing();
+        assert!(Windowing { rate_hz: f64::NAN, ..w }.check().is_err());
+        assert!(Windowing { lead_ms: -1.0, ..w }.check().is_err());
+        assert!(Windowing { rate_hz: 1e9, ..w }.check().is_err(), "a billion points per window");
+        assert!(w.check().is_ok());
+    }
+
+    #[test]
+    fn a_non_finite_time_is_refused_and_does_not_stall_the_windows() {
+        let mut a = Aggregation::new(&mean_group(), &params()).unwrap();
+        a.set_members(&["a".into(), "b".into()]);
+        assert!(!a.push("a", f64::NAN, Some(Sample::scalar(1.0))));
+        assert!(!a.push("a", f64::INFINITY, Some(Sample::scalar(1.0))));
+        for k in 0..=20 {
+            a.push("a", k as f64 * 100.0, Some(Sample::scalar(1.0)));
+            a.push("b", k as f64 * 100.0, Some(Sample::scalar(1.0)));
+        }
+        let mut out = Vec::new();
+        a.advance(2000.0, &mut out);
+        assert_eq!(out.len(), 3, "windows at 1000, 1500, 2000");
+    }
+
     #[test]
     fn membership_changes_keep_the_series_of_members_who_stay() {
         let mut a = Aggregation::new(&mean_group(), &params()).unwrap();
@@ -526,5 +621,8 @@ mod tests {
         assert_eq!(s.as_slice(), &[1.0, 2.0, 3.0, 4.0]);
         assert!(s.get(4).is_nan());
         assert_eq!(Sample::scalar(0.5).len(), 1);
+        // Equality is by the components held, not the unused (NaN) slots.
+        assert_eq!(Sample::scalar(0.5), Sample::scalar(0.5));
+        assert_ne!(Sample::scalar(0.5), Sample::new(&[0.5, 1.0]));
     }
 }

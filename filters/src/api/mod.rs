@@ -8,3 +8,4 @@ pub mod frame;
 pub mod group;
 pub mod params;
 pub mod simd;
+pub mod sync;

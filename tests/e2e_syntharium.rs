@@ -356,3 +356,35 @@ async fn syntharium_config_json_with_the_real_binary() {
     exp.close().await;
     drop(server);
 }
+
+/// SynthARium's experimenter pages end an experiment with STOP_EXPERIMENT and go back to the
+/// session list without LEAVE_EXPERIMENT, so the experimenter stays in the ended experiment.
+/// That must not block what the list offers next: deleting the ended session, and joining
+/// another running experiment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_without_leaving_blocks_neither_delete_nor_join() {
+    const OTHER: &str = "0e0e05e551";
+    let dir = TempDir::new("srv");
+    write_session(dir.path(), &session_json(SESSION));
+    write_session(dir.path(), &exphub_client::session_json(OTHER, &["0e0e0aaaa1"]));
+    let srv = TestServer::start_in(dir).await;
+    let (mut a, _erec, parts, _recs, players) = running_experiment(&srv, 1).await;
+    let mut c = experimenter(&srv.base).await;
+    request(&mut c, "JOIN_EXPERIMENT", json!({"session_id": SESSION}), "SUCCESS").await;
+    request(&mut a, "STOP_EXPERIMENT", json!({}), "SUCCESS").await;
+    // Another experiment runs meanwhile; `c` (still in the ended one) joins it.
+    let mut b = experimenter(&srv.base).await;
+    request(&mut b, "CREATE_EXPERIMENT", json!({"session_id": OTHER}), "SUCCESS").await;
+    c.send("JOIN_EXPERIMENT", json!({"session_id": OTHER})).await.unwrap();
+    let (reply, _) = c.recv_type("SUCCESS", T).await.expect("JOIN_EXPERIMENT after an ended experiment");
+    assert_success(&reply, "JOIN_EXPERIMENT");
+    // `a` (still in the ended one) deletes its session: it has ended, nothing runs.
+    a.send("DELETE_SESSION", json!({"session_id": SESSION})).await.unwrap();
+    let (deleted, skipped) = a.recv_type("DELETED_SESSION", T).await.expect("DELETE_SESSION after STOP_EXPERIMENT");
+    assert_eq!(deleted["data"], SESSION);
+    assert!(skipped.iter().all(|m| m["type"] != "ERROR"), "{skipped:?}");
+    assert_eq!(srv.file_of(SESSION), None, "the file is gone");
+    b.close().await;
+    c.close().await;
+    close_all(srv, a, parts, players).await;
+}

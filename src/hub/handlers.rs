@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::errors::{self, forbidden, not_connected as nce};
 use super::experiment::{self, ChatSender};
 use super::group;
-use super::{now_ms, Catalogue, ConnId, Experiment, Hub, Role};
+use super::{now_ms, Catalogue, ConnId, Experiment, ExperimentState, Hub, Role};
 use crate::media::Kind;
 use crate::metrics::METRICS;
 use crate::peer;
@@ -538,8 +538,16 @@ impl Hub {
     }
 
     async fn delete_session(&mut self, sid: &SessionId) -> Res {
-        if self.experiments.contains_key(sid) {
-            return Err(errors::delete_with_live_experiment());
+        if let Some(exp) = self.experiments.get(sid) {
+            if exp.state != ExperimentState::Ended {
+                return Err(errors::delete_with_live_experiment());
+            }
+            // Ended (protocol.md D10), but SynthARium's pages return to the session list after
+            // STOP_EXPERIMENT without LEAVE_EXPERIMENT: whoever is still in it leaves now.
+            for e in exp.experimenters.clone() {
+                self.exit_experiment(e, sid);
+            }
+            self.drop_ended_experiment(sid);
         }
         let s = self.sessions.get(sid).ok_or_else(errors::delete_unknown_session)?;
         if s.creation_time > 0 {
@@ -581,7 +589,11 @@ impl Hub {
     }
 
     fn join_experiment(&mut self, id: ConnId, sid: &SessionId) -> Res {
-        if self.joined(id).is_some() {
+        // An ended experiment holds nobody (D10): SynthARium's pages never leave it after STOP.
+        if self
+            .joined(id)
+            .is_some_and(|old| self.experiments.get(&old).is_some_and(|e| e.state != ExperimentState::Ended))
+        {
             return Err(errors::already_joined());
         }
         if !self.experiments.contains_key(sid) {
@@ -615,6 +627,12 @@ impl Hub {
     }
 
     fn leave_experiment(&mut self, id: ConnId, sid: &SessionId) {
+        self.exit_experiment(id, sid);
+        self.maybe_drop_experiment(sid);
+    }
+
+    /// Takes an experimenter out of an experiment (without dropping an ended one).
+    fn exit_experiment(&mut self, id: ConnId, sid: &SessionId) {
         if let Some(c) = self.conns.get_mut(&id) {
             c.experiment = None;
         }
@@ -623,7 +641,6 @@ impl Hub {
         }
         self.log(sid, "experimenter_left", json!({"connection": id}));
         self.reconcile(sid);
-        self.maybe_drop_experiment(sid);
     }
 
     async fn start_experiment(&mut self, id: ConnId) -> Res {

@@ -71,9 +71,27 @@ impl Hub {
     /// Drops an ended experiment once no experimenter is in it (`docs/protocol.md` D10); its session
     /// becomes deletable again (`creation_time = 0`).
     pub(crate) fn maybe_drop_experiment(&mut self, session_id: &SessionId) {
-        let Some(exp) = self.experiments.get(session_id) else { return };
-        if exp.state != ExperimentState::Ended || !exp.experimenters.is_empty() {
+        if !self.drop_ended_experiment(session_id) {
             return;
+        }
+        // Not awaited (this runs inside synchronous handlers); a lost line is harmless, since
+        // every session loads with `creation_time` 0. Applied at once: nothing is acknowledged.
+        let line = Change::CreationTime { time: 0 }.line();
+        let (store, id) = (self.store.clone(), session_id.to_owned());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.append(&id, &line) {
+                tracing::warn!(error = %e, "could not write session file");
+            }
+        });
+    }
+
+    /// Drops an ended experiment that no experimenter is in (its participants' connections, its
+    /// sub-connections, its recording) and sets its session's `creation_time` to 0 in memory
+    /// only. Returns whether it did.
+    pub(crate) fn drop_ended_experiment(&mut self, session_id: &SessionId) -> bool {
+        let Some(exp) = self.experiments.get(session_id) else { return false };
+        if exp.state != ExperimentState::Ended || !exp.experimenters.is_empty() {
+            return false;
         }
         let participants: Vec<ConnId> = exp.participants.values().copied().collect();
         for id in participants {
@@ -87,18 +105,10 @@ impl Hub {
         self.experiments.remove(session_id);
         METRICS.live_experiments.set(self.experiments.len() as i64);
         self.maybe_close_recording(session_id);
-        // Not awaited (this runs inside synchronous handlers); a lost line is harmless, since
-        // every session loads with `creation_time` 0. Applied at once: nothing is acknowledged.
-        let change = Change::CreationTime { time: 0 };
         if let Some(s) = self.sessions.get_mut(session_id) {
-            change.apply(s);
+            Change::CreationTime { time: 0 }.apply(s);
         }
-        let (store, id, line) = (self.store.clone(), session_id.to_owned(), change.line());
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.append(&id, &line) {
-                tracing::warn!(error = %e, "could not write session file");
-            }
-        });
+        true
     }
 
     pub(super) async fn shutdown(&mut self) {

@@ -185,3 +185,99 @@ async fn group_filters_run_from_the_design_through_a_late_join_and_a_rejoin() {
     }
     assert!(compared >= 2, "live {results:?}\noffline {offline:?}");
 }
+
+/// Whether the scripted mover moves during picture `k` (bursts of 3 frames, at irregular times
+/// from a fixed-seed generator; still before its first picture).
+fn moves(k: i64) -> bool {
+    if k < 0 {
+        return false;
+    }
+    let mut x = (k as u64 / 3).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5DEE_CE66;
+    x ^= x >> 29;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 32;
+    x % 5 < 2
+}
+
+/// Picture `n` of a participant who makes the scripted movements `delay` pictures late: a white
+/// box on grey that moves 12 pixels a picture while moving.
+fn mover(delay: u32) -> impl Fn(u32) -> VideoFrame {
+    move |n| {
+        let k = n as i64 - delay as i64;
+        let steps = (0..k.max(0)).filter(|&j| moves(j)).count();
+        let x = (steps * 12) % (W - MS);
+        let mut f = VideoFrame::new(W, H);
+        f.fill(128, 128, 128);
+        for y in MY..MY + MS {
+            f.row_mut(0, y)[x..x + MS].fill(235);
+        }
+        f
+    }
+}
+
+/// Ground truth over real WebRTC: participant 1 makes participant 0's movements 400 ms later
+/// (12 pictures at 30 fps), so MOTION_SYNC's peak lag is +400 ms (the second member follows)
+/// within one analysis interval (67 ms at 15 Hz), live and recomputed offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn motion_sync_finds_who_follows_whom_live_and_offline() {
+    let dir = TempDir::new("motion");
+    let config = json!({"window_ms": 4000, "step_ms": 500, "max_lag_ms": 1000, "threshold": 10, "rate_hz": 15});
+    let ms = json!({"name": "MOTION_SYNC", "id": "ms", "channel": "video", "groupFilter": true, "config": config});
+    write_session(dir.path(), &group_session(ms));
+    let srv = TestServer::start_in(dir).await;
+    let (p0, p1) = (PARTICIPANTS[0], PARTICIPANTS[1]);
+    let mut exp = experimenter(&srv.base).await;
+    request(&mut exp, "CREATE_EXPERIMENT", json!({"session_id": SESSION}), "SUCCESS").await;
+    request(&mut exp, "GET_GROUP_FILTERS_DATA", json!({"subscribe": true}), "GROUP_FILTERS_DATA").await;
+    let a = Arc::new(participant(&srv.base, p0, Default::default()).await);
+    let b = Arc::new(participant(&srv.base, p1, Default::default()).await);
+    let (cam_a, cam_b) = (camera(&a, mover(0)), camera(&b, mover(12)));
+    request(&mut exp, "START_EXPERIMENT", json!({}), "SUCCESS").await;
+    let pair = json!([p0, p1]);
+    // Windows wholly after START with (almost) every grid point filled.
+    let mut live = vec![];
+    while live.len() < 6 {
+        let r = wait_result(&mut exp, 6 * T, |r| r["members"] == pair && r["n_samples"].as_u64() >= Some(50)).await;
+        live.push(r);
+    }
+    request(&mut exp, "STOP_EXPERIMENT", json!({}), "SUCCESS").await;
+    cam_a.abort();
+    cam_b.abort();
+    let lags: Vec<f64> = live.iter().filter_map(|r| r["value"]["lag_ms"].as_f64()).collect();
+    assert!(lags.len() >= 5, "{live:?}");
+    for r in &live {
+        if let (Some(lag), Some(peak)) = (r["value"]["lag_ms"].as_f64(), r["value"]["r"].as_f64()) {
+            assert!((lag - 400.0).abs() <= 1000.0 / 15.0 + 1.0, "peak at {lag} ms, not +400: {r}");
+            assert!(peak > 0.5, "weak peak: {r}");
+            assert!(peak > r["value"]["r0"].as_f64().unwrap_or(1.0), "lag 0 is not the peak: {r}");
+        }
+    }
+    exp.close().await;
+    drop((a, b));
+    let dir = srv.stop().await;
+
+    // Offline, from the recorded raw files: the same windows give the same lags.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_exphub"))
+        .args(["analyze", SESSION, "--out", "-", "--sessions-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("exphub analyze runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let offline: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut compared = 0;
+    for l in &live {
+        let end = l["window_end_ms"].as_f64();
+        let Some(o) = offline.iter().find(|o| o["window_end_ms"].as_f64() == end && o["members"] == pair) else {
+            continue;
+        };
+        let (lv, ov) = (&l["value"], &o["value"]);
+        if let (Some(ll), Some(ol)) = (lv["lag_ms"].as_f64(), ov["lag_ms"].as_f64()) {
+            assert!((ll - ol).abs() <= 1000.0 / 15.0 + 1.0, "window {end:?}: live {lv}, offline {ov}");
+            let (lr, or) = (lv["r"].as_f64().unwrap(), ov["r"].as_f64().unwrap());
+            assert!((lr - or).abs() < 0.1, "window {end:?}: live {lv}, offline {ov}");
+            compared += 1;
+        }
+    }
+    assert!(compared >= 3, "live {live:?}\noffline {offline:?}");
+}

@@ -64,6 +64,7 @@ pub mod display_speaking_time;
 pub mod edge_outline;
 pub mod fault_test;
 pub mod filter_api_test;
+pub mod group_display;
 pub mod mirror;
 pub mod motion_sync;
 pub mod mute_audio;
@@ -85,6 +86,7 @@ static REGISTRY: &[FilterInfo] = &[
     ping::INFO,
     speaking_time::INFO,
     display_speaking_time::INFO,
+    group_display::INFO,
     blur::INFO,
     mirror::INFO,
     audio_pitch::INFO,

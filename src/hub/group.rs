@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use filters::group::GROUP_REPORT_PREFIX;
 use filters::{GroupResult, Sample};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -142,6 +143,12 @@ impl Hub {
             w.configure(GroupConfig { t0: exp.clock_zero, instances: wanted.iter().map(|i| i.spec.clone()).collect() });
         }
         let known: HashSet<&str> = wanted.iter().map(|i| i.spec.id.as_str()).collect();
+        // Results of instances that are gone are no longer shown.
+        for gone in exp.group.instances.iter().filter(|i| !known.contains(i.spec.id.as_str())) {
+            for m in exp.media.values() {
+                m.video.peer_report(format!("{GROUP_REPORT_PREFIX}{}", gone.spec.id), gone.spec.name.clone(), None);
+            }
+        }
         exp.group.results.retain(|k, _| known.contains(k.as_str()));
         exp.group.latest.retain(|(k, _), _| known.contains(k.as_str()));
         exp.group.instances = wanted;
@@ -188,6 +195,19 @@ impl Hub {
                     kept.push_back(r.clone());
                     if kept.len() > HISTORY {
                         kept.pop_front();
+                    }
+                }
+                // Members' chains get their latest result (GROUP_DISPLAY draws it where a design
+                // asks for it).
+                for r in &results {
+                    for m in &r.members {
+                        let Some(media) = exp.media.get(m.as_str()) else { continue };
+                        let with = match r.members.as_slice() {
+                            [a, b] => if a == m { b } else { a }.clone(),
+                            _ => "group".to_owned(),
+                        };
+                        let data = json!({"value": r.value, "with": with, "window_end_ms": r.window_end_ms});
+                        media.video.peer_report(format!("{GROUP_REPORT_PREFIX}{id}"), name.to_owned(), Some(data));
                     }
                 }
                 if running {

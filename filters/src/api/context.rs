@@ -162,6 +162,13 @@ impl FilterContext {
         find(&self.own, name).or_else(|| find(&self.peer, name))
     }
 
+    /// Every report the server passed to this chain from outside it (the participant's other
+    /// chain, and group filter results under ids starting with
+    /// [`GROUP_REPORT_PREFIX`](crate::group::GROUP_REPORT_PREFIX)), by instance id.
+    pub fn peer_reports(&self) -> impl Iterator<Item = (&str, &Reported)> {
+        self.peer.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
     /// How many frames this chain has processed before the current one (0 for the first).
     pub fn frame_index(&self) -> u64 {
         self.frame_index

@@ -32,6 +32,11 @@ use serde_json::Value;
 use super::frame::{AudioFrame, VideoFrame};
 use super::params::{ParamError, Params};
 
+/// Group filter results reach a member's chains as peer reports with ids starting with this
+/// (then the instance id), data `{"value": <the result's value>, "with": <the other member, or
+/// "group">, "window_end_ms"}`: what `GROUP_DISPLAY` draws.
+pub const GROUP_REPORT_PREFIX: &str = "group:";
+
 /// Most components a [`Sample`] holds.
 pub const MAX_COMPONENTS: usize = 4;
 

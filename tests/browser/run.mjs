@@ -292,6 +292,7 @@ try {
     // filter lists): the dashboard hears the SESSION_CHANGE and asks for the instances again.
     const sid = new URL(exp.url()).hash.slice('#/live/'.length);
     const tgf = { name: 'TEMPLATE_GF', id: 'tgf', channel: 'video', groupFilter: true, config: {} };
+    const t0 = Date.now();
     await exp.evaluate(
       async ({ password, sid, tgf }) => {
         const { Connection } = await import('/web/js/protocol.js');
@@ -312,7 +313,9 @@ try {
     if (!/Alice/.test(members) || !/Bob/.test(members)) throw new Error(`the instance's members read: ${members}`);
     const pair = card.locator('figure.pair');
     // Results come once a second per pair (a 2 s window): a few points are drawn.
+    const tSet = Date.now();
     await until(async () => Number(await pair.getAttribute('data-points')) >= 3, 'three points on the pair chart', { timeout: 45_000 });
+    const tChart = Date.now();
     const caption = await pair.locator('figcaption').textContent();
     if (!/Alice & Bob|Bob & Alice/.test(caption)) throw new Error(`the pair chart is captioned ${caption}`);
     if (!/^difference \d+(\.\d+)?(e[+-]\d+)?$/.test(await pair.locator('.latest').textContent())) throw new Error(`latest value: ${await pair.locator('.latest').textContent()}`);
@@ -333,7 +336,13 @@ try {
     await exp.getByRole('button', { name: '← Sessions' }).click();
     await exp.getByRole('button', { name: 'Join experiment Browser test session' }).click();
     await until(async () => Number(await exp.locator('#group-filters figure.pair').getAttribute('data-points')) >= before, 'the chart to come back after re-entering');
-    for (const name of ['Alice', 'Bob']) await waitDecoding(tileOf(name).locator('video'), `the experimenter's tile of ${name} after re-entering`);
+    const tBack = Date.now();
+    // The grid's pictures are back too (the next steps look at them).
+    for (const name of ['Alice', 'Bob']) {
+      await until(async () => (await tileOf(name).locator('video').evaluate((v) => v.videoWidth)) > 0, `the experimenter's tile of ${name} after re-entering`, { timeout: 45_000 });
+    }
+    const secs = (a, b) => ((b - a) / 1000).toFixed(1);
+    console.log(`      (SET_GROUP_FILTERS ${secs(t0, tSet)} s, 3 points ${secs(tSet, tChart)} s later, chart back after re-entering ${secs(tChart, tBack)} s, videos ${secs(tBack, Date.now())} s)`);
   });
 
   await steps.run('a participant who refreshes the page rejoins the meeting', async (id) => {

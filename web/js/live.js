@@ -509,7 +509,7 @@ export class LiveView {
     this.updateTile(pid);
   }
 
-  /** Every 2 s: stream statistics and live filter data. */
+  /** Every 2 s: stream statistics and live filter data (group filters push theirs). */
   async poll() {
     for (const [pid, sub] of this.subByPid) {
       if (!sub.pc) continue;
@@ -525,6 +525,8 @@ export class LiveView {
     }
     const s = this.session;
     if (!this.joined || !s || sessionStatus(s) === 'ended' || this.conn?.state !== 'connected') return;
+    // The group filters could not be asked for (e.g. a timeout): again, until they can.
+    if (this.groupError && !this.groupAsking) this.requestGroups();
     const names = new Map();
     for (const p of s.participants) {
       for (const f of p.video_filters) names.set(f.name, names.get(f.name) === 'audio' ? 'both' : names.get(f.name) ?? 'video');
@@ -562,6 +564,12 @@ export class LiveView {
   async requestGroups() {
     const s = this.session;
     if (!s) return;
+    // One request at a time; a change meanwhile asks once more when it is answered.
+    if (this.groupAsking) {
+      this.groupAgain = true;
+      return;
+    }
+    this.groupAsking = true;
     this.groupSig = groupSignature(s);
     // Enough results to fill every pair's chart (a reply too large is asked for with fewer).
     const n = s.participants.length;
@@ -572,7 +580,12 @@ export class LiveView {
     } catch (e) {
       this.groupError = describeError(e, 'Group filter results cannot be shown');
     }
+    this.groupAsking = false;
     this.renderGroups();
+    if (this.groupAgain && this.joined) {
+      this.groupAgain = false;
+      this.requestGroups();
+    }
   }
 
   onGroupData(d) {
@@ -1031,15 +1044,17 @@ function drawChart(canvas, points, key) {
   ctx.lineWidth = 1.5;
   ctx.lineJoin = 'round';
   for (const seg of g.segments) {
-    if (seg.length === 1) {
-      ctx.beginPath();
-      ctx.arc(seg[0][0], seg[0][1], 2, 0, 2 * Math.PI);
-      ctx.fill();
-      continue;
-    }
     ctx.beginPath();
     seg.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
     ctx.stroke();
+    // Each result as a dot while they are few enough to tell apart (a lone one always).
+    if (g.count <= 120 || seg.length === 1) {
+      for (const [x, y] of seg) {
+        ctx.beginPath();
+        ctx.arc(x, y, 2, 0, 2 * Math.PI);
+        ctx.fill();
+      }
+    }
   }
   return g;
 }

@@ -2,7 +2,7 @@
 // browser contexts run a whole experiment against the real server binary.
 //
 //   design a session → invite → lobby → start → everyone sees everyone (frames decode) → chat
-//   both ways, notes → live filter data → rejoin after a refresh → live filter change visible in
+//   both ways, notes → live filter data → a group filter's live chart → rejoin after a refresh → live filter change visible in
 //   the experimenter's grid (pixel check on a canvas grab) → mute → kick, join again, ban → stop
 //   → duplicate and delete; plus readable server errors and the dashboard reconnecting after
 //   the server was killed.
@@ -285,6 +285,64 @@ try {
     await until(async () => /Speaking \d+\.\d s/.test(await tileOf('Alice').locator('.filter-data').textContent()), "Alice's speaking time", { timeout: 45_000 });
     await until(async () => /Ping [1-9]\d* ms/.test(await tileOf('Bob').locator('.filter-data').textContent()), "Bob's ping", { timeout: 45_000 });
     await shot(exp, id, 'filter-data');
+  });
+
+  await steps.run('group filters: TEMPLATE_GF on both participants, a live chart of the pair on the dashboard', async (id) => {
+    // SET_GROUP_FILTERS from a second experimenter connection (the session editor has no group
+    // filter lists): the dashboard hears the SESSION_CHANGE and asks for the instances again.
+    const sid = new URL(exp.url()).hash.slice('#/live/'.length);
+    const tgf = { name: 'TEMPLATE_GF', id: 'tgf', channel: 'video', groupFilter: true, config: {} };
+    const t0 = Date.now();
+    await exp.evaluate(
+      async ({ password, sid, tgf }) => {
+        const { Connection } = await import('/web/js/protocol.js');
+        const c = new Connection({ role: 'experimenter', password });
+        await c.connect();
+        try {
+          await c.request('JOIN_EXPERIMENT', { session_id: sid }, 'SUCCESS:JOIN_EXPERIMENT');
+          await c.request('SET_GROUP_FILTERS', { audio_group_filters: [], video_group_filters: [tgf] }, 'SUCCESS:SET_GROUP_FILTERS');
+        } finally {
+          c.close();
+        }
+      },
+      { password, sid, tgf },
+    );
+    const card = exp.locator('#group-filters .group-filter[data-id="tgf"]');
+    await card.waitFor({ timeout: T });
+    const members = await card.locator('p').first().textContent();
+    if (!/Alice/.test(members) || !/Bob/.test(members)) throw new Error(`the instance's members read: ${members}`);
+    const pair = card.locator('figure.pair');
+    // Results come once a second per pair (a 2 s window): a few points are drawn.
+    const tSet = Date.now();
+    await until(async () => Number(await pair.getAttribute('data-points')) >= 3, 'three points on the pair chart', { timeout: 45_000 });
+    const tChart = Date.now();
+    const caption = await pair.locator('figcaption').textContent();
+    if (!/Alice & Bob|Bob & Alice/.test(caption)) throw new Error(`the pair chart is captioned ${caption}`);
+    if (!/^difference \d+(\.\d+)?(e[+-]\d+)?$/.test(await pair.locator('.latest').textContent())) throw new Error(`latest value: ${await pair.locator('.latest').textContent()}`);
+    if ((await pair.getAttribute('data-key')) !== 'difference') throw new Error(`the chart plots ${await pair.getAttribute('data-key')}`);
+    // The line is on the canvas: pixels of the accent colour.
+    const inked = await pair.locator('canvas').evaluate((c) => {
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 0; i < d.length; i += 4) if (d[i + 2] > 120 && d[i] < 90 && d[i + 3] > 100) n += 1;
+      return n;
+    });
+    if (inked < 20) throw new Error(`only ${inked} line pixels on the chart`);
+    await exp.locator('#group-filters').scrollIntoViewIfNeeded();
+    await exp.locator('#group-filters').screenshot({ path: path.join(ARTIFACTS, `${id}-group-filters-panel.png`) });
+    await shot(exp, id, 'group-filters');
+    // Re-entering the experiment: the chart comes back with the results so far (GET_GROUP_FILTERS_DATA's reply).
+    const before = Number(await pair.getAttribute('data-points'));
+    await exp.getByRole('button', { name: '← Sessions' }).click();
+    await exp.getByRole('button', { name: 'Join experiment Browser test session' }).click();
+    await until(async () => Number(await exp.locator('#group-filters figure.pair').getAttribute('data-points')) >= before, 'the chart to come back after re-entering');
+    const tBack = Date.now();
+    // The grid's pictures are back too (the next steps look at them).
+    for (const name of ['Alice', 'Bob']) {
+      await until(async () => (await tileOf(name).locator('video').evaluate((v) => v.videoWidth)) > 0, `the experimenter's tile of ${name} after re-entering`, { timeout: 45_000 });
+    }
+    const secs = (a, b) => ((b - a) / 1000).toFixed(1);
+    console.log(`      (SET_GROUP_FILTERS ${secs(t0, tSet)} s, 3 points ${secs(tSet, tChart)} s later, chart back after re-entering ${secs(tChart, tBack)} s, videos ${secs(tBack, Date.now())} s)`);
   });
 
   await steps.run('a participant who refreshes the page rejoins the meeting', async (id) => {

@@ -3,7 +3,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { formatFilterData, paramLabel, gridLayout, placeOf } from '../../web/js/helpers.js';
+import {
+  formatFilterData,
+  paramLabel,
+  gridLayout,
+  placeOf,
+  groupSignature,
+  mergeGroupData,
+  numericKeys,
+  chooseKey,
+  fmtValue,
+  chartGeometry,
+  membersKey,
+} from '../../web/js/helpers.js';
 import { CANVAS } from '../../web/js/protocol.js';
 
 test('formatFilterData reads the known reports as sentences', () => {
@@ -71,4 +83,141 @@ test('placeOf prefers the viewer\'s own view, then the session, then the proposa
   // A view entry with an empty id never matches a participant without a canvas id.
   const noCanvas = { participants: [{ id: 'p3', canvas_id: '', ...place(50) }] };
   assert.deepEqual(placeOf(noCanvas, { view: [{ id: '', ...place(999) }] }, 'p3', null), place(50));
+});
+
+// ---------------------------------------------------------------------------- group filters
+
+const res = (members, t, value) => ({ members, window_end_ms: t, value, n_samples: 10 });
+const tgf = (results, extra = {}) => ({ id: 'tgf', name: 'TEMPLATE_GF', channel: 'video', members: ['a', 'b', 'c'], results, ...extra });
+const times = (state, id, key) => state.get(id).series.get(key).points.map((p) => p.t);
+
+test('groupSignature changes with the instances, their names and members, not with anything else', () => {
+  const gf = (id, name = 'TEMPLATE_GF') => ({ id, name, channel: 'video', groupFilter: true, config: {} });
+  const p = (id, video, audio = []) => ({ id, participant_name: id, video_group_filters: video, audio_group_filters: audio, chat: [] });
+  const s = { participants: [p('a', [gf('x')]), p('b', [gf('x')])] };
+  const sig = groupSignature(s);
+  assert.equal(groupSignature(structuredClone(s)), sig);
+  // Other changes (chat, names) keep it.
+  const chatty = structuredClone(s);
+  chatty.participants[0].chat.push({ message: 'hi' });
+  chatty.participants[0].participant_name = 'Alice';
+  assert.equal(groupSignature(chatty), sig);
+  // A member more, another instance, another filter, the same id moved to audio: it changes.
+  assert.notEqual(groupSignature({ participants: [...s.participants, p('c', [gf('x')])] }), sig);
+  assert.notEqual(groupSignature({ participants: [p('a', [gf('x'), gf('y')]), p('b', [gf('x')])] }), sig);
+  assert.notEqual(groupSignature({ participants: [p('a', [gf('x', 'MOTION_SYNC')]), p('b', [gf('x', 'MOTION_SYNC')])] }), sig);
+  assert.notEqual(groupSignature({ participants: [p('a', [], [gf('x')]), p('b', [], [gf('x')])] }), sig);
+  // The order of the instances does not matter; no participants or no lists is fine.
+  const ab = { participants: [p('a', [gf('x'), gf('y')])] };
+  const ba = { participants: [p('a', [gf('y'), gf('x')])] };
+  assert.equal(groupSignature(ab), groupSignature(ba));
+  assert.equal(groupSignature(null), groupSignature({ participants: [{ id: 'a' }] }));
+});
+
+test('mergeGroupData: a reply sets the instances and their series per pair, pushes append', () => {
+  const reply = {
+    push: false,
+    filters: [tgf([res(['a', 'b'], 1000, { difference: 1 }), res(['a', 'c'], 1000, { difference: 2 }), res(['a', 'b'], 2000, { difference: 3 })])],
+  };
+  const s1 = mergeGroupData(new Map(), reply);
+  const inst = s1.get('tgf');
+  assert.deepEqual([inst.name, inst.channel, inst.members], ['TEMPLATE_GF', 'video', ['a', 'b', 'c']]);
+  assert.deepEqual([...inst.series.keys()], ['a|b', 'a|c']);
+  assert.deepEqual(inst.series.get('a|b').points, [{ t: 1000, value: { difference: 1 } }, { t: 2000, value: { difference: 3 } }]);
+  assert.deepEqual(inst.series.get('a|b').members, ['a', 'b']);
+  // A push appends to the pair it is about and leaves the input state as it was.
+  const s2 = mergeGroupData(s1, { push: true, filters: [tgf([res(['a', 'b'], 3000, { difference: 4 })])] });
+  assert.deepEqual(times(s2, 'tgf', 'a|b'), [1000, 2000, 3000]);
+  assert.deepEqual(times(s2, 'tgf', 'a|c'), [1000]);
+  assert.deepEqual(times(s1, 'tgf', 'a|b'), [1000, 2000]);
+  // A push of an instance not seen yet adds it.
+  const s3 = mergeGroupData(s2, { push: true, filters: [{ id: 'm', name: 'MOTION_SYNC', channel: 'video', members: ['a', 'b'], results: [res(['a', 'b'], 5, { r: 0.5 })] }] });
+  assert.deepEqual([...s3.keys()], ['tgf', 'm']);
+  // A new reply replaces everything: instances gone from it are gone.
+  const s4 = mergeGroupData(s3, { push: false, filters: [tgf([])] });
+  assert.deepEqual([...s4.keys()], ['tgf']);
+  assert.equal(s4.get('tgf').series.size, 0);
+  assert.equal(mergeGroupData(s3, { push: false, filters: [] }).size, 0);
+});
+
+test('mergeGroupData keeps each series in time order, bounded, and restarts it when the clock does', () => {
+  let s = new Map();
+  for (let t = 1; t <= 50; t++) s = mergeGroupData(s, { push: true, filters: [tgf([res(['a', 'b'], t * 1000, { difference: t })])] });
+  // At most maxPoints...
+  const few = mergeGroupData(s, { push: true, filters: [tgf([res(['a', 'b'], 51_000, { difference: 0 })])] }, { maxPoints: 10, windowMs: 1e9 });
+  assert.deepEqual(times(few, 'tgf', 'a|b'), Array.from({ length: 10 }, (_, i) => (42 + i) * 1000));
+  // ... and only the last windowMs.
+  const recent = mergeGroupData(s, { push: true, filters: [tgf([res(['a', 'b'], 51_000, { difference: 0 })])] }, { maxPoints: 1000, windowMs: 5000 });
+  assert.deepEqual(times(recent, 'tgf', 'a|b'), [46_000, 47_000, 48_000, 49_000, 50_000, 51_000]);
+  // The same window end again replaces the point; an earlier one (START restarted the
+  // experiment clock) starts the series anew.
+  const again = mergeGroupData(s, { push: true, filters: [tgf([res(['a', 'b'], 50_000, { difference: 99 })])] });
+  assert.equal(times(again, 'tgf', 'a|b').length, 50);
+  assert.deepEqual(again.get('tgf').series.get('a|b').points.at(-1).value, { difference: 99 });
+  const restarted = mergeGroupData(s, { push: true, filters: [tgf([res(['a', 'b'], 1500, { difference: 7 }), res(['a', 'b'], 2500, { difference: 8 })])] });
+  assert.deepEqual(times(restarted, 'tgf', 'a|b'), [1500, 2500]);
+  // The same rule inside one reply: results from before START and after it.
+  const reply = mergeGroupData(new Map(), { push: false, filters: [tgf([res(['a', 'b'], 9000, { difference: 1 }), res(['a', 'b'], 1000, { difference: 2 })])] });
+  assert.deepEqual(times(reply, 'tgf', 'a|b'), [1000]);
+});
+
+test('mergeGroupData skips what it cannot read and never throws on it', () => {
+  const s = mergeGroupData(new Map(), { push: false, filters: [tgf([res(['a', 'b'], 1000, { difference: 1 })])] });
+  for (const bad of [null, undefined, 5, 'x', {}, { filters: 'no' }, { filters: null }]) assert.equal(mergeGroupData(s, bad), s);
+  const junk = mergeGroupData(s, {
+    push: true,
+    filters: [
+      null,
+      { name: 'no id' },
+      tgf([null, 7, { members: 'a|b', window_end_ms: 1 }, res(['a', 3], 2000, {}), res(['a', 'b'], 'late', {}), res(['a', 'b'], NaN, {}), res(['a', 'b'], 3000, null), res(['a', 'b'], 4000, 'x')]),
+      { id: 'tgf', results: undefined },
+      { id: 'x', results: [res(['a', 'b'], 1, { v: 1 })] },
+    ],
+  });
+  assert.deepEqual(times(junk, 'tgf', 'a|b'), [1000]);
+  // An instance with nothing but an id: named by it, no members.
+  assert.deepEqual([junk.get('x').name, junk.get('x').members, times(junk, 'x', 'a|b')], ['x', [], [1]]);
+  assert.equal(membersKey(['a', 'b']), 'a|b');
+});
+
+test('numericKeys and chooseKey: r by default, else the first number, the asked-for one if there', () => {
+  const pts = [{ t: 1, value: { label: 'x', lag_ms: 400, nested: { a: 1 } } }, { t: 2, value: { r: 0.4, lag_ms: 380, bad: NaN } }, { t: 3, value: {} }];
+  assert.deepEqual(numericKeys(pts), ['lag_ms', 'r']);
+  assert.equal(chooseKey(['lag_ms', 'r'], undefined), 'r');
+  assert.equal(chooseKey(['lag_ms', 'r'], 'lag_ms'), 'lag_ms');
+  assert.equal(chooseKey(['lag_ms', 'r'], 'gone'), 'r');
+  assert.equal(chooseKey(['difference'], null), 'difference');
+  assert.equal(chooseKey([], 'r'), null);
+  assert.deepEqual(numericKeys([]), []);
+});
+
+test('fmtValue gives three significant digits', () => {
+  assert.equal(fmtValue(0.123456), '0.123');
+  assert.equal(fmtValue(12.3456), '12.3');
+  assert.equal(fmtValue(-400), '-400');
+  assert.equal(fmtValue(123456), '123000');
+  assert.equal(fmtValue(0), '0');
+  assert.equal(fmtValue(NaN), '–');
+  assert.equal(fmtValue(undefined), '–');
+});
+
+test('chartGeometry scales time left to right and values upwards inside the padding', () => {
+  const pad = { left: 40, right: 10, top: 5, bottom: 15 };
+  const pts = [1000, 2000, 3000].map((t, i) => ({ t, value: { r: [0, 1, 0.5][i] } }));
+  const g = chartGeometry(pts, 'r', { width: 250, height: 120, pad });
+  assert.deepEqual([g.count, g.min, g.max, g.t0, g.t1, g.last], [3, 0, 1, 1000, 3000, 0.5]);
+  assert.deepEqual(g.segments, [[[40, 105], [140, 5], [240, 55]]]);
+  // A point without the key breaks the line; the count is of plotted points.
+  const gap = [...pts.slice(0, 2), { t: 2500, value: { lag_ms: 1 } }, pts[2]];
+  const g2 = chartGeometry(gap, 'r', { width: 250, height: 120, pad });
+  assert.equal(g2.count, 3);
+  assert.deepEqual(g2.segments.map((s) => s.length), [2, 1]);
+  // A flat series gets room around its value; one point sits at the right edge.
+  const flat = chartGeometry([{ t: 5, value: { d: 20 } }], 'd', { width: 100, height: 50, pad });
+  assert.ok(flat.min < 20 && flat.max > 20);
+  assert.deepEqual(flat.segments, [[[90, 20]]]);
+  assert.deepEqual(chartGeometry([{ t: 5, value: { d: 0 } }], 'd', { width: 100, height: 50 }).segments, [[[100, 25]]]);
+  // Nothing to plot.
+  assert.deepEqual(chartGeometry([], 'r', { width: 10, height: 10 }), { count: 0, min: null, max: null, t0: null, t1: null, last: null, segments: [] });
+  assert.equal(chartGeometry(pts, 'nope', { width: 10, height: 10 }).count, 0);
 });

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 
 import {
   ProtocolError,
+  Connection,
   describeError,
   sessionStatus,
   inviteLink,
@@ -93,4 +94,41 @@ test('fmtDuration shows m:ss, or h:mm:ss from an hour on, never negative', () =>
   assert.equal(fmtDuration(3_909_000), '1:05:09');
   assert.equal(fmtDuration(999), '0:00');
   assert.equal(fmtDuration(-5000), '0:00');
+});
+
+test('groupFiltersData asks with the given options, takes only the reply (not a push), and asks with fewer results when the reply is too large', async () => {
+  // A connection whose request() answers here (a real one needs WebRTC).
+  const c = Object.create(Connection.prototype);
+  const asked = [];
+  let tooLargeAbove = Infinity;
+  c.request = async (type, data, match) => {
+    asked.push({ type, data });
+    assert.equal(match({ type: 'GROUP_FILTERS_DATA', data: { filters: [], push: true } }), false);
+    assert.equal(match({ type: 'FILTERS_DATA', data: { push: false } }), false);
+    assert.equal(match({ type: 'GROUP_FILTERS_DATA', data: { filters: [], push: false } }), true);
+    if ((data.results ?? 300) > tooLargeAbove) throw new ProtocolError(413, 'INVALID_REQUEST', 'too large');
+    return { filters: [], push: false };
+  };
+  assert.deepEqual(await c.groupFiltersData(), { filters: [], push: false });
+  assert.deepEqual(asked.pop(), { type: 'GET_GROUP_FILTERS_DATA', data: { filter_id: 'all' } });
+  await c.groupFiltersData({ filterId: 'tgf', results: 10, subscribe: false });
+  assert.deepEqual(asked.pop().data, { filter_id: 'tgf', results: 10, subscribe: false });
+  // 413: half as many, until it fits.
+  asked.length = 0;
+  tooLargeAbove = 200;
+  await c.groupFiltersData({ results: 1000, subscribe: true });
+  assert.deepEqual(asked.map((a) => a.data.results), [1000, 500, 250, 125]);
+  assert.ok(asked.every((a) => a.data.subscribe === true));
+  // Not below 25 results; other errors at once.
+  asked.length = 0;
+  tooLargeAbove = 0;
+  await assert.rejects(c.groupFiltersData({ results: 100 }), (e) => e.code === 413);
+  assert.deepEqual(asked.map((a) => a.data.results), [100, 50, 25]);
+  asked.length = 0;
+  c.request = async (type, data) => {
+    asked.push(data);
+    throw new ProtocolError(409, 'NOT_CONNECTED_TO_EXPERIMENT', 'no');
+  };
+  await assert.rejects(c.groupFiltersData({ results: 1000 }), (e) => e.code === 409);
+  assert.equal(asked.length, 1);
 });

@@ -1,11 +1,20 @@
 // The live experiment view of the dashboard: a grid with every participant's processed video,
-// their state, mute and filters, live filter data; start and stop; chat, notes and live filter
-// changes (SET_FILTERS) in the side panel.
+// their state, mute and filters, live filter data; a live chart per pair of every group filter
+// under it; start and stop; chat, notes and live filter changes (SET_FILTERS) in the side panel.
 
 import { h, fill, notify, prompt, confirmDialog, fmtTime, fmtDuration, play, setPressed, copyText } from './ui.js';
 import { Connection, describeError, sessionStatus, inviteLink } from './protocol.js';
 import { filterEditor } from './editor.js';
-import { formatFilterData } from './helpers.js';
+import {
+  formatFilterData,
+  GROUP_CHART,
+  groupSignature,
+  mergeGroupData,
+  numericKeys,
+  chooseKey,
+  fmtValue,
+  chartGeometry,
+} from './helpers.js';
 
 const clone = (v) => JSON.parse(JSON.stringify(v));
 
@@ -24,6 +33,10 @@ export class LiveView {
     // pid → its whole chat as far as fetched with GET_CHAT_HISTORY (sessions carry recent chat only).
     this.history = new Map();
     this.fetching = new Set();
+    this.groups = new Map(); // group filter id → its per-pair series (helpers.mergeGroupData)
+    this.groupKeys = new Map(); // group filter id → the value key chosen to plot
+    this.groupCards = new Map(); // group filter id → {el, ..., pairs: Map(members key → figure)}
+    this.groupSig = null; // the session's group filters when last asked for (groupSignature)
     this.chatTarget = 'participants';
     this.tab = 'chat';
     this.joined = false;
@@ -78,6 +91,7 @@ export class LiveView {
       }
     }
     this.update();
+    if (this.joined) this.requestGroups();
   }
 
   /** Listens to the current connection (again, after a reconnect). */
@@ -102,6 +116,7 @@ export class LiveView {
       }),
       c.on('CHAT', (m) => this.onChat(m)),
       c.on('FILTERS_DATA', (d) => this.onFiltersData(d)),
+      c.on('GROUP_FILTERS_DATA', (d) => this.onGroupData(d)),
     ];
     for (const sub of c.subs.values()) this.onSub(sub);
     if (!this.timers.length) {
@@ -114,6 +129,7 @@ export class LiveView {
   async reattach() {
     this.joined = false;
     this.expState = null;
+    this.groupSig = null;
     this.subByPid.clear();
     await this.enter();
   }
@@ -123,6 +139,8 @@ export class LiveView {
     this.offs.forEach((f) => f());
     this.timers.forEach(clearInterval);
     this.timers = [];
+    clearTimeout(this.groupTimer);
+    this.groupTimer = null;
     for (const t of this.tiles.values()) t.video.srcObject = null;
     if (this.joined && this.conn?.state === 'connected') {
       this.conn.request('LEAVE_EXPERIMENT', {}, 'SUCCESS:LEAVE_EXPERIMENT').catch(() => {});
@@ -140,6 +158,15 @@ export class LiveView {
     this.stopBtn = h('button', { type: 'button', class: 'danger', onclick: () => this.stop() }, 'Stop experiment');
     this.grid = h('div', { class: 'grid', role: 'list', 'aria-label': 'Participants' });
     this.side = h('aside', { class: 'side', 'aria-label': 'Chat, notes and filters' });
+    this.groupStatus = h('p', { class: 'muted group-status', role: 'status' });
+    this.groupList = h('div', { class: 'group-list' });
+    this.groupPanel = h(
+      'section',
+      { class: 'group-filters', id: 'group-filters', 'aria-labelledby': 'group-filters-title', hidden: true },
+      h('h3', { id: 'group-filters-title' }, 'Group filters'),
+      this.groupStatus,
+      this.groupList,
+    );
     fill(
       this.el,
       h(
@@ -153,7 +180,7 @@ export class LiveView {
         this.startBtn,
         this.stopBtn,
       ),
-      h('div', { class: 'live-body' }, this.grid, this.side),
+      h('div', { class: 'live-body' }, h('div', { class: 'live-main' }, this.grid, this.groupPanel), this.side),
     );
     this.buildSide();
   }
@@ -308,6 +335,9 @@ export class LiveView {
     if (this.tab === 'chat') this.renderChat();
     if (this.tab === 'notes') this.renderNotes();
     if (this.tab === 'filters' && !this.filterDraft) this.loadFilterDraft();
+    // SET_GROUP_FILTERS (here or from another dashboard) changed the instances: ask again.
+    if (this.joined && this.groupSig !== null && groupSignature(s) !== this.groupSig) this.requestGroups();
+    this.renderGroups();
   }
 
   /** The server sent the session anew: its chat logs now hold every message received so far. */
@@ -479,7 +509,7 @@ export class LiveView {
     this.updateTile(pid);
   }
 
-  /** Every 2 s: stream statistics and live filter data. */
+  /** Every 2 s: stream statistics and live filter data (group filters push theirs). */
   async poll() {
     for (const [pid, sub] of this.subByPid) {
       if (!sub.pc) continue;
@@ -495,6 +525,8 @@ export class LiveView {
     }
     const s = this.session;
     if (!this.joined || !s || sessionStatus(s) === 'ended' || this.conn?.state !== 'connected') return;
+    // The group filters could not be asked for (e.g. a timeout): again, until they can.
+    if (this.groupError && !this.groupAsking) this.requestGroups();
     const names = new Map();
     for (const p of s.participants) {
       for (const f of p.video_filters) names.set(f.name, names.get(f.name) === 'audio' ? 'both' : names.get(f.name) ?? 'video');
@@ -519,6 +551,151 @@ export class LiveView {
       for (const e of [...(lists.video ?? []), ...(lists.audio ?? [])]) if (e) m.set(e.id, e.data);
       this.filterData.set(pid, m);
       this.updateTile(pid);
+    }
+  }
+
+  // ------------------------------------------------------------------ group filters
+
+  /**
+   * Asks for the group filters with their recent results and for every new result as a push
+   * (on entering, and again when the session's group filters change). The reply arrives as a
+   * GROUP_FILTERS_DATA event like the pushes (onGroupData).
+   */
+  async requestGroups() {
+    const s = this.session;
+    if (!s) return;
+    // One request at a time; a change meanwhile asks once more when it is answered.
+    if (this.groupAsking) {
+      this.groupAgain = true;
+      return;
+    }
+    this.groupAsking = true;
+    this.groupSig = groupSignature(s);
+    // Enough results to fill every pair's chart (a reply too large is asked for with fewer).
+    const n = s.participants.length;
+    const results = Math.min(1000, GROUP_CHART.maxPoints * Math.max(1, (n * (n - 1)) / 2));
+    try {
+      await this.conn.groupFiltersData({ subscribe: true, results });
+      this.groupError = null;
+    } catch (e) {
+      this.groupError = describeError(e, 'Group filter results cannot be shown');
+    }
+    this.groupAsking = false;
+    this.renderGroups();
+    if (this.groupAgain && this.joined) {
+      this.groupAgain = false;
+      this.requestGroups();
+    }
+  }
+
+  onGroupData(d) {
+    this.groups = mergeGroupData(this.groups, d);
+    this.renderGroupsSoon();
+  }
+
+  /** Pushes come in bursts (one per instance): draw once for them. */
+  renderGroupsSoon() {
+    if (this.groupTimer) return;
+    this.groupTimer = setTimeout(() => {
+      this.groupTimer = null;
+      this.renderGroups();
+    }, 100);
+  }
+
+  /** One card per instance (name, id, members), one chart per pair with its latest value. */
+  renderGroups() {
+    const panel = this.groupPanel;
+    panel.hidden = !this.groups.size && !this.groupError;
+    this.groupStatus.textContent = this.groupError ?? '';
+    this.groupStatus.hidden = !this.groupError;
+    for (const [id, card] of this.groupCards) {
+      if (!this.groups.has(id)) {
+        card.el.remove();
+        this.groupCards.delete(id);
+      }
+    }
+    for (const inst of this.groups.values()) {
+      let card = this.groupCards.get(inst.id);
+      if (!card) {
+        card = this.makeGroupCard(inst.id);
+        this.groupCards.set(inst.id, card);
+      }
+      this.groupList.append(card.el);
+      this.updateGroupCard(card, inst);
+    }
+  }
+
+  makeGroupCard(id) {
+    const selId = `group-key-${id.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+    const card = {
+      titleEl: h('h4', {}),
+      membersEl: h('p', { class: 'muted small' }),
+      keySel: h('select', {
+        id: selId,
+        onchange: () => {
+          this.groupKeys.set(id, card.keySel.value);
+          this.renderGroups();
+        },
+      }),
+      waitEl: h('p', { class: 'muted small' }, 'Waiting for the first results…'),
+      pairList: h('div', { class: 'pairs' }),
+      pairs: new Map(),
+    };
+    card.keyField = h('div', { class: 'field inline' }, h('label', { for: selId }, 'Value'), card.keySel);
+    card.el = h(
+      'article',
+      { class: 'group-filter', dataset: { id } },
+      h('div', { class: 'row' }, card.titleEl, h('span', { class: 'grow' }), card.keyField),
+      card.membersEl,
+      card.waitEl,
+      card.pairList,
+    );
+    return card;
+  }
+
+  updateGroupCard(card, inst) {
+    card.titleEl.textContent = `${inst.name} (${inst.id})`;
+    card.membersEl.textContent = `${inst.channel ? `${inst.channel}, ` : ''}over ${inst.members.map((p) => this.name(p)).join(', ') || 'nobody yet'}`;
+    card.el.dataset.name = inst.name;
+    const series = [...inst.series.entries()];
+    const keys = numericKeys(series.flatMap(([, s]) => s.points));
+    const key = chooseKey(keys, this.groupKeys.get(inst.id));
+    if (keys.join('\n') !== [...card.keySel.options].map((o) => o.value).join('\n')) {
+      fill(card.keySel, keys.map((k) => h('option', { value: k }, k)));
+    }
+    if (key) card.keySel.value = key;
+    card.keyField.hidden = keys.length < 2;
+    card.waitEl.hidden = series.length > 0;
+    for (const [k, fig] of card.pairs) {
+      if (!inst.series.has(k)) {
+        fig.el.remove();
+        card.pairs.delete(k);
+      }
+    }
+    for (const [k, s] of series) {
+      let fig = card.pairs.get(k);
+      if (!fig) {
+        fig = {
+          label: h('figcaption', {}),
+          latest: h('span', { class: 'latest' }),
+          canvas: h('canvas', { role: 'img', height: 90 }),
+        };
+        fig.el = h('figure', { class: 'pair', dataset: { members: s.members.join(',') } }, fig.canvas, fig.label);
+        card.pairs.set(k, fig);
+      }
+      card.pairList.append(fig.el);
+      const who = s.members.map((p) => this.name(p)).join(' & ');
+      const g = drawChart(fig.canvas, s.points, key);
+      fill(fig.label, h('span', { class: 'who' }, who), ' ', fig.latest);
+      fig.latest.textContent = g.count ? `${key} ${fmtValue(g.last)}` : 'no value yet';
+      fig.el.dataset.points = String(g.count);
+      fig.el.dataset.key = key ?? '';
+      fig.canvas.setAttribute(
+        'aria-label',
+        g.count
+          ? `${key} of ${who} over the last ${fmtDuration(g.t1 - g.t0)}: from ${fmtValue(g.min)} to ${fmtValue(g.max)}, now ${fmtValue(g.last)}`
+          : `No ${key ?? 'value'} of ${who} yet`,
+      );
     }
   }
 
@@ -803,4 +980,81 @@ export class LiveView {
       notify(describeError(e, 'The filters were not applied'), 'error');
     }
   }
+}
+
+/** The chart's margins inside its canvas (CSS pixels): room for the value labels. */
+const CHART_PAD = { left: 52, right: 8, top: 8, bottom: 16 };
+
+/**
+ * Draws a line chart of `key` over time into a canvas (its CSS width, `height` attribute in CSS
+ * pixels, sharp on high-density screens): the y axis labelled with the key and its range, the
+ * time axis with the experiment clock at both ends. Returns the geometry (helpers.chartGeometry).
+ */
+function drawChart(canvas, points, key) {
+  const cssW = Math.max(120, Math.round(canvas.clientWidth || 280));
+  const cssH = Number(canvas.dataset.h ?? (canvas.dataset.h = canvas.height));
+  const dpr = window.devicePixelRatio || 1;
+  if (canvas.width !== cssW * dpr || canvas.height !== cssH * dpr) {
+    canvas.width = cssW * dpr;
+    canvas.height = cssH * dpr;
+    canvas.style.height = `${cssH}px`;
+  }
+  const g = chartGeometry(points, key, { width: cssW, height: cssH, pad: CHART_PAD });
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, cssW, cssH);
+  const style = getComputedStyle(canvas);
+  const fg = style.getPropertyValue('--fg').trim() || '#1c2430';
+  const muted = style.getPropertyValue('--muted').trim() || '#5b6675';
+  const line = style.getPropertyValue('--line').trim() || '#d5dae1';
+  const accent = style.getPropertyValue('--accent').trim() || '#1f5fa8';
+  const [x0, x1, y0, y1] = [CHART_PAD.left, cssW - CHART_PAD.right, cssH - CHART_PAD.bottom, CHART_PAD.top];
+  ctx.strokeStyle = line;
+  ctx.lineWidth = 1;
+  ctx.beginPath();
+  ctx.moveTo(x0 + 0.5, y1);
+  ctx.lineTo(x0 + 0.5, y0 + 0.5);
+  ctx.lineTo(x1, y0 + 0.5);
+  ctx.stroke();
+  ctx.font = '10px system-ui, sans-serif';
+  ctx.fillStyle = muted;
+  ctx.textBaseline = 'top';
+  ctx.textAlign = 'right';
+  if (g.count) {
+    ctx.fillText(fmtValue(g.max), x0 - 4, y1);
+    ctx.textBaseline = 'bottom';
+    ctx.fillText(fmtValue(g.min), x0 - 4, y0);
+    // The experiment clock (since START) at both ends of the time axis.
+    ctx.textBaseline = 'top';
+    ctx.fillText(fmtDuration(g.t1), x1, y0 + 3);
+    ctx.textAlign = 'left';
+    if (g.t1 > g.t0) ctx.fillText(fmtDuration(g.t0), x0, y0 + 3);
+  }
+  // The y axis's name, along it.
+  ctx.save();
+  ctx.translate(8, (y0 + y1) / 2);
+  ctx.rotate(-Math.PI / 2);
+  ctx.textAlign = 'center';
+  ctx.textBaseline = 'middle';
+  ctx.fillStyle = fg;
+  ctx.fillText(key ?? '', 0, 0);
+  ctx.restore();
+  ctx.strokeStyle = accent;
+  ctx.fillStyle = accent;
+  ctx.lineWidth = 1.5;
+  ctx.lineJoin = 'round';
+  for (const seg of g.segments) {
+    ctx.beginPath();
+    seg.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+    ctx.stroke();
+    // Each result as a dot while they are few enough to tell apart (a lone one always).
+    if (g.count <= 120 || seg.length === 1) {
+      for (const [x, y] of seg) {
+        ctx.beginPath();
+        ctx.arc(x, y, 2, 0, 2 * Math.PI);
+        ctx.fill();
+      }
+    }
+  }
+  return g;
 }

@@ -331,6 +331,27 @@ export class Connection extends EventTarget {
     }
   }
 
+  /**
+   * The joined experiment's group filters with their recent results (GET_GROUP_FILTERS_DATA,
+   * an exphub addition): resolves with the reply's data {filters: [{id, name, channel,
+   * members, results: [{members, window_end_ms, value, n_samples}]}], push: false}. With
+   * `subscribe: true` every later batch of results comes as GROUP_FILTERS_DATA with `push:
+   * true`. The reply and the pushes are also "GROUP_FILTERS_DATA" events. A reply too large
+   * for the connection (413) is asked for again with half as many `results`, down to 25.
+   */
+  async groupFiltersData({ filterId = 'all', results, subscribe } = {}) {
+    for (let n = results; ; n = Math.floor(n / 2)) {
+      const data = { filter_id: filterId };
+      if (n != null) data.results = n;
+      if (subscribe != null) data.subscribe = subscribe;
+      try {
+        return await this.request('GET_GROUP_FILTERS_DATA', data, (m) => m.type === 'GROUP_FILTERS_DATA' && m.data?.push === false);
+      } catch (e) {
+        if (!(e.code === 413 && n != null && n >= 50)) throw e;
+      }
+    }
+  }
+
   _onFrame(text) {
     this._pingSince = null;
     let msg;

@@ -12,6 +12,9 @@
 //!   - `full: rtp+dec+rot+edge+enc+rtp`: the same with a `VideoChain` of ROTATION (45°/s) +
 //!     EDGE_OUTLINE between decode and encode: the worker's loop;
 //!   - `chain: rot+edge`: the chain alone on the decoded pictures (plus one frame copy);
+//!   - `decode-only: rtp+dec+MOTION_SYNC step`: a group filter member whose stream is forwarded
+//!     unprocessed: assembly, decode and MOTION_SYNC's individual step at 15 Hz, no encode (the
+//!     analysis branch's whole cost per frame);
 //!   - `copy: chain input`: that frame copy alone (the worker does not make it for one output:
 //!     subtract it from `chain: rot+edge` for the chain's own cost);
 //! - `worker VP8 640x480 (wall)`: the real `Pipeline` worker thread with ROTATION+EDGE_OUTLINE,
@@ -52,7 +55,7 @@ use exphub::media::pipeline::{Pipeline, PipelineConfig, ToForwarder};
 use exphub::media::rtp::{Format, FrameAssembler, Packetizer, RtpIn, RtpOut};
 use exphub::media::ToHub;
 use exphub_client::Media;
-use filters::{AudioFrame, Budget, FilterSpec, VideoChain, VideoFrame};
+use filters::{AudioFrame, Budget, Decimator, FilterSpec, VideoChain, VideoFrame};
 use serde_json::json;
 
 const W: usize = 640;
@@ -582,6 +585,33 @@ fn pipeline<M: Measurement>(c: &mut Criterion<M>, sources: &[Source], clock: &st
             g.bench_function(BenchmarkId::new(name, s.name), |b| b.iter(|| rig.step()));
             assert!(rig.frames_out + 2 >= rig.i, "{name}: {} frames out of {}", rig.frames_out, rig.i);
         }
+        // A group filter member whose stream is forwarded: the decode-only analysis branch
+        // (frame assembly, decode, MOTION_SYNC's individual step at its 15 Hz).
+        let info = filters::find("MOTION_SYNC").expect("MOTION_SYNC");
+        let make = info.group.and_then(|g| g.video_step).expect("a video step");
+        let mut step = make(&info.default_params()).expect("default parameters");
+        let mut decimator = Decimator::new(15.0);
+        let mut assembler = FrameAssembler::new(Format::Vp8);
+        let mut decoder = VideoDecoder::new(Format::Vp8).expect("decoder");
+        let mut picture = VideoFrame::new(2, 2);
+        let (mut i, mut seq) = (0usize, 0u16);
+        g.bench_function(BenchmarkId::new("decode-only: rtp+dec+MOTION_SYNC step", s.name), |b| {
+            b.iter(|| {
+                let k = i % s.vp8.frames.len();
+                let timestamp = (i as u32).wrapping_mul(TS_STEP);
+                let t_ms = i as f64 * 1000.0 / 30.0;
+                i += 1;
+                for (marker, payload) in &s.vp8.packets[k] {
+                    seq = seq.wrapping_add(1);
+                    let p = RtpIn { seq, timestamp, marker: *marker, payload: payload.clone(), arrival: Instant::now() };
+                    for frame in assembler.push(p) {
+                        if decoder.decode(&frame.data, &mut picture).expect("decode") && decimator.admit(t_ms) {
+                            black_box(step.step(&picture));
+                        }
+                    }
+                }
+            })
+        });
         // The chain alone on the decoded pictures (pts advancing at 30 fps).
         let mut ch = chain();
         let mut frame = VideoFrame::new(W, H);

@@ -603,7 +603,8 @@ fn pipeline<M: Measurement>(c: &mut Criterion<M>, sources: &[Source], clock: &st
                 i += 1;
                 for (marker, payload) in &s.vp8.packets[k] {
                     seq = seq.wrapping_add(1);
-                    let p = RtpIn { seq, timestamp, marker: *marker, payload: payload.clone(), arrival: Instant::now() };
+                    let p =
+                        RtpIn { seq, timestamp, marker: *marker, payload: payload.clone(), arrival: Instant::now() };
                     for frame in assembler.push(p) {
                         if decoder.decode(&frame.data, &mut picture).expect("decode") && decimator.admit(t_ms) {
                             black_box(step.step(&picture));

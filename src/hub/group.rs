@@ -300,3 +300,66 @@ impl Hub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{parse_session_str, testdata::MAIN_FORMAT_EXAMPLE};
+
+    fn filter(name: &str, id: &str, config: Value) -> Value {
+        json!({"name": name, "id": id, "channel": "video", "groupFilter": true, "config": config})
+    }
+
+    /// The example session (participants Max, Erika, Bob) with group lists set per participant.
+    fn session(lists: &[(&str, &str, Vec<Value>)]) -> Session {
+        let mut v: Value = serde_json::from_str(MAIN_FORMAT_EXAMPLE).unwrap();
+        for (i, (video_or_audio, _, list)) in lists.iter().enumerate() {
+            v["participants"][i][format!("{video_or_audio}_group_filters")] = json!(list);
+        }
+        parse_session_str(&v.to_string()).unwrap()
+    }
+
+    #[test]
+    fn instances_are_the_ids_of_the_group_lists_with_their_members_in_session_order() {
+        let ms = filter("MOTION_SYNC", "ms", json!({"window_ms": 5000}));
+        let mut sp = filter("SPEECH_SYNC", "sp", json!({}));
+        sp["channel"] = json!("audio");
+        let s = session(&[
+            ("video", "Max", vec![ms.clone()]),
+            ("audio", "Erika", vec![sp.clone()]),
+            ("video", "Bob", vec![filter("MOTION_SYNC", "ms", json!({"window_ms": 9000}))]),
+        ]);
+        let got = desired_instances(&s);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!((got[0].spec.id.as_str(), got[0].kind), ("ms", Kind::Video));
+        assert_eq!(got[0].spec.members, ["9ba5fdccde", "8e39086e83"]);
+        assert_eq!(got[0].spec.config, json!({"window_ms": 5000}), "the first member's parameters");
+        assert_eq!((got[1].spec.id.as_str(), got[1].kind), ("sp", Kind::Audio));
+        assert_eq!(got[1].spec.members, ["25a882669d"]);
+        assert!(desired_instances(&session(&[])).is_empty());
+    }
+
+    #[test]
+    fn a_members_data_is_its_latest_value_and_latest_result_per_other_member() {
+        let mut g = GroupState::default();
+        assert_eq!(member_data(&g, "ms", "a", str::to_owned), None, "nothing before any data");
+        let result = |members: &[&str], end: f64, r: f64| {
+            Arc::new(GroupResult {
+                members: members.iter().map(|m| m.to_string()).collect(),
+                window_end_ms: end,
+                value: json!({"r": r}),
+                n_samples: 10,
+            })
+        };
+        g.results.insert(
+            "ms".into(),
+            [result(&["a", "b"], 1000.0, 0.1), result(&["a", "b"], 2000.0, 0.2), result(&["b", "c"], 2000.0, 0.9)]
+                .into(),
+        );
+        g.latest.insert(("ms".into(), "a".into()), (1990.0, Some(Sample::scalar(0.5))));
+        let d = member_data(&g, "ms", "a", |o| format!("alias-{o}")).unwrap();
+        assert_eq!(d, json!({"value": [0.5], "t_ms": 1990.0, "results": {"alias-b": {"r": 0.2}}}));
+        let c = member_data(&g, "ms", "c", str::to_owned).unwrap();
+        assert_eq!(c, json!({"value": null, "t_ms": null, "results": {"b": {"r": 0.9}}}));
+    }
+}

@@ -34,6 +34,17 @@ fn events(dir: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// `exphub analyze` of the test session in `dir`: its result lines.
+fn analyze(dir: &Path) -> Vec<Value> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_exphub"))
+        .args(["analyze", SESSION, "--out", "-", "--sessions-dir"])
+        .arg(dir)
+        .output()
+        .expect("exphub analyze runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
 /// Waits for a `GROUP_FILTERS_DATA` push with a result that `want` accepts; returns it.
 async fn wait_result(c: &mut Client, timeout: Duration, want: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + timeout;
@@ -163,14 +174,7 @@ async fn group_filters_run_from_the_design_through_a_late_join_and_a_rejoin() {
     // Offline: the same instance recomputed from the recorded raw files gives the live
     // results again (same frames, same code; the pictures are flat, so a frame more or less
     // in a window changes nothing).
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_exphub"))
-        .args(["analyze", SESSION, "--out", "-", "--sessions-dir"])
-        .arg(dir.path())
-        .output()
-        .expect("exphub analyze runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let offline: Vec<Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let offline = analyze(dir.path());
     let mut compared = 0;
     for live in &results {
         let end = live["window_end_ms"].as_f64().unwrap();
@@ -257,14 +261,7 @@ async fn motion_sync_finds_who_follows_whom_live_and_offline() {
     let dir = srv.stop().await;
 
     // Offline, from the recorded raw files: the same windows give the same lags.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_exphub"))
-        .args(["analyze", SESSION, "--out", "-", "--sessions-dir"])
-        .arg(dir.path())
-        .output()
-        .expect("exphub analyze runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let offline: Vec<Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let offline = analyze(dir.path());
     let mut compared = 0;
     for l in &live {
         let end = l["window_end_ms"].as_f64();

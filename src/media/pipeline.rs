@@ -311,7 +311,8 @@ fn forward_events<'a>(group: &Group, events: impl Iterator<Item = ChainEvent> + 
 /// What differs between a video and an audio worker: the codecs, the decoded frame, the
 /// chain's budget. Everything else (control, the stale-frame rule, one copy per extra output,
 /// filter, encode, send) is [`run`], once; video's wait for a keyframe is the [`KeyframeGate`].
-trait Codec: Sized {
+/// (Also what `exphub analyze` decodes recorded files with: one place knows a medium's codecs.)
+pub(crate) trait Codec: Sized {
     const KIND: Kind;
     const BUDGET: Budget;
     /// What a chain of this medium processes: the decoded frame.

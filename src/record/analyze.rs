@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use filters::{AudioFrame, Decimator, GroupResult, VideoFrame};
+use filters::{Decimator, GroupFilter, GroupResult, Params, Sample};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -19,6 +19,7 @@ use super::{FileEntry, Manifest, EVENTS};
 use crate::media::codec::{AudioDecoder, VideoDecoder};
 use crate::media::group::{build, InstanceSpec};
 use crate::media::mux;
+use crate::media::pipeline::Codec;
 use crate::media::rtp::Format;
 
 /// One instance of a run, as logged at START (or at its last change).
@@ -106,41 +107,8 @@ pub fn recompute(
             last = last.max(t);
         };
         match inst.channel.as_str() {
-            "video" => {
-                let make = info.video_step.ok_or("no video step")?;
-                let mut step = make(&params).map_err(|e| e.to_string())?;
-                let mut frame = VideoFrame::new(2, 2);
-                for f in &mine {
-                    let format = if f.codec == "h264" { Format::H264 } else { Format::Vp8 };
-                    let mut dec = VideoDecoder::new(format).map_err(|e| e.to_string())?;
-                    mux::read_packets(&dir.join(&f.file), |ms, data| {
-                        let t = f.start_ms + ms;
-                        if let Ok(true) = dec.decode(data, &mut frame) {
-                            if decimator.admit(t) {
-                                push(t, step.step(&frame));
-                            }
-                        }
-                    })
-                    .map_err(|e| format!("{}: {e}", f.file))?;
-                }
-            }
-            _ => {
-                let make = info.audio_step.ok_or("no audio step")?;
-                let mut step = make(&params).map_err(|e| e.to_string())?;
-                let mut frame = AudioFrame::new(2, 960, 48_000);
-                for f in &mine {
-                    let mut dec = AudioDecoder::new().map_err(|e| e.to_string())?;
-                    mux::read_packets(&dir.join(&f.file), |ms, data| {
-                        let t = f.start_ms + ms;
-                        if let Ok(true) = dec.decode(data, &mut frame) {
-                            if decimator.admit(t) {
-                                push(t, step.step(&frame));
-                            }
-                        }
-                    })
-                    .map_err(|e| format!("{}: {e}", f.file))?;
-                }
-            }
+            "video" => member_values::<VideoDecoder>(dir, &mine, info, &params, &mut decimator, &mut push)?,
+            _ => member_values::<AudioDecoder>(dir, &mine, info, &params, &mut decimator, &mut push)?,
         }
         progress(done + 1, inst.spec.members.len());
     }
@@ -149,6 +117,39 @@ pub fn recompute(
         aggregation.advance(last, &mut out);
     }
     Ok(out)
+}
+
+/// One member's values from its recorded files (in time order) with the live step and
+/// decimation: `push(t_ms, value)` per analysed frame.
+fn member_values<C: Codec>(
+    dir: &Path,
+    files: &[&&FileEntry],
+    group: GroupFilter,
+    params: &Params,
+    decimator: &mut Decimator,
+    push: &mut dyn FnMut(f64, Option<Sample>),
+) -> Result<(), String> {
+    let mut step =
+        C::make_step(&group, params).ok_or("the filter has no step for this medium")?.map_err(|e| e.to_string())?;
+    let mut frame = C::blank();
+    for f in files {
+        let format = match (f.media.as_str(), f.codec.as_str()) {
+            ("audio", _) => Format::Opus,
+            (_, "h264") => Format::H264,
+            _ => Format::Vp8,
+        };
+        let mut dec = C::decoder(format).map_err(|e| e.to_string())?;
+        mux::read_packets(&dir.join(&f.file), |ms, data| {
+            let t = f.start_ms + ms;
+            if let Ok(true) = dec.decode(data, &mut frame) {
+                if decimator.admit(t) {
+                    push(t, C::step(&mut step, &frame));
+                }
+            }
+        })
+        .map_err(|e| format!("{}: {e}", f.file))?;
+    }
+    Ok(())
 }
 
 /// The default output file of a run.

@@ -3,8 +3,8 @@
 //!
 //! **Individual step** ([`VoiceActivity`]), on every decoded 20 ms block (50 Hz): the sample
 //! `[active, level]` where `level` is the block's RMS over all channels in dBFS (0 dB = a
-//! full-scale square wave, so a full-scale sine is -3 dBFS; floored at -100) and `active` (0 or
-//! 1) is an energy voice-activity decision: `level` above both `threshold_dbfs` and the noise
+//! full-scale square wave, so a full-scale sine is -3 dBFS; floored at -100) and `active` is 1
+//! or 0, an energy voice-activity decision: `level` above both `threshold_dbfs` and the noise
 //! floor plus `margin_db`. The noise floor follows the quietest blocks: it drops at once to a
 //! lower level and rises by 1 dB per second otherwise; it starts at the first block's level (so
 //! a member who speaks from the very first block is heard from their first pause on).

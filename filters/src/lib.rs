@@ -147,7 +147,7 @@ mod tests {
                 );
                 let p = f.parse_config(&f.config_json()).unwrap_or_else(|e| panic!("{}: {e}", f.name));
                 assert!(
-                    g.video_step.map_or(true, |m| m(&p).is_ok()) && g.audio_step.map_or(true, |m| m(&p).is_ok()),
+                    g.video_step.is_none_or(|m| m(&p).is_ok()) && g.audio_step.is_none_or(|m| m(&p).is_ok()),
                     "{}",
                     f.name
                 );

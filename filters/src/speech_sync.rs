@@ -3,8 +3,8 @@
 //!
 //! **Individual step** ([`VoiceActivity`]), on every decoded 20 ms block (50 Hz): the sample
 //! `[active, level]` where `level` is the block's RMS over all channels in dBFS (0 dB = a
-//! full-scale square wave, so a full-scale sine is -3 dBFS; floored at -100) and `active` (0 or
-//! 1) is an energy voice-activity decision: `level` above both `threshold_dbfs` and the noise
+//! full-scale square wave, so a full-scale sine is -3 dBFS; floored at -100) and `active` is 1
+//! or 0, an energy voice-activity decision: `level` above both `threshold_dbfs` and the noise
 //! floor plus `margin_db`. The noise floor follows the quietest blocks: it drops at once to a
 //! lower level and rises by 1 dB per second otherwise; it starts at the first block's level (so
 //! a member who speaks from the very first block is heard from their first pause on).
@@ -93,7 +93,10 @@ impl AudioStep for VoiceActivity {
             return None;
         }
         let power = s.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>() / s.len() as f64;
-        let level = if power.is_finite() { ((10.0 * power.log10()) as f32).max(FLOOR_DBFS) } else { 0.0 };
+        if !power.is_finite() {
+            return None; // a broken block says nothing about the voice
+        }
+        let level = ((10.0 * power.log10()) as f32).max(FLOOR_DBFS);
         let floor = match self.floor {
             Some(f) if f <= level => f + FLOOR_RISE_DB_PER_S * frame.frames() as f32 / frame.sample_rate() as f32,
             _ => level,
@@ -336,6 +339,7 @@ mod tests {
             assert_eq!(hum.step(&noise(0.0018, &mut rng)).unwrap().get(0), 0.0);
         }
         assert_eq!(hum.step(&AudioFrame::from_samples(2, SAMPLE_RATE, Vec::new())), None);
+        assert_eq!(hum.step(&AudioFrame::from_samples(1, SAMPLE_RATE, vec![f32::NAN; 960])), None, "not loud");
         let digital_silence = v.step(&AudioFrame::from_samples(1, SAMPLE_RATE, vec![0.0; 960])).unwrap();
         assert_eq!(digital_silence.as_slice(), &[0.0, -100.0]);
     }

@@ -314,6 +314,11 @@ try {
     const pair = card.locator('figure.pair');
     // Results come once a second per pair (a 2 s window): a few points are drawn.
     const tSet = Date.now();
+    // TEMPLATE_GF reports `difference`, and `r` once the brightness moves: plot the difference
+    // (with the value select, when there is more than one to choose from).
+    const keySel = card.locator('select');
+    await until(async () => (await keySel.locator('option[value="difference"]').count()) > 0, 'the difference among the values', { timeout: 45_000 });
+    if (await keySel.isVisible()) await keySel.selectOption('difference');
     await until(async () => Number(await pair.getAttribute('data-points')) >= 3, 'three points on the pair chart', { timeout: 45_000 });
     const tChart = Date.now();
     const caption = await pair.locator('figcaption').textContent();

@@ -98,6 +98,15 @@ try {
   let alice;
   let bob;
   const tileOf = (name) => exp.locator('article.tile', { has: exp.locator('h3', { hasText: name }) });
+  // From the session list: a new session in the editor with this title and these participants.
+  const newDesign = async (title, names) => {
+    await exp.getByRole('button', { name: 'New session' }).click();
+    await exp.getByLabel('Title').fill(title);
+    for (const _ of names) await exp.getByRole('button', { name: 'Add participant' }).click();
+    const cards = exp.locator('.participant-card');
+    for (const [i, name] of names.entries()) await cards.nth(i).getByLabel('Name').fill(name);
+    return cards;
+  };
 
   // ------------------------------------------------------------------ design
   await steps.run('experimenter logs in (a wrong password is refused readably)', async (id) => {
@@ -115,14 +124,8 @@ try {
   });
 
   await steps.run('designs a session: participants, layout by dragging, filters with parameter inputs', async (id) => {
-    await exp.getByRole('button', { name: 'New session' }).click();
-    await exp.getByLabel('Title').fill('Browser test session');
+    const cards = await newDesign('Browser test session', ['Alice', 'Bob']);
     await exp.getByLabel('Description').fill('Two participants, made by the browser test.');
-    await exp.getByRole('button', { name: 'Add participant' }).click();
-    await exp.getByRole('button', { name: 'Add participant' }).click();
-    const cards = exp.locator('.participant-card');
-    await cards.nth(0).getByLabel('Name').fill('Alice');
-    await cards.nth(1).getByLabel('Name').fill('Bob');
     // Drag Bob's box on the canvas 20 canvas units to the left and 100 down.
     const bobBox = exp.locator('.stage.designer .box', { hasText: 'Bob' });
     const xInput = cards.nth(1).getByLabel('x', { exact: true });
@@ -495,13 +498,7 @@ try {
   });
 
   await steps.run("the session editor puts a group filter into both members' group lists", async (id) => {
-    await exp.getByRole('button', { name: 'New session' }).click();
-    await exp.getByLabel('Title').fill('Group filter design');
-    await exp.getByRole('button', { name: 'Add participant' }).click();
-    await exp.getByRole('button', { name: 'Add participant' }).click();
-    const cards = exp.locator('.participant-card');
-    await cards.nth(0).getByLabel('Name').fill('Carol');
-    await cards.nth(1).getByLabel('Name').fill('Dan');
+    const cards = await newDesign('Group filter design', ['Carol', 'Dan']);
     // Group filters are offered for the session only, never in a participant's own lists.
     const section = exp.locator('.group-section');
     const offered = await section.getByLabel('Add a group filter').locator('option').allTextContents();

@@ -321,8 +321,10 @@ try {
     const tChart = Date.now();
     const caption = await pair.locator('figcaption').textContent();
     if (!/Alice & Bob|Bob & Alice/.test(caption)) throw new Error(`the pair chart is captioned ${caption}`);
-    if (!/^difference \d+(\.\d+)?(e[+-]\d+)?$/.test(await pair.locator('.latest').textContent())) throw new Error(`latest value: ${await pair.locator('.latest').textContent()}`);
-    if ((await pair.getAttribute('data-key')) !== 'difference') throw new Error(`the chart plots ${await pair.getAttribute('data-key')}`);
+    // TEMPLATE_GF reports r (plotted by default, when it is a number: the pictures vary) and difference.
+    const key = await pair.getAttribute('data-key');
+    const latest = await pair.locator('.latest').textContent();
+    if (!['r', 'difference'].includes(key) || !new RegExp(`^${key} -?\\d+(\\.\\d+)?(e[+-]\\d+)?$`).test(latest)) throw new Error(`the chart plots ${key}, latest value: ${latest}`);
     // The line is on the canvas: pixels of the accent colour.
     const inked = await pair.locator('canvas').evaluate((c) => {
       const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;

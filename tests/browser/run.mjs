@@ -514,7 +514,7 @@ try {
     const win = inst.getByLabel('Window ms');
     await win.fill('5000');
     await win.dispatchEvent('change');
-    await inst.locator('.members').scrollIntoViewIfNeeded();
+    await exp.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
     await shot(exp, id, 'group-filter-in-editor');
     await exp.getByRole('button', { name: 'Create session' }).click();
     await exp.getByRole('heading', { name: 'Edit session: Group filter design' }).waitFor({ timeout: T });

@@ -4,7 +4,7 @@
 //   design a session → invite → lobby → start → everyone sees everyone (frames decode) → chat
 //   both ways, notes → live filter data → a group filter's live chart → rejoin after a refresh → live filter change visible in
 //   the experimenter's grid (pixel check on a canvas grab) → mute → kick, join again, ban → stop
-//   → duplicate and delete; plus readable server errors and the dashboard reconnecting after
+//   → duplicate and delete → a group filter designed in the session editor; plus readable server errors and the dashboard reconnecting after
 //   the server was killed.
 //
 // Each step is one test; after a failure the rest are skipped. Screenshots of each step go to
@@ -98,6 +98,15 @@ try {
   let alice;
   let bob;
   const tileOf = (name) => exp.locator('article.tile', { has: exp.locator('h3', { hasText: name }) });
+  // From the session list: a new session in the editor with this title and these participants.
+  const newDesign = async (title, names) => {
+    await exp.getByRole('button', { name: 'New session' }).click();
+    await exp.getByLabel('Title').fill(title);
+    for (const _ of names) await exp.getByRole('button', { name: 'Add participant' }).click();
+    const cards = exp.locator('.participant-card');
+    for (const [i, name] of names.entries()) await cards.nth(i).getByLabel('Name').fill(name);
+    return cards;
+  };
 
   // ------------------------------------------------------------------ design
   await steps.run('experimenter logs in (a wrong password is refused readably)', async (id) => {
@@ -115,14 +124,8 @@ try {
   });
 
   await steps.run('designs a session: participants, layout by dragging, filters with parameter inputs', async (id) => {
-    await exp.getByRole('button', { name: 'New session' }).click();
-    await exp.getByLabel('Title').fill('Browser test session');
+    const cards = await newDesign('Browser test session', ['Alice', 'Bob']);
     await exp.getByLabel('Description').fill('Two participants, made by the browser test.');
-    await exp.getByRole('button', { name: 'Add participant' }).click();
-    await exp.getByRole('button', { name: 'Add participant' }).click();
-    const cards = exp.locator('.participant-card');
-    await cards.nth(0).getByLabel('Name').fill('Alice');
-    await cards.nth(1).getByLabel('Name').fill('Bob');
     // Drag Bob's box on the canvas 20 canvas units to the left and 100 down.
     const bobBox = exp.locator('.stage.designer .box', { hasText: 'Bob' });
     const xInput = cards.nth(1).getByLabel('x', { exact: true });
@@ -288,8 +291,8 @@ try {
   });
 
   await steps.run('group filters: TEMPLATE_GF on both participants, a live chart of the pair on the dashboard', async (id) => {
-    // SET_GROUP_FILTERS from a second experimenter connection (the session editor has no group
-    // filter lists): the dashboard hears the SESSION_CHANGE and asks for the instances again.
+    // SET_GROUP_FILTERS from a second experimenter connection while the experiment is open: the
+    // dashboard hears the SESSION_CHANGE and asks for the instances again.
     const sid = new URL(exp.url()).hash.slice('#/live/'.length);
     const tgf = { name: 'TEMPLATE_GF', id: 'tgf', channel: 'video', groupFilter: true, config: {} };
     const t0 = Date.now();
@@ -323,8 +326,10 @@ try {
     const tChart = Date.now();
     const caption = await pair.locator('figcaption').textContent();
     if (!/Alice & Bob|Bob & Alice/.test(caption)) throw new Error(`the pair chart is captioned ${caption}`);
-    if (!/^difference \d+(\.\d+)?(e[+-]\d+)?$/.test(await pair.locator('.latest').textContent())) throw new Error(`latest value: ${await pair.locator('.latest').textContent()}`);
-    if ((await pair.getAttribute('data-key')) !== 'difference') throw new Error(`the chart plots ${await pair.getAttribute('data-key')}`);
+    // TEMPLATE_GF reports r (plotted by default, when it is a number: the pictures vary) and difference.
+    const key = await pair.getAttribute('data-key');
+    const latest = await pair.locator('.latest').textContent();
+    if (!['r', 'difference'].includes(key) || !new RegExp(`^${key} -?\\d+(\\.\\d+)?(e[+-]\\d+)?$`).test(latest)) throw new Error(`the chart plots ${key}, latest value: ${latest}`);
     // The line is on the canvas: pixels of the accent colour.
     const inked = await pair.locator('canvas').evaluate((c) => {
       const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
@@ -497,6 +502,54 @@ try {
     await exp.getByRole('button', { name: 'Delete Copy of Browser test session' }).click();
     await exp.getByRole('dialog', { name: /Delete/ }).getByRole('button', { name: 'Delete' }).click();
     await until(async () => (await exp.locator('tr', { hasText: 'Copy of' }).count()) === 0, 'the copy to be gone');
+  });
+
+  await steps.run("the session editor puts a group filter into both members' group lists", async (id) => {
+    const cards = await newDesign('Group filter design', ['Carol', 'Dan']);
+    // Group filters are offered for the session only, never in a participant's own lists.
+    const section = exp.locator('.group-section');
+    const offered = await section.getByLabel('Add a group filter').locator('option').allTextContents();
+    if (!offered.includes('MOTION_SYNC') || offered.includes('ROTATION')) throw new Error(`the group filter list offers ${offered}`);
+    const own = await cards.nth(0).getByLabel('Add a video filter').locator('option').allTextContents();
+    if (own.includes('MOTION_SYNC')) throw new Error("MOTION_SYNC is offered among a participant's own video filters");
+    await section.getByLabel('Add a group filter').selectOption('MOTION_SYNC');
+    await section.getByRole('button', { name: 'Add', exact: true }).click();
+    const inst = section.locator('.group-instance[data-name="MOTION_SYNC"]');
+    for (const n of ['Carol', 'Dan']) if (!(await inst.getByLabel(n, { exact: true }).isChecked())) throw new Error(`${n} is not a member by default`);
+    const win = inst.getByLabel('Window ms');
+    await win.fill('5000');
+    await win.dispatchEvent('change');
+    await exp.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+    await shot(exp, id, 'group-filter-in-editor');
+    await exp.getByRole('button', { name: 'Create session' }).click();
+    await exp.getByRole('heading', { name: 'Edit session: Group filter design' }).waitFor({ timeout: T });
+    // The stored session, asked for on a connection of its own.
+    const sid = new URL(exp.url()).hash.slice('#/edit/'.length);
+    const stored = await exp.evaluate(
+      async ({ password, sid }) => {
+        const { Connection } = await import('/web/js/protocol.js');
+        const c = new Connection({ role: 'experimenter', password });
+        await c.connect();
+        try {
+          return await c.request('GET_SESSION', { session_id: sid }, 'SESSION');
+        } finally {
+          c.close();
+        }
+      },
+      { password, sid },
+    );
+    const [a, b] = stored.participants.map((p) => p.video_group_filters);
+    const same = a?.length === 1 && b?.length === 1 && a[0].id === b[0].id && JSON.stringify(a[0]) === JSON.stringify(b[0]);
+    if (!same || a[0].name !== 'MOTION_SYNC' || a[0].config.window_ms?.value !== 5000) throw new Error(`video_group_filters: ${JSON.stringify([a, b])}`);
+    if (stored.participants.some((p) => p.audio_group_filters.length)) throw new Error('an audio group filter was stored');
+    // The editor of the saved session shows the instance again, read from the members' lists.
+    const again = exp.locator(`.group-section .group-instance[data-id="${a[0].id}"]`);
+    if ((await again.getByLabel('Window ms').inputValue()) !== '5000') throw new Error('the saved window is not shown');
+    for (const n of ['Carol', 'Dan']) if (!(await again.getByLabel(n, { exact: true }).isChecked())) throw new Error(`${n} is not shown as a member`);
+    await exp.getByRole('button', { name: 'Back to sessions' }).first().click();
+    await exp.getByRole('button', { name: 'Delete Group filter design' }).click();
+    await exp.getByRole('dialog', { name: /Delete/ }).getByRole('button', { name: 'Delete' }).click();
+    await until(async () => (await exp.locator('tr', { hasText: 'Group filter design' }).count()) === 0, 'the design to be gone');
   });
 
   await steps.run('connection loss is shown; the dashboard reconnects when the server is back', async (id) => {

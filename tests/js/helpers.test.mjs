@@ -15,6 +15,8 @@ import {
   fmtValue,
   chartGeometry,
   membersKey,
+  groupInstancesOf,
+  applyGroupInstances,
 } from '../../web/js/helpers.js';
 import { CANVAS } from '../../web/js/protocol.js';
 
@@ -220,4 +222,51 @@ test('chartGeometry scales time left to right and values upwards inside the padd
   // Nothing to plot.
   assert.deepEqual(chartGeometry([], 'r', { width: 10, height: 10 }), { count: 0, min: null, max: null, t0: null, t1: null, last: null, segments: [] });
   assert.equal(chartGeometry(pts, 'nope', { width: 10, height: 10 }).count, 0);
+});
+
+// ------------------------------------------------------------- group filters in the editor
+
+const gf = (name, id, channel, config = {}) => ({ name, id, channel, groupFilter: true, config });
+const person = (video = [], audio = []) => ({ participant_name: 'x', video_group_filters: video, audio_group_filters: audio });
+
+test('groupInstancesOf groups the participants\' lists by id, members as indices, first seen first', () => {
+  const ms = gf('MOTION_SYNC', 'ms', 'video', { window_ms: { value: 5000 } });
+  const ss = gf('SPEECH_SYNC', 'ss', 'audio');
+  const got = groupInstancesOf([person([ms]), person([], [ss]), person([ms], [ss])]);
+  assert.deepEqual(got, [
+    { ...ms, members: [0, 2] },
+    { ...ss, members: [1, 2] },
+  ]);
+  // A copy: editing an instance leaves the session as it was.
+  got[0].config.window_ms.value = 9000;
+  assert.equal(ms.config.window_ms.value, 5000);
+  // Nothing, missing lists and malformed entries.
+  assert.deepEqual(groupInstancesOf(undefined), []);
+  assert.deepEqual(groupInstancesOf([{}, person([null, { name: 'X' }, gf('MOTION_SYNC', 7, 'video')])]), []);
+  // The same id twice in one list: one member, once.
+  assert.deepEqual(groupInstancesOf([person([ms, ms])])[0].members, [0]);
+});
+
+test('applyGroupInstances puts each instance into its channel\'s list of each member, same id and config', () => {
+  const parts = [person([gf('OLD', 'old', 'video')]), person(), person()];
+  const ms = { ...gf('MOTION_SYNC', 'ms', 'video', { step_ms: { value: 500 } }), members: [0, 2] };
+  const ss = { ...gf('SPEECH_SYNC', 'ss', 'audio'), members: [0, 1, 2] };
+  const none = { ...gf('MOTION_SYNC', 'gone', 'video'), members: [] };
+  const out = applyGroupInstances(parts, [ms, ss, none]);
+  const strip = ({ members, ...f }) => f;
+  assert.deepEqual(out.map((p) => p.video_group_filters), [[strip(ms)], [], [strip(ms)]]);
+  assert.deepEqual(out.map((p) => p.audio_group_filters), [[strip(ss)], [strip(ss)], [strip(ss)]]);
+  // Copies: the input participants keep their lists, members do not share a config object.
+  assert.equal(parts[0].video_group_filters[0].id, 'old');
+  assert.notEqual(out[0].video_group_filters[0].config, out[2].video_group_filters[0].config);
+  assert.equal(out[1].participant_name, 'x');
+});
+
+test('groupInstancesOf and applyGroupInstances are inverse on a design', () => {
+  const a = gf('MOTION_SYNC', 'a', 'video', { window_ms: { value: 4000 } });
+  const b = gf('SPEECH_SYNC', 'b', 'audio');
+  const parts = [person([a], [b]), person([a]), person([], [b])];
+  const inst = groupInstancesOf(parts);
+  assert.deepEqual(applyGroupInstances(parts, inst), parts);
+  assert.deepEqual(groupInstancesOf(applyGroupInstances(parts, inst)), inst);
 });

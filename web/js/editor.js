@@ -3,7 +3,7 @@
 
 import { h, fill, copyText, notify } from './ui.js';
 import { CANVAS, newParticipant, inviteLink, uuid4 } from './protocol.js';
-import { gridLayout, paramLabel } from './helpers.js';
+import { applyGroupInstances, gridLayout, groupInstancesOf, paramLabel } from './helpers.js';
 
 let seq = 0;
 const uid = (p) => `${p}-${++seq}`;
@@ -32,9 +32,14 @@ export class FilterCatalogue {
     return this.info.get(name)?.description ?? '';
   }
 
-  /** Filters that can run on `kind` ("video" or "audio"). */
+  /** Filters of a participant's own lists that can run on `kind` ("video" or "audio"). */
   forKind(kind) {
-    return this.all().filter((f) => f.channel === kind || f.channel === 'both');
+    return this.all().filter((f) => !f.groupFilter && (f.channel === kind || f.channel === 'both'));
+  }
+
+  /** Group filters (for the participants' group lists). */
+  groups() {
+    return this.all().filter((f) => f.groupFilter);
   }
 
   /** A new instance of a filter: a fresh id and the catalogue's defaults. */
@@ -43,6 +48,68 @@ export class FilterCatalogue {
     if (!e) throw new Error(`unknown filter ${name}`);
     return { ...clone(e), id: uuid4() };
   }
+}
+
+/**
+ * One input for parameter `key` of filter `f` (its catalogue entry `entry`, edited in place):
+ * a number input with the schema's min, max and step, or a choice list; a parameter that names
+ * another filter shows which one of `linkable` it uses. Calls onChange() after a change.
+ */
+export function paramInput(f, key, entry, { idPrefix, onChange, linkable = [] }) {
+  const id = `${idPrefix}-${f.id}-${key}`;
+  if (Array.isArray(entry?.defaultValue)) {
+    if (entry.requiresOtherFilter) {
+      const needs = entry.defaultValue[0];
+      const linked = linkable.find((g) => g.id === entry.value);
+      return h(
+        'p',
+        { class: 'param linked' },
+        `${paramLabel(key)}: uses `,
+        linked ? h('strong', {}, linked.name) : h('em', {}, `no ${needs} filter`),
+        linked ? null : ' (add one)',
+      );
+    }
+    const sel = h(
+      'select',
+      {
+        id,
+        onchange: () => {
+          entry.value = sel.value;
+          onChange?.();
+        },
+      },
+      entry.defaultValue.map((o) => h('option', { value: o, selected: o === entry.value }, o)),
+    );
+    return h('div', { class: 'param' }, h('label', { for: id }, paramLabel(key)), sel);
+  }
+  if (entry && typeof entry.min === 'number') {
+    const input = h('input', {
+      id,
+      type: 'number',
+      min: entry.min,
+      max: entry.max,
+      step: entry.step,
+      value: entry.value ?? entry.defaultValue,
+      required: true,
+      'aria-describedby': `${id}-range`,
+      onchange: () => {
+        if (!input.checkValidity() || input.value === '') {
+          input.reportValidity();
+          return;
+        }
+        entry.value = Number(input.value);
+        onChange?.();
+      },
+    });
+    return h(
+      'div',
+      { class: 'param' },
+      h('label', { for: id }, paramLabel(key)),
+      input,
+      h('small', { id: `${id}-range`, class: 'muted' }, `${entry.min} to ${entry.max}, step ${entry.step}`),
+    );
+  }
+  return h('p', { class: 'param' }, `${paramLabel(key)}: ${JSON.stringify(entry)}`);
 }
 
 /**
@@ -56,63 +123,6 @@ export function filterEditor(lists, catalogue, onChange, { idPrefix = uid('filte
     render();
     onChange?.();
   };
-
-  function paramInput(f, key, entry) {
-    const id = `${idPrefix}-${f.id}-${key}`;
-    if (Array.isArray(entry?.defaultValue)) {
-      if (entry.requiresOtherFilter) {
-        const needs = entry.defaultValue[0];
-        const linked = [...lists.video, ...lists.audio].find((g) => g.id === entry.value);
-        return h(
-          'p',
-          { class: 'param linked' },
-          `${paramLabel(key)}: uses `,
-          linked ? h('strong', {}, linked.name) : h('em', {}, `no ${needs} filter`),
-          linked ? null : ' (add one)',
-        );
-      }
-      const sel = h(
-        'select',
-        {
-          id,
-          onchange: () => {
-            entry.value = sel.value;
-            onChange?.();
-          },
-        },
-        entry.defaultValue.map((o) => h('option', { value: o, selected: o === entry.value }, o)),
-      );
-      return h('div', { class: 'param' }, h('label', { for: id }, paramLabel(key)), sel);
-    }
-    if (entry && typeof entry.min === 'number') {
-      const input = h('input', {
-        id,
-        type: 'number',
-        min: entry.min,
-        max: entry.max,
-        step: entry.step,
-        value: entry.value ?? entry.defaultValue,
-        required: true,
-        'aria-describedby': `${id}-range`,
-        onchange: () => {
-          if (!input.checkValidity() || input.value === '') {
-            input.reportValidity();
-            return;
-          }
-          entry.value = Number(input.value);
-          onChange?.();
-        },
-      });
-      return h(
-        'div',
-        { class: 'param' },
-        h('label', { for: id }, paramLabel(key)),
-        input,
-        h('small', { id: `${id}-range`, class: 'muted' }, `${entry.min} to ${entry.max}, step ${entry.step}`),
-      );
-    }
-    return h('p', { class: 'param' }, `${paramLabel(key)}: ${JSON.stringify(entry)}`);
-  }
 
   function addFilter(kind, name) {
     const f = catalogue.instantiate(name);
@@ -196,7 +206,9 @@ export function filterEditor(lists, catalogue, onChange, { idPrefix = uid('filte
                 h(
                   'div',
                   { class: 'params' },
-                  Object.entries(f.config ?? {}).map(([k, e]) => paramInput(f, k, e)),
+                  Object.entries(f.config ?? {}).map(([k, e]) =>
+                    paramInput(f, k, e, { idPrefix, onChange, linkable: [...lists.video, ...lists.audio] }),
+                  ),
                 ),
               ),
             ),
@@ -275,6 +287,107 @@ export function sessionEditor(session, { catalogue, origin, onSave, onCancel, on
     'aria-label': `Layout canvas, ${CANVAS.width} by ${CANVAS.height}. Focus a participant and use the arrow keys to move it, Shift and the arrow keys to resize it.`,
   });
   const plist = h('div', { class: 'participants' });
+  // The design's group filter instances, members as participant objects (so that removing a
+  // participant drops it); written back into the participants' group lists on save.
+  const groups = groupInstancesOf(s.participants).map((g) => ({ ...g, members: new Set(g.members.map((i) => s.participants[i])) }));
+  const groupBox = h('div', { class: 'group-editor' });
+  const gid = uid('group');
+  const pname = (p, i) => p.participant_name || `Participant ${i + 1}`;
+
+  function groupCard(g, index) {
+    const desc = catalogue.description(g.name);
+    const n = s.participants.filter((p) => g.members.has(p)).length;
+    return h(
+      'li',
+      { class: 'filter group-instance', dataset: { name: g.name, id: g.id } },
+      h(
+        'div',
+        { class: 'row' },
+        h('strong', {}, g.name),
+        h('span', { class: 'muted' }, `${g.channel}, over its members`),
+        h('span', { class: 'grow' }),
+        h(
+          'button',
+          {
+            type: 'button',
+            class: 'small',
+            'aria-label': `Remove group filter ${g.name}`,
+            onclick: () => {
+              groups.splice(index, 1);
+              renderGroups();
+            },
+          },
+          'Remove',
+        ),
+      ),
+      desc ? h('p', { class: 'muted desc' }, desc) : null,
+      h('div', { class: 'params' }, Object.entries(g.config ?? {}).map(([k, e]) => paramInput(g, k, e, { idPrefix: gid, linkable: groups }))),
+      h(
+        'fieldset',
+        { class: 'members' },
+        h('legend', {}, 'Members'),
+        s.participants.map((p, i) => {
+          const id = `${gid}-${g.id}-member-${i}`;
+          return h(
+            'div',
+            { class: 'check' },
+            h('input', {
+              id,
+              type: 'checkbox',
+              checked: g.members.has(p),
+              onchange: (e) => {
+                if (e.target.checked) g.members.add(p);
+                else g.members.delete(p);
+                renderGroups();
+              },
+            }),
+            h('label', { for: id }, pname(p, i)),
+          );
+        }),
+        n < 2 ? h('p', { class: 'muted' }, n ? 'One member: no pair to measure.' : 'No members: it is not saved.') : null,
+      ),
+    );
+  }
+
+  function renderGroups() {
+    if (readOnly) {
+      const names = (g) => s.participants.map((p, i) => (g.members.has(p) ? pname(p, i) : null)).filter(Boolean);
+      const text = groups.map((g) => `${g.name} (${names(g).join(', ')})`);
+      fill(groupBox, h('p', {}, text.join('; ') || 'None.'));
+      return;
+    }
+    const active = document.activeElement?.id;
+    const sel = h(
+      'select',
+      { id: `${gid}-add` },
+      h('option', { value: '' }, '— choose a group filter —'),
+      catalogue.groups().map((f) => h('option', { value: f.name, title: catalogue.description(f.name) }, f.name)),
+    );
+    fill(
+      groupBox,
+      groups.length ? h('ol', { class: 'filter-list' }, groups.map(groupCard)) : h('p', { class: 'muted' }, 'None.'),
+      h(
+        'div',
+        { class: 'row add-filter' },
+        h('label', { for: sel.id }, 'Add a group filter'),
+        sel,
+        h(
+          'button',
+          {
+            type: 'button',
+            onclick: () => {
+              if (!sel.value) return sel.focus();
+              // Everyone is a member at first; untick who is not.
+              groups.push({ ...catalogue.instantiate(sel.value), groupFilter: true, members: new Set(s.participants) });
+              renderGroups();
+            },
+          },
+          'Add',
+        ),
+      ),
+    );
+    if (active) document.getElementById(active)?.focus();
+  }
 
   function geometry(p) {
     const { box, inputs } = els.get(p) ?? {};
@@ -375,6 +488,7 @@ export function sessionEditor(session, { catalogue, origin, onSave, onCancel, on
       oninput: () => {
         p.participant_name = name.value;
         geometry(p);
+        renderGroups();
         heading.textContent = name.value || `Participant ${index + 1}`;
       },
     });
@@ -484,6 +598,7 @@ export function sessionEditor(session, { catalogue, origin, onSave, onCancel, on
       s.participants.length ? s.participants.map((p, i) => participantCard(p, i)) : h('p', { class: 'muted' }, 'No participants yet.'),
     );
     for (const p of s.participants) geometry(p);
+    renderGroups();
   }
 
   const addBtn = h(
@@ -537,7 +652,10 @@ export function sessionEditor(session, { catalogue, origin, onSave, onCancel, on
         s.time_limit = Math.round(Number(minutes.value || 60) * 60000);
         saveBtn.disabled = true;
         try {
-          const saved = await onSave(clone(s));
+          const out = clone(s);
+          const members = (g) => s.participants.map((p, i) => (g.members.has(p) ? i : -1)).filter((i) => i >= 0);
+          out.participants = applyGroupInstances(out.participants, groups.map((g) => ({ ...g, members: members(g) })));
+          const saved = await onSave(out);
           if (saved) root.replaceWith(sessionEditor(saved, { catalogue, origin, onSave, onCancel, onDuplicate }));
         } finally {
           saveBtn.disabled = false;
@@ -591,6 +709,17 @@ export function sessionEditor(session, { catalogue, origin, onSave, onCancel, on
         h('div', { class: 'row' }, h('h3', { id: 'participants-title' }, 'Participants'), h('span', { class: 'grow' }), readOnly ? null : addBtn),
         plist,
       ),
+    ),
+    h(
+      'section',
+      { class: 'group-section', 'aria-labelledby': 'editor-groups-title' },
+      h('h3', { id: 'editor-groups-title' }, 'Group filters'),
+      h(
+        'p',
+        { class: 'muted' },
+        'Measure several participants together (e.g. movement synchrony per pair), from the moment the experiment is opened; the live view charts the results.',
+      ),
+      groupBox,
     ),
     readOnly ? null : h('div', { class: 'row end sticky-actions' }, h('button', { type: 'button', onclick: () => onCancel() }, 'Cancel'), saveBtn),
   );

@@ -197,3 +197,59 @@ export function chartGeometry(points, key, { width, height, pad = { left: 0, rig
   }
   return { count: vals.length, min, max, t0, t1, last, segments };
 }
+
+// ------------------------------------------------------------- group filters in the editor
+
+/** The participant's list that holds group filter instances of `channel`. */
+const groupListKey = (channel) => (channel === 'audio' ? 'audio_group_filters' : 'video_group_filters');
+
+/**
+ * The group filter instances a design holds, read from the participants' `video_group_filters`
+ * and `audio_group_filters`: one per id, in the order first seen, as a filter
+ * `{name, id, channel, groupFilter: true, config}` (a copy of its first occurrence) plus
+ * `members`, the indices in `participants` of those whose lists hold it. Entries without a
+ * string id are skipped.
+ */
+export function groupInstancesOf(participants) {
+  const byId = new Map();
+  (participants ?? []).forEach((p, index) => {
+    for (const channel of ['video', 'audio']) {
+      for (const f of p?.[groupListKey(channel)] ?? []) {
+        if (!f || typeof f.id !== 'string') continue;
+        let inst = byId.get(f.id);
+        if (!inst) {
+          inst = {
+            name: f.name,
+            id: f.id,
+            channel: f.channel === 'audio' || f.channel === 'video' ? f.channel : channel,
+            groupFilter: true,
+            config: structuredClone(f.config ?? {}),
+            members: [],
+          };
+          byId.set(f.id, inst);
+        }
+        if (!inst.members.includes(index)) inst.members.push(index);
+      }
+    }
+  });
+  return [...byId.values()];
+}
+
+/**
+ * The participants with their group filter lists rewritten from `instances` (as
+ * groupInstancesOf gives them: `members` are indices in `participants`): each participant's
+ * `video_group_filters` / `audio_group_filters` holds, in instance order, every instance of
+ * that channel it is a member of, each with the same id and a copy of the same config. Returns
+ * copies; `participants` is left as it was. An instance without members ends up nowhere.
+ */
+export function applyGroupInstances(participants, instances) {
+  return participants.map((p, index) => {
+    const out = { ...p, video_group_filters: [], audio_group_filters: [] };
+    for (const inst of instances) {
+      if (!inst.members.includes(index)) continue;
+      const { name, id, channel, config } = inst;
+      out[groupListKey(channel)].push({ name, id, channel, groupFilter: true, config: structuredClone(config ?? {}) });
+    }
+    return out;
+  });
+}

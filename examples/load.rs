@@ -313,12 +313,19 @@ impl Probe {
         self.sent[(publisher * 2 + kind_idx(s.kind)) * 65536 + s.seq as usize].store(ns, Ordering::Relaxed);
     }
 
-    /// The publisher index of a received packet; no allocation.
+    /// The publisher index of a received packet; no allocation. Participants see the other
+    /// seats under aliases, so a summary is known by its participant name (`P<i>`) first.
     fn publisher_of(&self, receiver: usize, o: &Origin) -> Option<usize> {
         let id = match o {
             Origin::Echo => return (receiver < self.n).then_some(receiver),
             Origin::Sub { summary: Value::String(s), .. } => s.as_str(),
-            Origin::Sub { summary, .. } => summary.get("id")?.as_str()?,
+            Origin::Sub { summary, .. } => {
+                let named = summary.get("participant_name").and_then(Value::as_str).and_then(|n| n.strip_prefix('P'));
+                if let Some(i) = named.and_then(|i| i.parse::<usize>().ok()).filter(|i| *i < self.n) {
+                    return Some(i);
+                }
+                summary.get("id")?.as_str()?
+            }
         };
         self.ids.iter().position(|x| x == id)
     }

@@ -14,7 +14,7 @@ use crate::peer;
 use crate::protocol::outgoing::{FilterData, ParticipantFiltersData};
 use crate::protocol::{self, text, ClientRequest, ErrorType, FilterChannel, MessageType as T, SuccessType, WireError};
 use crate::session::journal::Change;
-use crate::session::model::{ChatMessage, FilterDict};
+use crate::session::model::{ChatMessage, FilterDict, Participant};
 use crate::session::{self, ParticipantId, Session, SessionId};
 
 type Res = Result<(), WireError>;
@@ -34,6 +34,17 @@ const PARTICIPANT_MAY_SEND: &[T] = &[
 
 fn success(t: SuccessType, description: &str) -> String {
     protocol::success_message(t, description)
+}
+
+/// The list of a participant's filters that `GET_FILTERS_DATA` looks in: its own filters of
+/// `kind`, or its group filters of `kind`.
+fn filter_list(p: &Participant, group: bool, kind: Kind) -> &[FilterDict] {
+    match (group, kind) {
+        (false, Kind::Video) => &p.video_filters,
+        (false, Kind::Audio) => &p.audio_filters,
+        (true, Kind::Video) => &p.video_group_filters,
+        (true, Kind::Audio) => &p.audio_group_filters,
+    }
 }
 
 fn to_peer_candidate(c: protocol::IceCandidate) -> peer::IceCandidate {
@@ -784,56 +795,34 @@ impl Hub {
         let mut out = serde_json::Map::new();
         let (Some(exp), Some(session)) = (self.experiments.get(sid), self.sessions.get(sid)) else { return Ok(out) };
         let name = protocol::canonical_filter_name(filter_name);
-        // The last value each matching instance reported (`null` until it reports).
-        let pick = |pid: &ParticipantId, kind: Kind, list: &[FilterDict]| -> Vec<Option<FilterData>> {
-            let reports = exp.media.get(pid).map(|m| &m.reports);
-            list.iter()
-                .filter(|f| {
-                    protocol::canonical_filter_name(&f.name) == name && (filter_id == "all" || f.id == filter_id)
-                })
-                .map(|f| {
-                    reports
-                        .and_then(|r| r.get(&(kind, f.id.clone())))
-                        .map(|data| FilterData { id: f.id.clone(), data: data.clone() })
-                })
-                .collect()
-        };
-        // A group filter's data: each member's latest value and latest result with each other
-        // member (keyed as the caller sees the others).
         let group = filters::find(name).is_some_and(|f| f.is_group());
-        let group_pick = |pid: &str, list: &[FilterDict]| -> Vec<Option<FilterData>> {
-            let viewer = only.map(|o| self.aliases.viewer(session, o));
-            list.iter()
-                .filter(|f| {
-                    protocol::canonical_filter_name(&f.name) == name && (filter_id == "all" || f.id == filter_id)
-                })
-                .map(|f| {
-                    let data = group::member_data(&exp.group, &f.id, pid, |other| match &viewer {
-                        Some(v) => v.show(other),
-                        None => other.to_owned(),
-                    })?;
-                    Some(FilterData { id: f.id.clone(), data })
-                })
-                .collect()
-        };
-        let lists = |p: &crate::session::model::Participant, kind: Kind| -> Vec<Option<FilterData>> {
-            match (group, kind) {
-                (false, Kind::Video) => pick(&p.id, kind, &p.video_filters),
-                (false, Kind::Audio) => pick(&p.id, kind, &p.audio_filters),
-                (true, Kind::Video) => group_pick(p.id.as_str(), &p.video_group_filters),
-                (true, Kind::Audio) => group_pick(p.id.as_str(), &p.audio_group_filters),
+        let viewer = only.map(|o| self.aliases.viewer(session, o));
+        let named = |f: &FilterDict| protocol::canonical_filter_name(&f.name) == name;
+        // An instance's data: the last value it reported (`null` until it reports); of a group
+        // filter, the member's latest value and latest result with each other member (keyed as
+        // the caller sees the others).
+        let data = |pid: &ParticipantId, kind: Kind, f: &FilterDict| -> Option<Value> {
+            if group {
+                let show = |other: &str| viewer.as_ref().map_or_else(|| other.to_owned(), |v| v.show(other));
+                group::member_data(&exp.group, &f.id, pid.as_str(), show)
+            } else {
+                exp.media.get(pid).and_then(|m| m.reports.get(&(kind, f.id.clone()))).cloned()
             }
+        };
+        let pick = |p: &Participant, kind: Kind| -> Vec<Option<FilterData>> {
+            filter_list(p, group, kind)
+                .iter()
+                .filter(|f| named(f) && (filter_id == "all" || f.id == filter_id))
+                .map(|f| data(&p.id, kind, f).map(|data| FilterData { id: f.id.clone(), data }))
+                .collect()
         };
         let seats: Vec<&ParticipantId> = exp.participants.keys().filter(|p| only.is_none_or(|o| o == *p)).collect();
         // A specific id must name a filter of that name somewhere (SynthARium: 404).
         if filter_id != "all" {
             let known = seats.iter().filter_map(|p| session.participant(*p)).any(|p| {
-                let hit = |f: &FilterDict| f.id == filter_id && protocol::canonical_filter_name(&f.name) == name;
-                if group {
-                    p.video_group_filters.iter().chain(&p.audio_group_filters).any(hit)
-                } else {
-                    p.video_filters.iter().chain(&p.audio_filters).any(hit)
-                }
+                [Kind::Video, Kind::Audio]
+                    .into_iter()
+                    .any(|k| filter_list(p, group, k).iter().any(|f| named(f) && f.id == filter_id))
             });
             if !known {
                 return Err(errors::unknown_filter_id(filter_id));
@@ -843,12 +832,12 @@ impl Hub {
             let Some(p) = session.participant(pid) else { continue };
             let entry = ParticipantFiltersData {
                 video: if matches!(channel, FilterChannel::Video | FilterChannel::Both) {
-                    lists(p, Kind::Video)
+                    pick(p, Kind::Video)
                 } else {
                     vec![]
                 },
                 audio: if matches!(channel, FilterChannel::Audio | FilterChannel::Both) {
-                    lists(p, Kind::Audio)
+                    pick(p, Kind::Audio)
                 } else {
                     vec![]
                 },

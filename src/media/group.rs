@@ -19,7 +19,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use filters::{Aggregation, GroupResult, Sample};
+use filters::{Aggregation, GroupFilter, GroupResult, Params, Sample};
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -147,14 +147,35 @@ struct Instance {
     late_reported: u64,
 }
 
+/// A group filter instance's registered filter and validated parameters: what its aggregation,
+/// its members' steps and `exphub analyze` are all built from.
+pub struct Resolved {
+    pub name: &'static str,
+    pub group: GroupFilter,
+    pub params: Params,
+}
+
+impl Resolved {
+    /// The registered group filter `name` with its stored `config` validated.
+    pub fn new(name: &str, config: &Value) -> Result<Self, String> {
+        let info = filters::find(name).ok_or_else(|| format!("unknown filter {name:?}"))?;
+        let group = info.group.ok_or_else(|| format!("{} is not a group filter", info.name))?;
+        let params = info.parse_config(config).map_err(|e| format!("{}: {e}", info.name))?;
+        Ok(Self { name: info.name, group, params })
+    }
+
+    /// The aggregation over `members`.
+    pub fn aggregation(&self, members: &[String]) -> Result<Aggregation, String> {
+        let mut aggregation = Aggregation::new(&self.group, &self.params).map_err(|e| format!("{}: {e}", self.name))?;
+        aggregation.set_members(members);
+        Ok(aggregation)
+    }
+}
+
 /// Builds an instance of a registered group filter from its stored config.
 pub fn build(spec: &InstanceSpec) -> Result<(&'static str, Aggregation), String> {
-    let info = filters::find(&spec.name).ok_or_else(|| format!("unknown filter {:?}", spec.name))?;
-    let group = info.group.as_ref().ok_or_else(|| format!("{} is not a group filter", info.name))?;
-    let params = info.parse_config(&spec.config).map_err(|e| format!("{}: {e}", info.name))?;
-    let mut aggregation = Aggregation::new(group, &params).map_err(|e| format!("{}: {e}", info.name))?;
-    aggregation.set_members(&spec.members);
-    Ok((info.name, aggregation))
+    let r = Resolved::new(&spec.name, &spec.config)?;
+    Ok((r.name, r.aggregation(&spec.members)?))
 }
 
 fn run(rx: Receiver<In>, to_hub: UnboundedSender<GroupEvent>) {

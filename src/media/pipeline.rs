@@ -32,7 +32,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::clock::Clock;
 use super::codec::{self, AudioDecoder, AudioEncoder, Encoded, VideoDecoder, VideoEncoder, VideoSettings};
-use super::group::GroupSink;
+use super::group::{GroupSink, Resolved};
 use super::rtp::{self, Format, FrameAssembler, Packetizer, RtpIn, RtpOut};
 use super::{Kind, ToHub};
 use crate::metrics::METRICS;
@@ -514,17 +514,13 @@ impl Analysers {
 /// The step (and its analysis rate) of a group filter instance on a medium; `Ok(None)` when the
 /// filter has no step for it.
 fn build_step<C: Codec>(spec: &FilterSpec) -> Result<Option<(Step, f64)>, String> {
-    let info = filters::find(&spec.name).ok_or_else(|| format!("unknown group filter {:?}", spec.name))?;
-    let group = info.group.as_ref().ok_or_else(|| format!("{} is not a group filter", info.name))?;
-    let params = info.parse_config(&spec.config).map_err(|e| format!("{} ({}): {e}", info.name, spec.id))?;
-    let rate = filters::Aggregation::new(group, &params)
-        .map_err(|e| format!("{} ({}): {e}", info.name, spec.id))?
-        .windowing()
-        .rate_hz;
-    match C::make_step(group, &params) {
+    let in_instance = |e: String| format!("{e} (instance {})", spec.id);
+    let r = Resolved::new(&spec.name, &spec.config).map_err(in_instance)?;
+    let rate = r.aggregation(&[]).map_err(in_instance)?.windowing().rate_hz;
+    match C::make_step(&r.group, &r.params) {
         None => Ok(None),
         Some(Ok(step)) => Ok(Some((step, rate))),
-        Some(Err(e)) => Err(format!("{} ({}): {e}", info.name, spec.id)),
+        Some(Err(e)) => Err(in_instance(format!("{}: {e}", r.name))),
     }
 }
 

@@ -11,13 +11,13 @@
 
 use std::path::{Path, PathBuf};
 
-use filters::{Decimator, GroupFilter, GroupResult, Params, Sample};
+use filters::{Decimator, GroupResult, Sample};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::{FileEntry, Manifest, EVENTS};
 use crate::media::codec::{AudioDecoder, VideoDecoder};
-use crate::media::group::{build, InstanceSpec};
+use crate::media::group::{InstanceSpec, Resolved};
 use crate::media::mux;
 use crate::media::pipeline::Codec;
 use crate::media::rtp::Format;
@@ -84,12 +84,8 @@ pub fn recompute(
     inst: &LoggedInstance,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<GroupResult>, String> {
-    let (_, mut aggregation) = build(&inst.spec)?;
-    let info = filters::find(&inst.spec.name).and_then(|i| i.group).ok_or("not a group filter")?;
-    let params = filters::find(&inst.spec.name)
-        .ok_or("unknown filter")?
-        .parse_config(&inst.spec.config)
-        .map_err(|e| e.to_string())?;
+    let resolved = Resolved::new(&inst.spec.name, &inst.spec.config)?;
+    let mut aggregation = resolved.aggregation(&inst.spec.members)?;
     let rate = aggregation.windowing().rate_hz;
     let files: Vec<&FileEntry> = manifest
         .files
@@ -107,8 +103,8 @@ pub fn recompute(
             last = last.max(t);
         };
         match inst.channel.as_str() {
-            "video" => member_values::<VideoDecoder>(dir, &mine, info, &params, &mut decimator, &mut push)?,
-            _ => member_values::<AudioDecoder>(dir, &mine, info, &params, &mut decimator, &mut push)?,
+            "video" => member_values::<VideoDecoder>(dir, &mine, &resolved, &mut decimator, &mut push)?,
+            _ => member_values::<AudioDecoder>(dir, &mine, &resolved, &mut decimator, &mut push)?,
         }
         progress(done + 1, inst.spec.members.len());
     }
@@ -124,13 +120,13 @@ pub fn recompute(
 fn member_values<C: Codec>(
     dir: &Path,
     files: &[&&FileEntry],
-    group: GroupFilter,
-    params: &Params,
+    resolved: &Resolved,
     decimator: &mut Decimator,
     push: &mut dyn FnMut(f64, Option<Sample>),
 ) -> Result<(), String> {
-    let mut step =
-        C::make_step(&group, params).ok_or("the filter has no step for this medium")?.map_err(|e| e.to_string())?;
+    let mut step = C::make_step(&resolved.group, &resolved.params)
+        .ok_or("the filter has no step for this medium")?
+        .map_err(|e| e.to_string())?;
     let mut frame = C::blank();
     for f in files {
         let format = match (f.media.as_str(), f.codec.as_str()) {

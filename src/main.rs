@@ -1,7 +1,7 @@
 //! The `exphub` command: `exphub [serve]`, `exphub sessions validate [DIR]`,
 //! `exphub export SESSION_ID` and `exphub analyze SESSION_ID`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -53,18 +53,7 @@ fn export(session_id: &str, out: Option<std::path::PathBuf>, dir: Option<std::pa
         eprintln!("exphub: warning: no session file for {session_id:?}; archiving the recordings alone");
     }
     let out = out.unwrap_or_else(|| format!("{session_id}.tar").into());
-    let result = if out.as_os_str() == "-" {
-        exphub::record::export::write_archive(&files, std::io::stdout().lock())
-    } else {
-        // Written beside the target and renamed: a half-written archive never has the name.
-        let tmp = out.with_extension("tar.partial");
-        std::fs::File::create(&tmp)
-            .and_then(|f| exphub::record::export::write_archive(&files, std::io::BufWriter::new(f)))
-            .and_then(|()| std::fs::rename(&tmp, &out))
-            .inspect_err(|_| {
-                let _ = std::fs::remove_file(&tmp);
-            })
-    };
+    let result = write_out(&out, "tar.partial", |w| exphub::record::export::write_archive(&files, w));
     match result {
         Ok(()) => {
             if out.as_os_str() != "-" {
@@ -138,13 +127,7 @@ fn analyze(session_id: &str, run: Option<u32>, out: Option<PathBuf>, dir: Option
     }
     let text = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
     let out = out.unwrap_or_else(|| analyze::default_out(&dir, run));
-    let written = if out.as_os_str() == "-" {
-        use std::io::Write;
-        std::io::stdout().lock().write_all(text.as_bytes())
-    } else {
-        let tmp = out.with_extension("partial");
-        std::fs::write(&tmp, &text).and_then(|()| std::fs::rename(&tmp, &out))
-    };
+    let written = write_out(&out, "partial", |w| w.write_all(text.as_bytes()));
     match written {
         Ok(()) => {
             if out.as_os_str() != "-" {
@@ -157,6 +140,30 @@ fn analyze(session_id: &str, run: Option<u32>, out: Option<PathBuf>, dir: Option
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes a command's output to standard output (`-`) or to `out`: into a file beside it with the
+/// extension `partial_ext`, renamed when complete, so a half-written output never has the name
+/// (and is removed on failure).
+fn write_out(
+    out: &Path,
+    partial_ext: &str,
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    if out.as_os_str() == "-" {
+        return write(&mut std::io::stdout().lock());
+    }
+    let tmp = out.with_extension(partial_ext);
+    std::fs::File::create(&tmp)
+        .and_then(|f| {
+            let mut w = std::io::BufWriter::new(f);
+            write(&mut w)?;
+            w.into_inner().map_err(|e| e.into_error()).map(drop)
+        })
+        .and_then(|()| std::fs::rename(&tmp, out))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

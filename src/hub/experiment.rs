@@ -69,6 +69,12 @@ pub enum ChatSender {
 }
 
 impl Experiment {
+    /// Where the members' group-filter values go and the clock zero they count from: `None`
+    /// while the experiment has no group filter aggregator.
+    pub fn group_target(&self) -> Option<(crate::media::group::GroupSink, std::time::Instant)> {
+        self.group.worker.as_ref().map(|w| (w.sink(), self.clock_zero))
+    }
+
     pub fn new() -> Self {
         Self {
             state: ExperimentState::Waiting,

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::errors;
-use super::experiment::SeatMedia;
+use super::experiment::{Experiment, SeatMedia};
 use super::{now_ms, ConnId, Hub, Input};
 use std::sync::Arc;
 
@@ -78,12 +78,12 @@ fn group_of(list: Vec<FilterSpec>, main: &[FilterSpec]) -> Option<(Arc<str>, Vec
 pub fn desired_config(
     session: &Session,
     p: &Participant,
-    group: Option<(&GroupSink, Instant)>,
+    group: Option<&(GroupSink, Instant)>,
 ) -> (PipelineConfig, PipelineConfig) {
     let analysis = |list: &[FilterDict]| {
         group.filter(|_| !list.is_empty()).map(|(sink, t0)| Analysis {
             member: Arc::from(p.id.as_str()),
-            t0,
+            t0: *t0,
             instances: specs(list, false, ""),
             sink: sink.clone(),
         })
@@ -188,11 +188,8 @@ impl Hub {
             // Configured from the session before anything else reaches it.
             if let Some(session) = self.sessions.get(sid) {
                 if let Some(p) = session.participant(pid) {
-                    let group = self
-                        .experiments
-                        .get(sid)
-                        .and_then(|e| e.group.worker.as_ref().map(|w| (w.sink(), e.clock_zero)));
-                    let (v, a) = desired_config(session, p, group.as_ref().map(|(s, t)| (s, *t)));
+                    let group = self.experiments.get(sid).and_then(Experiment::group_target);
+                    let (v, a) = desired_config(session, p, group.as_ref());
                     media.video.configure(v);
                     media.audio.configure(a);
                 }
@@ -208,10 +205,10 @@ impl Hub {
     /// and moves each viewer's sinks to the group (main or branch) it should now get.
     pub(crate) fn apply_media(&mut self, sid: &SessionId, pid: Option<&ParticipantId>) {
         let (Some(session), Some(exp)) = (self.sessions.get(sid), self.experiments.get(sid)) else { return };
-        let group = exp.group.worker.as_ref().map(|w| (w.sink(), exp.clock_zero));
+        let group = exp.group_target();
         for p in session.participants.iter().filter(|p| pid.is_none_or(|x| x == p.id)) {
             if let Some(m) = exp.media.get(&p.id) {
-                let (v, a) = desired_config(session, p, group.as_ref().map(|(s, t)| (s, *t)));
+                let (v, a) = desired_config(session, p, group.as_ref());
                 m.video.configure(v);
                 m.audio.configure(a);
             }

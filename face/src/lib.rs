@@ -1,0 +1,2 @@
+//! Face analysis for exphub (work in progress).
+pub mod ffi;

@@ -43,6 +43,11 @@ pub mod group {
 pub mod sync {
     pub use crate::api::sync::*;
 }
+/// OASIS, SynthARium's synchrony score of two smile series (`SYNC_SCORE_GF`'s aggregate):
+/// symbolic words of the series, offset-adjusted similarity, both directions.
+pub mod oasis {
+    pub use crate::api::oasis::*;
+}
 pub mod testing;
 
 pub use api::context::{FilterContext, PingRequest, Reported, Target};

@@ -6,6 +6,7 @@ pub mod draw;
 pub mod filter;
 pub mod frame;
 pub mod group;
+pub mod oasis;
 pub mod params;
 pub mod simd;
 pub mod sync;

@@ -322,7 +322,7 @@ impl Series {
     }
 
     /// Component `c` on the grid `first + j * dt` (`j < n`) into `out`: at each grid point the
-    /// sample at that time, or linear interpolation between its neighbours when both are
+    /// sample at that time (within 1 µs either side), or linear interpolation between its neighbours when both are
     /// present and at most `max_gap` apart; else `NaN`. One walk through the points (the grid
     /// rises), so a window costs its points plus the series' length.
     fn resample(&self, c: usize, first: f64, dt: f64, n: usize, max_gap: f64, out: &mut Vec<f32>) {
@@ -333,10 +333,12 @@ impl Series {
             while self.points.get(i).is_some_and(|(t, _)| *t < g) {
                 i += 1;
             }
-            let right = self.points.get(i);
-            let v = match (i.checked_sub(1).and_then(|l| self.points.get(l)), right) {
-                (_, Some((t, v))) if (*t - g).abs() < 1e-6 => v.map_or(f32::NAN, |s| s.get(c)),
-                (Some((ta, Some(a))), Some((tb, Some(b)))) if tb - ta <= max_gap => {
+            let (left, right) = (i.checked_sub(1).and_then(|l| self.points.get(l)), self.points.get(i));
+            // A sample within a microsecond of the grid point, on either side, is its value.
+            let near = |p: &&(f64, Option<Sample>)| (p.0 - g).abs() < 1e-6;
+            let v = match (right.filter(near).or(left.filter(near)), left, right) {
+                (Some((_, v)), _, _) => v.map_or(f32::NAN, |s| s.get(c)),
+                (None, Some((ta, Some(a))), Some((tb, Some(b)))) if tb - ta <= max_gap => {
                     let w = ((g - ta) / (tb - ta)) as f32;
                     a.get(c) + (b.get(c) - a.get(c)) * w
                 }
@@ -554,6 +556,25 @@ mod tests {
         // Only 2000 itself: 1100..=1900 lie in a 1000 ms gap, so the window has too few points.
         assert_eq!(at(2000.0), None);
         assert_eq!(at(3000.0), Some(9), "2500 is missing: no interpolation across a None");
+    }
+
+    /// Grid times are sums of floating-point steps, so a grid point can lie a hair after the
+    /// sample taken at that time: it is that sample, whether or not a later one is in yet (a
+    /// window evaluated right at its end, a face lost just after).
+    #[test]
+    fn a_sample_a_hair_before_a_grid_point_is_its_value() {
+        let mut a = Aggregation::new(&mean_group(), &params()).unwrap();
+        a.set_members(&["a".into(), "b".into()]);
+        for k in 0..=10 {
+            let t = k as f64 * 100.0 - 1e-9;
+            a.push("a", t, Some(Sample::scalar(1.0)));
+            a.push("b", t, Some(Sample::scalar(1.0)));
+        }
+        a.push("b", 1100.0, None);
+        let mut out = Vec::new();
+        a.advance(1000.0, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].n_samples, 10, "grid 100..=1000, every point a sample");
     }
 
     /// An aggregator whose windowing comes from its parameters (here: a step of 0 ms).

@@ -78,6 +78,7 @@ pub mod ping;
 pub mod rotation;
 pub mod speaking_time;
 pub mod speech_sync;
+pub mod sync_score;
 pub mod template;
 pub mod template_gf;
 

@@ -7,7 +7,8 @@
 //! Group filters: `group step` times each group filter's individual step (per 640x480 frame or
 //! 20 ms block); `group aggregation 8 members` times one step of `Aggregation` (pushing every
 //! member's values for one step interval, then `advance`) for 8 members (28 pairs) with full
-//! windows at the default parameters. Share of a core = time per step / the step interval.
+//! windows at the default parameters (SYNC_SCORE_GF: its aggregator, one OASIS score per pair
+//! every 66.7 ms). Share of a core = time per step / the step interval.
 //!
 //! Run briefly with `cargo bench -p filters -- --warm-up-time 1 --measurement-time 2`.
 //! Each iteration processes a fresh copy of a gradient frame (the copy is not timed), with
@@ -208,10 +209,18 @@ fn group_steps(c: &mut Criterion) {
 /// capture-time jitter), then advance.
 fn group_aggregation(c: &mut Criterion) {
     let mut g = c.benchmark_group("group aggregation 8 members");
-    for name in ["MOTION_SYNC", "SPEECH_SYNC"] {
-        let info = filters::find(name).expect("registered");
-        let mut agg = filters::Aggregation::new(&info.group.expect("a group filter"), &info.default_params())
-            .expect("defaults build");
+    // SYNC_SCORE_GF's aggregator alone (its step needs the server's face analysis).
+    let sync_score = filters::GroupFilter {
+        video_step: None,
+        audio_step: None,
+        aggregator: filters::aggregator::<filters::sync_score::SyncScore>,
+    };
+    for name in ["MOTION_SYNC", "SPEECH_SYNC", "SYNC_SCORE_GF"] {
+        let (group, params) = match filters::find(name) {
+            Some(info) => (info.group.expect("a group filter"), info.default_params()),
+            None => (sync_score, filters::Params::defaults(&[])),
+        };
+        let mut agg = filters::Aggregation::new(&group, &params).expect("defaults build");
         let members: Vec<String> = (0..8).map(|m| format!("m{m}")).collect();
         agg.set_members(&members);
         let w = *agg.windowing();
@@ -223,7 +232,11 @@ fn group_aggregation(c: &mut Criterion) {
             while *t < until {
                 for m in &members {
                     let v = [(rng.uniform() < 0.3) as u8 as f32, rng.range(-60.0, -10.0) as f32];
-                    let v = if name == "MOTION_SYNC" { Sample::scalar(rng.uniform() as f32) } else { Sample::new(&v) };
+                    let v = match name {
+                        "MOTION_SYNC" => Sample::scalar(rng.uniform() as f32),
+                        "SYNC_SCORE_GF" => Sample::scalar(rng.range(0.0, 5.0) as f32),
+                        _ => Sample::new(&v),
+                    };
                     agg.push(m, *t + rng.range(0.0, 2.0), Some(v));
                 }
                 *t += dt;
@@ -234,7 +247,7 @@ fn group_aggregation(c: &mut Criterion) {
         push_until(&mut agg, end, &mut t, &mut rng);
         agg.advance(end - w.step_ms, &mut out);
         out.clear();
-        g.bench_function(BenchmarkId::new(name, format!("step {} ms", w.step_ms)), |b| {
+        g.bench_function(BenchmarkId::new(name, format!("step {} ms", (w.step_ms * 10.0).round() / 10.0)), |b| {
             b.iter(|| {
                 push_until(&mut agg, end + w.step_ms, &mut t, &mut rng);
                 agg.advance(end, &mut out);

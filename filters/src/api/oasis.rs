@@ -184,11 +184,17 @@ pub fn directions(a: &[f64], b: &[f64], p: &OasisParams) -> Option<(f64, f64)> {
         return None;
     }
     let (a, b) = (normalise(a), normalise(b));
+    // Finite values whose range overflows normalise to NaN: no score.
+    if !finite(&a) || !finite(&b) {
+        return None;
+    }
     let both: Vec<f64> = a.iter().chain(&b).copied().collect();
     let words = bag_of_words(&both, p);
     // A's words: windows inside A; B's: windows starting at B's first sample.
-    let split =
-        |from: usize, to: usize| Words { word: p.word, letters: words.letters[from * p.word..to * p.word].to_vec() };
+    let split = |from: usize, to: usize| Words {
+        word: p.word,
+        letters: words.letters.get(from * p.word..to * p.word).unwrap_or_default().to_vec(),
+    };
     let (words_a, words_b) = (split(0, a.len() + 1 - p.window), split(a.len(), words.len()));
     let first = |w: &Words| w.get(0).map(<[u8]>::to_vec).unwrap_or_default();
     let ab = oasis(&first(&words_a), &a, &words_b, &b, p);
@@ -427,6 +433,10 @@ mod tests {
             assert!(sync_score(&bad, &ok).is_nan() && sync_score(&ok, &bad).is_nan());
             assert!(bag_of_words(&bad, &p).is_empty());
         }
+        let mut huge = ok.map(|v| v * 4e307);
+        huge[0] = -1e308;
+        assert!(sync_score(&huge, &ok).is_nan(), "a range beyond f64 normalises to NaN: no score");
+        assert_eq!(bag_of_words(&huge, &p).len(), 8);
         assert!(bag_of_words(&ok[..7], &p).is_empty(), "shorter than a window");
         assert_eq!(bag_of_words(&ok[..8], &p).len(), 1);
         for q in [

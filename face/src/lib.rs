@@ -15,6 +15,7 @@
 pub mod analyzer;
 pub mod au;
 pub mod ffi;
+pub mod glasses;
 pub mod image;
 pub mod landmarks;
 pub mod pose;

@@ -12,6 +12,9 @@
 //! Models come from the registries only (`make models`: PyPI's `face_recognition_models`
 //! 0.3.0), never from the network at run time.
 
+// `x % n == 0` rather than `is_multiple_of` (stable only since 1.87; the workspace's MSRV is 1.85).
+#![allow(unknown_lints, clippy::manual_is_multiple_of)]
+
 pub mod analyzer;
 pub mod au;
 pub mod ffi;

@@ -108,10 +108,11 @@ fn solve6(mut a: [[f64; 6]; 6], mut b: [f64; 6]) -> Option<[f64; 6]> {
         }
         a.swap(col, pivot);
         b.swap(col, pivot);
+        let pivot_row = a[col];
         for row in col + 1..6 {
-            let f = a[row][col] / a[col][col];
-            for k in col..6 {
-                a[row][k] -= f * a[col][k];
+            let f = a[row][col] / pivot_row[col];
+            for (v, p) in a[row][col..].iter_mut().zip(&pivot_row[col..]) {
+                *v -= f * p;
             }
             b[row] -= f * b[col];
         }
@@ -189,7 +190,7 @@ pub fn estimate(lm: &Landmarks, cam: &Camera) -> Option<Pose> {
             break;
         }
     }
-    if !(x[5] > 0.0) || x.iter().any(|v| !v.is_finite()) {
+    if x.iter().any(|v| !v.is_finite()) || x[5] <= 0.0 {
         return None;
     }
     let [pitch, yaw, roll] = euler(&rodrigues([x[0], x[1], x[2]]));

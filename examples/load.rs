@@ -56,6 +56,14 @@
 //! - the CPU of the server's media worker threads (`media-*`, from /proc/<pid>/task) apart from
 //!   the rest of the server.
 //!
+//! ## With face filters
+//!
+//! ```text
+//! # N=4, each participant's camera a face (make face-clip), OPENFACE_AU on every stream:
+//! cargo run --release --example load -- --participants 4 --filters OPENFACE_AU \
+//!     --video tests/fixtures/faces/face-640x480-vp8.ivf --repeat 3
+//! ```
+//!
 //! ## With group filters
 //!
 //! ```text
@@ -120,6 +128,10 @@ struct Args {
     /// Directory with clip-640x480-vp8.ivf and clip-opus.ogg.
     #[arg(long, default_value = "tests/fixtures")]
     fixtures: PathBuf,
+    /// The participants' camera: a VP8 IVF clip instead of the fixtures' (e.g. the face clip of
+    /// `make face-clip`, tests/fixtures/faces/face-640x480-vp8.ivf, for face filters).
+    #[arg(long)]
+    video: Option<PathBuf>,
     /// Write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -1632,8 +1644,11 @@ fn real_main(args: Args) -> Res<()> {
         }
     }
     let media = Arc::new(
-        Media::load(&args.fixtures.join("clip-640x480-vp8.ivf"), &args.fixtures.join("clip-opus.ogg"))
-            .map_err(|e| format!("loading fixtures from {}: {e}", args.fixtures.display()))?,
+        Media::load(
+            &args.video.clone().unwrap_or_else(|| args.fixtures.join("clip-640x480-vp8.ivf")),
+            &args.fixtures.join("clip-opus.ogg"),
+        )
+        .map_err(|e| format!("loading fixtures from {}: {e}", args.fixtures.display()))?,
     );
     let vpkts: usize = media.video.iter().map(|f| f.len()).sum();
     eprintln!(

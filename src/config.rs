@@ -141,6 +141,10 @@ pub struct ServeArgs {
     /// its page routes falling back to its index.html; exphub's own app moves to `/exphub/`.
     #[arg(long, env = "EXPHUB_FRONTEND_DIR", value_name = "DIR")]
     pub frontend_dir: Option<PathBuf>,
+    /// Where the face-analysis models are (`make models` puts them in ./models) [default: the
+    /// first of ./models and ../models that holds them].
+    #[arg(long, env = "EXPHUB_MODELS_DIR", value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
 }
 
 /// Keys of the JSON config file (all optional).
@@ -169,6 +173,7 @@ pub struct FileConfig {
     pub http_max_connections: Option<usize>,
     pub allow_origins: Option<Vec<String>>,
     pub frontend_dir: Option<PathBuf>,
+    pub models_dir: Option<PathBuf>,
     /// SynthARium: `"dev"` enables permissive CORS.
     pub environment: Option<String>,
     /// SynthARium: serve `../frontend/build` (relative to the config file).
@@ -204,6 +209,8 @@ pub struct Config {
     pub allow_origins: AllowOrigins,
     /// Another frontend's build served at `/` (exphub's app then lives under `/exphub/`).
     pub frontend_dir: Option<PathBuf>,
+    /// The face-analysis models' directory, if configured (else the default places).
+    pub models_dir: Option<PathBuf>,
     /// Keys of the config file that exphub does not use (reported at start-up).
     pub ignored_keys: Vec<String>,
     /// Settings that could not take effect, reported at start-up.
@@ -473,6 +480,7 @@ impl Config {
             max_message_bytes: crate::peer::MAX_MESSAGE_SIZE as usize,
             allow_origins,
             frontend_dir,
+            models_dir: args.models_dir.clone().or(file.models_dir),
             ignored_keys,
             warnings,
         })
@@ -492,6 +500,7 @@ impl Config {
             http: HttpLimits::default(),
             allow_origins: AllowOrigins::None,
             frontend_dir: None,
+            models_dir: None,
             ignored_keys: Vec::new(),
             warnings: Vec::new(),
         }

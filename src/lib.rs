@@ -121,6 +121,23 @@ pub enum StartError {
     Tls(String),
 }
 
+/// Loads the face-analysis models (≈100 MB, about a second) on a thread of their own, so the
+/// first face filter of an experiment does not stall its stream; says where they are, or that
+/// the face filters cannot run and why.
+fn preload_face_models(dir: Option<std::path::PathBuf>) {
+    use filters::face;
+    if let Some(d) = dir {
+        face::set_models_dir(d);
+    }
+    let spawned = std::thread::Builder::new().name("face-models".into()).spawn(|| match face::Models::shared() {
+        Ok(m) => tracing::info!(model = %m.path().display(), "face analysis ready"),
+        Err(e) => tracing::warn!("{e}: OPENFACE_AU, SIMPLE_GLASSES_DETECTION and SYNC_SCORE_GF cannot run"),
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the face-model loader; the models load on first use");
+    }
+}
+
 /// Loads the sessions, starts the hub and serves HTTP(S) on `cfg.listen`, within `cfg.http`'s
 /// timeouts and connection cap.
 pub async fn start(cfg: config::Config) -> Result<Server, StartError> {
@@ -131,6 +148,7 @@ pub async fn start(cfg: config::Config) -> Result<Server, StartError> {
         tracing::error!(file = %p.path.display(), problem = %p.message, "session file not loaded (it is left untouched)");
     }
     tracing::info!(count = sessions.len(), dir = %cfg.sessions_dir.display(), "sessions loaded");
+    preload_face_models(cfg.models_dir.clone());
     // Recordings a crash left unfinished get their duration and checksum before anything new.
     let dir = cfg.sessions_dir.clone();
     let _ = tokio::task::spawn_blocking(move || record::recover_all(&dir)).await;

@@ -1,8 +1,8 @@
 //! exphub filter SDK.
 //!
 //! This crate is what filter developers write against. It knows frames, parameters and a
-//! context, never tokio, webrtc, ffmpeg or the hub (invariant: it depends on `std` and
-//! `serde_json` only).
+//! context, never tokio, webrtc, ffmpeg or the hub (invariant: it depends on `std`,
+//! `serde_json` and the workspace's `face` crate, whose analysis it re-exports as [`face`]).
 //!
 //! # Map
 //! * [`VideoFrame`] (I420 planes with strides) and [`AudioFrame`] (interleaved `f32`, 48 kHz):
@@ -14,6 +14,8 @@
 //! * [`FilterContext`]: report data, read other filters' reports, send messages, ping, timing:
 //!   `api/context.rs`.
 //! * [`draw`]: rectangles and bitmap-font text straight into I420.
+//! * [`face`]: face analysis for filters (the `face` crate: detection, landmarks, pose, AU
+//!   estimates) and [`face::FaceStream`], a stream analysed at a fixed rate.
 //! * The registry ([`catalogue`], [`find`]): one line per filter, below.
 //! * [`chain`]: [`VideoChain`] / [`AudioChain`], what the server runs per track: live
 //!   re-configuration, per-filter timing, panic containment, events.
@@ -52,6 +54,7 @@ pub mod testing;
 
 pub use api::context::{FilterContext, PingRequest, Reported, Target};
 pub use api::draw;
+pub use api::face;
 pub use api::filter::{audio, video, AudioFilter, Channel, FilterInfo, Listing, MakeAudio, MakeVideo, VideoFilter};
 pub use api::frame::{AudioFrame, VideoFrame, VideoFramePool, BLACK_Y, NEUTRAL_UV, SAMPLE_RATE, U, V, WHITE_Y, Y};
 pub use api::group::{
@@ -74,8 +77,10 @@ pub mod mirror;
 pub mod motion_sync;
 pub mod mute_audio;
 pub mod mute_video;
+pub mod openface_au;
 pub mod ping;
 pub mod rotation;
+pub mod simple_glasses_detection;
 pub mod speaking_time;
 pub mod speech_sync;
 pub mod sync_score;
@@ -89,6 +94,8 @@ static REGISTRY: &[FilterInfo] = &[
     edge_outline::INFO,
     rotation::INFO,
     delay::INFO,
+    openface_au::INFO,
+    simple_glasses_detection::INFO,
     ping::INFO,
     speaking_time::INFO,
     display_speaking_time::INFO,
@@ -186,9 +193,16 @@ mod tests {
         let cfg = catalogue_json();
         let session: Vec<&str> =
             cfg["SESSION"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
-        for n in
-            ["FILTER_API_TEST", "EDGE_OUTLINE", "ROTATION", "DELAY", "PING", "SPEAKING_TIME", "DISPLAY_SPEAKING_TIME"]
-        {
+        for n in [
+            "FILTER_API_TEST",
+            "EDGE_OUTLINE",
+            "ROTATION",
+            "DELAY",
+            "OPENFACE_AU",
+            "PING",
+            "SPEAKING_TIME",
+            "DISPLAY_SPEAKING_TIME",
+        ] {
             assert!(session.contains(&n), "{n} in SESSION: {session:?}");
         }
         // The group filters are listed with `groupFilter: true` (SynthARium's session form offers
@@ -202,7 +216,10 @@ mod tests {
         for hidden in ["MUTE_AUDIO", "MUTE_VIDEO", "TEMPLATE_GF"] {
             assert!(!cfg.to_string().contains(&format!("\"{hidden}\"")), "{hidden} is not listed");
         }
-        assert_eq!(cfg["TEST"], json!([template::INFO.catalogue_entry()]));
+        assert_eq!(
+            cfg["TEST"],
+            json!([simple_glasses_detection::INFO.catalogue_entry(), template::INFO.catalogue_entry()])
+        );
         let rot = cfg["SESSION"].as_array().unwrap().iter().find(|f| f["name"] == "ROTATION").unwrap();
         assert_eq!(
             *rot,

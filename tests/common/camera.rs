@@ -90,3 +90,94 @@ pub fn start_camera_showing(
     });
     (task, sent)
 }
+
+/// The face camera's picture size.
+pub const FACE_W: usize = 640;
+pub const FACE_H: usize = 480;
+
+/// The face camera: a real, annotated face (`tests/fixtures/faces/takeo.ppm`, from `make
+/// face-data`) at twice its size in a 640x480 frame, grey; `smile` (0–1) pulls the lip corners
+/// out and up by up to 8 % and 5 % of the eye distance, moving the pixels (a warp around the
+/// annotated corners), so an analyser sees a smile it must find by itself.
+pub fn face_picture(smile: f32) -> VideoFrame {
+    use filters::face::landmarks;
+    use std::sync::OnceLock;
+    struct Base {
+        luma: Vec<u8>,
+        lm: landmarks::Landmarks,
+    }
+    static BASE: OnceLock<Base> = OnceLock::new();
+    let base = BASE.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/faces");
+        let ppm = std::fs::read(dir.join("takeo.ppm")).expect("tests/fixtures/faces/takeo.ppm: run `make face-data`");
+        // P6 150 225 255\n + RGB bytes.
+        let header: Vec<&[u8]> = ppm.splitn(5, |b| b.is_ascii_whitespace()).collect();
+        let num = |i: usize| std::str::from_utf8(header[i]).unwrap().parse::<usize>().unwrap();
+        let (w, h) = (num(1), num(2));
+        let rgb = &ppm[ppm.len() - w * h * 3..];
+        let (ox, oy) = ((FACE_W - 2 * w) / 2, (FACE_H - 2 * h) / 2);
+        let mut luma = vec![60u8; FACE_W * FACE_H];
+        for y in 0..2 * h {
+            for x in 0..2 * w {
+                let p = &rgb[((y / 2) * w + x / 2) * 3..][..3];
+                let v = 16.0 + 0.257 * p[0] as f32 + 0.504 * p[1] as f32 + 0.098 * p[2] as f32;
+                luma[(oy + y) * FACE_W + ox + x] = v.round() as u8;
+            }
+        }
+        let pts = std::fs::read_to_string(dir.join("takeo.pts")).expect("takeo.pts");
+        let mut lm = landmarks::parse_pts(&pts).expect("takeo.pts parses");
+        for p in lm.iter_mut() {
+            *p = [p[0] * 2.0 + ox as f32, p[1] * 2.0 + oy as f32];
+        }
+        Base { luma, lm }
+    });
+    let mut f = VideoFrame::new(FACE_W, FACE_H);
+    f.fill(60, 128, 128);
+    // Ten smile levels, each warped once.
+    let level = (smile.clamp(0.0, 1.0) * 10.0).round() as usize;
+    static LEVELS: OnceLock<Mutex<HashMap<usize, Arc<Vec<u8>>>>> = OnceLock::new();
+    let cached = LEVELS.get_or_init(Default::default).lock().unwrap().get(&level).cloned();
+    let luma = cached.unwrap_or_else(|| {
+        let l = Arc::new(warp_smile(&base.luma, &base.lm, level as f32 / 10.0));
+        LEVELS.get().unwrap().lock().unwrap().insert(level, l.clone());
+        l
+    });
+    for y in 0..FACE_H {
+        f.row_mut(0, y)[..FACE_W].copy_from_slice(&luma[y * FACE_W..(y + 1) * FACE_W]);
+    }
+    f
+}
+
+/// The face camera's luma with the lip corners pulled by `smile` (see [`face_picture`]).
+fn warp_smile(luma: &[u8], lm: &filters::face::Landmarks, smile: f32) -> Vec<u8> {
+    use filters::face::landmarks;
+    let mut out = luma.to_vec();
+    let iod = landmarks::inter_pupil(lm);
+    let (l, r) = (lm[landmarks::MOUTH_LEFT], lm[landmarks::MOUTH_RIGHT]);
+    let d = landmarks::distance(l, r);
+    let (ux, uy) = ((r[0] - l[0]) / d, (r[1] - l[1]) / d);
+    let (pull, up) = (0.08 * iod * smile, 0.05 * iod * smile);
+    let shifts = [(l, [-ux * pull + uy * up, -uy * pull - ux * up]), (r, [ux * pull + uy * up, uy * pull - ux * up])];
+    let sigma2 = 2.0 * (0.12 * iod).powi(2);
+    // Only around the mouth: the warp is nil beyond 4 sigma.
+    let reach = 4.0 * 0.12 * iod + pull.max(up);
+    let (x0, x1) = (((l[0].min(r[0]) - reach).max(0.0)) as usize, ((l[0].max(r[0]) + reach) as usize).min(FACE_W));
+    let (y0, y1) = (((l[1].min(r[1]) - reach).max(0.0)) as usize, ((l[1].max(r[1]) + reach) as usize).min(FACE_H));
+    if smile == 0.0 {
+        return out;
+    }
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let (mut dx, mut dy) = (0.0, 0.0);
+            for (p, s) in &shifts {
+                let k = (-((x as f32 - p[0] - s[0]).powi(2) + (y as f32 - p[1] - s[1]).powi(2)) / sigma2).exp();
+                dx += s[0] * k;
+                dy += s[1] * k;
+            }
+            let sx = (x as f32 - dx).round().clamp(0.0, (FACE_W - 1) as f32) as usize;
+            let sy = (y as f32 - dy).round().clamp(0.0, (FACE_H - 1) as f32) as usize;
+            out[y * FACE_W + x] = luma[sy * FACE_W + sx];
+        }
+    }
+    out
+}

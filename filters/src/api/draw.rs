@@ -34,6 +34,11 @@ impl TextStyle {
         TextStyle { scale, y: WHITE_Y, u: NEUTRAL_UV, v: NEUTRAL_UV, outline: Some(BLACK_Y) }
     }
 
+    /// Green text (RGB 0, 255, 0, as SynthARium's overlays) with a black outline.
+    pub const fn green(scale: usize) -> Self {
+        TextStyle { scale, y: 145, u: 54, v: 34, outline: Some(BLACK_Y) }
+    }
+
     /// A scale that reads well on a frame of this height (3 at 480 lines, 4 at 720).
     pub fn scale_for(height: usize) -> usize {
         (height / 160).max(1)

@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod draw;
+pub mod face;
 pub mod filter;
 pub mod frame;
 pub mod group;

@@ -1,0 +1,263 @@
+//! Per-stream face analysis: find the face, follow it, fit the 68 landmarks, and derive head
+//! pose and AU estimates.
+//!
+//! Finding a face costs tens of milliseconds (dlib's HOG detector over the whole frame, ~30 ms at
+//! 640x360), fitting the landmarks a few. So the detector runs on the whole frame only while no
+//! face is known (and then at most every [`Settings::search_every`] analysed frames); once a face
+//! is found it is *followed*: each frame's landmarks give the next frame's face box (the box the
+//! detector drew, carried along by the landmarks' movement and size), and every
+//! [`Settings::confirm_every`] frames the detector re-checks a crop around the face (twice its
+//! size, scaled so the face is about 90 px: ~4 ms). Two failed checks in a row, or landmarks that
+//! collapse or leave the frame, drop the face and the full search resumes.
+
+use crate::au::{self, ActionUnits, Baseline, Features};
+use crate::ffi::{Detector, Gray};
+use crate::landmarks::{self, Landmarks};
+use crate::pose::{self, Camera, Pose};
+use crate::{FaceError, Models};
+use std::sync::Arc;
+
+/// How often the expensive steps run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Settings {
+    /// While no face is known, the whole-frame search runs on one analysed frame in this many.
+    pub search_every: u32,
+    /// While a face is followed, the detector re-checks it on one analysed frame in this many.
+    pub confirm_every: u32,
+    /// Frames wider than this are scaled down for the whole-frame search (the detector finds
+    /// faces from 80 px, so 640 finds faces from 1/8 of the frame width).
+    pub search_width: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { search_every: 3, confirm_every: 5, search_width: 640 }
+    }
+}
+
+/// What one analysed frame showed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Face {
+    /// A face was found (or followed) and its landmarks fitted.
+    pub success: bool,
+    /// 0–1: how sure the detector was of this face at its last look (logistic of its score).
+    pub confidence: f32,
+    /// The detector looked at this frame (a search or a check), rather than only following.
+    pub detected: bool,
+    /// The face box `[x, y, width, height]` in pixels (the detector's convention).
+    pub bbox: [f32; 4],
+    pub landmarks: Landmarks,
+    pub pose: Pose,
+    pub features: Features,
+    pub au: ActionUnits,
+}
+
+impl Face {
+    fn none(detected: bool) -> Face {
+        Face {
+            success: false,
+            confidence: 0.0,
+            detected,
+            bbox: [0.0; 4],
+            landmarks: [[0.0; 2]; 68],
+            pose: Pose::default(),
+            features: Features::default(),
+            au: ActionUnits::default(),
+        }
+    }
+}
+
+/// The face being followed: the detector's box relative to the landmarks' bounds, so the box
+/// can be carried along by the landmarks.
+#[derive(Clone, Copy, Debug)]
+struct Track {
+    /// Box centre minus landmark-bounds centre, over the bounds' width / height.
+    offset: [f32; 2],
+    /// Box size over the landmark bounds' size.
+    scale: [f32; 2],
+    /// The box for the next frame, `[left, top, right, bottom]`.
+    next: [f32; 4],
+    confidence: f32,
+    misses: u32,
+}
+
+/// One stream's analyser: owns a detector and the stream's tracking and baseline state; the
+/// landmark model is shared ([`Models`]).
+pub struct Analyzer {
+    models: Arc<Models>,
+    detector: Detector,
+    settings: Settings,
+    track: Option<Track>,
+    frames: u64,
+    baseline: Baseline,
+    scratch: Vec<u8>,
+}
+
+fn confidence_of(score: f64) -> f32 {
+    (1.0 / (1.0 + (-2.0 * (score + 0.5)).exp())) as f32
+}
+
+impl Analyzer {
+    pub fn new(models: Arc<Models>) -> Result<Self, FaceError> {
+        Self::with_settings(models, Settings::default())
+    }
+
+    pub fn with_settings(models: Arc<Models>, settings: Settings) -> Result<Self, FaceError> {
+        let detector = Detector::new().map_err(FaceError::Detector)?;
+        Ok(Analyzer {
+            models,
+            detector,
+            settings,
+            track: None,
+            frames: 0,
+            baseline: Baseline::default(),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Forgets the face and the person's baseline (a new person, a new stream).
+    pub fn reset(&mut self) {
+        self.track = None;
+        self.frames = 0;
+        self.baseline = Baseline::default();
+    }
+
+    /// The person's neutral face as estimated so far.
+    pub fn neutral(&self) -> Features {
+        self.baseline.neutral()
+    }
+
+    /// Analyses one frame (its luma plane).
+    pub fn analyze(&mut self, img: Gray<'_>) -> Face {
+        self.frames += 1;
+        let n = self.frames;
+        if img.width < 16 || img.height < 16 {
+            self.track = None;
+            return Face::none(false);
+        }
+        // Where the face box comes from this frame, and whether the detector drew it.
+        let (bbox, confidence, detected, fresh, misses) = match self.track {
+            Some(t) if t.misses == 0 && n % self.settings.confirm_every.max(1) as u64 != 0 => {
+                (t.next, t.confidence, false, false, 0)
+            }
+            Some(t) => match self.check(img, t.next) {
+                Some((b, score)) => (b, confidence_of(score), true, true, 0),
+                // One miss is forgiven (motion blur, a hand): keep following, check again next frame.
+                None if t.misses == 0 => (t.next, t.confidence * 0.5, true, false, 1),
+                None => {
+                    self.track = None;
+                    return Face::none(true);
+                }
+            },
+            None => {
+                if (n - 1) % self.settings.search_every.max(1) as u64 != 0 {
+                    return Face::none(false);
+                }
+                match self.search(img) {
+                    Some((b, score)) => (b, confidence_of(score), true, true, 0),
+                    None => return Face::none(true),
+                }
+            }
+        };
+        let Some(lm) = self.models.landmarks(img, bbox) else {
+            self.track = None;
+            return Face::none(detected);
+        };
+        let lb = landmarks::bounds(&lm);
+        let (lw, lh) = (lb[2] - lb[0], lb[3] - lb[1]);
+        let inside = lm
+            .iter()
+            .filter(|p| p[0] >= 0.0 && p[1] >= 0.0 && p[0] < img.width as f32 && p[1] < img.height as f32)
+            .count();
+        if lw < 8.0 || lh < 8.0 || inside < 50 {
+            self.track = None;
+            return Face::none(detected);
+        }
+        // Carry the box along: when the detector drew it, remember where it sits on the
+        // landmarks; otherwise keep the relation found at the last detection.
+        let lc = [(lb[0] + lb[2]) / 2.0, (lb[1] + lb[3]) / 2.0];
+        let (offset, scale) = match self.track {
+            Some(t) if !fresh => (t.offset, t.scale),
+            _ => {
+                let bc = [(bbox[0] + bbox[2]) / 2.0, (bbox[1] + bbox[3]) / 2.0];
+                ([(bc[0] - lc[0]) / lw, (bc[1] - lc[1]) / lh], [(bbox[2] - bbox[0]) / lw, (bbox[3] - bbox[1]) / lh])
+            }
+        };
+        let (bw, bh) = (scale[0] * lw, scale[1] * lh);
+        let (cx, cy) = (lc[0] + offset[0] * lw, lc[1] + offset[1] * lh);
+        self.track = Some(Track {
+            offset,
+            scale,
+            next: [cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0],
+            confidence,
+            misses,
+        });
+        let pose = pose::estimate(&lm, &Camera::default_for(img.width, img.height)).unwrap_or_default();
+        let features = Features::of(&lm).unwrap_or_default();
+        self.baseline.add(features);
+        let au = au::estimate(&features, &self.baseline.neutral());
+        Face {
+            success: true,
+            confidence,
+            detected,
+            bbox: [bbox[0], bbox[1], bbox[2] - bbox[0], bbox[3] - bbox[1]],
+            landmarks: lm,
+            pose,
+            features,
+            au,
+        }
+    }
+
+    /// The whole-frame search: the best face, `[l, t, r, b]` in frame pixels, and its score.
+    fn search(&mut self, img: Gray<'_>) -> Option<([f32; 4], f64)> {
+        let scale = (self.settings.search_width as f32 / img.width as f32).min(1.0);
+        let found = if scale < 1.0 {
+            let (w, h) = (((img.width as f32) * scale) as usize, ((img.height as f32) * scale) as usize);
+            crate::image::resize(img, [0, 0, img.width, img.height], w, h, &mut self.scratch);
+            self.detector.detect(Gray { data: &self.scratch, width: w, height: h, stride: w }, 0.0)
+        } else {
+            self.detector.detect(img, 0.0)
+        };
+        let d = found.first()?;
+        let s = 1.0 / scale;
+        Some(([d.left as f32 * s, d.top as f32 * s, (d.right + 1) as f32 * s, (d.bottom + 1) as f32 * s], d.score))
+    }
+
+    /// The check: the detector on a crop twice the face's size around `around`, scaled so the
+    /// face is about 90 px; the detection closest to the expected place.
+    fn check(&mut self, img: Gray<'_>, around: [f32; 4]) -> Option<([f32; 4], f64)> {
+        let (w, h) = (around[2] - around[0], around[3] - around[1]);
+        let (cx, cy) = ((around[0] + around[2]) / 2.0, (around[1] + around[3]) / 2.0);
+        let side = w.max(h) * 2.0;
+        let x0 = (cx - side / 2.0).max(0.0) as usize;
+        let y0 = (cy - side / 2.0).max(0.0) as usize;
+        let x1 = ((cx + side / 2.0) as usize).min(img.width);
+        let y1 = ((cy + side / 2.0) as usize).min(img.height);
+        if x1 <= x0 + 16 || y1 <= y0 + 16 {
+            return None;
+        }
+        // Scale so the face is ~90 px (the detector's window is 80); never above 2x.
+        let scale = (90.0 / w.max(1.0)).min(2.0);
+        let (cw, ch) = ((((x1 - x0) as f32) * scale) as usize, (((y1 - y0) as f32) * scale) as usize);
+        if cw < 80 || ch < 80 {
+            return None;
+        }
+        crate::image::resize(img, [x0, y0, x1, y1], cw, ch, &mut self.scratch);
+        let found = self.detector.detect(Gray { data: &self.scratch, width: cw, height: ch, stride: cw }, -0.5);
+        let s = 1.0 / scale;
+        found
+            .iter()
+            .map(|d| {
+                let b = [
+                    x0 as f32 + d.left as f32 * s,
+                    y0 as f32 + d.top as f32 * s,
+                    x0 as f32 + (d.right + 1) as f32 * s,
+                    y0 as f32 + (d.bottom + 1) as f32 * s,
+                ];
+                let dist = ((b[0] + b[2]) / 2.0 - cx).powi(2) + ((b[1] + b[3]) / 2.0 - cy).powi(2);
+                (b, d.score, dist)
+            })
+            .min_by(|a, b| a.2.total_cmp(&b.2))
+            .map(|(b, score, _)| (b, score))
+    }
+}

@@ -7,8 +7,7 @@
 //! Group filters: `group step` times each group filter's individual step (per 640x480 frame or
 //! 20 ms block); `group aggregation 8 members` times one step of `Aggregation` (pushing every
 //! member's values for one step interval, then `advance`) for 8 members (28 pairs) with full
-//! windows at the default parameters (SYNC_SCORE_GF: its aggregator, one OASIS score per pair
-//! every 66.7 ms). Share of a core = time per step / the step interval.
+//! windows at the default parameters (SYNC_SCORE_GF: one OASIS score per pair every 66.7 ms). Share of a core = time per step / the step interval.
 //!
 //! Run briefly with `cargo bench -p filters -- --warm-up-time 1 --measurement-time 2`.
 //! Each iteration processes a fresh copy of a gradient frame (the copy is not timed), with
@@ -209,18 +208,10 @@ fn group_steps(c: &mut Criterion) {
 /// capture-time jitter), then advance.
 fn group_aggregation(c: &mut Criterion) {
     let mut g = c.benchmark_group("group aggregation 8 members");
-    // SYNC_SCORE_GF's aggregator alone (its step needs the server's face analysis).
-    let sync_score = filters::GroupFilter {
-        video_step: None,
-        audio_step: None,
-        aggregator: filters::aggregator::<filters::sync_score::SyncScore>,
-    };
     for name in ["MOTION_SYNC", "SPEECH_SYNC", "SYNC_SCORE_GF"] {
-        let (group, params) = match filters::find(name) {
-            Some(info) => (info.group.expect("a group filter"), info.default_params()),
-            None => (sync_score, filters::Params::defaults(&[])),
-        };
-        let mut agg = filters::Aggregation::new(&group, &params).expect("defaults build");
+        let info = filters::find(name).expect("registered");
+        let mut agg = filters::Aggregation::new(&info.group.expect("a group filter"), &info.default_params())
+            .expect("defaults build");
         let members: Vec<String> = (0..8).map(|m| format!("m{m}")).collect();
         agg.set_members(&members);
         let w = *agg.windowing();

@@ -110,6 +110,7 @@ static REGISTRY: &[FilterInfo] = &[
     template_gf::INFO,
     motion_sync::INFO,
     speech_sync::INFO,
+    sync_score::INFO,
 ];
 
 /// Every filter the server knows, in catalogue order.
@@ -207,12 +208,12 @@ mod tests {
         }
         // The group filters are listed with `groupFilter: true` (SynthARium's session form offers
         // those in its group-filter lists).
-        for (n, channel) in [("MOTION_SYNC", "video"), ("SPEECH_SYNC", "audio")] {
+        for (n, channel) in [("MOTION_SYNC", "video"), ("SPEECH_SYNC", "audio"), ("SYNC_SCORE_GF", "video")] {
             let f = cfg["SESSION"].as_array().unwrap().iter().find(|f| f["name"] == n).unwrap_or_else(|| panic!("{n}"));
             assert_eq!((&f["groupFilter"], &f["channel"]), (&json!(true), &json!(channel)), "{n}");
         }
         let groups = cfg["SESSION"].as_array().unwrap().iter().filter(|f| f["groupFilter"] == true).count();
-        assert_eq!(groups, 2, "no other listed filter is a group filter");
+        assert_eq!(groups, 3, "no other listed filter is a group filter");
         for hidden in ["MUTE_AUDIO", "MUTE_VIDEO", "TEMPLATE_GF"] {
             assert!(!cfg.to_string().contains(&format!("\"{hidden}\"")), "{hidden} is not listed");
         }

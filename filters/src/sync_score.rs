@@ -4,8 +4,9 @@
 //!
 //! **Individual step** ([`Smile`]), at [`RATE_HZ`]: a participant's smile, SynthARium's way
 //! ([`smile`]): the AU12 (lip-corner puller) intensity, 0 to 5, when AU06 (cheek raiser) is
-//! present, else 0; no value when no face is found. The face analysis comes in through a
-//! [`SmileSource`].
+//! present, else 0; no value when no face is found. The face analysis is the SDK's
+//! ([`FaceSmile`], on every frame the group's decimator admits); tests paint their action units
+//! into frames through another [`SmileSource`].
 //!
 //! **Aggregator** ([`SyncScore`]), per pair (`Scope::Pairs`), at every analysis time: both
 //! members' values on the common grid of the last [`SAMPLES`] analysis times (15 = 2·8 − 1, the
@@ -26,7 +27,10 @@
 
 use serde_json::{json, Value};
 
-use crate::group::{aggregator, Aggregator, GroupFilter, MakeVideoStep, Sample, Scope, VideoStep, Window, Windowing};
+use crate::face::FaceStream;
+use crate::group::{
+    aggregator, video_step, Aggregator, GroupFilter, MakeVideoStep, Sample, Scope, VideoStep, Window, Windowing,
+};
 use crate::oasis::{sync_score, OasisParams};
 use crate::{Channel, FilterInfo, Listing, ParamError, Params, VideoFrame};
 
@@ -37,8 +41,10 @@ pub const SAMPLES: usize = 15;
 /// Two values further apart than this many analysis times are not interpolated between.
 pub const MAX_GAP_SAMPLES: f64 = 3.5;
 
-/// The declaration of `SYNC_SCORE_GF` with the individual step `step` (a [`Smile`] over the
-/// server's face analysis: `info(video_step::<Smile<FaceSmile>>)`).
+pub const INFO: FilterInfo = info(video_step::<Smile<FaceSmile>>);
+
+/// The declaration of `SYNC_SCORE_GF` with the individual step `step` ([`INFO`]: a [`Smile`] over
+/// the SDK's face analysis).
 pub const fn info(step: MakeVideoStep) -> FilterInfo {
     FilterInfo {
         name: "SYNC_SCORE_GF",
@@ -68,6 +74,21 @@ pub trait SmileSource: Send + Sized {
     /// Whether AU06 is present and AU12's intensity (0 to 5) in this frame; `None` when no face
     /// is found.
     fn action_units(&mut self, frame: &VideoFrame) -> Option<(bool, f64)>;
+}
+
+/// The SDK's face analysis ([`crate::face`]) of every frame it is given.
+pub struct FaceSmile(FaceStream);
+
+impl SmileSource for FaceSmile {
+    fn new() -> Result<Self, ParamError> {
+        // No rate of its own: the group's decimator picks the frames.
+        FaceStream::new(f64::INFINITY).map(FaceSmile)
+    }
+
+    fn action_units(&mut self, frame: &VideoFrame) -> Option<(bool, f64)> {
+        let face = self.0.update(frame)?;
+        face.success.then_some((face.au.au06_c, face.au.au12_r as f64))
+    }
 }
 
 /// The individual step: a member's [`smile`] per analysed frame, none without a face.
@@ -125,7 +146,6 @@ impl Aggregator for SyncScore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::group::video_step;
     use crate::testing::{capture_times, run_group, GroupRun, Rng};
     use crate::{U, Y};
 
@@ -144,7 +164,7 @@ mod tests {
         }
     }
 
-    const INFO: FilterInfo = info(video_step::<Smile<Painted>>);
+    const PAINTED: FilterInfo = info(video_step::<Smile<Painted>>);
 
     /// A frame showing `au12` (quantised to 1/40) with AU06 present or not; `None`: no face.
     fn frame(face: Option<(bool, f64)>) -> VideoFrame {
@@ -182,7 +202,7 @@ mod tests {
     /// analysis time, so the grid interpolates); `face(m, t)` false: no face.
     fn run(tracks: &[Vec<f64>], names: &[&str], face: impl Fn(usize, f64) -> bool) -> GroupRun {
         let times = capture_times(tracks[0].len(), 30.0, 5.0);
-        run_group(&INFO, &INFO.default_params(), names, &times, |m, k| {
+        run_group(&PAINTED, &PAINTED.default_params(), names, &times, |m, k| {
             Some(frame(face(m, times[k]).then_some((true, tracks[m][k]))))
         })
         .unwrap()
@@ -226,12 +246,12 @@ mod tests {
     /// SynthARium's catalogue entry: a video group filter without configuration.
     #[test]
     fn catalogue_entry_is_synthariums() {
-        let e = INFO.catalogue_entry();
+        let e = PAINTED.catalogue_entry();
         assert_eq!(
             (&e["name"], &e["channel"], &e["groupFilter"], &e["config"]),
             (&json!("SYNC_SCORE_GF"), &json!("video"), &json!(true), &json!({}))
         );
-        let w = SyncScore::new(&INFO.default_params()).unwrap().windowing();
+        let w = SyncScore::new(&PAINTED.default_params()).unwrap().windowing();
         assert!(w.check().is_ok());
         assert_eq!(((w.window_ms + w.lead_ms) / w.dt_ms()).round() as usize, SAMPLES);
     }
@@ -282,14 +302,60 @@ mod tests {
         }
     }
 
+    /// The annotated photo `tests/fixtures/faces/takeo.ppm` (`make face-data`) as a frame's
+    /// luma, at twice its size in the middle of a 640x480 grey picture.
+    fn photo() -> VideoFrame {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/faces/takeo.ppm");
+        let ppm = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run `make face-data`)", path.display()));
+        // "P6 <w> <h> 255" and RGB bytes.
+        let header: Vec<&[u8]> = ppm.splitn(5, |b| b.is_ascii_whitespace()).collect();
+        let num = |i: usize| std::str::from_utf8(header[i]).unwrap().parse::<usize>().unwrap();
+        let (w, h) = (num(1), num(2));
+        let rgb = &ppm[ppm.len() - w * h * 3..];
+        let mut f = VideoFrame::new(640, 480);
+        f.fill(60, 128, 128);
+        let (ox, oy) = ((640 - 2 * w) / 2, (480 - 2 * h) / 2);
+        for y in 0..2 * h {
+            for (x, px) in f.row_mut(Y, oy + y)[ox..ox + 2 * w].iter_mut().enumerate() {
+                let p = &rgb[((y / 2) * w + x / 2) * 3..][..3];
+                *px = (16.0 + 0.257 * p[0] as f32 + 0.504 * p[1] as f32 + 0.098 * p[2] as f32).round() as u8;
+            }
+        }
+        f
+    }
+
+    /// The registered step runs the SDK's face analysis (models: `make models`): a value for a
+    /// real face, none for a picture without one, and results only for the pair with faces.
+    #[test]
+    fn the_registered_step_reads_real_faces() {
+        let (face, grey) = (photo(), VideoFrame::new(640, 480));
+        let mut step = (INFO.group.unwrap().video_step.unwrap())(&INFO.default_params()).unwrap();
+        let v = step.step(&face).expect("a face is found").get(0);
+        assert!((0.0..=5.0).contains(&v), "{v}");
+        // The analyser follows a face it has found and checks it with the detector every few
+        // frames: a face that vanishes is gone after a few frames, not necessarily at once.
+        let seen: Vec<bool> = (0..8).map(|_| step.step(&grey).is_some()).collect();
+        assert!(!seen[7], "{seen:?}");
+        let mut fresh = (INFO.group.unwrap().video_step.unwrap())(&INFO.default_params()).unwrap();
+        assert_eq!(fresh.step(&grey), None, "no face");
+        let times = capture_times(3 * 30, 30.0, 5.0);
+        let out = run_group(&INFO, &INFO.default_params(), &["a", "b", "nobody"], &times, |m, _| {
+            Some(if m == 2 { grey.clone() } else { face.clone() })
+        })
+        .unwrap();
+        assert!(out.series[0].iter().all(|(_, v)| v.is_some()), "{:?}", out.series[0]);
+        assert!(!out.pair("a", "b").is_empty() && out.pair("a", "nobody").is_empty());
+    }
+
     /// AU06 absent: the smile is 0 all along, nothing to compare, score 0.
     #[test]
     fn without_au06_there_is_no_smile_to_compare() {
         let a = smiles(9, 5 * 30);
         let times = capture_times(a.len(), 30.0, 5.0);
-        let out =
-            run_group(&INFO, &INFO.default_params(), &["a", "b"], &times, |m, k| Some(frame(Some((m == 0, a[k])))))
-                .unwrap();
+        let out = run_group(&PAINTED, &PAINTED.default_params(), &["a", "b"], &times, |m, k| {
+            Some(frame(Some((m == 0, a[k]))))
+        })
+        .unwrap();
         let s = scores(&out, "a", "b");
         assert!(!s.is_empty() && s.iter().all(|&s| s == 0.0), "{s:?}");
     }

@@ -5,6 +5,8 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use std::path::Path;
 use std::sync::OnceLock;
 
+use crate::Gray;
+
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 struct RawRect {
@@ -25,15 +27,30 @@ macro_rules! shim_table {
                 pub fn $detector_clone(det: *const c_void) -> *mut c_void;
                 pub fn $detector_free(det: *mut c_void);
                 pub fn $detect(
-                    det: *mut c_void, data: *const u8, rows: i64, cols: i64, stride: i64, adjust: f64,
-                    out: *mut RawRect, max: i64,
+                    det: *mut c_void,
+                    data: *const u8,
+                    rows: i64,
+                    cols: i64,
+                    stride: i64,
+                    adjust: f64,
+                    out: *mut RawRect,
+                    max: i64,
                 ) -> i64;
                 pub fn $predictor_load(path: *const c_char, err: *mut c_char, len: usize) -> *mut c_void;
                 pub fn $predictor_free(sp: *mut c_void);
                 pub fn $predictor_parts(sp: *const c_void) -> i64;
                 pub fn $predict(
-                    sp: *const c_void, data: *const u8, rows: i64, cols: i64, stride: i64, left: i64, top: i64,
-                    right: i64, bottom: i64, out: *mut f32, max: i64,
+                    sp: *const c_void,
+                    data: *const u8,
+                    rows: i64,
+                    cols: i64,
+                    stride: i64,
+                    left: i64,
+                    top: i64,
+                    right: i64,
+                    bottom: i64,
+                    out: *mut f32,
+                    max: i64,
                 ) -> i64;
             }
             pub const TABLE: Shim = Shim {
@@ -111,24 +128,6 @@ fn shim() -> &'static Shim {
     })
 }
 
-/// A borrowed 8-bit grey image: `stride` bytes per row, `height` rows.
-#[derive(Clone, Copy)]
-pub struct Gray<'a> {
-    pub data: &'a [u8],
-    pub width: usize,
-    pub height: usize,
-    pub stride: usize,
-}
-
-impl Gray<'_> {
-    /// Panics unless the slice holds the whole image (a caller's bug, not input).
-    fn check(&self) {
-        assert!(self.stride >= self.width, "stride < width");
-        let need = if self.height == 0 { 0 } else { (self.height - 1) * self.stride + self.width };
-        assert!(self.data.len() >= need, "grey image slice too short");
-    }
-}
-
 /// A detected face: pixel box (inclusive corners, as dlib) and the detector's score.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Detection {
@@ -137,6 +136,18 @@ pub struct Detection {
     pub right: i64,
     pub bottom: i64,
     pub score: f64,
+}
+
+impl Detection {
+    /// The box as the Rust shape model takes it.
+    pub fn rect(&self) -> crate::ert::Rect {
+        crate::ert::Rect {
+            left: self.left as f32,
+            top: self.top as f32,
+            right: self.right as f32,
+            bottom: self.bottom as f32,
+        }
+    }
 }
 
 fn error_text(buf: &[u8]) -> String {
@@ -171,16 +182,15 @@ impl Detector {
 
     /// Faces in `img`, best first; `adjust` lowers (negative) or raises the score threshold.
     pub fn detect(&mut self, img: Gray<'_>, adjust: f64) -> Vec<Detection> {
-        img.check();
         let mut out = [RawRect::default(); 16];
-        // SAFETY: the image slice covers rows*stride bytes (checked); out has room for 16.
+        // SAFETY: the image slice covers the image (`Gray::new` checked it); out has room for 16.
         let n = unsafe {
             (shim().detect)(
                 self.0,
-                img.data.as_ptr(),
-                img.height as i64,
-                img.width as i64,
-                img.stride as i64,
+                img.data().as_ptr(),
+                img.height() as i64,
+                img.width() as i64,
+                img.stride() as i64,
                 adjust,
                 out.as_mut_ptr(),
                 out.len() as i64,
@@ -231,15 +241,15 @@ impl Predictor {
 
     /// Fits the shape into the box; `out` gets x0, y0, x1, y1, … Returns false on failure.
     pub fn predict(&self, img: Gray<'_>, b: [i64; 4], out: &mut [f32]) -> bool {
-        img.check();
-        // SAFETY: the image slice covers the image (checked); out's length bounds the writes.
+        // SAFETY: the image slice covers the image (`Gray::new` checked it); out's length bounds
+        // the writes.
         let n = unsafe {
             (shim().predict)(
                 self.ptr,
-                img.data.as_ptr(),
-                img.height as i64,
-                img.width as i64,
-                img.stride as i64,
+                img.data().as_ptr(),
+                img.height() as i64,
+                img.width() as i64,
+                img.stride() as i64,
                 b[0],
                 b[1],
                 b[2],

@@ -4,9 +4,14 @@
 //! The result is dlib's, in float precision: dlib rounds each landmark to an integer pixel, this
 //! does not. The evaluation is dlib's algorithm; what makes it faster is the memory layout and
 //! the order of work. A cascade's 500 trees all read the same feature pixels, so all 500 leaf
-//! indices are found first (the splits are a few kB and stay in cache), then the chosen leaves
-//! are added up in order from one contiguous array, with the leaves a few trees ahead already
-//! requested from memory. dlib walks tree by tree with every leaf vector a heap block of its own.
+//! indices are found first (the splits are a few kB and stay in cache), then every cache line
+//! of the 500 chosen leaves is loaded in one tight pass, so the memory serves many misses at
+//! once, and the leaves are added up in order from the cache. The leaves are one contiguous
+//! array; dlib walks tree by tree with every leaf vector a heap block of its own.
+//!
+//! Tried and dropped: leaves as i16 with a scale per leaf or per tree (half the bytes): the
+//! landmarks moved up to 3.8 px from the float result (a rounding difference moves a feature
+//! pixel, and a later tree takes another leaf), and it was no faster.
 //!
 //! # The file
 //!
@@ -186,10 +191,23 @@ impl ShapeModel {
         debug_assert_eq!(out.len() * 2, dim);
     }
 
-    /// Adds the chosen leaf vectors to `shape`, in order, asking for the leaves
-    /// `PREFETCH_AHEAD` trees ahead while adding one.
+    /// Adds the chosen leaf vectors to `shape`, in order. First one load per cache line of
+    /// every chosen leaf, none waiting for another, so the memory serves many at once (measured:
+    /// a quarter less time than adding leaf after leaf, where each leaf's misses wait for the
+    /// previous leaf's adds); then the adds, from the cache.
     fn add_leaves(&self, chosen: &[usize], shape: &mut [f32]) {
         let dim = shape.len();
+        let mut touched = 0u32;
+        for &leaf in chosen {
+            let v = &self.leaves[leaf * dim..][..dim];
+            let mut k = 0;
+            while k < dim {
+                touched |= v[k].to_bits();
+                k += 16;
+            }
+            touched |= v[dim - 1].to_bits();
+        }
+        std::hint::black_box(touched);
         for &leaf in chosen {
             let v = &self.leaves[leaf * dim..][..dim];
             for (s, l) in shape.iter_mut().zip(v) {
@@ -333,6 +351,43 @@ impl<'a> Reader<'a> {
     /// encodes with reserved exponents) are refused: no model has them.
     #[inline]
     fn float(&mut self, what: &'static str) -> Result<f32, ModelError> {
+        match self.float_fast() {
+            Some(v) => Ok(v),
+            None => self.float_checked(what),
+        }
+    }
+
+    /// [`Reader::float`] for the common case (a well-formed float with 12 bytes left), without
+    /// error details: `None` leaves the position alone for `float_checked` to say what is
+    /// wrong. The 65 MB of leaves are 16 million floats; this makes loading 10x faster.
+    #[inline(always)]
+    fn float_fast(&mut self) -> Option<f32> {
+        let b: &[u8; 12] = self.buf.get(self.pos..self.pos + 12)?.try_into().ok()?;
+        let c = b[0];
+        let n = usize::from(c & 0x0F);
+        if c & 0x70 != 0 || n == 0 || n > 8 {
+            return None;
+        }
+        let raw = u64::from_le_bytes([b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8]]);
+        let m = if n == 8 { raw } else { raw & ((1u64 << (8 * n)) - 1) } as i64;
+        let m = if c & 0x80 != 0 { m.wrapping_neg() } else { m };
+        let (c, at) = (b[1 + n], 2 + n);
+        let n2 = usize::from(c & 0x0F);
+        if n2 == 0 || n2 > 2 {
+            return None;
+        }
+        let e = u16::from_le_bytes([b[at], if n2 == 2 { b[at + 1] } else { 0 }]) as i16;
+        let e = if c & 0x80 != 0 { e.wrapping_neg() } else { e };
+        let v = if e >= 32000 { f32::NAN } else { ldexp(m, e) };
+        if !v.is_finite() {
+            return None;
+        }
+        self.pos += at + n2;
+        Some(v)
+    }
+
+    /// [`Reader::float`], every step checked and reported.
+    fn float_checked(&mut self, what: &'static str) -> Result<f32, ModelError> {
         let at = self.pos;
         // dlib's older text format starts with an ASCII character (bits 4-6 set).
         if self.peek(what)? & 0x70 != 0 {

@@ -29,6 +29,8 @@
 //! against what it indexes, so a truncated, corrupt or hostile file is a [`ModelError`], never a
 //! panic or an absurd allocation.
 
+#![forbid(unsafe_code)]
+
 use std::path::Path;
 use std::{fmt, io};
 

@@ -1,6 +1,8 @@
 //! The image every face-analysis step reads: a borrowed 8-bit grey view (the Y plane of an I420
 //! frame), never copied.
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 
 /// A borrowed 8-bit grey image: `stride` bytes per row, `height` rows. Built only through

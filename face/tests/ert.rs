@@ -90,6 +90,27 @@ fn ert_places_the_landmarks_where_dlib_does() {
 }
 
 #[test]
+fn a_crop_with_the_frame_s_stride_gives_the_same_landmarks() {
+    let (_, ours) = models();
+    let pic = photo("lenna.png");
+    let rect = Rect { left: 210.0, top: 200.0, right: 390.0, bottom: 380.0 };
+    let whole = ours.predict(pic.gray(), rect);
+    // The crop starts at (100, 50) and keeps the photo's rows: a view, not a copy.
+    let (x0, y0) = (100, 50);
+    let crop = face::Gray::new(&pic.pixels[y0 * pic.width + x0..], 400, 400, pic.width).expect("inside");
+    let moved = Rect {
+        left: rect.left - x0 as f32,
+        top: rect.top - y0 as f32,
+        right: rect.right - x0 as f32,
+        bottom: rect.bottom - y0 as f32,
+    };
+    let cropped = ours.predict(crop, moved);
+    for (p, q) in whole.iter().zip(&cropped) {
+        assert!((p[0] - (q[0] + x0 as f32)).abs() < 1e-3 && (p[1] - (q[1] + y0 as f32)).abs() < 1e-3, "{p:?} vs {q:?}");
+    }
+}
+
+#[test]
 fn the_model_is_shared_between_threads() {
     fn shared<T: Send + Sync + 'static>() {}
     shared::<ShapeModel>();

@@ -160,3 +160,39 @@ fn files_that_are_not_a_model_are_typed_errors() {
     tail.extend(&random);
     assert!(ShapeModel::from_bytes(&tail).is_err());
 }
+
+/// The mean landmark error against the photos' annotations, over the distance between the outer
+/// eye corners (points 37 and 46 of the iBUG layout), as 300-W reports it: the model's accuracy,
+/// which ert keeps (it must not be worse than dlib's own, rounded, landmarks).
+#[test]
+fn ert_is_as_near_the_annotations_as_dlib() {
+    let (dlib, ours) = models();
+    let mut detector = Detector::new().expect("dlib's detector");
+    let mut checked = 0;
+    for name in PHOTOS {
+        let Some(truth) = annotation(name) else { continue };
+        assert_eq!(truth.len(), 68, "{name}.pts");
+        let pic = photo(name);
+        let (cx, cy) = truth.iter().fold((0.0, 0.0), |(x, y), p| (x + p[0] / 68.0, y + p[1] / 68.0));
+        // The detection around the annotated face (the detector's boxes are what the model was
+        // trained on), with a low threshold: one of the faces is turned away.
+        let faces = detector.detect(pic.gray(), -1.0);
+        let face = faces
+            .iter()
+            .find(|d| (d.left as f32..=d.right as f32).contains(&cx) && (d.top as f32..=d.bottom as f32).contains(&cy))
+            .unwrap_or_else(|| panic!("the annotated face of {name} is detected"));
+        let ocular = (truth[36][0] - truth[45][0]).hypot(truth[36][1] - truth[45][1]);
+        let error = |pts: &[[f32; 2]]| {
+            pts.iter().zip(&truth).map(|(p, q)| (p[0] - q[0]).hypot(p[1] - q[1])).sum::<f32>() / 68.0 / ocular
+        };
+        let mine = error(&ours.predict(pic.gray(), face.rect()));
+        let mut flat = vec![0f32; 136];
+        assert!(dlib.predict(pic.gray(), [face.left, face.top, face.right, face.bottom], &mut flat));
+        let theirs = error(&flat.chunks(2).map(|p| [p[0], p[1]]).collect::<Vec<_>>());
+        eprintln!("{name}: mean error / inter-ocular distance ({ocular:.0} px): ert {mine:.4}, dlib {theirs:.4}");
+        assert!(mine <= theirs + 0.002, "{name}: ert {mine:.4}, dlib {theirs:.4}");
+        assert!(mine < 0.12, "{name}: mean error {mine:.3} of the inter-ocular distance");
+        checked += 1;
+    }
+    assert_eq!(checked, 3, "three annotated photos");
+}

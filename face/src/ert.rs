@@ -44,7 +44,8 @@ use crate::Gray;
 pub enum ModelError {
     /// The file could not be read.
     Io(io::Error),
-    /// The file ends inside `what`, at byte `offset`.
+    /// The file is too short for `what`, read from byte `offset` on (a length that claims
+    /// more elements than the bytes left could hold counts as this too).
     Truncated { what: &'static str, offset: usize },
     /// Not a version-1 `shape_predictor` (the only version dlib writes).
     Version(i64),
@@ -60,7 +61,7 @@ impl fmt::Display for ModelError {
         match self {
             ModelError::Io(e) => write!(f, "cannot read the shape model: {e}"),
             ModelError::Truncated { what, offset } => {
-                write!(f, "the shape model file is truncated: it ends in {what} at byte {offset}")
+                write!(f, "the shape model file is truncated: {what} at byte {offset} does not fit in it")
             }
             ModelError::Version(v) => {
                 write!(f, "not a dlib shape_predictor of version 1 (version {v} found)")
@@ -315,7 +316,7 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], ModelError> {
-        let b = self.buf.get(self.pos..self.pos + n).ok_or(ModelError::Truncated { what, offset: self.buf.len() })?;
+        let b = self.buf.get(self.pos..self.pos + n).ok_or(ModelError::Truncated { what, offset: self.pos })?;
         self.pos += n;
         Ok(b)
     }

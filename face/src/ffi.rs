@@ -1,5 +1,6 @@
 //! The C ABI of `native/dlib_shim.cpp`, compiled twice (baseline and AVX2); [`Shim`] is the
-//! table of whichever the CPU runs. Everything unsafe in the crate is in this file.
+//! table of whichever the CPU runs; and one system call, the huge-page hint for the shape
+//! model's leaves ([`advise_huge_pages`]). Everything unsafe in the crate is in this file.
 
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::path::Path;
@@ -126,6 +127,28 @@ fn shim() -> &'static Shim {
         }
         &base::TABLE
     })
+}
+
+/// Asks the kernel to back `mem` with huge pages where whole ones fit in it (Linux's
+/// transparent huge pages in `madvise` mode, Debian's default; `always` needs no asking). For
+/// large tables read at random, such as the shape model's leaves: far fewer TLB misses. Call it
+/// before the memory is first written. A hint: nothing changes where it is not supported.
+pub fn advise_huge_pages<T>(mem: &[T]) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let start = mem.as_ptr() as usize;
+        let end = start + std::mem::size_of_val(mem);
+        let (from, to) = (start.next_multiple_of(HUGE), end / HUGE * HUGE);
+        if to > from {
+            // SAFETY: MADV_HUGEPAGE changes neither contents nor permissions; the range lies
+            // inside `mem`, which is mapped memory this process owns. The result is a hint's:
+            // ignored.
+            unsafe { libc::madvise(from as *mut c_void, to - from, libc::MADV_HUGEPAGE) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = mem;
 }
 
 /// A detected face: pixel box (inclusive corners, as dlib) and the detector's score.

@@ -695,6 +695,7 @@ mod tests {
         assert_eq!(m.predict(img, far).len(), 2);
         let nan = Rect { left: f32::NAN, top: 0.0, right: 8.0, bottom: f32::INFINITY };
         assert_eq!(m.predict(img, nan).len(), 2);
+        assert_eq!(m.predict(Gray::new(&[], 0, 0, 0).unwrap(), rect).len(), 2, "an empty image");
     }
 
     #[test]

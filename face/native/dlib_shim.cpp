@@ -5,9 +5,8 @@
 //
 // Compiled twice by build.rs: once for the baseline x86-64 (SSE2) and once with AVX2, each
 // with its own symbol prefix (EXF_PREFIX); the Rust side picks one at run time.
-// Debian builds dlib with BLAS and LAPACK; with DLIB_USE_BLAS the shape predictor's thousands
-// of small vector additions each became a BLAS call (3.9 ms per face instead of under 1 ms).
-// Nothing here needs BLAS, so the templates compiled in this file use dlib's own kernels.
+// Debian builds dlib with BLAS and LAPACK. Nothing here needs them (the shape predictor's
+// additions are small vectors), so the templates compiled in this file use dlib's own kernels.
 #include <dlib/config.h>
 #undef DLIB_USE_BLAS
 #undef DLIB_USE_LAPACK

@@ -11,9 +11,10 @@
 //! collapse or leave the frame, drop the face and the full search resumes.
 
 use crate::au::{self, ActionUnits, Baseline, Features};
-use crate::ffi::{Detector, Gray};
+use crate::ffi::Detector;
 use crate::landmarks::{self, Landmarks};
 use crate::pose::{self, Camera, Pose};
+use crate::Gray;
 use crate::{FaceError, Models};
 use std::sync::Arc;
 
@@ -131,7 +132,7 @@ impl Analyzer {
     pub fn analyze(&mut self, img: Gray<'_>) -> Face {
         self.frames += 1;
         let n = self.frames;
-        if img.width < 16 || img.height < 16 {
+        if img.width() < 16 || img.height() < 16 {
             self.track = None;
             return Face::none(false);
         }
@@ -167,7 +168,7 @@ impl Analyzer {
         let (lw, lh) = (lb[2] - lb[0], lb[3] - lb[1]);
         let inside = lm
             .iter()
-            .filter(|p| p[0] >= 0.0 && p[1] >= 0.0 && p[0] < img.width as f32 && p[1] < img.height as f32)
+            .filter(|p| p[0] >= 0.0 && p[1] >= 0.0 && p[0] < img.width() as f32 && p[1] < img.height() as f32)
             .count();
         if lw < 8.0 || lh < 8.0 || inside < 50 {
             self.track = None;
@@ -192,7 +193,7 @@ impl Analyzer {
             confidence,
             misses,
         });
-        let pose = pose::estimate(&lm, &Camera::default_for(img.width, img.height)).unwrap_or_default();
+        let pose = pose::estimate(&lm, &Camera::default_for(img.width(), img.height())).unwrap_or_default();
         let features = Features::of(&lm).unwrap_or_default();
         self.baseline.add(features);
         let au = au::estimate(&features, &self.baseline.neutral());
@@ -210,11 +211,11 @@ impl Analyzer {
 
     /// The whole-frame search: the best face, `[l, t, r, b]` in frame pixels, and its score.
     fn search(&mut self, img: Gray<'_>) -> Option<([f32; 4], f64)> {
-        let scale = (self.settings.search_width as f32 / img.width as f32).min(1.0);
+        let scale = (self.settings.search_width as f32 / img.width() as f32).min(1.0);
         let found = if scale < 1.0 {
-            let (w, h) = (((img.width as f32) * scale) as usize, ((img.height as f32) * scale) as usize);
-            crate::image::resize(img, [0, 0, img.width, img.height], w, h, &mut self.scratch);
-            self.detector.detect(Gray { data: &self.scratch, width: w, height: h, stride: w }, 0.0)
+            let (w, h) = (((img.width() as f32) * scale) as usize, ((img.height() as f32) * scale) as usize);
+            crate::image::resize(img, [0, 0, img.width(), img.height()], w, h, &mut self.scratch);
+            self.detector.detect(Gray::new(&self.scratch, w, h, w).expect("the buffer holds the picture"), 0.0)
         } else {
             self.detector.detect(img, 0.0)
         };
@@ -231,8 +232,8 @@ impl Analyzer {
         let side = w.max(h) * 2.0;
         let x0 = (cx - side / 2.0).max(0.0) as usize;
         let y0 = (cy - side / 2.0).max(0.0) as usize;
-        let x1 = ((cx + side / 2.0) as usize).min(img.width);
-        let y1 = ((cy + side / 2.0) as usize).min(img.height);
+        let x1 = ((cx + side / 2.0) as usize).min(img.width());
+        let y1 = ((cy + side / 2.0) as usize).min(img.height());
         if x1 <= x0 + 16 || y1 <= y0 + 16 {
             return None;
         }
@@ -243,7 +244,8 @@ impl Analyzer {
             return None;
         }
         crate::image::resize(img, [x0, y0, x1, y1], cw, ch, &mut self.scratch);
-        let found = self.detector.detect(Gray { data: &self.scratch, width: cw, height: ch, stride: cw }, -0.5);
+        let found =
+            self.detector.detect(Gray::new(&self.scratch, cw, ch, cw).expect("the buffer holds the picture"), -0.5);
         let s = 1.0 / scale;
         found
             .iter()

@@ -10,8 +10,8 @@
 //! OpenCV takes the strongest channel's gradient, so a frame that differs from the skin only in
 //! colour may be missed here.
 
-use crate::ffi::Gray;
 use crate::landmarks::Landmarks;
+use crate::Gray;
 
 /// The landmarks that bound the strip horizontally.
 const STRIP_X: [usize; 8] = [20, 28, 29, 30, 31, 33, 34, 35];
@@ -25,15 +25,15 @@ pub const CANNY_HIGH: i32 = 200;
 pub fn detect(img: Gray<'_>, lm: &Landmarks) -> Option<bool> {
     let xs = STRIP_X.map(|i| lm[i][0]);
     let x0 = xs.iter().copied().fold(f32::MAX, f32::min).max(0.0) as usize;
-    let x1 = (xs.iter().copied().fold(f32::MIN, f32::max) as usize).min(img.width);
+    let x1 = (xs.iter().copied().fold(f32::MIN, f32::max) as usize).min(img.width());
     let y0 = lm[STRIP_TOP][1].max(0.0) as usize;
-    let y1 = (lm[STRIP_BOTTOM][1] as usize).min(img.height);
+    let y1 = (lm[STRIP_BOTTOM][1] as usize).min(img.height());
     if x1 < x0 + 3 || y1 < y0 + 3 {
         return None;
     }
     let (w, h) = (x1 - x0, y1 - y0);
     let crop: Vec<i32> = (y0..y1)
-        .flat_map(|y| img.data[y * img.stride + x0..y * img.stride + x1].iter())
+        .flat_map(|y| img.data()[y * img.stride() + x0..y * img.stride() + x1].iter())
         .map(|&v| ((v as i32 - 16) * 255 / 219).clamp(0, 255))
         .collect();
     let edges = canny(&blur3(&crop, w, h), w, h, CANNY_LOW, CANNY_HIGH);
@@ -194,7 +194,7 @@ mod tests {
         lm[STRIP_BOTTOM] = [50.0, 60.0];
         let (w, h) = (100, 80);
         let skin = vec![150u8; w * h];
-        let img = Gray { data: &skin, width: w, height: h, stride: w };
+        let img = Gray::new(&skin, w, h, w).expect("the buffer holds the picture");
         assert_eq!(detect(img, &lm), Some(false));
         let mut framed = skin.clone();
         for y in 34..38 {
@@ -202,7 +202,7 @@ mod tests {
                 framed[y * w + x] = 30;
             }
         }
-        assert_eq!(detect(Gray { data: &framed, width: w, height: h, stride: w }, &lm), Some(true));
+        assert_eq!(detect(Gray::new(&framed, w, h, w).expect("the buffer holds the picture"), &lm), Some(true));
         // A strip outside the image gives no answer.
         let mut off = lm;
         off[STRIP_TOP] = [45.0, 200.0];

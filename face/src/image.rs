@@ -1,6 +1,6 @@
 //! Grey-image helpers: the crop-and-scale the analyser feeds the detector.
 
-use crate::ffi::Gray;
+use crate::Gray;
 
 /// Scales the region `[x0, y0, x1, y1)` of `src` to `w` x `h` into `out` (bilinear; for
 /// shrinking by more than 2x the source is averaged over 2x2 first, so detail does not alias).
@@ -12,7 +12,8 @@ pub fn resize(src: Gray<'_>, region: [usize; 4], w: usize, h: usize, out: &mut V
     if w == 0 || h == 0 {
         return;
     }
-    let px = |x: usize, y: usize| -> f32 { src.data[(y0 + y.min(rh - 1)) * src.stride + x0 + x.min(rw - 1)] as f32 };
+    let px =
+        |x: usize, y: usize| -> f32 { src.data()[(y0 + y.min(rh - 1)) * src.stride() + x0 + x.min(rw - 1)] as f32 };
     let sx = rw as f32 / w as f32;
     let sy = rh as f32 / h as f32;
     let average = sx > 2.0 || sy > 2.0;
@@ -43,13 +44,19 @@ mod tests {
     #[test]
     fn scaling_keeps_a_flat_image_flat_and_a_gradient_ordered() {
         let data: Vec<u8> = (0..64 * 48).map(|i| ((i % 64) * 4) as u8).collect();
-        let img = Gray { data: &data, width: 64, height: 48, stride: 64 };
+        let img = Gray::new(&data, 64, 48, 64).expect("the buffer holds the picture");
         let mut out = Vec::new();
         resize(img, [0, 0, 64, 48], 16, 12, &mut out);
         assert_eq!(out.len(), 16 * 12);
         assert!(out.windows(2).take(15).all(|w| w[0] <= w[1]), "{:?}", &out[..16]);
         let flat = vec![77u8; 100 * 100];
-        resize(Gray { data: &flat, width: 100, height: 100, stride: 100 }, [10, 10, 90, 90], 33, 17, &mut out);
+        resize(
+            Gray::new(&flat, 100, 100, 100).expect("the buffer holds the picture"),
+            [10, 10, 90, 90],
+            33,
+            17,
+            &mut out,
+        );
         assert!(out.iter().all(|&v| v == 77));
     }
 }

@@ -39,7 +39,7 @@ impl Photo {
     }
 
     fn gray(&self) -> Gray<'_> {
-        Gray { data: &self.y, width: self.w, height: self.h, stride: self.w }
+        Gray::new(&self.y, self.w, self.h, self.w).expect("the buffer holds the picture")
     }
 }
 
@@ -122,10 +122,10 @@ fn the_analyser_finds_a_real_face_and_nothing_where_there_is_none() {
     let (x0, y0, w, h) = (0, 560, 900, 500);
     let crop: Vec<u8> = (0..h).flat_map(|r| bb.y[(y0 + r) * bb.w + x0..(y0 + r) * bb.w + x0 + w].to_vec()).collect();
     let mut a = Analyzer::new(m.clone()).unwrap();
-    let f = a.analyze(Gray { data: &crop, width: w, height: h, stride: w });
+    let f = a.analyze(Gray::new(&crop, w, h, w).expect("the buffer holds the picture"));
     assert!(!f.success && f.detected, "{f:?}");
     let flat = vec![128u8; 640 * 480];
-    let f = a.analyze(Gray { data: &flat, width: 640, height: 480, stride: 640 });
+    let f = a.analyze(Gray::new(&flat, 640, 480, 640).expect("the buffer holds the picture"));
     assert!(!f.success, "{f:?}");
 }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 /// The luma plane of `frame` as the grey image the analyser reads (no copy).
 pub fn gray(frame: &VideoFrame) -> Gray<'_> {
-    Gray { data: frame.plane(Y), width: frame.width(), height: frame.height(), stride: frame.stride(Y) }
+    Gray::new(frame.plane(Y), frame.width(), frame.height(), frame.stride(Y)).expect("the buffer holds the picture")
 }
 
 /// SynthARium's simple glasses test ([`face::glasses`]) on `frame`'s luma with these landmarks.

@@ -4,7 +4,11 @@
 //!   (`dlib`, through the C ABI) against the Rust one (`ert`);
 //! - `detect 640x480`: dlib's HOG detector on the whole frame and on a crop twice the face's
 //!   size around it (what tracking between detections would search);
-//! - `load`: reading the 100 MB model file, dlib's reader against the Rust one.
+//! - `load`: reading the 100 MB model file, dlib's reader against the Rust one;
+//! - `analyzer 640x480`: what one analysed frame costs the server's analyser (search,
+//!   following, checks, landmarks, pose, AUs; per frame, averaged over its schedule): `face
+//!   moving`, the frame shifted along a smooth path (up to ±12 px, a new position every frame);
+//!   `no face`, a grey frame with noise (the whole-frame search on its idle schedule).
 //!
 //! The frame: the annotated face of tests/fixtures/faces/breakingbad.jpg in a 4:3 crop of 1.5x
 //! the frame's size, scaled down to 640x480 (the detector's box is 215 pixels wide).
@@ -129,6 +133,46 @@ fn benches<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
     let crop = Gray::new(&pixels[y0 * W + x0..], cw, ch, W).expect("a crop inside the frame");
     assert!(!detector.detect(crop, 0.0).is_empty(), "the face is found in its crop");
     g.bench_function("dlib crop 2x face", |bn| bn.iter(|| detector.detect(black_box(crop), 0.0)));
+    g.finish();
+
+    let models = face::Models::load(&common::root().join("models")).expect("the models");
+    let mut g = c.benchmark_group(format!("analyzer 640x480 {clock}"));
+    let moving: Vec<Vec<u8>> = (0..60)
+        .map(|i| {
+            let t = i as f64 * 0.25;
+            let (dx, dy) = ((12.0 * t.sin()).round() as i64, (6.0 * (0.7 * t).sin()).round() as i64);
+            let mut f = vec![60u8; W * H];
+            for y in 0..H as i64 {
+                for x in 0..W as i64 {
+                    let (sx, sy) = (x - dx, y - dy);
+                    if (0..W as i64).contains(&sx) && (0..H as i64).contains(&sy) {
+                        f[(y as usize) * W + x as usize] = pixels[sy as usize * W + sx as usize];
+                    }
+                }
+            }
+            f
+        })
+        .collect();
+    let mut analyzer = face::Analyzer::new(models.clone()).expect("an analyser");
+    let mut i = 0;
+    let mut found = 0u64;
+    g.bench_function("face moving", |bn| {
+        bn.iter(|| {
+            i = (i + 1) % moving.len();
+            let f = analyzer.analyze(Gray::new(&moving[i], W, H, W).expect("a frame"));
+            found += u64::from(f.success);
+        })
+    });
+    assert!(found > 0, "the analyser follows the face");
+    let mut seed = 1u32;
+    let noise: Vec<u8> = (0..W * H)
+        .map(|_| {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            100 + (seed >> 28) as u8
+        })
+        .collect();
+    let mut empty = face::Analyzer::new(models).expect("an analyser");
+    g.bench_function("no face", |bn| bn.iter(|| empty.analyze(Gray::new(&noise, W, H, W).expect("a frame"))));
     g.finish();
 
     let mut g = c.benchmark_group(format!("load {clock}"));

@@ -2,8 +2,9 @@
 //! pose and AU estimates.
 //!
 //! Finding a face costs tens of milliseconds (dlib's HOG detector over the whole frame, ~30 ms at
-//! 640x360), fitting the landmarks a few. So the detector runs on the whole frame only while no
-//! face is known (and then at most every [`Settings::search_every`] analysed frames); once a face
+//! 640x360), fitting the landmarks 1.5 ms. So the detector runs on the whole frame only while no
+//! face is known (and then at most every [`Settings::search_every`] analysed frames, every
+//! [`Settings::idle_search_every`] once several searches found nothing); once a face
 //! is found it is *followed*: each frame's landmarks give the next frame's face box (the box the
 //! detector drew, carried along by the landmarks' movement and size), and every
 //! [`Settings::confirm_every`] frames the detector re-checks a crop around the face (twice its
@@ -21,8 +22,12 @@ use std::sync::Arc;
 /// How often the expensive steps run.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Settings {
-    /// While no face is known, the whole-frame search runs on one analysed frame in this many.
+    /// While no face is known, the whole-frame search runs on one analysed frame in this many…
     pub search_every: u32,
+    /// …and after [`Settings::searches_before_idle`] failed searches in a row, on one in this
+    /// many (an empty picture should not cost a whole-frame search three times a second).
+    pub idle_search_every: u32,
+    pub searches_before_idle: u32,
     /// While a face is followed, the detector re-checks it on one analysed frame in this many.
     pub confirm_every: u32,
     /// Frames wider than this are scaled down for the whole-frame search (the detector finds
@@ -32,7 +37,13 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { search_every: 3, confirm_every: 5, search_width: 640 }
+        Settings {
+            search_every: 3,
+            idle_search_every: 10,
+            searches_before_idle: 5,
+            confirm_every: 5,
+            search_width: 640,
+        }
     }
 }
 
@@ -90,6 +101,9 @@ pub struct Analyzer {
     settings: Settings,
     track: Option<Track>,
     frames: u64,
+    /// Whole-frame searches that found nothing since the last face, and the frame of the last.
+    failed_searches: u32,
+    last_search: u64,
     baseline: Baseline,
     scratch: Vec<u8>,
 }
@@ -111,6 +125,8 @@ impl Analyzer {
             settings,
             track: None,
             frames: 0,
+            failed_searches: 0,
+            last_search: 0,
             baseline: Baseline::default(),
             scratch: Vec::new(),
         })
@@ -120,6 +136,8 @@ impl Analyzer {
     pub fn reset(&mut self) {
         self.track = None;
         self.frames = 0;
+        self.failed_searches = 0;
+        self.last_search = 0;
         self.baseline = Baseline::default();
     }
 
@@ -151,12 +169,24 @@ impl Analyzer {
                 }
             },
             None => {
-                if (n - 1) % self.settings.search_every.max(1) as u64 != 0 {
+                let every = if self.failed_searches >= self.settings.searches_before_idle {
+                    self.settings.idle_search_every
+                } else {
+                    self.settings.search_every
+                };
+                if self.last_search != 0 && n - self.last_search < every.max(1) as u64 {
                     return Face::none(false);
                 }
+                self.last_search = n;
                 match self.search(img) {
-                    Some((b, score)) => (b, confidence_of(score), true, true, 0),
-                    None => return Face::none(true),
+                    Some((b, score)) => {
+                        self.failed_searches = 0;
+                        (b, confidence_of(score), true, true, 0)
+                    }
+                    None => {
+                        self.failed_searches = self.failed_searches.saturating_add(1);
+                        return Face::none(true);
+                    }
                 }
             }
         };

@@ -7,7 +7,7 @@
 //! needs them fails to build, with the reason, when they are not installed (`make models`).
 
 pub use face::landmarks::{self, Landmarks};
-pub use face::{au, pose, ActionUnits, Analyzer, Face, FaceError, Features, Gray, Models, Pose, Settings};
+pub use face::{au, models_dir, pose, ActionUnits, Analyzer, Face, FaceError, Features, Gray, Models, Pose, Settings};
 
 use crate::{ParamError, VideoFrame, Y};
 use std::time::Duration;

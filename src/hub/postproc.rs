@@ -141,7 +141,8 @@ impl Hub {
                     .collect();
                 let files: Vec<&str> = report.written.iter().map(|a| a.file.as_str()).collect();
                 let fields = json!({"kind": faces::KIND, "files": files, "failed": failed});
-                self.log_post_processing(&sid, &dir, "post_processing_finished", fields).await;
+                let kind = if failed.is_empty() { "post_processing_finished" } else { "post_processing_failed" };
+                self.log_post_processing(&sid, &dir, kind, fields).await;
                 match listed {
                     Err(e) => {
                         tracing::error!(session = %sid, error = %e, "cannot list the post-processing results in the manifest");

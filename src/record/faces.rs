@@ -193,7 +193,11 @@ fn analyze_one(
             rows.push(Row { t_ms, face });
             stopped = each(rows.len() as u64).is_break();
         })
-        .map_err(|reason| FacesError::Read { file: f.file.clone(), reason })?;
+        .map_err(|reason| {
+            // `decode_file` names the file; said once.
+            let reason = reason.strip_prefix(&format!("{}: ", f.file)).map(str::to_owned).unwrap_or(reason);
+            FacesError::Read { file: f.file.clone(), reason }
+        })?;
         if stopped {
             return Err(FacesError::Cancelled);
         }

@@ -606,6 +606,50 @@ mod tests {
     }
 
     #[test]
+    fn analyses_are_listed_once_per_file_and_old_manifests_load() {
+        let d = temp();
+        let r = SessionRecord::open(&d, "s1").unwrap();
+        r.close();
+        let dir = d.join("s1");
+        // A manifest written before `analyses` existed has none, and is written back without it.
+        let m = Manifest::load(&dir).unwrap().unwrap();
+        assert!(m.analyses.is_empty());
+        assert!(!String::from_utf8(m.bytes()).unwrap().contains("analyses"));
+        let a = |file: &str, frames: u64| Analysis {
+            file: file.into(),
+            run: 1,
+            participant_id: "p".into(),
+            kind: "faces".into(),
+            sources: vec!["p_raw_video_1-1.webm".into()],
+            frames,
+            faces_found: 1,
+            bytes: 5,
+            sha256: "0".repeat(64),
+            created_us: 1,
+        };
+        add_analyses_to(&dir, &[a("processed/p.run-1.csv", 3), a("processed/q.run-1.csv", 4)]).unwrap();
+        add_analyses_to(&dir, &[a("processed/p.run-1.csv", 9)]).unwrap();
+        let m = Manifest::load(&dir).unwrap().unwrap();
+        let listed: Vec<(&str, u64)> = m.analyses.iter().map(|a| (a.file.as_str(), a.frames)).collect();
+        assert_eq!(listed, [("processed/q.run-1.csv", 4), ("processed/p.run-1.csv", 9)]);
+        assert_eq!(m.runs.len(), 1);
+        // Events outside a run continue the log's numbering.
+        append_event(&dir, "post_processing_started", json!({"kind": "faces"})).unwrap();
+        let r = SessionRecord::open(&d, "s1").unwrap();
+        r.event("x", json!({}));
+        r.close();
+        let l = lines(&d);
+        assert_eq!(l.len(), 2);
+        assert_eq!(
+            (l[0]["seq"].as_u64(), &l[0]["type"], &l[0]["run"]),
+            (Some(1), &json!("post_processing_started"), &Value::Null)
+        );
+        assert_eq!(l[1]["seq"].as_u64(), Some(2));
+        assert!(add_analyses_to(&d.join("none"), &[]).is_err());
+        let _ = fs::remove_dir_all(d);
+    }
+
+    #[test]
     fn a_broken_manifest_is_kept_aside() {
         let d = temp();
         fs::create_dir_all(d.join("s1")).unwrap();

@@ -133,6 +133,17 @@ print(json.dumps({
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
+/// Runs the face-analysis pandas snippet of `docs/research-data.md` in `dir`; its output.
+fn run_docs_snippet(dir: &Path) -> String {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/research-data.md")).unwrap();
+    let code = &doc[doc.find("<!-- pandas-faces-snippet -->").expect("the snippet's marker")..];
+    let code = &code[code.find("```python\n").unwrap() + 10..];
+    let code = &code[..code.find("```").unwrap()];
+    let out = Command::new(python_with_pandas()).arg("-c").arg(code).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "the docs' snippet fails:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn tar_names(tar: &[u8]) -> Vec<String> {
     tar::Archive::new(tar).entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect()
 }
@@ -279,6 +290,10 @@ async fn recorded_faces_are_post_processed_into_openface_csvs() {
     assert!(smile >= 1.0 && rest < 1.0 && smile > rest + 0.5, "AU12 smiling {smile}, resting {rest}: {s}");
     // The neutral camera: no smile.
     assert!(summaries[1]["au12_rest"].as_f64().unwrap() < 1.0, "{}", summaries[1]);
+    let shown = run_docs_snippet(&rec_dir);
+    for pid in [p0, p1] {
+        assert!(shown.contains(&format!("processed/{pid}.run-1.csv: ")), "{shown}");
+    }
 
     // The event log has the job's start and end.
     let log = std::fs::read_to_string(rec_dir.join("events.jsonl")).unwrap();

@@ -89,9 +89,9 @@ fn recording(session_id: &str, dir: Option<PathBuf>) -> Option<(PathBuf, exphub:
     }
 }
 
-/// A 20-character progress bar.
+/// A 20-character progress bar (`total` may come from a file: no overflow).
 fn bar(done: u64, total: u64) -> String {
-    (0..20u64).map(|i| if i * total < done * 20 { '#' } else { '.' }).collect()
+    (0..20u128).map(|i| if i * (total as u128) < (done as u128) * 20 { '#' } else { '.' }).collect()
 }
 
 fn analyze(session_id: &str, run: Option<u32>, out: Option<PathBuf>, dir: Option<PathBuf>) -> ExitCode {
@@ -323,4 +323,15 @@ fn serve(args: ServeArgs) -> ExitCode {
         server.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_progress_bar_takes_any_count_a_manifest_can_hold() {
+        assert_eq!(super::bar(5, 10), "##########..........");
+        assert_eq!(super::bar(0, 0), "....................");
+        assert_eq!(super::bar(u64::MAX / 2, u64::MAX), "##########..........");
+        assert_eq!(super::bar(3, u64::MAX), "#...................");
+    }
 }

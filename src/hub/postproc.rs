@@ -81,7 +81,7 @@ impl Hub {
         todo: Vec<Target>,
     ) -> Result<(), WireError> {
         let progress = Arc::new(Progress::default());
-        progress.total.store(todo.iter().map(|t| t.frames).sum(), Ordering::Relaxed);
+        progress.total.store(faces::total_frames(&todo), Ordering::Relaxed);
         let stop = Arc::new(AtomicBool::new(false));
         let listed: Vec<Value> = todo
             .iter()

@@ -5,10 +5,10 @@
 //! cargo run --release --example postproc -- [--seconds 30]
 //! ```
 //!
-//! It records a clip as the server would: the test face camera (a real annotated photo at
-//! 640x480, smiling every other 2 s by a warp of its lip corners), encoded at 30 fps with the
-//! test camera's VP8 settings and written with the recorder's muxer into a temporary session
-//! directory with a manifest that lists it as a participant's raw video. Then it times, on this
+//! It records a clip as the server would (`tests/common/camera.rs`'s `record_face_clip`): the
+//! test face camera (a real annotated photo at 640x480, smiling every other 2 s by a warp of its
+//! lip corners), encoded at 30 fps with the test camera's VP8 settings and written with the
+//! recorder's muxer into a temporary directory, listed as a participant's raw video. Then it times, on this
 //! thread:
 //!
 //! - decoding alone (every frame, the same decoder), and
@@ -27,12 +27,12 @@ use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use exphub::media::codec::{VideoDecoder, VideoEncoder, VideoSettings};
-use exphub::media::mux::{self, Muxer, TrackInfo};
+use exphub::media::codec::VideoDecoder;
+use exphub::media::mux;
 use exphub::media::rtp::Format;
-use exphub::record::{faces, FileEntry, Manifest};
+use exphub::record::{faces, Manifest};
 
-const FPS: u32 = 30;
+use camera::FPS;
 
 /// This thread's CPU time.
 fn thread_cpu() -> Duration {
@@ -57,50 +57,9 @@ fn main() {
 
     // The recording.
     let name = "p_raw_video_1-1.webm";
-    let info = TrackInfo {
-        format: Format::Vp8,
-        width: camera::FACE_W as u32,
-        height: camera::FACE_H as u32,
-        extradata: vec![],
-    };
-    let mut muxer = Muxer::create(&dir.join(name), &info).unwrap();
-    let mut enc =
-        VideoEncoder::new(Format::Vp8, VideoSettings { bitrate: 600_000, vp8_cpu_used: 16, fps: FPS }).unwrap();
-    let mut packets = Vec::new();
-    for n in 0..frames {
-        let smile = if n % 120 >= 60 { 1.0 } else { 0.0 };
-        packets.clear();
-        enc.encode(&camera::face_picture(smile), n % 30 == 0, &mut packets).unwrap();
-        let ms = (n as u64 * 1000 / FPS as u64) as i64;
-        for p in &packets {
-            muxer.write(&p.data, ms, p.keyframe, 1000 / FPS as i64).unwrap();
-        }
-    }
-    muxer.finish().unwrap();
-    let bytes = std::fs::metadata(dir.join(name)).unwrap().len();
     let mut m = Manifest::new("s");
-    m.files.push(FileEntry {
-        file: name.into(),
-        run: 1,
-        participant_id: "p".into(),
-        kind: "raw".into(),
-        media: "video".into(),
-        codec: "VP8".into(),
-        container: "webm".into(),
-        segment: 1,
-        start_ms: 0.0,
-        width: Some(info.width),
-        height: Some(info.height),
-        viewers: None,
-        filters: None,
-        duration_ms: Some(seconds as f64 * 1000.0),
-        frames: Some(frames as u64),
-        bytes: Some(bytes),
-        sha256: None,
-        complete: true,
-        recovered: false,
-        error: None,
-    });
+    m.files.push(camera::record_face_clip(&dir, name, "p", seconds));
+    let bytes = m.files[0].bytes.unwrap_or(0);
     println!("clip: {seconds} s, {frames} frames of 640x480 VP8 at {FPS} fps, {} kB", bytes / 1000);
 
     // Decoding alone.

@@ -387,3 +387,51 @@ async fn a_failed_job_reports_post_processing_failed_once_and_leaves_no_csv() {
     drop(exp);
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_stops_at_shutdown_and_leaves_no_csv_unlisted() {
+    // Two participants' recordings, long enough that the job is still busy when the server stops.
+    let dir = TempDir::new("postproc-stop");
+    write_session(dir.path(), &recorded_session());
+    let rec = dir.path().join(SESSION);
+    std::fs::create_dir_all(&rec).unwrap();
+    let mut m = json!({"format": "exphub-recording/1", "session_id": SESSION, "events": "events.jsonl",
+        "runs": [{"run": 1, "created_us": 1, "start_us": 2, "start_time": 3, "end_time": 4, "end_us": 5}], "files": []});
+    for pid in &PARTICIPANTS[..2] {
+        let f = record_face_clip(&rec, &format!("{pid}_raw_video_1-1.webm"), pid, 15);
+        m["files"].as_array_mut().unwrap().push(serde_json::to_value(f).unwrap());
+    }
+    std::fs::write(rec.join("manifest.json"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let srv = TestServer::start_in(dir).await;
+    let mut exp = experimenter(&srv.base).await;
+    request(&mut exp, "POST_PROCESSING_VIDEO", json!({"session_id": SESSION}), "POST_PROCESSING_VIDEO").await;
+    // Running: some frames done.
+    let deadline = Instant::now() + JOB;
+    loop {
+        let c = check(&mut exp).await;
+        assert_eq!(c["type"], "CHECK_POST_PROCESSING", "finished before the server was stopped: {c}");
+        if c["data"]["frames_done"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{c}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(exp);
+    let dir = srv.stop().await;
+    // The job stopped with the server: the file it was on is not written, anything it finished
+    // is listed, and the log says so.
+    let rec = dir.path().join(SESSION);
+    let left: Vec<String> = std::fs::read_dir(rec.join("processed"))
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    assert!(left.len() < 2 && left.iter().all(|n| !n.starts_with('.')), "{left:?}");
+    let listed: Vec<String> = manifest(&rec)["analyses"]
+        .as_array()
+        .map(|a| a.iter().map(|x| x["file"].as_str().unwrap().trim_start_matches("processed/").to_owned()).collect())
+        .unwrap_or_default();
+    assert_eq!(listed, left, "every CSV on disk is listed");
+    let log = std::fs::read_to_string(rec.join("events.jsonl")).unwrap();
+    let last: Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(last["type"], "post_processing_failed", "{log}");
+    assert!(last["failed"].to_string().contains("stopped before it was finished"), "{last}");
+}

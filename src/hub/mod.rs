@@ -326,9 +326,9 @@ impl Hub {
                 Input::ReleaseStart { conn } => self.release_start(conn),
                 Input::PostProcessed(f) => self.on_post_processed(f).await,
                 Input::Shutdown { reply } => {
-                    self.postproc.cancel();
                     self.shutdown().await;
                     self.finish_recordings(&mut rx).await;
+                    self.finish_post_processing(&mut rx).await;
                     let _ = reply.send(());
                     break;
                 }

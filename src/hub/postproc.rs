@@ -31,7 +31,11 @@ struct Job {
     session_id: SessionId,
     progress: Arc<Progress>,
     stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
+
+/// How long shutdown waits for a stopped job's thread (it ends at its next frame).
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Frames done and to do, written by the job, read by `CHECK_POST_PROCESSING`.
 #[derive(Default)]
@@ -63,13 +67,6 @@ impl PostProc {
     pub(crate) fn take_outcome(&mut self) -> Option<Result<String, WireError>> {
         self.finished.take()
     }
-
-    /// Asks a running job to stop (at shutdown): it ends at its next frame.
-    pub(crate) fn cancel(&self) {
-        if let Some(j) = &self.running {
-            j.stop.store(true, Ordering::Relaxed);
-        }
-    }
 }
 
 impl Hub {
@@ -89,17 +86,25 @@ impl Hub {
             .collect();
         let (p, s, tx, job_dir, session_id) =
             (progress.clone(), stop.clone(), self.tx.clone(), dir.clone(), sid.clone());
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("post-processing".into())
             .spawn(move || {
-                let result = faces::analyze(&job_dir, &todo, &mut |done, total| {
-                    p.done.store(done, Ordering::Relaxed);
-                    p.total.store(total, Ordering::Relaxed);
-                    if s.load(Ordering::Relaxed) {
-                        ControlFlow::Break(())
-                    } else {
-                        ControlFlow::Continue(())
-                    }
+                // A panic (a bug) must still end the job, or it would be "running" for ever.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    faces::analyze(&job_dir, &todo, &mut |done, total| {
+                        p.done.store(done, Ordering::Relaxed);
+                        p.total.store(total, Ordering::Relaxed);
+                        if s.load(Ordering::Relaxed) {
+                            ControlFlow::Break(())
+                        } else {
+                            ControlFlow::Continue(())
+                        }
+                    })
+                }))
+                .unwrap_or_else(|panic| {
+                    let msg = crate::panic_message(&*panic);
+                    tracing::error!(panic = %msg, "the post-processing job panicked");
+                    Err(FacesError::Internal(msg))
                 });
                 // The hub has stopped if this fails: nothing is waiting for the outcome.
                 let _ = tx.blocking_send(Input::PostProcessed(Finished { session_id, dir: job_dir, result }));
@@ -108,12 +113,32 @@ impl Hub {
                 tracing::error!(error = %e, "cannot start the post-processing thread");
                 WireError::internal()
             })?;
-        self.postproc.running = Some(Job { session_id: sid.clone(), progress, stop });
+        self.postproc.running = Some(Job { session_id: sid.clone(), progress, stop, thread: Some(thread) });
         self.postproc.finished = None;
         tracing::info!(session = %sid, "post-processing started");
         self.log_post_processing(sid, &dir, "post_processing_started", json!({"kind": faces::KIND, "targets": listed}))
             .await;
         Ok(())
+    }
+
+    /// At shutdown (after the recordings are finished and the other inputs no longer matter):
+    /// stops a running job, waits for its thread (bounded), and lists what it finished, so no
+    /// CSV is left on disk unlisted; the file it was working on is not written.
+    pub(super) async fn finish_post_processing(&mut self, rx: &mut tokio::sync::mpsc::Receiver<Input>) {
+        let Some(job) = self.postproc.running.as_mut() else { return };
+        job.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = job.thread.take() {
+            let joined = tokio::task::spawn_blocking(move || t.join());
+            if tokio::time::timeout(STOP_WAIT, joined).await.is_err() {
+                tracing::warn!("shutdown: the post-processing job did not stop in time");
+                return;
+            }
+        }
+        while let Ok(input) = rx.try_recv() {
+            if let Input::PostProcessed(f) = input {
+                return self.on_post_processed(f).await;
+            }
+        }
     }
 
     /// The job's end: its results go into the manifest and the log; its outcome waits for the

@@ -104,8 +104,10 @@ pub enum FacesError {
     Read { file: String, reason: String },
     /// A result file cannot be written.
     Write { file: String, error: io::Error },
-    /// Stopped on request (the server shuts down); the unfinished file is removed.
+    /// Stopped on request (the server shuts down) before the file was written.
     Cancelled,
+    /// A bug: the analysis panicked (the message).
+    Internal(String),
 }
 
 impl std::fmt::Display for FacesError {
@@ -115,6 +117,7 @@ impl std::fmt::Display for FacesError {
             FacesError::Read { file, reason } => write!(f, "cannot read {file}: {reason}"),
             FacesError::Write { file, error } => write!(f, "cannot write {file}: {error}"),
             FacesError::Cancelled => write!(f, "stopped before it was finished"),
+            FacesError::Internal(e) => write!(f, "internal error: {e}"),
         }
     }
 }
@@ -131,9 +134,10 @@ pub struct Report {
 
 /// Analyses every target in order and writes its CSV. `progress(done, total)` is called after
 /// every frame (`total`: the manifest's frame counts; `done` may pass it if the manifest
-/// counted fewer); returning `Break` stops the work (`Err(Cancelled)`). `Err` only when nothing
-/// more can be done (no models, cancelled); a target that fails is reported in
-/// [`Report::failed`] and the next one goes on.
+/// counted fewer); returning `Break` stops the work: the target being analysed is reported as
+/// [`FacesError::Cancelled`] (its file is not written) and the later ones are not begun, while
+/// the files already written stay in the report. `Err` only when nothing can be done (no
+/// models); a target that fails is reported in [`Report::failed`] and the next one goes on.
 pub fn analyze(
     dir: &Path,
     targets: &[Target],
@@ -150,7 +154,10 @@ pub fn analyze(
         };
         match analyze_one(dir, &models, t, &mut each) {
             Ok(a) => report.written.push(a),
-            Err(FacesError::Cancelled) => return Err(FacesError::Cancelled),
+            Err(FacesError::Cancelled) => {
+                report.failed.push((t.clone(), FacesError::Cancelled));
+                return Ok(report);
+            }
             Err(e @ FacesError::Models(_)) => return Err(e),
             Err(e) => report.failed.push((t.clone(), e)),
         }

@@ -34,6 +34,22 @@ fn recorded_session() -> Value {
     s
 }
 
+/// A sessions directory with the recorded test session and its (empty) recording directory.
+fn recording_dir(tag: &str) -> (TempDir, PathBuf) {
+    let dir = TempDir::new(tag);
+    write_session(dir.path(), &recorded_session());
+    let rec = dir.path().join(SESSION);
+    std::fs::create_dir_all(&rec).unwrap();
+    (dir, rec)
+}
+
+/// Writes the manifest of a recording of one run with these files.
+fn write_manifest(rec: &Path, files: Vec<Value>) {
+    let m = json!({"format": "exphub-recording/1", "session_id": SESSION, "events": "events.jsonl",
+        "runs": [{"run": 1, "created_us": 1, "start_us": 2, "start_time": 3, "end_time": 4, "end_us": 5}], "files": files});
+    std::fs::write(rec.join("manifest.json"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+}
+
 fn manifest(dir: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("manifest.json")).unwrap()
 }
@@ -339,18 +355,15 @@ async fn recorded_faces_are_post_processed_into_openface_csvs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_job_reports_post_processing_failed_once_and_leaves_no_csv() {
     // A recording whose raw video is not a video file.
-    let dir = TempDir::new("postproc-fail");
-    write_session(dir.path(), &recorded_session());
-    let rec = dir.path().join(SESSION);
-    std::fs::create_dir_all(&rec).unwrap();
+    let (dir, rec) = recording_dir("postproc-fail");
     let file = format!("{}_raw_video_1-1.webm", PARTICIPANTS[0]);
     std::fs::write(rec.join(&file), b"this is not a webm file").unwrap();
-    let m = json!({"format": "exphub-recording/1", "session_id": SESSION, "events": "events.jsonl",
-        "runs": [{"run": 1, "created_us": 1, "start_us": 2, "start_time": 3, "end_time": 4, "end_us": 5}],
-        "files": [{"file": file, "run": 1, "participant_id": PARTICIPANTS[0], "kind": "raw", "media": "video",
+    write_manifest(
+        &rec,
+        vec![json!({"file": file, "run": 1, "participant_id": PARTICIPANTS[0], "kind": "raw", "media": "video",
             "codec": "VP8", "container": "webm", "segment": 1, "start_ms": 12.0, "duration_ms": 1000.0,
-            "frames": 30, "bytes": 23, "sha256": "0", "complete": true}]});
-    std::fs::write(rec.join("manifest.json"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+            "frames": 30, "bytes": 23, "sha256": "0", "complete": true})],
+    );
     let srv = TestServer::start_in(dir).await;
     let mut exp = experimenter(&srv.base).await;
     request(&mut exp, "POST_PROCESSING_VIDEO", json!({"session_id": SESSION}), "POST_PROCESSING_VIDEO").await;
@@ -391,17 +404,12 @@ async fn a_failed_job_reports_post_processing_failed_once_and_leaves_no_csv() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_stops_at_shutdown_and_leaves_no_csv_unlisted() {
     // Two participants' recordings, long enough that the job is still busy when the server stops.
-    let dir = TempDir::new("postproc-stop");
-    write_session(dir.path(), &recorded_session());
-    let rec = dir.path().join(SESSION);
-    std::fs::create_dir_all(&rec).unwrap();
-    let mut m = json!({"format": "exphub-recording/1", "session_id": SESSION, "events": "events.jsonl",
-        "runs": [{"run": 1, "created_us": 1, "start_us": 2, "start_time": 3, "end_time": 4, "end_us": 5}], "files": []});
-    for pid in &PARTICIPANTS[..2] {
-        let f = record_face_clip(&rec, &format!("{pid}_raw_video_1-1.webm"), pid, 15);
-        m["files"].as_array_mut().unwrap().push(serde_json::to_value(f).unwrap());
-    }
-    std::fs::write(rec.join("manifest.json"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let (dir, rec) = recording_dir("postproc-stop");
+    let files = PARTICIPANTS[..2]
+        .iter()
+        .map(|pid| serde_json::to_value(record_face_clip(&rec, &format!("{pid}_raw_video_1-1.webm"), pid, 15)).unwrap())
+        .collect();
+    write_manifest(&rec, files);
     let srv = TestServer::start_in(dir).await;
     let mut exp = experimenter(&srv.base).await;
     request(&mut exp, "POST_PROCESSING_VIDEO", json!({"session_id": SESSION}), "POST_PROCESSING_VIDEO").await;

@@ -199,10 +199,14 @@ impl Hub {
     }
 
     /// An event of the session's log: through its record writer while it records, else
-    /// appended on the blocking pool (awaited, so no record can open on the log meanwhile).
-    async fn log_post_processing(&self, sid: &SessionId, dir: &std::path::Path, kind: &'static str, fields: Value) {
+    /// appended on the blocking pool (awaited, so no record can open on the log meanwhile),
+    /// after any record still closing has written its last lines.
+    async fn log_post_processing(&mut self, sid: &SessionId, dir: &std::path::Path, kind: &'static str, fields: Value) {
         if self.recording(sid) {
             return self.log(sid, kind, fields);
+        }
+        for closing in std::mem::take(&mut self.closing) {
+            let _ = closing.await;
         }
         let d = dir.to_path_buf();
         match tokio::task::spawn_blocking(move || crate::record::append_event(&d, kind, fields)).await {

@@ -51,12 +51,19 @@ pub enum Command {
         sessions_dir: Option<PathBuf>,
     },
     /// Recompute a session's group filter results from its recorded raw files, with the same
-    /// code and parameters as the live run, into `<session>/group_results.run-<N>.jsonl`.
+    /// code and parameters as the live run, into `<session>/group_results.run-<N>.jsonl`; or,
+    /// with `--faces`, analyse the faces in every recorded raw video frame into
+    /// `<session>/processed/<participant>.run-<N>.csv` (OpenFace's columns).
     Analyze {
         session_id: String,
-        /// The run (a session can be run more than once) [default: the last one].
+        /// The run (a session can be run more than once) [default: the last one; with --faces:
+        /// every run].
         #[arg(long)]
         run: Option<u32>,
+        /// Face analysis of the raw video instead (what POST_PROCESSING_VIDEO does); rewrites
+        /// existing CSVs.
+        #[arg(long, conflicts_with = "out")]
+        faces: bool,
         /// Where to write the results ("-": standard output).
         #[arg(short, long)]
         out: Option<PathBuf>,

@@ -102,12 +102,15 @@ impl Server {
 
 fn panic_text(e: tokio::task::JoinError) -> String {
     match e.try_into_panic() {
-        Ok(p) => {
-            let msg = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
-            format!("panic: {}", msg.unwrap_or_else(|| "(no message)".to_owned()))
-        }
+        Ok(p) => format!("panic: {}", panic_message(&*p)),
         Err(e) => e.to_string(),
     }
+}
+
+/// The text of a panic payload (`panic!("...")` gives `&str` or `String`).
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    let msg = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
+    msg.unwrap_or_else(|| "(no message)".to_owned())
 }
 
 /// Errors that stop the server from starting.

@@ -1,5 +1,5 @@
 //! The `exphub` command: `exphub [serve]`, `exphub sessions validate [DIR]`,
-//! `exphub export SESSION_ID` and `exphub analyze SESSION_ID`.
+//! `exphub export SESSION_ID` and `exphub analyze SESSION_ID [--faces]`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,7 +13,12 @@ fn main() -> ExitCode {
         Some(Command::Sessions(SessionsCommand::Validate { dir })) => validate(dir, &cli.serve),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Export { session_id, out, sessions_dir }) => export(&session_id, out, sessions_dir),
-        Some(Command::Analyze { session_id, run, out, sessions_dir }) => analyze(&session_id, run, out, sessions_dir),
+        Some(Command::Analyze { session_id, run, faces: true, sessions_dir, .. }) => {
+            analyze_faces(&session_id, run, sessions_dir)
+        }
+        Some(Command::Analyze { session_id, run, out, sessions_dir, .. }) => {
+            analyze(&session_id, run, out, sessions_dir)
+        }
         None => serve(cli.serve),
     }
 }
@@ -68,20 +73,30 @@ fn export(session_id: &str, out: Option<std::path::PathBuf>, dir: Option<std::pa
     }
 }
 
-fn analyze(session_id: &str, run: Option<u32>, out: Option<PathBuf>, dir: Option<PathBuf>) -> ExitCode {
-    use exphub::record::analyze;
+/// A session's recording directory and its manifest (or the reason on stderr).
+fn recording(session_id: &str, dir: Option<PathBuf>) -> Option<(PathBuf, exphub::record::Manifest)> {
     let dir = dir.unwrap_or_else(|| "sessions".into()).join(session_id);
-    let manifest = match exphub::record::Manifest::load(&dir) {
-        Ok(Some(m)) => m,
+    match exphub::record::Manifest::load(&dir) {
+        Ok(Some(m)) => Some((dir, m)),
         Ok(None) => {
             eprintln!("exphub: no recording of session {session_id:?} in {}", dir.display());
-            return ExitCode::FAILURE;
+            None
         }
         Err(e) => {
             eprintln!("exphub: {}: {e}", dir.join("manifest.json").display());
-            return ExitCode::FAILURE;
+            None
         }
-    };
+    }
+}
+
+/// A 20-character progress bar (`total` may come from a file: no overflow).
+fn bar(done: u64, total: u64) -> String {
+    (0..20u128).map(|i| if i * (total as u128) < (done as u128) * 20 { '#' } else { '.' }).collect()
+}
+
+fn analyze(session_id: &str, run: Option<u32>, out: Option<PathBuf>, dir: Option<PathBuf>) -> ExitCode {
+    use exphub::record::analyze;
+    let Some((dir, manifest)) = recording(session_id, dir) else { return ExitCode::FAILURE };
     let Some(run) = run.or_else(|| analyze::last_run(&manifest)) else {
         eprintln!("exphub: session {session_id:?} was never started");
         return ExitCode::FAILURE;
@@ -101,7 +116,7 @@ fn analyze(session_id: &str, run: Option<u32>, out: Option<PathBuf>, dir: Option
     for inst in &instances {
         let (id, name) = (&inst.spec.id, &inst.spec.name);
         let mut progress = |done: usize, total: usize| {
-            let bar: String = (0..20).map(|i| if i * total < done * 20 { '#' } else { '.' }).collect();
+            let bar = bar(done as u64, total as u64);
             eprint!("\rexphub: {name} ({id}) [{bar}] {done}/{total} members");
         };
         let results = match analyze::recompute(&dir, &manifest, run, inst, &mut progress) {
@@ -139,6 +154,65 @@ fn analyze(session_id: &str, run: Option<u32>, out: Option<PathBuf>, dir: Option
             eprintln!("exphub: cannot write {}: {e}", out.display());
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `exphub analyze --faces`: the same face analysis as `POST_PROCESSING_VIDEO`, into
+/// `<session>/processed/`, listed in the manifest; the CSVs' paths on stdout.
+fn analyze_faces(session_id: &str, run: Option<u32>, dir: Option<PathBuf>) -> ExitCode {
+    use exphub::record::faces;
+    use std::time::{Duration, Instant};
+    let Some((dir, manifest)) = recording(session_id, dir) else { return ExitCode::FAILURE };
+    let targets = faces::targets(&manifest, run);
+    if targets.is_empty() {
+        let which = run.map(|r| format!(" in run {r}")).unwrap_or_default();
+        eprintln!("exphub: no recorded video of session {session_id:?}{which}");
+        return ExitCode::FAILURE;
+    }
+    let started = Instant::now();
+    let mut drawn: Option<Instant> = None;
+    let mut progress = |done: u64, total: u64| {
+        if done < total && drawn.is_some_and(|t| t.elapsed() < Duration::from_millis(200)) {
+            return std::ops::ControlFlow::Continue(());
+        }
+        drawn = Some(Instant::now());
+        let fps = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        let eta = total.saturating_sub(done) as f64 / fps.max(1e-3);
+        eprint!("\rexphub: faces [{}] {done}/{total} frames, {fps:.0} fps, ETA {eta:.0} s   ", bar(done, total));
+        std::ops::ControlFlow::Continue(())
+    };
+    let report = match faces::analyze(&dir, &targets, &mut progress) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("\nexphub: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!();
+    if !report.written.is_empty() {
+        if let Err(e) = exphub::record::add_analyses_to(&dir, &report.written) {
+            eprintln!("exphub: cannot list the results in {}: {e}", dir.join("manifest.json").display());
+            return ExitCode::FAILURE;
+        }
+    }
+    for a in &report.written {
+        println!("{}", dir.join(&a.file).display());
+    }
+    let frames: u64 = report.written.iter().map(|a| a.frames).sum();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "exphub: wrote {} CSV file(s) to {}: {frames} frames in {secs:.1} s ({:.0} fps)",
+        report.written.len(),
+        dir.join(faces::DIR).display(),
+        frames as f64 / secs.max(1e-3)
+    );
+    for (t, e) in &report.failed {
+        eprintln!("exphub: {} failed: {e}", t.csv());
+    }
+    if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -249,4 +323,15 @@ fn serve(args: ServeArgs) -> ExitCode {
         server.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_progress_bar_takes_any_count_a_manifest_can_hold() {
+        assert_eq!(super::bar(5, 10), "##########..........");
+        assert_eq!(super::bar(0, 0), "....................");
+        assert_eq!(super::bar(u64::MAX / 2, u64::MAX), "##########..........");
+        assert_eq!(super::bar(3, u64::MAX), "#...................");
+    }
 }

@@ -924,20 +924,13 @@ async fn experimenter_error_paths() {
             "INVALID_DATATYPE",
             starts("Message data is not a valid GET_FILTERS_DATA_SEND_TO_PARTICIPANT.: data.filter_name:"),
         ),
-        // Post-processing (OpenFace) is not part of exphub.
+        // Post-processing needs a recording (the rest: tests/e2e_postproc.rs).
         case(
             "POST_PROCESSING_VIDEO",
             json!({"session_id": SESSION}),
-            501,
-            "NOT_IMPLEMENTED",
-            is("Post-processing (OpenFace) is not available on this server."),
-        ),
-        case(
-            "CHECK_POST_PROCESSING",
-            json!({}),
-            501,
-            "NOT_IMPLEMENTED",
-            is("Post-processing (OpenFace) is not available on this server."),
+            404,
+            "FILE_NOT_FOUND",
+            is(format!("No recorded video found for session {SESSION}.")),
         ),
         // Types only the server sends.
         case(

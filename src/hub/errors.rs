@@ -145,9 +145,7 @@ pub(super) fn participant_id_not_found(participant_id: &str) -> WireError {
 pub(super) fn unknown_filter_id(filter_id: &str) -> WireError {
     e(404, ErrorType::UnknownFilterId, format!("Unknown filter ID: \"{filter_id}\"."))
 }
-pub(super) fn post_processing_unavailable() -> WireError {
-    e(501, ErrorType::NotImplemented, "Post-processing (OpenFace) is not available on this server.")
-}
+
 /// To the experimenters: a filter panicked and is bypassed.
 pub(super) fn filter_failed(name: &str, id: &str, participant_id: &str, message: &str) -> WireError {
     e(
@@ -180,4 +178,35 @@ pub(super) fn chat_not_delivered(target: &str) -> WireError {
 /// An offer not answered for lack of ports, sockets or files: try again later.
 pub(super) fn out_of_resources(description: &str) -> WireError {
     e(503, ErrorType::InternalServerError, description)
+}
+
+// --- Post-processing (`POST_PROCESSING_VIDEO`, `CHECK_POST_PROCESSING`) ------------------------
+
+/// The face models are not installed: `reason` says where they were looked for.
+pub(super) fn post_processing_unavailable(reason: &str) -> WireError {
+    e(
+        501,
+        ErrorType::NotImplemented,
+        format!("Post-processing (face analysis) is not available on this server: {reason}"),
+    )
+}
+/// SynthARium's code 102.
+pub(super) fn still_processing(session_id: &str) -> WireError {
+    e(102, ErrorType::StillProcessing, format!("Video post-processing is still running (session {session_id})."))
+}
+pub(super) fn post_processing_exists(dir: &str) -> WireError {
+    e(409, ErrorType::FileAlreadyExists, format!("Post-processing results already exist: {dir}"))
+}
+pub(super) fn no_recorded_video(session_id: &str) -> WireError {
+    e(404, ErrorType::FileNotFound, format!("No recorded video found for session {session_id}."))
+}
+pub(super) fn post_processing_while_recording() -> WireError {
+    e(
+        409,
+        ErrorType::ExperimentRunning,
+        "Cannot post-process the session while its experiment is running or its recordings are being written.",
+    )
+}
+pub(super) fn post_processing_failed(reason: &str) -> WireError {
+    e(500, ErrorType::PostProcessingFailed, format!("Video post-processing failed: {reason}"))
 }

@@ -233,7 +233,8 @@ impl Hub {
                 self.update_read_message_time(id, participant_id, last_message_read_time).await
             }
             R::GetRecordingList => self.get_recording_list(id),
-            R::PostProcessingVideo { .. } | R::CheckPostProcessing => Err(errors::post_processing_unavailable()),
+            R::PostProcessingVideo { session_id } => self.post_processing_video(id, &session_id).await,
+            R::CheckPostProcessing => self.check_post_processing(id),
             R::ServerOnly(kind) => Err(forbidden(kind)),
         }
     }
@@ -399,6 +400,74 @@ impl Hub {
     fn get_recording_list(&mut self, id: ConnId) -> Res {
         let list = self.recording_list();
         self.send(id, protocol::encode(T::RecordingList, list));
+        Ok(())
+    }
+
+    /// `POST_PROCESSING_VIDEO`: the face analysis of the session's recorded raw video (the runs
+    /// and participants without results yet), on a thread of its own (`postproc`); the reply
+    /// says where the results go.
+    async fn post_processing_video(&mut self, id: ConnId, sid: &SessionId) -> Res {
+        use crate::record::{faces, Manifest};
+        if let Some((running, _, _)) = self.postproc.status() {
+            return Err(errors::still_processing(running.as_str()));
+        }
+        if self.experiments.get(sid).is_some_and(|e| e.state == ExperimentState::Running)
+            || self.recordings.get(sid).is_some_and(|r| r.open_files() > 0)
+        {
+            return Err(errors::post_processing_while_recording());
+        }
+        if !session::is_file_safe_id(sid.as_str()) {
+            return Err(errors::no_recorded_video(sid.as_str()));
+        }
+        let dir = self.cfg.sessions_dir.join(sid.as_str());
+        // A small read on the hub task, as RECORDING_LIST's.
+        let manifest = Manifest::load(&dir).map_err(|e| {
+            tracing::error!(session = %sid, error = %e, "manifest.json cannot be read");
+            errors::post_processing_failed("the session's manifest.json cannot be read.")
+        })?;
+        let all = manifest.map(|m| faces::targets(&m, None)).unwrap_or_default();
+        if all.is_empty() {
+            return Err(errors::no_recorded_video(sid.as_str()));
+        }
+        let out = dir.join(faces::DIR);
+        let shown = std::path::absolute(&out).unwrap_or(out).display().to_string();
+        let todo = faces::missing(&dir, all);
+        if todo.is_empty() {
+            return Err(errors::post_processing_exists(&shown));
+        }
+        filters::face::models_dir().map_err(|e| errors::post_processing_unavailable(&e.to_string()))?;
+        self.start_post_processing(sid, dir, todo).await?;
+        self.send(id, protocol::encode(T::PostProcessingVideo, format!("{}{shown}", text::POST_PROCESSING_STARTED)));
+        Ok(())
+    }
+
+    /// `CHECK_POST_PROCESSING`: the last job's outcome, once (`SUCCESS` or `ERROR`), else what
+    /// runs now.
+    fn check_post_processing(&mut self, id: ConnId) -> Res {
+        use protocol::outgoing::CheckPostProcessing;
+        if let Some(outcome) = self.postproc.take_outcome() {
+            self.send(id, success(SuccessType::PostProcessingVideo, &outcome?));
+            return Ok(());
+        }
+        let data = match self.postproc.status() {
+            Some((sid, done, total)) => CheckPostProcessing {
+                description: format!("Video post-processing of session {sid} is running: {done} of {total} frames."),
+                is_processing: true,
+                session_id: Some(sid),
+                frames_done: Some(done),
+                frames_total: Some(total),
+                progress: Some(if total > 0 { (done as f64 / total as f64).min(1.0) } else { 0.0 }),
+            },
+            None => CheckPostProcessing {
+                description: "No video post-processing is running.".into(),
+                is_processing: false,
+                session_id: None,
+                frames_done: None,
+                frames_total: None,
+                progress: None,
+            },
+        };
+        self.send(id, protocol::encode(T::CheckPostProcessing, data));
         Ok(())
     }
 

@@ -24,6 +24,7 @@ mod handlers;
 mod limits;
 mod media;
 mod persist;
+mod postproc;
 mod recording;
 mod subscriptions;
 
@@ -101,6 +102,8 @@ pub(crate) enum Input {
     SubClosed {
         sub_id: String,
     },
+    /// The post-processing job ended.
+    PostProcessed(postproc::Finished),
     /// A late joiner that never asked for its session gets its held `EXPERIMENT_STARTED`.
     ReleaseStart {
         conn: ConnId,
@@ -251,6 +254,8 @@ pub(crate) struct Hub {
     writes: std::sync::atomic::AtomicU64,
     /// `/ws` lobby notices (see [`HubHandle::lobby`]).
     lobby: tokio::sync::broadcast::Sender<()>,
+    /// The post-processing job (one per server) and its last outcome.
+    postproc: postproc::PostProc,
 }
 
 /// Starts the hub task over the sessions found on disk. The task ends only after
@@ -282,6 +287,7 @@ pub fn start(
         closing: Vec::new(),
         aliases: session::Aliases::random(),
         writes: Default::default(),
+        postproc: Default::default(),
     };
     let task = tokio::spawn(hub.run(rx));
     (HubHandle { tx, lobby: weak_lobby }, task)
@@ -318,9 +324,11 @@ impl Hub {
                     }
                 }
                 Input::ReleaseStart { conn } => self.release_start(conn),
+                Input::PostProcessed(f) => self.on_post_processed(f).await,
                 Input::Shutdown { reply } => {
                     self.shutdown().await;
                     self.finish_recordings(&mut rx).await;
+                    self.finish_post_processing(&mut rx).await;
                     let _ = reply.send(());
                     break;
                 }

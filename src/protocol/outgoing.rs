@@ -487,11 +487,20 @@ pub fn group_filters_data(filters: &[GroupFilterData<'_>], push: bool) -> String
     encode(MessageType::GroupFiltersData, D { filters, push })
 }
 
-/// `CHECK_POST_PROCESSING` data while processing (or idle).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// `CHECK_POST_PROCESSING` data while processing (or idle). *exphub* adds, while processing,
+/// the session and the progress in frames (`progress`: done / total, 0–1).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckPostProcessing {
     pub description: String,
     pub is_processing: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<SessionId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames_done: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames_total: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<f64>,
 }
 
 /// One session's entry in `RECORDING_LIST`.

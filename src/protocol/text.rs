@@ -123,3 +123,5 @@ pub const SAVED_SESSION: &str = "Successfully saved session.";
 pub const DELETED_SESSION: &str = "Successfully deleted session.";
 /// *exphub*: `POST_PROCESSING_VIDEO` default (SynthARium sends its consumer's own text).
 pub const POST_PROCESSING_FINISHED: &str = "Successfully post-processed video.";
+/// `POST_PROCESSING_VIDEO`'s reply (a bare string), followed by the results' absolute path.
+pub const POST_PROCESSING_STARTED: &str = "Start video post-processing. Result directory: ";

@@ -129,23 +129,42 @@ fn member_values<C: Codec>(
         .map_err(|e| e.to_string())?;
     let mut frame = C::blank();
     for f in files {
-        let format = match (f.media.as_str(), f.codec.as_str()) {
-            ("audio", _) => Format::Opus,
-            (_, "h264") => Format::H264,
-            _ => Format::Vp8,
-        };
-        let mut dec = C::decoder(format).map_err(|e| e.to_string())?;
-        mux::read_packets(&dir.join(&f.file), |ms, data| {
-            let t = f.start_ms + ms;
-            if let Ok(true) = dec.decode(data, &mut frame) {
+        decode_file::<C>(dir, f, &mut frame, &mut |t, decoded| {
+            if let Some(frame) = decoded {
                 if decimator.admit(t) {
-                    push(t, C::step(&mut step, &frame));
+                    push(t, C::step(&mut step, frame));
                 }
             }
-        })
-        .map_err(|e| format!("{}: {e}", f.file))?;
+        })?;
     }
     Ok(())
+}
+
+/// Decodes one recorded file with the live pipeline's decoder for its codec: `each(t_ms,
+/// frame)` for every packet in file order, `t_ms` on the experiment clock (the file's `start_ms`
+/// plus the packet's time in the file), `frame` the decoded picture, or `None` when the packet
+/// gave none (a decoding error, or nothing to show yet). Errors (naming the file) if the file
+/// cannot be read.
+pub(crate) fn decode_file<C: Codec>(
+    dir: &Path,
+    f: &FileEntry,
+    frame: &mut C::Frame,
+    each: &mut dyn FnMut(f64, Option<&C::Frame>),
+) -> Result<(), String> {
+    let format = match (f.media.as_str(), f.codec.as_str()) {
+        ("audio", _) => Format::Opus,
+        (_, "h264") => Format::H264,
+        _ => Format::Vp8,
+    };
+    let mut dec = C::decoder(format).map_err(|e| format!("{}: {e}", f.file))?;
+    mux::read_packets(&dir.join(&f.file), |ms, data| {
+        let t = f.start_ms + ms;
+        match dec.decode(data, frame) {
+            Ok(true) => each(t, Some(frame)),
+            _ => each(t, None),
+        }
+    })
+    .map_err(|e| format!("{}: {e}", f.file))
 }
 
 /// The default output file of a run.

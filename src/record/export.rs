@@ -3,7 +3,8 @@
 //! file and opens everywhere: `tar xf`, 7-Zip, Python's `tarfile`).
 //!
 //! Layout inside the archive: `<session_id>/session.json`, `<session_id>/manifest.json`,
-//! `<session_id>/events.jsonl`, then the media files, all under `<session_id>/`.
+//! `<session_id>/events.jsonl`, then the media files, all under `<session_id>/`, then the
+//! post-processing results (`<session_id>/processed/*.csv`).
 
 use std::fs;
 use std::io::{self, Write};
@@ -35,7 +36,7 @@ pub fn contents(
     for e in fs::read_dir(&dir)? {
         let e = e?;
         if !e.file_type()?.is_file() {
-            continue; // e.g. post-processing output folders
+            continue; // directories: `processed/` is added below
         }
         let Ok(name) = e.file_name().into_string() else { continue };
         if name.starts_with('.') {
@@ -55,6 +56,22 @@ pub fn contents(
     }
     for n in first.into_iter().chain(media) {
         out.push((format!("{session_id}/{n}"), Source::File(dir.join(&n))));
+    }
+    // The finished CSVs only: one being written has a temporary name starting with '.'.
+    let processed = dir.join(super::faces::DIR);
+    let mut csvs: Vec<String> = match fs::read_dir(&processed) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.') && n.ends_with(".csv"))
+            .collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => vec![],
+        Err(e) => return Err(e),
+    };
+    csvs.sort();
+    for n in csvs {
+        out.push((format!("{session_id}/{}/{n}", super::faces::DIR), Source::File(processed.join(&n))));
     }
     Ok(out)
 }
@@ -114,6 +131,15 @@ mod tests {
         let files = contents(&d, Some(&d.join("s1.json")), "s1").unwrap();
         let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["s1/session.json", "s1/manifest.json", "s1/events.jsonl", "s1/p_raw_video_1-1.webm"]);
+        // Post-processing results: the finished CSVs, not one being written.
+        fs::write(d.join("s1/processed/p.run-1.csv"), b"frame\n1\n").unwrap();
+        fs::write(d.join("s1/processed/.p.run-2.csv.partial"), b"fra").unwrap();
+        let with_csv = contents(&d, None, "s1").unwrap();
+        let names: Vec<&str> = with_csv.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["s1/manifest.json", "s1/events.jsonl", "s1/p_raw_video_1-1.webm", "s1/processed/p.run-1.csv"]
+        );
         let mut buf = vec![];
         write_archive(&files, &mut buf).unwrap();
         let mut a = tar::Archive::new(&buf[..]);

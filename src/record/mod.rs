@@ -17,9 +17,14 @@
 //!   the server died first (`recovered: true`).
 //! - times: `t_us` is server wall time in microseconds; `t_ms` and every `start_ms` are
 //!   milliseconds since the run's START on the server's monotonic clock (`null` before START).
+//! - results computed later from the recordings (face analysis, [`faces`]) are files under
+//!   `processed/`, listed in the manifest's `analyses`; while the session records they are
+//!   added through its writer ([`SessionRecord::add_analyses`]), otherwise by rewriting the
+//!   manifest atomically ([`add_analyses_to`]).
 
 pub mod analyze;
 pub mod export;
+pub mod faces;
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
@@ -52,6 +57,30 @@ pub struct Manifest {
     pub events: String,
     pub runs: Vec<Run>,
     pub files: Vec<FileEntry>,
+    /// Results computed from the recordings afterwards (absent in older manifests).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analyses: Vec<Analysis>,
+}
+
+/// One result file computed from the recordings (e.g. the face analysis of a participant's run).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Analysis {
+    /// Path relative to the session directory, e.g. `processed/<participant>.run-1.csv`.
+    pub file: String,
+    pub run: u32,
+    pub participant_id: String,
+    /// What was computed: `faces` (OpenFace-style per-frame face analysis).
+    pub kind: String,
+    /// The recorded files it was computed from, in time order.
+    pub sources: Vec<String>,
+    /// Rows (one per recorded frame).
+    pub frames: u64,
+    /// Rows with a face.
+    pub faces_found: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    /// When it was written (server wall time, µs).
+    pub created_us: i64,
 }
 
 /// One experiment of the session (a session can be run again after an experiment ended).
@@ -116,7 +145,14 @@ impl Manifest {
             events: EVENTS.into(),
             runs: vec![],
             files: vec![],
+            analyses: vec![],
         }
+    }
+
+    /// Lists `new` results, replacing earlier entries of the same file.
+    pub fn add_analyses(&mut self, new: &[Analysis]) {
+        self.analyses.retain(|a| !new.iter().any(|n| n.file == a.file));
+        self.analyses.extend(new.iter().cloned());
     }
 
     /// Reads `<dir>/manifest.json`: `Ok(None)` if there is none.
@@ -153,6 +189,35 @@ impl Manifest {
         }
         changed
     }
+}
+
+/// Adds `new` results to the manifest of session directory `dir` (atomic rewrite). Only for a
+/// directory no [`SessionRecord`] writes into (the hub uses [`SessionRecord::add_analyses`]
+/// while the session records). Errors if there is no manifest.
+pub fn add_analyses_to(dir: &Path, new: &[Analysis]) -> io::Result<()> {
+    let mut m = Manifest::load(dir)?.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no manifest.json"))?;
+    m.add_analyses(new);
+    crate::session::store::write_file_atomic(&dir.join(MANIFEST), &m.bytes())
+}
+
+/// Appends one event to the log of session directory `dir` while no [`SessionRecord`] writes
+/// into it (e.g. post-processing after the experiment): numbered after the last line, `run` and
+/// `t_ms` null (outside any run), fsynced.
+pub fn append_event(dir: &Path, kind: &str, fields: Value) -> io::Result<()> {
+    let (mut log, seq) = open_log(&dir.join(EVENTS))?;
+    let mut m = Map::new();
+    m.insert("seq".into(), json!(seq));
+    m.insert("t_us".into(), json!(wall_us()));
+    m.insert("t_ms".into(), Value::Null);
+    m.insert("run".into(), Value::Null);
+    m.insert("type".into(), json!(kind));
+    if let Value::Object(f) = fields {
+        m.extend(f);
+    }
+    let mut line = serde_json::to_vec(&Value::Object(m)).map_err(io::Error::other)?;
+    line.push(b'\n');
+    log.write_all(&line)?;
+    log.sync_data()
 }
 
 /// Recovers the manifests of every session directory under `sessions_dir` (at start-up,
@@ -320,6 +385,12 @@ impl SessionRecord {
             f.complete = c.error.is_none();
             f.error = c.error.clone();
         }
+        self.save_manifest();
+    }
+
+    /// Lists `new` results in the manifest (see [`Manifest::add_analyses`]).
+    pub fn add_analyses(&mut self, new: &[Analysis]) {
+        self.manifest.add_analyses(new);
         self.save_manifest();
     }
 
@@ -531,6 +602,50 @@ mod tests {
         assert!(SessionRecord::open(&d, "../escape").is_err());
         assert!(SessionRecord::open(&d, "").is_err());
         assert!(!d.parent().unwrap().join("escape").exists());
+        let _ = fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn analyses_are_listed_once_per_file_and_old_manifests_load() {
+        let d = temp();
+        let r = SessionRecord::open(&d, "s1").unwrap();
+        r.close();
+        let dir = d.join("s1");
+        // A manifest written before `analyses` existed has none, and is written back without it.
+        let m = Manifest::load(&dir).unwrap().unwrap();
+        assert!(m.analyses.is_empty());
+        assert!(!String::from_utf8(m.bytes()).unwrap().contains("analyses"));
+        let a = |file: &str, frames: u64| Analysis {
+            file: file.into(),
+            run: 1,
+            participant_id: "p".into(),
+            kind: "faces".into(),
+            sources: vec!["p_raw_video_1-1.webm".into()],
+            frames,
+            faces_found: 1,
+            bytes: 5,
+            sha256: "0".repeat(64),
+            created_us: 1,
+        };
+        add_analyses_to(&dir, &[a("processed/p.run-1.csv", 3), a("processed/q.run-1.csv", 4)]).unwrap();
+        add_analyses_to(&dir, &[a("processed/p.run-1.csv", 9)]).unwrap();
+        let m = Manifest::load(&dir).unwrap().unwrap();
+        let listed: Vec<(&str, u64)> = m.analyses.iter().map(|a| (a.file.as_str(), a.frames)).collect();
+        assert_eq!(listed, [("processed/q.run-1.csv", 4), ("processed/p.run-1.csv", 9)]);
+        assert_eq!(m.runs.len(), 1);
+        // Events outside a run continue the log's numbering.
+        append_event(&dir, "post_processing_started", json!({"kind": "faces"})).unwrap();
+        let r = SessionRecord::open(&d, "s1").unwrap();
+        r.event("x", json!({}));
+        r.close();
+        let l = lines(&d);
+        assert_eq!(l.len(), 2);
+        assert_eq!(
+            (l[0]["seq"].as_u64(), &l[0]["type"], &l[0]["run"]),
+            (Some(1), &json!("post_processing_started"), &Value::Null)
+        );
+        assert_eq!(l[1]["seq"].as_u64(), Some(2));
+        assert!(add_analyses_to(&d.join("none"), &[]).is_err());
         let _ = fs::remove_dir_all(d);
     }
 

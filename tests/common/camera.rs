@@ -181,3 +181,52 @@ fn warp_smile(luma: &[u8], lm: &filters::face::Landmarks, smile: f32) -> Vec<u8>
     }
     out
 }
+
+/// Records `seconds` of the face camera (smiling every other 2 s) as the recorder would, into
+/// `dir/name` (640x480 VP8 at 30 fps, WebM), and returns its manifest entry: `participant`'s
+/// raw video of run 1, starting at START.
+pub fn record_face_clip(
+    dir: &std::path::Path,
+    name: &str,
+    participant: &str,
+    seconds: u32,
+) -> exphub::record::FileEntry {
+    use exphub::media::mux::{Muxer, TrackInfo};
+    let frames = seconds * FPS;
+    let info = TrackInfo { format: Format::Vp8, width: FACE_W as u32, height: FACE_H as u32, extradata: vec![] };
+    let mut muxer = Muxer::create(&dir.join(name), &info).unwrap();
+    let mut enc =
+        VideoEncoder::new(Format::Vp8, VideoSettings { bitrate: 600_000, vp8_cpu_used: 16, fps: FPS }).unwrap();
+    let mut packets = Vec::new();
+    for n in 0..frames {
+        packets.clear();
+        enc.encode(&face_picture(if n % 120 >= 60 { 1.0 } else { 0.0 }), n % FPS == 0, &mut packets).unwrap();
+        let ms = (n as u64 * 1000 / FPS as u64) as i64;
+        for p in &packets {
+            muxer.write(&p.data, ms, p.keyframe, 1000 / FPS as i64).unwrap();
+        }
+    }
+    muxer.finish().unwrap();
+    exphub::record::FileEntry {
+        file: name.into(),
+        run: 1,
+        participant_id: participant.into(),
+        kind: "raw".into(),
+        media: "video".into(),
+        codec: "VP8".into(),
+        container: "webm".into(),
+        segment: 1,
+        start_ms: 0.0,
+        width: Some(info.width),
+        height: Some(info.height),
+        viewers: None,
+        filters: None,
+        duration_ms: Some(seconds as f64 * 1000.0),
+        frames: Some(frames as u64),
+        bytes: std::fs::metadata(dir.join(name)).ok().map(|m| m.len()),
+        sha256: None,
+        complete: true,
+        recovered: false,
+        error: None,
+    }
+}

@@ -25,15 +25,30 @@ macro_rules! shim_table {
                 pub fn $detector_clone(det: *const c_void) -> *mut c_void;
                 pub fn $detector_free(det: *mut c_void);
                 pub fn $detect(
-                    det: *mut c_void, data: *const u8, rows: i64, cols: i64, stride: i64, adjust: f64,
-                    out: *mut RawRect, max: i64,
+                    det: *mut c_void,
+                    data: *const u8,
+                    rows: i64,
+                    cols: i64,
+                    stride: i64,
+                    adjust: f64,
+                    out: *mut RawRect,
+                    max: i64,
                 ) -> i64;
                 pub fn $predictor_load(path: *const c_char, err: *mut c_char, len: usize) -> *mut c_void;
                 pub fn $predictor_free(sp: *mut c_void);
                 pub fn $predictor_parts(sp: *const c_void) -> i64;
                 pub fn $predict(
-                    sp: *const c_void, data: *const u8, rows: i64, cols: i64, stride: i64, left: i64, top: i64,
-                    right: i64, bottom: i64, out: *mut f32, max: i64,
+                    sp: *const c_void,
+                    data: *const u8,
+                    rows: i64,
+                    cols: i64,
+                    stride: i64,
+                    left: i64,
+                    top: i64,
+                    right: i64,
+                    bottom: i64,
+                    out: *mut f32,
+                    max: i64,
                 ) -> i64;
             }
             pub const TABLE: Shim = Shim {

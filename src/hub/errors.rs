@@ -181,3 +181,24 @@ pub(super) fn chat_not_delivered(target: &str) -> WireError {
 pub(super) fn out_of_resources(description: &str) -> WireError {
     e(503, ErrorType::InternalServerError, description)
 }
+
+// --- Cluster mode ---------------------------------------------------------------------------
+
+pub(super) fn no_capacity(cost_millicores: f32) -> WireError {
+    let pct = (cost_millicores / 10.0).round();
+    e(
+        503,
+        ErrorType::NoCapacity,
+        format!("No server has room for this experiment now (it needs about {pct}% of a core)."),
+    )
+}
+pub(super) fn experiment_on_other_node(node_id: &str) -> WireError {
+    e(
+        409,
+        ErrorType::ExperimentOnOtherNode,
+        format!("This experiment runs on another server ({node_id}); connect to that server to join it."),
+    )
+}
+pub(super) fn cluster_unavailable() -> WireError {
+    e(503, ErrorType::InternalServerError, "The cluster is not reachable now; try again in a moment.")
+}

@@ -39,7 +39,7 @@ impl From<tokio_postgres::Error> for DbError {
 
 const SCHEMA: &str = r#"
 BEGIN;
-SELECT pg_advisory_xact_lock(774_201);
+SELECT pg_advisory_xact_lock(774201);
 CREATE TABLE IF NOT EXISTS exphub_schema (version int NOT NULL);
 CREATE UNLOGGED TABLE IF NOT EXISTS nodes (
   node_id      text PRIMARY KEY,
@@ -168,6 +168,7 @@ pub struct Placement {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeRow {
     pub node_id: String,
+    pub internal_url: String,
     pub capacity: f32,
     pub load: f32,
     pub experiments: i32,
@@ -314,7 +315,7 @@ impl Db {
             .client()
             .await?
             .query(
-                "SELECT node_id, capacity, load, experiments, last_seen > now() - make_interval(secs => 6)
+                "SELECT node_id, internal_url, capacity, load, experiments, last_seen > now() - make_interval(secs => 6)
                    FROM nodes ORDER BY node_id",
                 &[],
             )
@@ -323,10 +324,11 @@ impl Db {
             .iter()
             .map(|r| NodeRow {
                 node_id: r.get(0),
-                capacity: r.get(1),
-                load: r.get(2),
-                experiments: r.get(3),
-                alive: r.get(4),
+                internal_url: r.get(1),
+                capacity: r.get(2),
+                load: r.get(3),
+                experiments: r.get(4),
+                alive: r.get(5),
             })
             .collect())
     }

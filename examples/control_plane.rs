@@ -26,16 +26,38 @@
 //!   (`exphub_hub_queue_depth`, sampled every 200 ms);
 //! - the server process's CPU (utime+stime from /proc, % of one core).
 //!
+//! ## Cluster mode
+//!
+//! ```text
+//! cargo run --release --example control_plane -- --cluster [--experiments 300] [--at-once 4] [--offers 300]
+//! ```
+//!
+//! Starts a throwaway PostgreSQL (Debian's `postgresql`, fsync on; see `tests/common/pg.rs`) and
+//! three real nodes with `--cluster-db`, each with every session. Then:
+//!
+//! - placements end to end: experimenters (one per ten experiments, spread over the nodes,
+//!   `--at-once` of them working at a time) create every experiment; each `CREATE_EXPERIMENT`
+//!   → `SUCCESS` is timed (placement in the database, then the session write, as on one node);
+//!   it prints placements per second and the p50/p95/p99 round trip;
+//! - the added latency of a routed offer: `--offers` participant `POST /offer`s for a placed
+//!   experiment, alternately to its own node and to another node, which forwards it. The
+//!   participant id is not in the session, so the owner refuses it at once and the difference
+//!   is the routing alone (owner look-up, signed internal request), not ICE gathering.
+//!
 //! All traffic is on 127.0.0.1; every step has a timeout.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use exphub_client::{Client, ClientOptions, Media, Role};
 use serde_json::{json, Value};
+
+#[path = "../tests/common/pg.rs"]
+mod pg;
+#[path = "../tests/common/child.rs"]
+mod proc;
 
 const PASSWORD: &str = "control-plane-password";
 const T: Duration = Duration::from_secs(30);
@@ -53,6 +75,9 @@ struct Args {
     request: String,
     concurrency: usize,
     server_bin: PathBuf,
+    cluster: bool,
+    at_once: usize,
+    offers: usize,
 }
 
 fn parse_args() -> Res<Args> {
@@ -65,6 +90,9 @@ fn parse_args() -> Res<Args> {
         request: "GET_SESSION".into(),
         concurrency: 8,
         server_bin: PathBuf::from("target/release/exphub"),
+        cluster: false,
+        at_once: 4,
+        offers: 300,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -79,6 +107,9 @@ fn parse_args() -> Res<Args> {
             "--request" => a.request = value()?,
             "--concurrency" => a.concurrency = num(value()?)?.max(1),
             "--server-bin" => a.server_bin = PathBuf::from(value()?),
+            "--cluster" => a.cluster = true,
+            "--at-once" => a.at_once = num(value()?)?.max(1),
+            "--offers" => a.offers = num(value()?)?.max(1),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -96,60 +127,40 @@ impl Drop for TempDir {
     }
 }
 
-/// The server process; killed (and reaped) on drop.
-struct Server {
-    child: Child,
-    base: String,
-}
+/// The server process (`tests/common/proc.rs`: killed and reaped on drop).
+struct Server(proc::Proc);
 
 impl Server {
-    fn start(bin: &Path, sessions: &Path) -> Res<Self> {
-        let mut child = Command::new(bin)
-            .args(["serve", "--host", "127.0.0.1", "--port", "0", "--sessions-dir"])
+    fn start(bin: &Path, sessions: &Path, extra: &[String]) -> Res<Self> {
+        if !bin.exists() {
+            return Err(format!("{} not found: cargo build --release --bin exphub", bin.display()));
+        }
+        let mut cmd = Command::new(bin);
+        cmd.args(["serve", "--host", "127.0.0.1", "--port", "0", "--sessions-dir"])
             .arg(sessions)
+            .args(extra)
+            .env("EXPHUB_CLUSTER_SECRET", "control-plane-tool-secret")
             .env("EXPHUB_EXPERIMENTER_PASSWORD", PASSWORD)
             .env("EXPHUB_LOG", "warn")
             .env_remove("EXPHUB_CONFIG")
             .env_remove("EXPHUB_CLUSTER_DB")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("exphub serving on ") {
-                    if let Some(t) = tx.take() {
-                        let _ = t.send(rest.trim().trim_end_matches('/').to_owned());
-                    }
-                }
-            }
-        });
-        let mut server = Server { child, base: String::new() };
-        server.base = rx.recv_timeout(Duration::from_secs(120)).map_err(|_| "the server did not start in 120 s")?;
-        Ok(server)
+            .stdin(Stdio::null());
+        Ok(Server(proc::spawn(cmd, &sessions.join("server.log"))))
+    }
+
+    fn base(&self) -> &str {
+        &self.0.base
     }
 
     /// utime + stime of the server, in seconds.
     fn cpu_seconds(&self) -> f64 {
-        let pid = self.child.id();
+        let pid = self.0.child.id();
         let tck = 100.0; // USER_HZ on Linux
         let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
         let Some(end) = s.rfind(')') else { return 0.0 };
         let f: Vec<&str> = s[end + 2..].split_whitespace().collect();
         let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
         (tick(11) + tick(12)) / tck
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -200,9 +211,6 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 async fn run(args: Args) -> Res<()> {
-    if !args.server_bin.exists() {
-        return Err(format!("{} not found: cargo build --release --bin exphub", args.server_bin.display()));
-    }
     let dir = TempDir(std::env::temp_dir().join(format!("exphub-control-plane-{}", uuid::Uuid::new_v4().simple())));
     std::fs::create_dir_all(&dir.0).map_err(|e| e.to_string())?;
     let ids: Vec<String> = (0..args.experiments).map(|i| format!("{:010x}", 0xc0_0000_0000u64 + i as u64)).collect();
@@ -211,8 +219,11 @@ async fn run(args: Args) -> Res<()> {
         let s = exphub_client::session_json(sid, &pids(sid));
         std::fs::write(dir.0.join(format!("{sid}.json")), s.to_string()).map_err(|e| e.to_string())?;
     }
-    let server = Server::start(&args.server_bin, &dir.0)?;
-    let base = server.base.clone();
+    if args.cluster {
+        return run_cluster(&args, &dir, &ids, &pids).await;
+    }
+    let server = Server::start(&args.server_bin, &dir.0, &[])?;
+    let base = server.base().to_owned();
     println!(
         "server at {base}; {} experiments x {} participants ({} with media)",
         args.experiments, args.participants, args.media
@@ -379,6 +390,130 @@ async fn run(args: Args) -> Res<()> {
         e.close().await;
     }
     drop(server);
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Cluster mode (see the module docs).
+async fn run_cluster(args: &Args, dir: &TempDir, ids: &[String], pids: &dyn Fn(&str) -> Vec<String>) -> Res<()> {
+    let pg = pg::Pg::start(true);
+    let mut nodes = vec![];
+    for (i, name) in ["A", "B", "C"].into_iter().enumerate() {
+        let sessions = dir.0.join(name);
+        std::fs::create_dir_all(&sessions).map_err(|e| e.to_string())?;
+        for sid in ids {
+            let s = exphub_client::session_json(sid, &pids(sid));
+            std::fs::write(sessions.join(format!("{sid}.json")), s.to_string()).map_err(|e| e.to_string())?;
+        }
+        let extra: Vec<String> = [
+            "--cluster-db",
+            &pg.url,
+            "--node-id",
+            name,
+            "--internal-addr",
+            "127.0.0.1:0",
+            "--capacity-millicores",
+            "1000000",
+            "--udp-ports",
+            &format!("{}-{}", 30_000 + i * 1000, 30_999 + i * 1000),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        nodes.push(Server::start(&args.server_bin, &sessions, &extra)?);
+    }
+    println!(
+        "PostgreSQL on port {} (fsync on) and three nodes: {}",
+        pg.port,
+        nodes.iter().map(|n| n.base()).collect::<Vec<_>>().join(" ")
+    );
+
+    // Placements end to end.
+    let quiet = ClientOptions { auto_subscribe: false, ..Default::default() };
+    let mut experimenters = vec![];
+    for (k, chunk) in ids.chunks(PER_EXPERIMENTER).enumerate() {
+        let base = nodes[k % nodes.len()].base();
+        let e = Client::connect(base, Role::Experimenter { password: PASSWORD.into() }, quiet.clone())
+            .await
+            .map_err(|e| format!("experimenter connects: {e}"))?;
+        experimenters.push((chunk.to_vec(), e));
+    }
+    let gate = Arc::new(tokio::sync::Semaphore::new(args.at_once));
+    let t0 = Instant::now();
+    let mut tasks = vec![];
+    for (chunk, mut e) in experimenters {
+        let gate = gate.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
+            let mut took = vec![];
+            for sid in &chunk {
+                let t = Instant::now();
+                ask(&mut e, "CREATE_EXPERIMENT", json!({"session_id": sid}), "SUCCESS").await?;
+                took.push(ms(t.elapsed()));
+            }
+            Ok::<_, String>((took, e))
+        }));
+    }
+    let mut took = vec![];
+    let mut clients = vec![];
+    for t in tasks {
+        let (v, e) = t.await.map_err(|e| e.to_string())??;
+        took.extend(v);
+        clients.push(e);
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    took.sort_by(f64::total_cmp);
+    println!(
+        "{} placements (CREATE_EXPERIMENT -> SUCCESS, {} experimenters at once) in {wall:.2} s: {:.0}/s; p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
+        took.len(),
+        args.at_once,
+        took.len() as f64 / wall,
+        quantile(&took, 0.5),
+        quantile(&took, 0.95),
+        quantile(&took, 0.99),
+    );
+
+    // The added latency of a routed offer.
+    let db = exphub::cluster::Db::connect(&pg.url).await.map_err(|e| e.to_string())?;
+    let sid = &ids[0];
+    let owner = db.owner(sid).await.map_err(|e| e.to_string())?.ok_or("the first experiment is not placed")?;
+    let own = ["A", "B", "C"].iter().position(|n| *n == owner.node_id).ok_or("unknown owner")?;
+    let other = (own + 1) % nodes.len();
+    let body = json!({"request": {"sdp": "v=0\r\n", "type": "offer", "user_type": "participant",
+                                  "session_id": sid, "participant_id": "nobody0000"}});
+    let (mut local, mut routed) = (vec![], vec![]);
+    let mut statuses = std::collections::BTreeSet::new();
+    for i in 0..args.offers * 2 {
+        let (base, into) =
+            if i % 2 == 0 { (nodes[own].base(), &mut local) } else { (nodes[other].base(), &mut routed) };
+        let t = Instant::now();
+        let (status, _) = exphub_client::post_json(base, "/offer", &body).await.map_err(|e| e.to_string())?;
+        into.push(ms(t.elapsed()));
+        statuses.insert(status);
+    }
+    if statuses.len() != 1 {
+        return Err(format!("the owner and the router answered differently: {statuses:?}"));
+    }
+    local.sort_by(f64::total_cmp);
+    routed.sort_by(f64::total_cmp);
+    println!(
+        "/offer to the owner: p50 {:.2} ms, p95 {:.2} ms; through another node: p50 {:.2} ms, p95 {:.2} ms; added by routing: p50 {:.2} ms, p95 {:.2} ms ({} each, answer {statuses:?})",
+        quantile(&local, 0.5),
+        quantile(&local, 0.95),
+        quantile(&routed, 0.5),
+        quantile(&routed, 0.95),
+        quantile(&routed, 0.5) - quantile(&local, 0.5),
+        quantile(&routed, 0.95) - quantile(&local, 0.95),
+        args.offers,
+    );
+    for e in clients {
+        e.close().await;
+    }
+    drop(nodes);
+    drop(pg);
     Ok(())
 }
 

@@ -20,7 +20,6 @@ mod pg;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use common::proc::{spawn, Proc};
@@ -33,7 +32,7 @@ use serde_json::{json, Value};
 const SECRET: &str = "cluster-test-secret-0123456789";
 
 /// One test at a time: each runs a database and three servers.
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Node {
     proc: Proc,
@@ -94,9 +93,18 @@ fn node(pg: &Pg, id: &str, ports: (u16, u16), capacity: f32, sessions: &[Value])
     Node { proc, id: id.to_owned(), ports, log, _dir: dir }
 }
 
-fn three(pg: &Pg, capacity: f32, sessions: &[Value]) -> [Node; 3] {
-    let r = port_ranges();
-    [node(pg, "A", r[0], capacity, sessions), node(pg, "B", r[1], capacity, sessions), node(pg, "C", r[2], capacity, sessions)]
+/// One test's cluster: its turn (see [`SERIAL`]), a database and nodes A, B and C.
+async fn three(capacity: f32, sessions: &[Value]) -> (tokio::sync::MutexGuard<'static, ()>, Pg, [Node; 3]) {
+    let serial = SERIAL.lock().await;
+    init_tracing();
+    let pg = Pg::start(false);
+    let [ra, rb, rc] = port_ranges();
+    let nodes = [
+        node(&pg, "A", ra, capacity, sessions),
+        node(&pg, "B", rb, capacity, sessions),
+        node(&pg, "C", rc, capacity, sessions),
+    ];
+    (serial, pg, nodes)
 }
 
 /// The ports of the host candidates in an answer's SDP.
@@ -129,10 +137,7 @@ async fn db(pg: &Pg) -> Db {
 /// them through B. A logs one forwarded offer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_participant_offer_reaching_another_node_is_answered_by_the_owner() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    init_tracing();
-    let pg = Pg::start(false);
-    let [a, b, c] = three(&pg, 10_000.0, &[session_json(SESSION)]);
+    let (_serial, pg, [a, b, c]) = three(10_000.0, &[session_json(SESSION)]).await;
     let mut exp = experimenter(b.base()).await;
     let ok = request(&mut exp, "CREATE_EXPERIMENT", json!({"session_id": SESSION}), "SUCCESS").await;
     assert_success(&ok, "JOIN_EXPERIMENT");
@@ -181,10 +186,7 @@ async fn outcome(c: &mut Client) -> Value {
 /// of the nodes may send them); C forwards them to B, the owner, which takes them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trickled_candidates_through_a_third_node_reach_the_owner() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    init_tracing();
-    let pg = Pg::start(false);
-    let [a, b, c] = three(&pg, 10_000.0, &[session_json(SESSION)]);
+    let (_serial, _pg, [a, b, c]) = three(10_000.0, &[session_json(SESSION)]).await;
     let mut exp = experimenter(b.base()).await;
     request(&mut exp, "CREATE_EXPERIMENT", json!({"session_id": SESSION}), "SUCCESS").await;
     let opts = ClientOptions { trickle: true, trickle_to: Some(c.base().to_owned()), ..Default::default() };
@@ -193,9 +195,8 @@ async fn trickled_candidates_through_a_third_node_reach_the_owner() {
     let s = request(&mut p0, "GET_SESSION", json!({"session_id": SESSION}), "SESSION").await;
     assert_eq!(s["data"]["id"], SESSION);
     // Candidates are trickled as they are gathered: wait until the owner has taken some.
-    let taken = |log: &str| {
-        log.lines().filter(|l| l.contains("path=/internal/v1/ice") && l.contains("status=200")).count()
-    };
+    let taken =
+        |log: &str| log.lines().filter(|l| l.contains("path=/internal/v1/ice") && l.contains("status=200")).count();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while taken(&b.log_text()) == 0 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -213,14 +214,11 @@ async fn trickled_candidates_through_a_third_node_reach_the_owner() {
 /// and the tenth is refused with NO_CAPACITY. No node is above its capacity.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn placement_spreads_within_capacity_and_refuses_when_full() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    init_tracing();
-    let pg = Pg::start(false);
     let ids: Vec<String> = (0..10).map(|i| format!("c1u5te{i:04}")).collect();
     let sessions: Vec<Value> = ids.iter().map(|id| session_json(id)).collect();
     let cost = exphub::cluster::cost_millicores(&serde_json::from_value(sessions[0].clone()).unwrap());
     let capacity = cost * 3.5;
-    let [a, _b, _c] = three(&pg, capacity, &sessions);
+    let (_serial, pg, [a, _b, _c]) = three(capacity, &sessions).await;
     let mut exp = experimenter(a.base()).await;
     let mut here = 0;
     let mut elsewhere = std::collections::HashMap::<String, usize>::new();
@@ -232,7 +230,8 @@ async fn placement_spreads_within_capacity_and_refuses_when_full() {
             (3..=8, Some("ERROR"), Some("EXPERIMENT_ON_OTHER_NODE")) => {
                 assert_eq!(m["data"]["code"], 409, "{m}");
                 let d = m["data"]["description"].as_str().unwrap();
-                let node = ["B", "C"].into_iter().find(|n| d.contains(&format!("({n})"))).unwrap_or_else(|| panic!("{d}"));
+                let node =
+                    ["B", "C"].into_iter().find(|n| d.contains(&format!("({n})"))).unwrap_or_else(|| panic!("{d}"));
                 *elsewhere.entry(node.to_owned()).or_default() += 1;
             }
             (9, Some("ERROR"), Some("NO_CAPACITY")) => {
@@ -258,10 +257,7 @@ async fn placement_spreads_within_capacity_and_refuses_when_full() {
 /// the winner's node are told the experiment exists, those on the other node where it lives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creates_on_two_nodes_place_the_experiment_once() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    init_tracing();
-    let pg = Pg::start(false);
-    let [a, b, _c] = three(&pg, 10_000.0, &[session_json(SESSION)]);
+    let (_serial, pg, [a, b, _c]) = three(10_000.0, &[session_json(SESSION)]).await;
     let mut ea = experimenter(a.base()).await;
     let mut eb = experimenter(b.base()).await;
     for _ in 0..25 {
@@ -305,7 +301,7 @@ async fn sql(pg: &Pg, statement: &str) {
 /// nodes, agree on one placement at epoch 1 and reserve its cost exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_placements_reserve_once() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let pg = Pg::start(false);
     let (d1, d2) = (std::sync::Arc::new(db(&pg).await), std::sync::Arc::new(db(&pg).await));
     d1.register("X", "http://127.0.0.1:9", 1000.0).await.unwrap();
@@ -333,7 +329,7 @@ async fn concurrent_placements_reserve_once() {
 /// 2), the old owner's write about it (its release) commits nothing; the new owner's does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fenced_out_owner_cannot_release_the_moved_placement() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let pg = Pg::start(false);
     let d = db(&pg).await;
     d.register("X", "http://127.0.0.1:9", 1000.0).await.unwrap();
@@ -345,7 +341,8 @@ async fn a_fenced_out_owner_cannot_release_the_moved_placement() {
     let moved = d.place("fenced", 29.0, "Y").await.unwrap();
     assert_eq!((moved.node_id.as_str(), moved.epoch), ("Y", 2), "taken over with the next epoch");
     assert!(!d.release("fenced", "X", 1).await.unwrap(), "the zombie's write is fenced");
-    let load = |nodes: Vec<exphub::cluster::NodeRow>, id: &str| nodes.into_iter().find(|n| n.node_id == id).unwrap().load;
+    let load =
+        |nodes: Vec<exphub::cluster::NodeRow>, id: &str| nodes.into_iter().find(|n| n.node_id == id).unwrap().load;
     assert_eq!(load(d.nodes().await.unwrap(), "Y"), 29.0, "the new owner's reservation stands");
     assert!(d.release("fenced", "Y", 2).await.unwrap());
     assert_eq!(load(d.nodes().await.unwrap(), "Y"), 0.0, "released");
@@ -356,7 +353,7 @@ async fn a_fenced_out_owner_cannot_release_the_moved_placement() {
 /// The internal API answers only on the internal address, and only signed requests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_internal_api_is_signed_and_not_public() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     init_tracing();
     let pg = Pg::start(false);
     let a = node(&pg, "A", port_ranges()[0], 1000.0, &[session_json(SESSION)]);
@@ -372,10 +369,18 @@ async fn the_internal_api_is_signed_and_not_public() {
     let post = |secret: &'static str| {
         let (url, bytes) = (url.clone(), bytes.clone());
         async move {
-            internal::post(&Signer::new(secret.as_bytes()), "test", &url, "/internal/v1/offer", Some("application/json"), bytes, T)
-                .await
-                .unwrap()
-                .status
+            internal::post(
+                &Signer::new(secret.as_bytes()),
+                "test",
+                &url,
+                "/internal/v1/offer",
+                Some("application/json"),
+                bytes,
+                T,
+            )
+            .await
+            .unwrap()
+            .status
         }
     };
     assert_eq!(post("another-secret-0123456789").await, 401, "signed with another secret");

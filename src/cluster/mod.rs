@@ -261,12 +261,15 @@ impl Cluster {
         }
         let Some((node, url)) = target else { return Routed::Local };
         tracing::info!(to = %node, "forwarding an offer to the experiment's node");
-        match internal::post(&self.signer, &self.node_id, &url, "/internal/v1/offer", content_type, body, OFFER_TIMEOUT)
-            .await
-        {
+        self.forward(&node, &url, "/internal/v1/offer", content_type, body).await
+    }
+
+    /// Forwards a request to node `node`'s internal API, signed; its answer, or 502.
+    async fn forward(&self, node: &str, url: &str, path: &str, content_type: Option<&str>, body: Bytes) -> Routed {
+        match internal::post(&self.signer, &self.node_id, url, path, content_type, body, OFFER_TIMEOUT).await {
             Ok(a) => Routed::Remote(a),
             Err(e) => {
-                tracing::warn!(to = %node, error = %e, "the experiment's node did not answer a forwarded offer");
+                tracing::warn!(to = %node, path, error = %e, "a node did not answer a forwarded request");
                 Routed::Refused(WireError::new(
                     502,
                     ErrorType::InternalServerError,
@@ -296,18 +299,6 @@ impl Cluster {
                 }
             }
         };
-        match internal::post(&self.signer, &self.node_id, &url, "/internal/v1/ice", content_type, body, OFFER_TIMEOUT)
-            .await
-        {
-            Ok(a) => Routed::Remote(a),
-            Err(e) => {
-                tracing::warn!(to = %node, error = %e, "the connection's node did not take a forwarded candidate");
-                Routed::Refused(WireError::new(
-                    502,
-                    ErrorType::InternalServerError,
-                    "The server of this connection did not answer; try again.",
-                ))
-            }
-        }
+        self.forward(&node, &url, "/internal/v1/ice", content_type, body).await
     }
 }

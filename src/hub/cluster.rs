@@ -33,7 +33,11 @@ impl Hub {
                     self.release_placement(&sid);
                     Err(errors::no_session(400))
                 } else {
-                    self.open_experiment(id, &sid).await
+                    let opened = self.open_experiment(id, &sid).await;
+                    if opened.is_err() {
+                        self.release_placement(&sid);
+                    }
+                    opened
                 }
             }
             Ok(p) => Err(errors::experiment_on_other_node(&p.node_id)),

@@ -58,12 +58,13 @@ impl Pg {
         let out = pg.run("initdb", &["-D", data.to_str().unwrap(), "-A", "trust", "-U", "exphub", "--no-sync"]);
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
         let fsync = if durable { "" } else { " -c fsync=off -c synchronous_commit=off" };
-        let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200{fsync}",
-            pg.dir.display()
-        );
+        let opts =
+            format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200{fsync}", pg.dir.display());
         let log = pg.dir.join("log");
-        let out = pg.run("pg_ctl", &["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-o", &opts, "-w", "-t", "60", "start"]);
+        let out = pg.run(
+            "pg_ctl",
+            &["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-o", &opts, "-w", "-t", "60", "start"],
+        );
         assert!(
             out.status.success(),
             "pg_ctl start: {}\n{}",

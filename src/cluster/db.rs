@@ -7,7 +7,8 @@
 
 use std::sync::Arc;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Statement};
 
 /// The schema version this build writes; a database with a newer one is refused.
 pub const SCHEMA_VERSION: i32 = 1;
@@ -143,7 +144,31 @@ COMMIT;
 /// A connection to the cluster database, re-opened on the next use after it dropped.
 pub struct Db {
     url: String,
-    client: tokio::sync::Mutex<Option<Arc<Client>>>,
+    client: tokio::sync::Mutex<Option<Arc<Conn>>>,
+}
+
+/// An open connection and the statements prepared on it (each is prepared once, so a query
+/// is one round trip instead of two).
+struct Conn {
+    client: Client,
+    prepared: std::sync::Mutex<std::collections::HashMap<&'static str, Statement>>,
+}
+
+impl Conn {
+    fn new(client: Client) -> Arc<Conn> {
+        Arc::new(Conn { client, prepared: Default::default() })
+    }
+
+    async fn statement(&self, sql: &'static str) -> Result<Statement, DbError> {
+        if let Some(s) = self.prepared.lock().ok().and_then(|p| p.get(sql).cloned()) {
+            return Ok(s);
+        }
+        let s = self.client.prepare(sql).await?;
+        if let Ok(mut p) = self.prepared.lock() {
+            p.insert(sql, s.clone());
+        }
+        Ok(s)
+    }
 }
 
 /// Who owns an experiment, as the placements table says.
@@ -199,53 +224,66 @@ impl Db {
         if found < SCHEMA_VERSION {
             client.execute("UPDATE exphub_schema SET version = $1 WHERE version < $1", &[&SCHEMA_VERSION]).await?;
         }
-        Ok(Db { url: url.to_owned(), client: tokio::sync::Mutex::new(Some(Arc::new(client))) })
+        Ok(Db { url: url.to_owned(), client: tokio::sync::Mutex::new(Some(Conn::new(client))) })
     }
 
     /// The open connection, re-opened if it dropped.
-    async fn client(&self) -> Result<Arc<Client>, DbError> {
+    async fn conn(&self) -> Result<Arc<Conn>, DbError> {
         let mut guard = self.client.lock().await;
-        if let Some(c) = guard.as_ref().filter(|c| !c.is_closed()) {
+        if let Some(c) = guard.as_ref().filter(|c| !c.client.is_closed()) {
             return Ok(c.clone());
         }
-        let c = Arc::new(open(&self.url).await?);
+        let c = Conn::new(open(&self.url).await?);
         *guard = Some(c.clone());
         Ok(c)
+    }
+
+    async fn query(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
+        let c = self.conn().await?;
+        Ok(c.client.query(&c.statement(sql).await?, params).await?)
+    }
+
+    async fn query_opt(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, DbError> {
+        Ok(self.query(sql, params).await?.into_iter().next())
+    }
+
+    async fn query_one(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, DbError> {
+        self.query_opt(sql, params).await?.ok_or_else(|| DbError::Query(format!("no row from {sql}")))
+    }
+
+    async fn execute(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
+        let c = self.conn().await?;
+        Ok(c.client.execute(&c.statement(sql).await?, params).await?)
     }
 
     /// Registers (or re-registers) a node as serving.
     pub async fn register(&self, node_id: &str, internal_url: &str, capacity: f32) -> Result<(), DbError> {
         let version = env!("CARGO_PKG_VERSION");
-        self.client()
-            .await?
-            .execute(
-                "INSERT INTO nodes (node_id, internal_url, version, capacity) VALUES ($1, $2, $3, $4)
+        self.execute(
+            "INSERT INTO nodes (node_id, internal_url, version, capacity) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (node_id) DO UPDATE SET internal_url = EXCLUDED.internal_url,
                    capacity = EXCLUDED.capacity, state = 'serving', last_seen = now()",
-                &[&node_id, &internal_url, &version, &capacity],
-            )
-            .await?;
+            &[&node_id, &internal_url, &version, &capacity],
+        )
+        .await?;
         Ok(())
     }
 
     /// The node's heartbeat; `false` if its row is gone (register again).
     pub async fn heartbeat(&self, node_id: &str) -> Result<bool, DbError> {
-        Ok(self.client().await?.query_one("SELECT exphub_heartbeat($1)", &[&node_id]).await?.get(0))
+        Ok(self.query_one("SELECT exphub_heartbeat($1)", &[&node_id]).await?.get(0))
     }
 
     /// A node leaving: its row goes, and its placements end.
     pub async fn deregister(&self, node_id: &str) -> Result<(), DbError> {
-        let c = self.client().await?;
-        c.execute("UPDATE placements SET state = 'ended' WHERE node_id = $1", &[&node_id]).await?;
-        c.execute("DELETE FROM nodes WHERE node_id = $1", &[&node_id]).await?;
+        self.execute("UPDATE placements SET state = 'ended' WHERE node_id = $1", &[&node_id]).await?;
+        self.execute("DELETE FROM nodes WHERE node_id = $1", &[&node_id]).await?;
         Ok(())
     }
 
     /// Places experiment `session_id` (see `exphub_place`).
     pub async fn place(&self, session_id: &str, cost: f32, prefer: &str) -> Result<Placement, DbError> {
         let row = self
-            .client()
-            .await?
             .query_one("SELECT o_node, o_epoch FROM exphub_place($1, $2, $3)", &[&session_id, &cost, &prefer])
             .await?;
         Ok(Placement { node_id: row.get(0), epoch: row.get(1) })
@@ -253,19 +291,12 @@ impl Db {
 
     /// Ends a placement; `false` if `epoch` is no longer the current one (fenced out).
     pub async fn release(&self, session_id: &str, node_id: &str, epoch: i64) -> Result<bool, DbError> {
-        Ok(self
-            .client()
-            .await?
-            .query_one("SELECT exphub_release($1, $2, $3)", &[&session_id, &node_id, &epoch])
-            .await?
-            .get(0))
+        Ok(self.query_one("SELECT exphub_release($1, $2, $3)", &[&session_id, &node_id, &epoch]).await?.get(0))
     }
 
     /// Who owns `session_id`, if it was ever placed.
     pub async fn owner(&self, session_id: &str) -> Result<Option<Owner>, DbError> {
         let row = self
-            .client()
-            .await?
             .query_opt(
                 "SELECT p.node_id, p.epoch, n.internal_url,
                         coalesce(n.last_seen > now() - make_interval(secs => 6), false), p.state = 'ended'
@@ -284,9 +315,7 @@ impl Db {
 
     /// Remembers which node answers connection `connection_id` (trickled candidates follow it).
     pub async fn route_connection(&self, connection_id: &str, node_id: &str) -> Result<(), DbError> {
-        self.client()
-            .await?
-            .execute(
+        self.execute(
                 "INSERT INTO connections VALUES ($1, $2, now() + interval '2 minutes')
                  ON CONFLICT (connection_id) DO UPDATE SET node_id = EXCLUDED.node_id, expires_at = EXCLUDED.expires_at",
                 &[&connection_id, &node_id],
@@ -298,8 +327,6 @@ impl Db {
     /// The node answering connection `connection_id` and its internal API, if known.
     pub async fn connection_node(&self, connection_id: &str) -> Result<Option<(String, Option<String>)>, DbError> {
         let row = self
-            .client()
-            .await?
             .query_opt(
                 "SELECT c.node_id, n.internal_url FROM connections c LEFT JOIN nodes n USING (node_id)
                   WHERE c.connection_id = $1 AND c.expires_at > now()",
@@ -311,10 +338,7 @@ impl Db {
 
     /// Every registered node.
     pub async fn nodes(&self) -> Result<Vec<NodeRow>, DbError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
+        let rows = self.query(
                 "SELECT node_id, internal_url, capacity, load, experiments, last_seen > now() - make_interval(secs => 6)
                    FROM nodes ORDER BY node_id",
                 &[],

@@ -296,6 +296,7 @@ async fn run(args: Args) -> Res<()> {
         );
         for (chunk, e) in experimenters.iter_mut() {
             for sid in chunk.iter().filter(|s| media_ids.contains(s)) {
+                ask(e, "LEAVE_EXPERIMENT", json!({}), "SUCCESS").await?;
                 ask(e, "JOIN_EXPERIMENT", json!({"session_id": sid}), "SUCCESS").await?;
                 ask(e, "START_EXPERIMENT", json!({}), "SUCCESS").await?;
             }

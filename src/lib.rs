@@ -193,6 +193,39 @@ pub async fn start(cfg: config::Config) -> Result<Server, StartError> {
 mod tests {
     use std::time::Duration;
 
+    /// `/metrics` shows the hub task's work: inputs handled and time busy grow with each input.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_hub_reports_its_busy_time() {
+        let dir = std::env::temp_dir().join(format!("exphub-lib-{}", uuid::Uuid::new_v4().simple()));
+        let server = crate::start(crate::config::Config::for_tests(&dir, "pw")).await.unwrap();
+        let base = format!("http://{}", server.addr);
+        let read = |text: &str, name: &str| -> f64 {
+            let line = text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name}"));
+            line[name.len() + 1..].parse().unwrap()
+        };
+        let scrape = || async {
+            let (status, body) = exphub_client::get(&base, "/metrics").await.unwrap();
+            assert_eq!(status, 200);
+            String::from_utf8(body).unwrap()
+        };
+        let before = scrape().await;
+        assert!(read(&before, "exphub_hub_queue_depth") >= 0.0, "the queue depth is shown");
+        // Each refused offer is one input of the hub.
+        let offer = serde_json::json!({"request": {"sdp": "v=0\r\n", "type": "offer",
+            "user_type": "experimenter", "experimenter_password": "wrong"}});
+        for _ in 0..3 {
+            let (status, _) = exphub_client::post_json(&base, "/offer", &offer).await.unwrap();
+            assert_eq!(status, 401);
+        }
+        let after = scrape().await;
+        let inputs = read(&after, "exphub_hub_inputs_total") - read(&before, "exphub_hub_inputs_total");
+        assert!(inputs >= 3.0, "{inputs} inputs");
+        let busy = read(&after, "exphub_hub_busy_seconds_total") - read(&before, "exphub_hub_busy_seconds_total");
+        assert!(busy > 0.0, "busy {busy} s");
+        server.shutdown().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     /// A control task that dies is noticed: `Server::failed` resolves with the reason, and
     /// the hub no longer answers offers (503), which is why `exphub serve` then exits.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -89,8 +89,9 @@ build: deps
 run: build
 	./target/release/exphub serve --sessions-dir sessions
 
-# The recording tests check files with ffprobe and run the pandas snippet of docs/research-data.md.
-TEST_APT_PACKAGES := ffmpeg python3 python3-pandas
+# The recording tests check files with ffprobe and run the pandas snippet of docs/research-data.md;
+# the cluster tests start a throwaway PostgreSQL (Debian's postgresql: initdb and pg_ctl).
+TEST_APT_PACKAGES := ffmpeg python3 python3-pandas postgresql
 
 test-deps:
 	$(call apt_install,$(TEST_APT_PACKAGES),for the tests)

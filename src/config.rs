@@ -152,6 +152,22 @@ pub struct ServeArgs {
     /// first of ./models and ../models that holds them].
     #[arg(long, env = "EXPHUB_MODELS_DIR", value_name = "DIR")]
     pub models_dir: Option<PathBuf>,
+    /// Cluster mode: several nodes share this PostgreSQL (postgres://user@host:port/db); needs
+    /// EXPHUB_CLUSTER_SECRET. Without it exphub is a single node [default: off].
+    #[arg(long, env = "EXPHUB_CLUSTER_DB", value_name = "URL", hide_env_values = true)]
+    pub cluster_db: Option<String>,
+    /// Cluster mode: this node's id [default: <hostname>-<random>, new at every start].
+    #[arg(long, env = "EXPHUB_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Cluster mode: address of the internal API other nodes call [default: <host>:0].
+    #[arg(long, env = "EXPHUB_INTERNAL_ADDR")]
+    pub internal_addr: Option<SocketAddr>,
+    /// Cluster mode: the internal API's URL as other nodes reach it [default: http://<internal address>].
+    #[arg(long, env = "EXPHUB_INTERNAL_URL")]
+    pub internal_url: Option<String>,
+    /// Cluster mode: predicted CPU this node accepts, in millicores [default: 750 per core].
+    #[arg(long, env = "EXPHUB_CAPACITY_MILLICORES")]
+    pub capacity_millicores: Option<f32>,
 }
 
 /// Keys of the JSON config file (all optional).
@@ -222,6 +238,8 @@ pub struct Config {
     pub ignored_keys: Vec<String>,
     /// Settings that could not take effect, reported at start-up.
     pub warnings: Vec<String>,
+    /// Cluster mode (`--cluster-db`); `None`: a single node.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// The origins allowed to call the server from a page of another origin (CORS).
@@ -348,6 +366,8 @@ pub enum ConfigError {
     MaxConnections,
     #[error("the frontend directory {0} has no index.html")]
     FrontendDir(PathBuf),
+    #[error("cluster mode: {0}")]
+    Cluster(String),
 }
 
 impl Config {
@@ -475,7 +495,9 @@ impl Config {
                 None => d.max_connections,
             },
         };
+        let cluster = cluster_config(args, host)?;
         Ok(Config {
+            cluster,
             http,
             listen: SocketAddr::new(host, port),
             sessions_dir,
@@ -510,8 +532,39 @@ impl Config {
             models_dir: None,
             ignored_keys: Vec::new(),
             warnings: Vec::new(),
+            cluster: None,
         }
     }
+}
+
+/// Cluster mode's settings (flags and environment only), if `--cluster-db` is given.
+fn cluster_config(args: &ServeArgs, host: IpAddr) -> Result<Option<crate::cluster::ClusterConfig>, ConfigError> {
+    let Some(db_url) = args.cluster_db.clone().filter(|u| !u.trim().is_empty()) else { return Ok(None) };
+    let secret = std::env::var("EXPHUB_CLUSTER_SECRET").unwrap_or_default();
+    if secret.len() < 16 {
+        return Err(ConfigError::Cluster(
+            "EXPHUB_CLUSTER_SECRET must be set to the same secret (at least 16 characters) on every node".into(),
+        ));
+    }
+    let internal_addr = args.internal_addr.unwrap_or(SocketAddr::new(host, 0));
+    if internal_addr.ip().is_unspecified() && args.internal_url.is_none() {
+        return Err(ConfigError::Cluster(format!(
+            "the internal address {internal_addr} is a wildcard: give --internal-url, the URL other nodes reach it at"
+        )));
+    }
+    let capacity_millicores = match args.capacity_millicores {
+        Some(c) if c.is_finite() && c > 0.0 => c,
+        Some(c) => return Err(ConfigError::Cluster(format!("--capacity-millicores must be positive, got {c}"))),
+        None => crate::cluster::default_capacity(),
+    };
+    Ok(Some(crate::cluster::ClusterConfig {
+        db_url,
+        node_id: args.node_id.clone().unwrap_or_else(crate::cluster::default_node_id),
+        internal_addr,
+        internal_url: args.internal_url.clone(),
+        capacity_millicores,
+        secret: secret.into_bytes(),
+    }))
 }
 
 fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, ConfigError> {

@@ -21,6 +21,7 @@
 //! - [`metrics`]: lock-free counters rendered as Prometheus text.
 //! - `filters` (workspace crate): the filter SDK and catalogue.
 
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod hub;
@@ -42,6 +43,9 @@ pub struct Server {
     /// The HTTP server's and the hub's tasks; `None` once [`Server::failed`] saw them end.
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     hub_task: Option<tokio::task::JoinHandle<()>>,
+    /// Cluster mode: this node's membership and its internal API's address.
+    pub cluster: Option<Arc<cluster::Cluster>>,
+    pub internal_addr: Option<SocketAddr>,
 }
 
 /// Why a server stopped on its own.
@@ -60,6 +64,9 @@ impl Server {
     /// Stops accepting, stops every experiment (persisting their end), closes connections.
     pub async fn shutdown(self) {
         self.hub.shutdown().await;
+        if let Some(c) = &self.cluster {
+            c.leave().await;
+        }
         let _ = self.shutdown.send(true);
         if let Some(t) = self.task {
             let _ = t.await;
@@ -122,6 +129,8 @@ pub enum StartError {
     Bind(SocketAddr, std::io::Error),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 /// Loads the face-analysis models (≈100 MB, about a second) on a thread of their own, so the
@@ -161,9 +170,32 @@ pub async fn start(cfg: config::Config) -> Result<Server, StartError> {
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| StartError::Bind(cfg.listen, e))?;
     let addr = listener.local_addr().map_err(|e| StartError::Bind(cfg.listen, e))?;
-    let (hub, hub_task) = hub::start(cfg.clone(), Arc::new(store), sessions);
+    // Cluster mode: the internal API's listener first (its URL goes into the registry).
+    let (cluster, internal) = match &cfg.cluster {
+        None => (None, None),
+        Some(cc) => {
+            let l = tokio::net::TcpListener::bind(cc.internal_addr)
+                .await
+                .map_err(|e| StartError::Bind(cc.internal_addr, e))?;
+            let a = l.local_addr().map_err(|e| StartError::Bind(cc.internal_addr, e))?;
+            let url = cc.internal_url.clone().unwrap_or_else(|| format!("http://{a}"));
+            let c = cluster::Cluster::start(cc, url).await.map_err(|e| StartError::Cluster(e.to_string()))?;
+            (Some(c), Some((l, a)))
+        }
+    };
+    let (hub, hub_task) = hub::start(cfg.clone(), Arc::new(store), sessions, cluster.clone());
     let (shutdown, mut rx) = tokio::sync::watch::channel(false);
-    let app = http::router(http::AppState { hub: hub.clone(), cfg: cfg.clone() });
+    let state = http::AppState { hub: hub.clone(), cfg: cfg.clone(), cluster: cluster.clone() };
+    let internal_addr = internal.as_ref().map(|(_, a)| *a);
+    if let (Some((l, _)), Some(c)) = (internal, &cluster) {
+        let mut rx = rx.clone();
+        let stop = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let app = http::internal_router(state.clone(), c.signer().clone());
+        tokio::spawn(http::serve::serve(l, None, app, cfg.http.clone(), stop));
+    }
+    let app = http::router(state);
     let stop = async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -175,12 +207,45 @@ pub async fn start(cfg: config::Config) -> Result<Server, StartError> {
         "HTTP limits"
     );
     let task = tokio::spawn(http::serve::serve(listener, tls, app, cfg.http.clone(), stop));
-    Ok(Server { addr, hub, shutdown, task: Some(task), hub_task: Some(hub_task) })
+    Ok(Server { addr, hub, shutdown, task: Some(task), hub_task: Some(hub_task), cluster, internal_addr })
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    /// `/metrics` shows the hub task's work: inputs handled and time busy grow with each input.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_hub_reports_its_busy_time() {
+        let dir = std::env::temp_dir().join(format!("exphub-lib-{}", uuid::Uuid::new_v4().simple()));
+        let server = crate::start(crate::config::Config::for_tests(&dir, "pw")).await.unwrap();
+        let base = format!("http://{}", server.addr);
+        let read = |text: &str, name: &str| -> f64 {
+            let line = text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name}"));
+            line[name.len() + 1..].parse().unwrap()
+        };
+        let scrape = || async {
+            let (status, body) = exphub_client::get(&base, "/metrics").await.unwrap();
+            assert_eq!(status, 200);
+            String::from_utf8(body).unwrap()
+        };
+        let before = scrape().await;
+        assert!(read(&before, "exphub_hub_queue_depth") >= 0.0, "the queue depth is shown");
+        // Each refused offer is one input of the hub.
+        let offer = serde_json::json!({"request": {"sdp": "v=0\r\n", "type": "offer",
+            "user_type": "experimenter", "experimenter_password": "wrong"}});
+        for _ in 0..3 {
+            let (status, _) = exphub_client::post_json(&base, "/offer", &offer).await.unwrap();
+            assert_eq!(status, 401);
+        }
+        let after = scrape().await;
+        let inputs = read(&after, "exphub_hub_inputs_total") - read(&before, "exphub_hub_inputs_total");
+        assert!(inputs >= 3.0, "{inputs} inputs");
+        let busy = read(&after, "exphub_hub_busy_seconds_total") - read(&before, "exphub_hub_busy_seconds_total");
+        assert!(busy > 0.0, "busy {busy} s");
+        server.shutdown().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     /// A control task that dies is noticed: `Server::failed` resolves with the reason, and
     /// the hub no longer answers offers (503), which is why `exphub serve` then exits.

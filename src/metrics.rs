@@ -141,6 +141,12 @@ pub struct Metrics {
     pub record_errors: Counter,
     /// RTP arrival of a frame's last packet to the send of its processed frame.
     pub pipeline_latency: Histogram,
+    /// Nanoseconds the hub task spent handling inputs (its busy time; idle waits excluded).
+    pub hub_busy_ns: Counter,
+    /// Inputs the hub task handled.
+    pub hub_inputs: Counter,
+    /// Inputs waiting in the hub's queue, sampled each time the hub takes one.
+    pub hub_queue_depth: Gauge,
     errors: Mutex<Vec<(ErrorType, u64)>>,
 }
 
@@ -179,6 +185,9 @@ pub static METRICS: Metrics = Metrics {
     record_dropped: Counter::new(),
     record_errors: Counter::new(),
     pipeline_latency: Histogram::new(),
+    hub_busy_ns: Counter::new(),
+    hub_inputs: Counter::new(),
+    hub_queue_depth: Gauge::new(),
     errors: Mutex::new(Vec::new()),
 };
 
@@ -238,6 +247,11 @@ impl Metrics {
             self.ice_buffered_bytes.get(),
         );
         g("exphub_http_connections", "Open HTTP(S) connections.", self.http_connections.get());
+        g(
+            "exphub_hub_queue_depth",
+            "Inputs waiting for the hub task (sampled when it takes the next one).",
+            self.hub_queue_depth.get(),
+        );
         let mut c = |name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
@@ -247,6 +261,7 @@ impl Metrics {
             self.http_connections_refused.get(),
         );
         c("exphub_offers_total", "Main-connection offers answered.", self.offers_total.get());
+        c("exphub_hub_inputs_total", "Inputs handled by the hub task.", self.hub_inputs.get());
         c("exphub_messages_received_total", "Data-channel messages received.", self.messages_received.get());
         c("exphub_messages_sent_total", "Data-channel messages queued to clients.", self.messages_sent.get());
         c("exphub_rtp_packets_received_total", "RTP packets received from publishers.", self.packets_received.get());
@@ -305,6 +320,11 @@ impl Metrics {
             self.record_dropped.get(),
         );
         c("exphub_record_errors_total", "Recording files ended by a write error.", self.record_errors.get());
+        let _ = writeln!(
+            s,
+            "# HELP exphub_hub_busy_seconds_total Time the hub task spent handling inputs.\n# TYPE exphub_hub_busy_seconds_total counter\nexphub_hub_busy_seconds_total {}",
+            self.hub_busy_ns.get() as f64 / 1e9
+        );
         let _ = writeln!(
             s,
             "# HELP exphub_pipelines Media pipelines running.\n# TYPE exphub_pipelines gauge\nexphub_pipelines {}",

@@ -68,6 +68,9 @@ pub struct ClientOptions {
     /// Send ICE candidates by trickle (`/addIceCandidate`, `ADD_ICE_CANDIDATE`) like the dev
     /// frontend, instead of waiting for gathering to complete like the main frontend.
     pub trickle: bool,
+    /// Send trickled candidates to this server (`http://host:port`) instead of the one that
+    /// gets the offer: another node of a cluster, as a balancer in front of it may do.
+    pub trickle_to: Option<String>,
     /// Open a sub-connection for every `CONNECTION_PROPOSAL` automatically.
     pub auto_subscribe: bool,
     /// Send a `connection_id` in the offer (dev frontend); without it the server makes one.
@@ -82,6 +85,7 @@ impl Default for ClientOptions {
     fn default() -> Self {
         Self {
             trickle: false,
+            trickle_to: None,
             auto_subscribe: true,
             send_connection_id: true,
             on_rtp: None,
@@ -410,7 +414,7 @@ impl Client {
         if opts.trickle {
             // Like the dev frontend: candidates go to /addIceCandidate as they come, possibly
             // before the offer has been answered (the server buffers them).
-            let base = base.to_owned();
+            let base = opts.trickle_to.clone().unwrap_or_else(|| base.to_owned());
             let id = connection_id.clone();
             tokio::spawn(async move {
                 while let Some(c) = cand_rx.recv().await {

@@ -42,6 +42,8 @@ use crate::protocol::{self, WireError};
 pub struct AppState {
     pub hub: HubHandle,
     pub cfg: Arc<Config>,
+    /// Cluster mode: routes `/offer` and `/addIceCandidate` to the experiment's node.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Largest HTTP body accepted (an SDP offer is a few KiB).
@@ -76,6 +78,46 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), cors::cors))
         .layer(middleware::from_fn(access_log))
         .with_state(state)
+}
+
+/// The internal API of cluster mode (`--internal-addr` only): the owner's side of a forwarded
+/// `/offer` or `/addIceCandidate` (handled here, never forwarded again) and a health probe.
+/// Every request must carry a valid signature (`cluster::internal`), else 401.
+pub fn internal_router(state: AppState, signer: crate::cluster::Signer) -> Router {
+    Router::new()
+        .route("/internal/v1/offer", post(|st, h, b| handle_offer(st, h, b, false)))
+        .route("/internal/v1/ice", post(|st, h, b| handle_ice(st, h, b, false)))
+        .route("/internal/v1/health", get(healthz))
+        .layer(middleware::from_fn(move |req: Request, next: Next| verify_signature(signer.clone(), req, next)))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(state.clone(), buffer_body))
+        .layer(middleware::from_fn(access_log))
+        .with_state(state)
+}
+
+/// Lets a request through only with a valid signature of the cluster secret.
+async fn verify_signature(signer: crate::cluster::Signer, req: Request, next: Next) -> Response {
+    use crate::cluster::internal::{SIGNATURE_HEADER, TIME_HEADER};
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    // The body is already buffered (`buffer_body`, an outer layer).
+    let Ok(bytes) = body.collect().await.map(|c| c.to_bytes()) else {
+        return error_response(&WireError::new(400, protocol::ErrorType::InvalidRequest, "Unreadable body."));
+    };
+    let h = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let ok = signer.verify(
+        parts.method.as_str(),
+        parts.uri.path(),
+        h(TIME_HEADER),
+        h(SIGNATURE_HEADER),
+        &bytes,
+        crate::hub::now_ms(),
+    );
+    if !ok {
+        let e = WireError::new(401, protocol::ErrorType::InvalidRequest, "Internal request without a valid signature.");
+        return error_response(&e);
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
 
 /// Reads the whole request body before the handler runs: at most [`MAX_BODY`] bytes (413)
@@ -149,22 +191,60 @@ fn error_response(e: &WireError) -> Response {
     r
 }
 
-async fn offer(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn offer(st: State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    handle_offer(st, headers, body, true).await
+}
+
+/// `POST /offer`: parsed here whichever node answers (so its 400/415 answers never depend on
+/// the node); in cluster mode forwarded to the experiment's node when that is another one
+/// (`route`: false for a request that was forwarded here).
+async fn handle_offer(State(st): State<AppState>, headers: HeaderMap, body: Bytes, route: bool) -> Response {
     let req = match protocol::parse_offer_request(content_type(&headers), &body) {
         Ok(r) => r,
         Err(e) => return error_response(&e),
     };
+    if let Some(c) = st.cluster.as_ref().filter(|_| route) {
+        if let Some(r) = routed(c.route_offer(&req, content_type(&headers), body).await) {
+            return r;
+        }
+    }
     match st.hub.offer(req).await {
         Ok(body) => Json(body).into_response(),
         Err(e) => error_response(&e),
     }
 }
 
-async fn add_ice_candidate(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// A routing decision as a response (`None`: handle it here).
+fn routed(r: crate::cluster::Routed) -> Option<Response> {
+    use crate::cluster::Routed;
+    match r {
+        Routed::Local => None,
+        Routed::Refused(e) => Some(error_response(&e)),
+        Routed::Remote(a) => {
+            let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let mut r = (status, a.body).into_response();
+            if let Some(ct) = a.content_type.and_then(|ct| header::HeaderValue::from_str(&ct).ok()) {
+                r.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            Some(r)
+        }
+    }
+}
+
+async fn add_ice_candidate(st: State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    handle_ice(st, headers, body, true).await
+}
+
+async fn handle_ice(State(st): State<AppState>, headers: HeaderMap, body: Bytes, route: bool) -> Response {
     let (id, c) = match protocol::parse_add_ice_candidate_request(content_type(&headers), &body) {
         Ok(r) => r,
         Err(e) => return error_response(&e),
     };
+    if let Some(cl) = st.cluster.as_ref().filter(|_| route) {
+        if let Some(r) = routed(cl.route_ice(&id, content_type(&headers), body).await) {
+            return r;
+        }
+    }
     let cand = peer::IceCandidate {
         candidate: c.candidate,
         sdp_mid: c.sdp_mid,

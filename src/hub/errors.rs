@@ -210,3 +210,24 @@ pub(super) fn post_processing_while_recording() -> WireError {
 pub(super) fn post_processing_failed(reason: &str) -> WireError {
     e(500, ErrorType::PostProcessingFailed, format!("Video post-processing failed: {reason}"))
 }
+
+// --- Cluster mode ---------------------------------------------------------------------------
+
+pub(super) fn no_capacity(cost_millicores: f32) -> WireError {
+    let pct = (cost_millicores / 10.0).round();
+    e(
+        503,
+        ErrorType::NoCapacity,
+        format!("No server has room for this experiment now (it needs about {pct}% of a core)."),
+    )
+}
+pub(super) fn experiment_on_other_node(node_id: &str) -> WireError {
+    e(
+        409,
+        ErrorType::ExperimentOnOtherNode,
+        format!("This experiment runs on another server ({node_id}); connect to that server to join it."),
+    )
+}
+pub(super) fn cluster_unavailable() -> WireError {
+    e(503, ErrorType::InternalServerError, "The cluster is not reachable now; try again in a moment.")
+}

@@ -649,6 +649,15 @@ impl Hub {
         if !self.sessions.contains_key(sid) {
             return Err(errors::no_session(400));
         }
+        if self.cluster.is_some() {
+            // Placed first (off the hub task); `open_experiment` follows if it lands here.
+            return self.place_experiment(id, sid);
+        }
+        self.open_experiment(id, sid).await
+    }
+
+    /// Creates experiment `sid` on this node, with connection `id` as its first experimenter.
+    pub(super) async fn open_experiment(&mut self, id: ConnId, sid: &SessionId) -> Res {
         let now = now_ms();
         self.session_mut(sid)?.creation_time = now;
         if let Err(e) = self.persist(sid).await {

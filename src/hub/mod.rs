@@ -16,6 +16,7 @@
 //! A participant is a seat, not a connection: a rejoin swaps the connection under the seat, and
 //! the seat's forwarders (and therefore every subscriber's view) carry on.
 
+mod cluster;
 mod connections;
 mod errors;
 mod experiment;
@@ -104,6 +105,12 @@ pub(crate) enum Input {
     },
     /// The post-processing job ended.
     PostProcessed(postproc::Finished),
+    /// Cluster mode: where `CREATE_EXPERIMENT` of connection `conn` was placed.
+    Placed {
+        conn: ConnId,
+        session_id: SessionId,
+        result: Result<crate::cluster::Placement, crate::cluster::DbError>,
+    },
     /// A late joiner that never asked for its session gets its held `EXPERIMENT_STARTED`.
     ReleaseStart {
         conn: ConnId,
@@ -256,6 +263,8 @@ pub(crate) struct Hub {
     lobby: tokio::sync::broadcast::Sender<()>,
     /// The post-processing job (one per server) and its last outcome.
     postproc: postproc::PostProc,
+    /// Cluster mode: this node's membership (placement at CREATE_EXPERIMENT, release at the end).
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Starts the hub task over the sessions found on disk. The task ends only after
@@ -264,6 +273,7 @@ pub fn start(
     cfg: Arc<Config>,
     store: Arc<SessionStore>,
     sessions: Vec<Session>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 ) -> (HubHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(4096);
     let (lobby, _) = tokio::sync::broadcast::channel(LOBBY_BACKLOG);
@@ -288,6 +298,7 @@ pub fn start(
         aliases: session::Aliases::random(),
         writes: Default::default(),
         postproc: Default::default(),
+        cluster,
     };
     let task = tokio::spawn(hub.run(rx));
     (HubHandle { tx, lobby: weak_lobby }, task)
@@ -301,40 +312,54 @@ pub(crate) fn now_ms() -> i64 {
 impl Hub {
     async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
         while let Some(input) = rx.recv().await {
-            match input {
-                Input::Offer { req, reply } => self.on_offer(req, reply),
-                Input::Answered { token, result } => self.on_answered(token, result).await,
-                Input::Ice { connection_id, candidate, reply } => {
-                    let _ = reply.send(self.on_http_ice(connection_id, candidate));
-                }
-                Input::Peer { conn, ev } => self.on_peer_event(conn, ev).await,
-                Input::SubAnswered { sub_id, result } => self.on_sub_answered(sub_id, result),
-                Input::SubConnected { sub_id } => self.on_sub_connected(&sub_id),
-                Input::Media { session_id, participant_id, kind, ev } => {
-                    self.on_media_event(&session_id, &participant_id, kind, ev)
-                }
-                Input::Group { session_id, ev } => self.on_group_event(&session_id, ev),
-                Input::PingTick { session_id, participant_id } => self.on_ping_tick(&session_id, &participant_id),
-                Input::SubClosed { sub_id } => {
-                    if let Some(sub) = self.subs.get(&sub_id) {
-                        let sid = sub.session_id.clone();
-                        self.close_sub(&sub_id);
-                        // The subscriber's view failed (e.g. ICE); offer it again if still wanted.
-                        self.reconcile(&sid);
-                    }
-                }
-                Input::ReleaseStart { conn } => self.release_start(conn),
-                Input::PostProcessed(f) => self.on_post_processed(f).await,
-                Input::Shutdown { reply } => {
-                    self.shutdown().await;
-                    self.finish_recordings(&mut rx).await;
-                    self.finish_post_processing(&mut rx).await;
-                    let _ = reply.send(());
-                    break;
-                }
-                #[cfg(test)]
-                Input::Crash => panic!("the hub task crashes (test hook)"),
+            // The hub's busy time and backlog: is the one control task the bottleneck?
+            METRICS.hub_queue_depth.set(rx.len() as i64);
+            let started = Instant::now();
+            let stop = matches!(input, Input::Shutdown { .. });
+            self.handle(input, &mut rx).await;
+            METRICS.hub_inputs.inc();
+            METRICS.hub_busy_ns.add(started.elapsed().as_nanos() as u64);
+            if stop {
+                break;
             }
+        }
+    }
+
+    /// Handles one input to the end.
+    async fn handle(&mut self, input: Input, rx: &mut mpsc::Receiver<Input>) {
+        match input {
+            Input::Offer { req, reply } => self.on_offer(req, reply),
+            Input::Answered { token, result } => self.on_answered(token, result).await,
+            Input::Ice { connection_id, candidate, reply } => {
+                let _ = reply.send(self.on_http_ice(connection_id, candidate));
+            }
+            Input::Peer { conn, ev } => self.on_peer_event(conn, ev).await,
+            Input::SubAnswered { sub_id, result } => self.on_sub_answered(sub_id, result),
+            Input::SubConnected { sub_id } => self.on_sub_connected(&sub_id),
+            Input::Media { session_id, participant_id, kind, ev } => {
+                self.on_media_event(&session_id, &participant_id, kind, ev)
+            }
+            Input::Group { session_id, ev } => self.on_group_event(&session_id, ev),
+            Input::PingTick { session_id, participant_id } => self.on_ping_tick(&session_id, &participant_id),
+            Input::SubClosed { sub_id } => {
+                if let Some(sub) = self.subs.get(&sub_id) {
+                    let sid = sub.session_id.clone();
+                    self.close_sub(&sub_id);
+                    // The subscriber's view failed (e.g. ICE); offer it again if still wanted.
+                    self.reconcile(&sid);
+                }
+            }
+            Input::Placed { conn, session_id, result } => self.on_placed(conn, session_id, result).await,
+            Input::ReleaseStart { conn } => self.release_start(conn),
+            Input::PostProcessed(f) => self.on_post_processed(f).await,
+            Input::Shutdown { reply } => {
+                self.shutdown().await;
+                self.finish_recordings(rx).await;
+                self.finish_post_processing(rx).await;
+                let _ = reply.send(());
+            }
+            #[cfg(test)]
+            Input::Crash => panic!("the hub task crashes (test hook)"),
         }
     }
 

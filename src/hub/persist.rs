@@ -103,6 +103,7 @@ impl Hub {
             self.close_sub(&s);
         }
         self.experiments.remove(session_id);
+        self.release_placement(session_id);
         METRICS.live_experiments.set(self.experiments.len() as i64);
         self.maybe_close_recording(session_id);
         if let Some(s) = self.sessions.get_mut(session_id) {

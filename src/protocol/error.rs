@@ -40,6 +40,10 @@ pub enum ErrorType {
     Forbidden,
     /// exphub addition: the connection sent more than its rate limit allows (429).
     TooManyRequests,
+    /// exphub addition (cluster mode): no node has room for the experiment (503).
+    NoCapacity,
+    /// exphub addition (cluster mode): the experiment is placed on another node (409).
+    ExperimentOnOtherNode,
 }
 
 impl ErrorType {
@@ -73,6 +77,8 @@ impl ErrorType {
             PostProcessingFailed => "POST_PROCESSING_FAILED",
             Forbidden => "FORBIDDEN",
             TooManyRequests => "TOO_MANY_REQUESTS",
+            NoCapacity => "NO_CAPACITY",
+            ExperimentOnOtherNode => "EXPERIMENT_ON_OTHER_NODE",
         }
     }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod camera;
+pub mod child;
 pub mod proc;
 
 use std::collections::{HashMap, HashSet};

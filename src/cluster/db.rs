@@ -1,0 +1,359 @@
+//! The cluster's PostgreSQL: the connection (re-opened when it drops), the schema (created or
+//! migrated at start, under an advisory lock so that nodes starting together do not race), and
+//! every statement the cluster runs. A node is alive while its last heartbeat (on the
+//! database's clock, so node clocks do not matter) is less than 6 s old. Placement, heartbeat and release are SQL functions, so
+//! each is one statement and therefore one transaction: the capacity check, the reservation
+//! and the epoch compare-and-set commit together or not at all.
+
+use std::sync::Arc;
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Statement};
+
+/// The schema version this build writes; a database with a newer one is refused.
+pub const SCHEMA_VERSION: i32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("the cluster database is unreachable: {0}")]
+    Unreachable(String),
+    #[error("the cluster database: {0}")]
+    Query(String),
+    #[error("no node has room for this experiment")]
+    NoCapacity,
+    #[error("the cluster database's schema is version {found}, newer than this exphub's ({SCHEMA_VERSION})")]
+    SchemaTooNew { found: i32 },
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if e.is_closed() {
+            return DbError::Unreachable(e.to_string());
+        }
+        match e.as_db_error() {
+            Some(d) if d.message() == "NO_CAPACITY" => DbError::NoCapacity,
+            Some(d) => DbError::Query(d.message().to_owned()),
+            None => DbError::Unreachable(e.to_string()),
+        }
+    }
+}
+
+const SCHEMA: &str = r#"
+BEGIN;
+SELECT pg_advisory_xact_lock(774201);
+CREATE TABLE IF NOT EXISTS exphub_schema (version int NOT NULL);
+CREATE UNLOGGED TABLE IF NOT EXISTS nodes (
+  node_id      text PRIMARY KEY,
+  internal_url text NOT NULL,
+  version      text NOT NULL,
+  state        text NOT NULL DEFAULT 'serving',
+  started_at   timestamptz NOT NULL DEFAULT now(),
+  last_seen    timestamptz NOT NULL DEFAULT now(),
+  capacity     real NOT NULL,
+  load         real NOT NULL DEFAULT 0,
+  experiments  int  NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS placements (
+  session_id text PRIMARY KEY,
+  node_id    text NOT NULL,
+  epoch      bigint NOT NULL,
+  cost       real NOT NULL,
+  placed_at  timestamptz NOT NULL DEFAULT now(),
+  state      text NOT NULL DEFAULT 'waiting');
+CREATE INDEX IF NOT EXISTS placements_live_by_node ON placements (node_id) WHERE state <> 'ended';
+CREATE UNLOGGED TABLE IF NOT EXISTS connections (
+  connection_id text PRIMARY KEY,
+  node_id       text NOT NULL,
+  expires_at    timestamptz NOT NULL);
+
+-- Where an experiment runs: the live placement if its node is alive, else a node with room
+-- (the preferred one if it has room, else the less loaded of two drawn at random), with the
+-- cost reserved on it and the epoch one past the previous placement's.
+CREATE OR REPLACE FUNCTION exphub_place(p_sid text, p_cost real, p_prefer text,
+                                        OUT o_node text, OUT o_epoch bigint) LANGUAGE plpgsql AS $$
+DECLARE cur record; pick text; tries int := 0;
+BEGIN
+  SELECT p.node_id, p.epoch, p.state,
+         coalesce(n.last_seen > now() - make_interval(secs => 6), false) AS alive
+    INTO cur FROM placements p LEFT JOIN nodes n USING (node_id) WHERE p.session_id = p_sid;
+  IF cur.node_id IS NOT NULL AND cur.state <> 'ended' AND cur.alive THEN
+    o_node := cur.node_id; o_epoch := cur.epoch; RETURN;
+  END IF;
+  LOOP
+    tries := tries + 1;
+    pick := NULL;
+    SELECT node_id INTO pick FROM nodes WHERE node_id = p_prefer AND state = 'serving'
+       AND last_seen > now() - make_interval(secs => 6) AND capacity - load >= p_cost;
+    IF pick IS NULL THEN
+      SELECT two.node_id INTO pick FROM (
+        SELECT node_id, load FROM nodes WHERE state = 'serving'
+           AND last_seen > now() - make_interval(secs => 6) AND capacity - load >= p_cost
+         ORDER BY random() LIMIT 2) two ORDER BY two.load LIMIT 1;
+    END IF;
+    IF pick IS NULL THEN RAISE EXCEPTION 'NO_CAPACITY'; END IF;
+    -- The reservation re-checks the room under the node row's lock: concurrent placements
+    -- never take a node past its capacity.
+    UPDATE nodes SET load = load + p_cost, experiments = experiments + 1
+     WHERE node_id = pick AND state = 'serving' AND capacity - load >= p_cost;
+    EXIT WHEN FOUND;
+    IF tries >= 5 THEN RAISE EXCEPTION 'NO_CAPACITY'; END IF;
+  END LOOP;
+  IF cur.node_id IS NULL THEN
+    INSERT INTO placements (session_id, node_id, epoch, cost) VALUES (p_sid, pick, 1, p_cost)
+      ON CONFLICT (session_id) DO NOTHING RETURNING node_id, epoch INTO o_node, o_epoch;
+  ELSE
+    UPDATE placements SET node_id = pick, epoch = epoch + 1, cost = p_cost, placed_at = now(), state = 'waiting'
+     WHERE session_id = p_sid AND epoch = cur.epoch RETURNING node_id, epoch INTO o_node, o_epoch;
+  END IF;
+  IF o_node IS NULL THEN
+    -- Lost the race: give the reservation back and answer with the winner's placement.
+    UPDATE nodes SET load = load - p_cost, experiments = experiments - 1 WHERE node_id = pick;
+    SELECT node_id, epoch INTO o_node, o_epoch FROM placements WHERE session_id = p_sid;
+  END IF;
+END $$;
+
+-- A node's heartbeat: alive now, and its reserved load recomputed from its live placements
+-- (under its row's lock, so a placement in flight is either counted or not yet reserved).
+CREATE OR REPLACE FUNCTION exphub_heartbeat(p_node text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM 1 FROM nodes WHERE node_id = p_node FOR UPDATE;
+  IF NOT FOUND THEN RETURN false; END IF;
+  UPDATE nodes SET last_seen = now(),
+         load = (SELECT coalesce(sum(cost), 0) FROM placements WHERE node_id = p_node AND state <> 'ended'),
+         experiments = (SELECT count(*) FROM placements WHERE node_id = p_node AND state <> 'ended')
+   WHERE node_id = p_node;
+  RETURN true;
+END $$;
+
+-- An experiment's end, fenced: only the holder of the current epoch ends it.
+CREATE OR REPLACE FUNCTION exphub_release(p_sid text, p_node text, p_epoch bigint) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE c real;
+BEGIN
+  UPDATE placements SET state = 'ended'
+   WHERE session_id = p_sid AND node_id = p_node AND epoch = p_epoch AND state <> 'ended'
+  RETURNING cost INTO c;
+  IF NOT FOUND THEN RETURN false; END IF;
+  UPDATE nodes SET load = greatest(load - c, 0), experiments = greatest(experiments - 1, 0) WHERE node_id = p_node;
+  RETURN true;
+END $$;
+
+INSERT INTO exphub_schema (version) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM exphub_schema);
+COMMIT;
+"#;
+
+/// A connection to the cluster database, re-opened on the next use after it dropped.
+pub struct Db {
+    url: String,
+    client: tokio::sync::Mutex<Option<Arc<Conn>>>,
+}
+
+/// An open connection and the statements prepared on it (each is prepared once, so a query
+/// is one round trip instead of two).
+struct Conn {
+    client: Client,
+    prepared: std::sync::Mutex<std::collections::HashMap<&'static str, Statement>>,
+}
+
+impl Conn {
+    fn new(client: Client) -> Arc<Conn> {
+        Arc::new(Conn { client, prepared: Default::default() })
+    }
+
+    async fn statement(&self, sql: &'static str) -> Result<Statement, DbError> {
+        if let Some(s) = self.prepared.lock().ok().and_then(|p| p.get(sql).cloned()) {
+            return Ok(s);
+        }
+        let s = self.client.prepare(sql).await?;
+        if let Ok(mut p) = self.prepared.lock() {
+            p.insert(sql, s.clone());
+        }
+        Ok(s)
+    }
+}
+
+/// Who owns an experiment, as the placements table says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub node_id: String,
+    pub epoch: i64,
+    /// The owner's internal API (None if its node row is gone).
+    pub internal_url: Option<String>,
+    pub alive: bool,
+    pub ended: bool,
+}
+
+/// One placement decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub node_id: String,
+    pub epoch: i64,
+}
+
+/// A node as the registry sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeRow {
+    pub node_id: String,
+    pub internal_url: String,
+    pub capacity: f32,
+    pub load: f32,
+    pub experiments: i32,
+    pub alive: bool,
+}
+
+async fn open(url: &str) -> Result<Client, DbError> {
+    let (client, conn) = tokio::time::timeout(std::time::Duration::from_secs(10), tokio_postgres::connect(url, NoTls))
+        .await
+        .map_err(|_| DbError::Unreachable("connecting timed out".into()))??;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::warn!(error = %e, "cluster database connection ended");
+        }
+    });
+    Ok(client)
+}
+
+impl Db {
+    /// Connects and creates or migrates the schema.
+    pub async fn connect(url: &str) -> Result<Db, DbError> {
+        let client = open(url).await?;
+        client.batch_execute(SCHEMA).await?;
+        let found: i32 = client.query_one("SELECT max(version) FROM exphub_schema", &[]).await?.get(0);
+        if found > SCHEMA_VERSION {
+            return Err(DbError::SchemaTooNew { found });
+        }
+        if found < SCHEMA_VERSION {
+            client.execute("UPDATE exphub_schema SET version = $1 WHERE version < $1", &[&SCHEMA_VERSION]).await?;
+        }
+        Ok(Db { url: url.to_owned(), client: tokio::sync::Mutex::new(Some(Conn::new(client))) })
+    }
+
+    /// The open connection, re-opened if it dropped.
+    async fn conn(&self) -> Result<Arc<Conn>, DbError> {
+        let mut guard = self.client.lock().await;
+        if let Some(c) = guard.as_ref().filter(|c| !c.client.is_closed()) {
+            return Ok(c.clone());
+        }
+        let c = Conn::new(open(&self.url).await?);
+        *guard = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn query(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
+        let c = self.conn().await?;
+        Ok(c.client.query(&c.statement(sql).await?, params).await?)
+    }
+
+    async fn query_opt(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, DbError> {
+        Ok(self.query(sql, params).await?.into_iter().next())
+    }
+
+    async fn query_one(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, DbError> {
+        self.query_opt(sql, params).await?.ok_or_else(|| DbError::Query(format!("no row from {sql}")))
+    }
+
+    async fn execute(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
+        let c = self.conn().await?;
+        Ok(c.client.execute(&c.statement(sql).await?, params).await?)
+    }
+
+    /// Registers (or re-registers) a node as serving.
+    pub async fn register(&self, node_id: &str, internal_url: &str, capacity: f32) -> Result<(), DbError> {
+        let version = env!("CARGO_PKG_VERSION");
+        self.execute(
+            "INSERT INTO nodes (node_id, internal_url, version, capacity) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (node_id) DO UPDATE SET internal_url = EXCLUDED.internal_url,
+                   capacity = EXCLUDED.capacity, state = 'serving', last_seen = now()",
+            &[&node_id, &internal_url, &version, &capacity],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The node's heartbeat; `false` if its row is gone (register again).
+    pub async fn heartbeat(&self, node_id: &str) -> Result<bool, DbError> {
+        Ok(self.query_one("SELECT exphub_heartbeat($1)", &[&node_id]).await?.get(0))
+    }
+
+    /// A node leaving: its row goes, and its placements end.
+    pub async fn deregister(&self, node_id: &str) -> Result<(), DbError> {
+        self.execute("UPDATE placements SET state = 'ended' WHERE node_id = $1", &[&node_id]).await?;
+        self.execute("DELETE FROM nodes WHERE node_id = $1", &[&node_id]).await?;
+        Ok(())
+    }
+
+    /// Places experiment `session_id` (see `exphub_place`).
+    pub async fn place(&self, session_id: &str, cost: f32, prefer: &str) -> Result<Placement, DbError> {
+        let row = self
+            .query_one("SELECT o_node, o_epoch FROM exphub_place($1, $2, $3)", &[&session_id, &cost, &prefer])
+            .await?;
+        Ok(Placement { node_id: row.get(0), epoch: row.get(1) })
+    }
+
+    /// Ends a placement; `false` if `epoch` is no longer the current one (fenced out).
+    pub async fn release(&self, session_id: &str, node_id: &str, epoch: i64) -> Result<bool, DbError> {
+        Ok(self.query_one("SELECT exphub_release($1, $2, $3)", &[&session_id, &node_id, &epoch]).await?.get(0))
+    }
+
+    /// Who owns `session_id`, if it was ever placed.
+    pub async fn owner(&self, session_id: &str) -> Result<Option<Owner>, DbError> {
+        let row = self
+            .query_opt(
+                "SELECT p.node_id, p.epoch, n.internal_url,
+                        coalesce(n.last_seen > now() - make_interval(secs => 6), false), p.state = 'ended'
+                   FROM placements p LEFT JOIN nodes n USING (node_id) WHERE p.session_id = $1",
+                &[&session_id],
+            )
+            .await?;
+        Ok(row.map(|r| Owner {
+            node_id: r.get(0),
+            epoch: r.get(1),
+            internal_url: r.get(2),
+            alive: r.get(3),
+            ended: r.get(4),
+        }))
+    }
+
+    /// Remembers which node answers connection `connection_id` (trickled candidates follow it).
+    pub async fn route_connection(&self, connection_id: &str, node_id: &str) -> Result<(), DbError> {
+        self.execute(
+                "INSERT INTO connections VALUES ($1, $2, now() + interval '2 minutes')
+                 ON CONFLICT (connection_id) DO UPDATE SET node_id = EXCLUDED.node_id, expires_at = EXCLUDED.expires_at",
+                &[&connection_id, &node_id],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The node answering connection `connection_id` and its internal API, if known.
+    pub async fn connection_node(&self, connection_id: &str) -> Result<Option<(String, Option<String>)>, DbError> {
+        let row = self
+            .query_opt(
+                "SELECT c.node_id, n.internal_url FROM connections c LEFT JOIN nodes n USING (node_id)
+                  WHERE c.connection_id = $1 AND c.expires_at > now()",
+                &[&connection_id],
+            )
+            .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Every registered node.
+    pub async fn nodes(&self) -> Result<Vec<NodeRow>, DbError> {
+        let rows = self.query(
+                "SELECT node_id, internal_url, capacity, load, experiments, last_seen > now() - make_interval(secs => 6)
+                   FROM nodes ORDER BY node_id",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| NodeRow {
+                node_id: r.get(0),
+                internal_url: r.get(1),
+                capacity: r.get(2),
+                load: r.get(3),
+                experiments: r.get(4),
+                alive: r.get(5),
+            })
+            .collect())
+    }
+}

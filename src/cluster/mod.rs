@@ -1,0 +1,304 @@
+//! `cluster`: several exphub nodes sharing one control plane in PostgreSQL (`--cluster-db`).
+//! Without it nothing here runs and exphub is the single node it always was.
+//!
+//! An experiment lives whole on one node (media never crosses nodes). PostgreSQL holds the node
+//! registry (heartbeats, capacity, reserved load) and the placements (experiment → node, with an
+//! epoch that fences every write about it); see `docs/cluster.md`.
+//!
+//! - `db`: the schema and every statement (placement, heartbeat and release are SQL functions:
+//!   one statement, one transaction each).
+//! - registry ([`Cluster::start`]): a fresh node id per process start, registered at start and
+//!   heartbeated every second on its own task and connection (never on the hub task).
+//! - placement ([`Cluster::place`], [`Cluster::release`]): at `CREATE_EXPERIMENT`, cost-aware
+//!   (the session's predicted CPU, [`cost_millicores`]), the experimenter's node first if it has
+//!   room, capacity reserved in the same transaction, `NO_CAPACITY` when no node has room.
+//! - routing ([`Cluster::route_offer`], [`Cluster::route_ice`]): a participant's `/offer` that
+//!   reaches a node not owning its experiment is forwarded, body unchanged, to the owner's
+//!   internal API, and the owner's answer returned unchanged; trickled candidates follow the
+//!   connection to the node that answered it.
+//! - `internal`: the authenticated internal API (HMAC-SHA256 under `EXPHUB_CLUSTER_SECRET`).
+
+pub mod db;
+pub mod internal;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+
+use crate::protocol::{ErrorType, OfferRequest, OfferUser, WireError};
+use crate::session::Session;
+pub use db::{Db, DbError, NodeRow, Owner, Placement};
+pub use internal::Signer;
+
+/// How a node joins the cluster.
+#[derive(Clone)]
+pub struct ClusterConfig {
+    /// `postgres://user@host:port/db`.
+    pub db_url: String,
+    /// This process's node id (fresh per start unless given).
+    pub node_id: String,
+    /// Where the internal API listens.
+    pub internal_addr: SocketAddr,
+    /// The internal API's URL as other nodes reach it (default: `http://<internal_addr>`).
+    pub internal_url: Option<String>,
+    /// Predicted CPU this node accepts, in millicores (default: cores × 750).
+    pub capacity_millicores: f32,
+    /// The HMAC key of internal requests.
+    pub secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("node_id", &self.node_id)
+            .field("internal_addr", &self.internal_addr)
+            .field("internal_url", &self.internal_url)
+            .field("capacity_millicores", &self.capacity_millicores)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `<hostname>-<6 random hex digits>`: a new id per process start, so that a restarted node
+/// never inherits a stale row.
+pub fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
+    let rand = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    if host.is_empty() {
+        format!("node-{rand}")
+    } else {
+        format!("{host}-{rand}")
+    }
+}
+
+/// Default capacity: 750 millicores per core (75 % target use).
+pub fn default_capacity() -> f32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f32 * 750.0
+}
+
+/// Predicted CPU of an experiment of this session, in millicores, from exphub's measurements
+/// on a 2-core machine: forwarding for N participants who all see each other (29/78/190 for
+/// 2/4/8, linear between, 28 per participant beyond 8), 71 per transcoded video stream (a
+/// participant with video filters), 35 per extra viewer-side branch (asymmetric filters), 7
+/// per transcoded audio stream, 1 per recorded file (raw audio and video per participant).
+pub fn cost_millicores(s: &Session) -> f32 {
+    let n = s.participants.iter().filter(|p| !p.banned).count().max(1) as f32;
+    let fwd = match n {
+        n if n <= 2.0 => 14.5 * n,
+        n if n <= 4.0 => 29.0 + (n - 2.0) * 24.5,
+        n if n <= 8.0 => 78.0 + (n - 4.0) * 28.0,
+        n => 190.0 + (n - 8.0) * 28.0,
+    };
+    let mut cost = fwd;
+    for p in s.participants.iter().filter(|p| !p.banned) {
+        if !p.video_filters.is_empty() {
+            cost += 71.0;
+        }
+        cost += 35.0 * p.asymmetric_filters.len() as f32;
+        if !p.audio_filters.is_empty() {
+            cost += 7.0;
+        }
+        if s.record {
+            cost += 2.0;
+        }
+    }
+    cost
+}
+
+/// What routing decided for a request.
+pub enum Routed {
+    /// This node handles it.
+    Local,
+    /// Another node answered; return its answer unchanged.
+    Remote(internal::Answer),
+    /// It cannot be routed now.
+    Refused(WireError),
+}
+
+/// How long a forwarded `/offer` may take (the owner answers after ICE gathering).
+const OFFER_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a trickled candidate waits for its connection's route to appear.
+const ICE_ROUTE_WAIT: Duration = Duration::from_secs(2);
+
+/// This node's membership of the cluster.
+pub struct Cluster {
+    pub node_id: String,
+    pub internal_url: String,
+    db: Db,
+    signer: Signer,
+    /// Experiments placed on this node, with their epochs: the local fast path of routing.
+    owned: Mutex<HashMap<String, i64>>,
+    heartbeat: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+fn unavailable() -> WireError {
+    WireError::new(503, ErrorType::InternalServerError, "The cluster is not reachable now; try again in a moment.")
+}
+
+impl Cluster {
+    /// Connects (creating or migrating the schema), registers this node and starts its
+    /// heartbeat (every second, on its own task and database connection).
+    pub async fn start(cfg: &ClusterConfig, internal_url: String) -> Result<Arc<Cluster>, DbError> {
+        let db = Db::connect(&cfg.db_url).await?;
+        db.register(&cfg.node_id, &internal_url, cfg.capacity_millicores).await?;
+        let beat_db = Db::connect(&cfg.db_url).await?;
+        let (node_id, url, capacity) = (cfg.node_id.clone(), internal_url.clone(), cfg.capacity_millicores);
+        let heartbeat = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut failing = false;
+            loop {
+                tick.tick().await;
+                let r = match beat_db.heartbeat(&node_id).await {
+                    // The row is gone (the database lost its unlogged tables): register again.
+                    Ok(false) => beat_db.register(&node_id, &url, capacity).await,
+                    Ok(true) => Ok(()),
+                    Err(e) => Err(e),
+                };
+                match r {
+                    Err(e) if !failing => {
+                        tracing::warn!(error = %e, "cluster heartbeat failed; retrying every second");
+                        failing = true;
+                    }
+                    Ok(()) if failing => {
+                        tracing::info!("cluster heartbeat works again");
+                        failing = false;
+                    }
+                    _ => {}
+                }
+            }
+        });
+        tracing::info!(node_id = %cfg.node_id, internal_url = %internal_url, capacity = cfg.capacity_millicores, "joined the cluster");
+        Ok(Arc::new(Cluster {
+            node_id: cfg.node_id.clone(),
+            internal_url,
+            db,
+            signer: Signer::new(&cfg.secret),
+            owned: Mutex::default(),
+            heartbeat: Mutex::new(Some(heartbeat)),
+        }))
+    }
+
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
+    /// Leaves the cluster: no more heartbeats, the node row removed, its placements ended.
+    pub async fn leave(&self) {
+        if let Some(h) = self.heartbeat.lock().ok().and_then(|mut h| h.take()) {
+            h.abort();
+        }
+        if let Err(e) = self.db.deregister(&self.node_id).await {
+            tracing::warn!(error = %e, "could not leave the cluster cleanly; the node will look dead in 6 s");
+        }
+    }
+
+    /// Whether experiment `session_id` is placed on this node.
+    pub fn owns(&self, session_id: &str) -> bool {
+        self.owned.lock().is_ok_and(|o| o.contains_key(session_id))
+    }
+
+    /// Places experiment `session_id` (this node first if it has room).
+    pub async fn place(&self, session_id: &str, cost: f32) -> Result<Placement, DbError> {
+        let p = self.db.place(session_id, cost, &self.node_id).await?;
+        if p.node_id == self.node_id {
+            if let Ok(mut o) = self.owned.lock() {
+                o.insert(session_id.to_owned(), p.epoch);
+            }
+        }
+        Ok(p)
+    }
+
+    /// Ends this node's placement of `session_id` (its reservation returns). Fenced: a placement
+    /// that moved on to a newer epoch is left alone.
+    pub async fn release(&self, session_id: &str) {
+        let Some(epoch) = self.owned.lock().ok().and_then(|mut o| o.remove(session_id)) else { return };
+        match self.db.release(session_id, &self.node_id, epoch).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(session_id, epoch, "placement had moved on; not released (fenced)"),
+            Err(e) => tracing::warn!(session_id, error = %e, "could not release the placement"),
+        }
+    }
+
+    /// Routes a parsed `/offer`: a participant's offer for an experiment owned by another live
+    /// node is forwarded there; everything else is handled here. Remembers which node answers
+    /// the connection, so that its trickled candidates can follow.
+    pub async fn route_offer(&self, req: &OfferRequest, content_type: Option<&str>, body: Bytes) -> Routed {
+        let owner = match &req.user {
+            OfferUser::Participant { session_id, .. } if !self.owns(session_id.as_str()) => {
+                match self.db.owner(session_id.as_str()).await {
+                    Ok(o) => o.filter(|o| !o.ended && o.node_id != self.node_id),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot look up the experiment's node");
+                        return Routed::Refused(unavailable());
+                    }
+                }
+            }
+            _ => None,
+        };
+        let target = match owner {
+            None => None,
+            Some(o) if !o.alive => {
+                return Routed::Refused(WireError::new(
+                    503,
+                    ErrorType::InternalServerError,
+                    "The server running this experiment is not answering; try again in a moment.",
+                ))
+            }
+            Some(o) => match o.internal_url {
+                Some(url) => Some((o.node_id, url)),
+                None => return Routed::Refused(unavailable()),
+            },
+        };
+        let node = target.as_ref().map_or(self.node_id.as_str(), |(n, _)| n.as_str());
+        if !req.connection_id_generated {
+            if let Err(e) = self.db.route_connection(&req.connection_id, node).await {
+                tracing::warn!(error = %e, "cannot record the connection's node; its trickled candidates stay local");
+            }
+        }
+        let Some((node, url)) = target else { return Routed::Local };
+        tracing::info!(to = %node, "forwarding an offer to the experiment's node");
+        self.forward(&node, &url, "/internal/v1/offer", content_type, body).await
+    }
+
+    /// Forwards a request to node `node`'s internal API, signed; its answer, or 502.
+    async fn forward(&self, node: &str, url: &str, path: &str, content_type: Option<&str>, body: Bytes) -> Routed {
+        match internal::post(&self.signer, &self.node_id, url, path, content_type, body, OFFER_TIMEOUT).await {
+            Ok(a) => Routed::Remote(a),
+            Err(e) => {
+                tracing::warn!(to = %node, path, error = %e, "a node did not answer a forwarded request");
+                Routed::Refused(WireError::new(
+                    502,
+                    ErrorType::InternalServerError,
+                    "The server running this experiment did not answer; try again.",
+                ))
+            }
+        }
+    }
+
+    /// Routes a trickled candidate of connection `connection_id` to the node that answers the
+    /// connection; waits up to 2 s for the route when the offer is still being routed.
+    pub async fn route_ice(&self, connection_id: &str, content_type: Option<&str>, body: Bytes) -> Routed {
+        let deadline = tokio::time::Instant::now() + ICE_ROUTE_WAIT;
+        let (node, url) = loop {
+            match self.db.connection_node(connection_id).await {
+                Ok(Some((node, _))) if node == self.node_id => return Routed::Local,
+                Ok(Some((node, Some(url)))) => break (node, url),
+                Ok(Some((_, None))) => return Routed::Refused(unavailable()),
+                Ok(None) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                // Unknown: this node buffers it, as for an offer still on its way here.
+                Ok(None) => return Routed::Local,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot look up the connection's node; handling the candidate here");
+                    return Routed::Local;
+                }
+            }
+        };
+        self.forward(&node, &url, "/internal/v1/ice", content_type, body).await
+    }
+}

@@ -156,13 +156,13 @@ pub struct ServeArgs {
     /// EXPHUB_CLUSTER_SECRET. Without it exphub is a single node [default: off].
     #[arg(long, env = "EXPHUB_CLUSTER_DB", value_name = "URL", hide_env_values = true)]
     pub cluster_db: Option<String>,
-    /// Cluster mode: this node's id [default: <hostname>-<random>, new at every start].
+    /// Cluster mode: this node's id [default: the host name, a dash and six random hex digits, new at every start].
     #[arg(long, env = "EXPHUB_NODE_ID")]
     pub node_id: Option<String>,
-    /// Cluster mode: address of the internal API other nodes call [default: <host>:0].
+    /// Cluster mode: address of the internal API other nodes call [default: the --host address, any free port].
     #[arg(long, env = "EXPHUB_INTERNAL_ADDR")]
     pub internal_addr: Option<SocketAddr>,
-    /// Cluster mode: the internal API's URL as other nodes reach it [default: http://<internal address>].
+    /// Cluster mode: the internal API's URL as other nodes reach it [default: http:// and the bound internal address].
     #[arg(long, env = "EXPHUB_INTERNAL_URL")]
     pub internal_url: Option<String>,
     /// Cluster mode: predicted CPU this node accepts, in millicores [default: 750 per core].

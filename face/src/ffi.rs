@@ -1,4 +1,4 @@
-//! The C ABI of `native/dlib_shim.cpp`, compiled twice (baseline and AVX2); [`Shim`] is the
+//! The C ABI of `native/dlib_shim.cpp`, compiled twice (baseline and AVX2); `Shim` is the
 //! table of whichever the CPU runs; and one system call, the huge-page hint for the shape
 //! model's leaves ([`advise_huge_pages`]). Everything unsafe in the crate is in this file.
 

@@ -242,16 +242,7 @@ impl Analyzer {
     /// The whole-frame search: the best face, `[l, t, r, b]` in frame pixels, and its score.
     fn search(&mut self, img: Gray<'_>) -> Option<([f32; 4], f64)> {
         let scale = (self.settings.search_width as f32 / img.width() as f32).min(1.0);
-        let found = if scale < 1.0 {
-            let (w, h) = (((img.width() as f32) * scale) as usize, ((img.height() as f32) * scale) as usize);
-            crate::image::resize(img, [0, 0, img.width(), img.height()], w, h, &mut self.scratch);
-            self.detector.detect(Gray::new(&self.scratch, w, h, w).expect("the buffer holds the picture"), 0.0)
-        } else {
-            self.detector.detect(img, 0.0)
-        };
-        let d = found.first()?;
-        let s = 1.0 / scale;
-        Some(([d.left as f32 * s, d.top as f32 * s, (d.right + 1) as f32 * s, (d.bottom + 1) as f32 * s], d.score))
+        self.detect_in(img, [0, 0, img.width(), img.height()], scale, 0.0).into_iter().next()
     }
 
     /// The check: the detector on a crop twice the face's size around `around`, scaled so the
@@ -269,27 +260,38 @@ impl Analyzer {
         }
         // Scale so the face is ~90 px (the detector's window is 80); never above 2x.
         let scale = (90.0 / w.max(1.0)).min(2.0);
-        let (cw, ch) = ((((x1 - x0) as f32) * scale) as usize, (((y1 - y0) as f32) * scale) as usize);
-        if cw < 80 || ch < 80 {
+        if (((x1 - x0) as f32) * scale) < 80.0 || (((y1 - y0) as f32) * scale) < 80.0 {
             return None;
         }
-        crate::image::resize(img, [x0, y0, x1, y1], cw, ch, &mut self.scratch);
-        let found =
-            self.detector.detect(Gray::new(&self.scratch, cw, ch, cw).expect("the buffer holds the picture"), -0.5);
+        let dist = |b: &[f32; 4]| ((b[0] + b[2]) / 2.0 - cx).powi(2) + ((b[1] + b[3]) / 2.0 - cy).powi(2);
+        self.detect_in(img, [x0, y0, x1, y1], scale, -0.5).into_iter().min_by(|a, b| dist(&a.0).total_cmp(&dist(&b.0)))
+    }
+
+    /// The detector on the region `[x0, y0, x1, y1)` of `img` scaled by `scale` (the picture
+    /// itself when that is the whole of it at scale 1): each face as `[l, t, r, b]` in `img`'s
+    /// pixels, with its score, best first.
+    fn detect_in(&mut self, img: Gray<'_>, region: [usize; 4], scale: f32, adjust: f64) -> Vec<([f32; 4], f64)> {
+        let [x0, y0, x1, y1] = region;
+        let found = if scale == 1.0 && region == [0, 0, img.width(), img.height()] {
+            self.detector.detect(img, adjust)
+        } else {
+            let (w, h) = ((((x1 - x0) as f32) * scale) as usize, (((y1 - y0) as f32) * scale) as usize);
+            crate::image::resize(img, region, w, h, &mut self.scratch);
+            self.detector.detect(Gray::new(&self.scratch, w, h, w).expect("the buffer holds the picture"), adjust)
+        };
         let s = 1.0 / scale;
+        let (ox, oy) = (x0 as f32, y0 as f32);
         found
             .iter()
             .map(|d| {
                 let b = [
-                    x0 as f32 + d.left as f32 * s,
-                    y0 as f32 + d.top as f32 * s,
-                    x0 as f32 + (d.right + 1) as f32 * s,
-                    y0 as f32 + (d.bottom + 1) as f32 * s,
+                    ox + d.left as f32 * s,
+                    oy + d.top as f32 * s,
+                    ox + (d.right + 1) as f32 * s,
+                    oy + (d.bottom + 1) as f32 * s,
                 ];
-                let dist = ((b[0] + b[2]) / 2.0 - cx).powi(2) + ((b[1] + b[3]) / 2.0 - cy).powi(2);
-                (b, d.score, dist)
+                (b, d.score)
             })
-            .min_by(|a, b| a.2.total_cmp(&b.2))
-            .map(|(b, score, _)| (b, score))
+            .collect()
     }
 }

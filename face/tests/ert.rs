@@ -181,7 +181,7 @@ fn ert_is_as_near_the_annotations_as_dlib() {
             .iter()
             .find(|d| (d.left as f32..=d.right as f32).contains(&cx) && (d.top as f32..=d.bottom as f32).contains(&cy))
             .unwrap_or_else(|| panic!("the annotated face of {name} is detected"));
-        let ocular = (truth[36][0] - truth[45][0]).hypot(truth[36][1] - truth[45][1]);
+        let ocular = face::landmarks::inter_ocular(&truth);
         let error = |pts: &[[f32; 2]]| {
             pts.iter().zip(&truth).map(|(p, q)| (p[0] - q[0]).hypot(p[1] - q[1])).sum::<f32>() / 68.0 / ocular
         };

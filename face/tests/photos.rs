@@ -2,22 +2,18 @@
 //! 0.11.1 (`make face-data`), with the 68 iBUG points drawn by hand, and the landmark model of
 //! PyPI's face_recognition_models 0.3.0 (`make models`).
 
+mod common;
+
 use face::landmarks::{self, Landmarks};
 use face::{Analyzer, Gray, Models};
-use std::path::PathBuf;
-
-fn fixture(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/faces").join(name);
-    assert!(p.is_file(), "{} missing: run `make face-data`", p.display());
-    p
-}
 
 fn models() -> std::sync::Arc<Models> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models");
-    Models::load(&dir).unwrap_or_else(|e| panic!("{e}"))
+    common::model_path();
+    Models::load(&common::root().join("models")).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A photo's luma (BT.601, as the Y plane of a decoded video frame).
+/// A photo's luma (BT.601 video range, as the Y plane of a decoded video frame; the common
+/// module's [`common::photo`] is the decoder's grey, full range).
 struct Photo {
     y: Vec<u8>,
     w: usize,
@@ -26,7 +22,9 @@ struct Photo {
 
 impl Photo {
     fn open(name: &str) -> Photo {
-        let img = image::open(fixture(name)).unwrap().to_rgb8();
+        let path = common::root().join("tests/fixtures/faces").join(name);
+        assert!(path.is_file(), "{} missing: run `make face-data`", path.display());
+        let img = image::open(&path).unwrap().to_rgb8();
         let (w, h) = (img.width() as usize, img.height() as usize);
         let y = img
             .pixels()
@@ -44,7 +42,7 @@ impl Photo {
 }
 
 fn annotation(name: &str) -> Landmarks {
-    landmarks::parse_pts(&std::fs::read_to_string(fixture(name)).unwrap()).unwrap()
+    common::annotation(name).unwrap_or_else(|| panic!("{name} has no annotation: run `make face-data`"))
 }
 
 /// The analyser's landmarks on the photo, for the face around `near` (the whole-frame search

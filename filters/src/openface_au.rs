@@ -66,21 +66,20 @@ pub fn report(face: &Face) -> Value {
     })
 }
 
-impl OpenFaceAu {
-    fn set_lines(&mut self, face: &Face) {
-        use std::fmt::Write;
-        for l in &mut self.lines {
-            l.clear();
-        }
-        if face.success {
-            let _ = write!(self.lines[0], "AU06: {:.2}", face.au.au06_r);
-            let _ = write!(self.lines[1], "AU12: {:.2}", face.au.au12_r);
-            let _ = write!(self.lines[2], "Face {:.2}", face.confidence);
-        } else {
-            self.lines[0].push_str("AU06: -");
-            self.lines[1].push_str("AU12: -");
-            self.lines[2].push_str("No face");
-        }
+/// The three overlay lines for this analysis.
+fn set_lines(lines: &mut [String; 3], face: &Face) {
+    use std::fmt::Write;
+    for l in lines.iter_mut() {
+        l.clear();
+    }
+    if face.success {
+        let _ = write!(lines[0], "AU06: {:.2}", face.au.au06_r);
+        let _ = write!(lines[1], "AU12: {:.2}", face.au.au12_r);
+        let _ = write!(lines[2], "Face {:.2}", face.confidence);
+    } else {
+        lines[0].push_str("AU06: -");
+        lines[1].push_str("AU12: -");
+        lines[2].push_str("No face");
     }
 }
 
@@ -92,10 +91,8 @@ impl VideoFilter for OpenFaceAu {
 
     fn process(&mut self, frame: &mut VideoFrame, ctx: &mut FilterContext) {
         if let Some(face) = self.stream.update(frame) {
-            let data = report(face);
-            let face = face.clone();
-            ctx.report(json!({ "data": data }));
-            self.set_lines(&face);
+            ctx.report(json!({ "data": report(face) }));
+            set_lines(&mut self.lines, face);
         }
         let scale = TextStyle::scale_for(frame.height());
         let step = (50 * frame.height() / 480).max(12) as isize;

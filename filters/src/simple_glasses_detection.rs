@@ -7,7 +7,7 @@
 //! Meant for a clear frontal face: a turned head or a grainy picture can read as glasses.
 
 use crate::draw::{draw_text, text_size, TextStyle};
-use crate::face::{self, Analyzer, Models, Settings};
+use crate::face::{self, Analyzer, Settings};
 use crate::{video, Channel, FilterContext, FilterInfo, Listing, ParamError, Params, VideoFilter, VideoFrame};
 use serde_json::json;
 
@@ -31,25 +31,21 @@ pub struct SimpleGlassesDetection {
     analyzer: Analyzer,
     frames: u64,
     text: &'static str,
-    glasses: bool,
 }
 
 impl VideoFilter for SimpleGlassesDetection {
     fn new(_: &Params) -> Result<Self, ParamError> {
         // Every check looks afresh: search the whole frame each time, no following.
         let settings = Settings { search_every: 1, confirm_every: 1, ..Settings::default() };
-        let analyzer = Models::shared()
-            .and_then(|m| Analyzer::with_settings(m, settings))
-            .map_err(|e| ParamError::Invalid { param: "face models".into(), reason: e.to_string() })?;
-        Ok(SimpleGlassesDetection { analyzer, frames: 0, text: "Processing ...", glasses: false })
+        let analyzer = face::analyzer(settings)?;
+        Ok(SimpleGlassesDetection { analyzer, frames: 0, text: "Processing ..." })
     }
 
     fn process(&mut self, frame: &mut VideoFrame, ctx: &mut FilterContext) {
         if self.frames % EVERY == 0 && self.frames <= UNTIL {
             self.analyzer.reset();
             let f = self.analyzer.analyze(face::gray(frame));
-            if let Some(glasses) = f.success.then(|| face::glasses_of(frame, &f.landmarks)).flatten() {
-                self.glasses = glasses;
+            if let Some(glasses) = f.success.then(|| face::glasses::detect(face::gray(frame), &f.landmarks)).flatten() {
                 self.text = if glasses { "Glasses detected" } else { "No glasses detected" };
                 ctx.report(json!({ "Glasses Detected": glasses }));
             }

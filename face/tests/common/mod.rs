@@ -43,17 +43,10 @@ pub fn photo(name: &str) -> Picture {
 /// Every test photo.
 pub const PHOTOS: [&str; 4] = ["breakingbad.jpg", "einstein.jpg", "lenna.png", "takeo.ppm"];
 
-/// The 68 annotated points of a photo (its `.pts` file), if it has one.
-pub fn annotation(name: &str) -> Option<Vec<[f32; 2]>> {
+/// The 68 annotated points of a photo (its `.pts` file, read by `face::landmarks::parse_pts`:
+/// 0-based pixels), if it has one.
+pub fn annotation(name: &str) -> Option<face::Landmarks> {
     let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
     let text = std::fs::read_to_string(root().join("tests/fixtures/faces").join(format!("{stem}.pts"))).ok()?;
-    let body = text.split_once('{')?.1.split_once('}')?.0;
-    let pts = body
-        .lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace().map(|v| v.parse::<f32>());
-            Some([it.next()?.ok()?, it.next()?.ok()?])
-        })
-        .collect::<Vec<_>>();
-    Some(pts)
+    Some(face::landmarks::parse_pts(&text).unwrap_or_else(|e| panic!("{stem}.pts: {e}")))
 }

@@ -8,8 +8,8 @@
 
 pub use face::landmarks::{self, Landmarks};
 pub use face::{
-    au, models_dir, pose, set_models_dir, ActionUnits, Analyzer, Face, FaceError, Features, Gray, Models, Pose,
-    Settings,
+    au, glasses, models_dir, pose, set_models_dir, ActionUnits, Analyzer, Face, FaceError, Features, Gray, Models,
+    Pose, Settings,
 };
 
 use crate::{ParamError, VideoFrame, Y};
@@ -20,9 +20,12 @@ pub fn gray(frame: &VideoFrame) -> Gray<'_> {
     Gray::new(frame.plane(Y), frame.width(), frame.height(), frame.stride(Y)).expect("the buffer holds the picture")
 }
 
-/// SynthARium's simple glasses test ([`face::glasses`]) on `frame`'s luma with these landmarks.
-pub fn glasses_of(frame: &VideoFrame, lm: &Landmarks) -> Option<bool> {
-    face::glasses::detect(gray(frame), lm)
+/// An analyser with these settings over the shared models; a [`ParamError::Invalid`] naming
+/// the missing or unreadable model otherwise (what a face filter's constructor returns).
+pub fn analyzer(settings: Settings) -> Result<Analyzer, ParamError> {
+    Models::shared()
+        .and_then(|m| Analyzer::with_settings(m, settings))
+        .map_err(|e: FaceError| ParamError::Invalid { param: "face models".into(), reason: e.to_string() })
 }
 
 /// The analysis of one stream at a fixed rate: a frame is analysed when at least `interval` of
@@ -42,8 +45,7 @@ impl FaceStream {
     /// A stream analysed at `rate_hz` (at most every frame), with the shared models; a
     /// [`ParamError::Invalid`] naming the missing or unreadable model otherwise.
     pub fn new(rate_hz: f64) -> Result<Self, ParamError> {
-        let unavailable = |e: FaceError| ParamError::Invalid { param: "face models".into(), reason: e.to_string() };
-        let analyzer = Models::shared().and_then(Analyzer::new).map_err(unavailable)?;
+        let analyzer = analyzer(Settings::default())?;
         let interval = if rate_hz > 0.0 { Duration::from_secs_f64(1.0 / rate_hz) } else { Duration::ZERO };
         Ok(FaceStream { analyzer, interval, last: None, latest: None })
     }

@@ -1,5 +1,5 @@
 //! Cluster mode (`--cluster-db`): a throwaway PostgreSQL started by the test (see
-//! `common/pg.rs`) and three real `exphub serve` processes (A, B, C) on loopback, each with its
+//! `common/pg.rs`; the nodes and helpers are in `common/cluster.rs`) and three real `exphub serve` processes (A, B, C) on loopback, each with its
 //! own sessions directory, internal API and UDP port range, so that an answer's candidates tell
 //! which node answered. Every process and the database are stopped and removed when a test
 //! ends, also when it fails (guards with Drop). The tests run one at a time (each starts its
@@ -14,123 +14,19 @@
 //! - the internal API: `the_internal_api_is_signed_and_not_public`
 //! - T10 (single node unchanged) is the rest of the suite, which runs without `--cluster-db`.
 
+#[path = "common/cluster.rs"]
+mod cluster;
 mod common;
 #[path = "common/pg.rs"]
 mod pg;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
-use common::proc::{spawn, Proc};
+use cluster::*;
 use common::*;
-use exphub::cluster::Db;
-use exphub_client::{Client, ClientOptions, Role};
+use exphub_client::ClientOptions;
 use pg::Pg;
 use serde_json::{json, Value};
-
-const SECRET: &str = "cluster-test-secret-0123456789";
-
-/// One test at a time: each runs a database and three servers.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-struct Node {
-    proc: Proc,
-    id: String,
-    ports: (u16, u16),
-    log: PathBuf,
-    _dir: TempDir,
-}
-
-impl Node {
-    fn base(&self) -> &str {
-        &self.proc.base
-    }
-    /// The node's log without its colours.
-    fn log_text(&self) -> String {
-        let raw = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let mut out = String::with_capacity(raw.len());
-        let mut chars = raw.chars();
-        while let Some(c) = chars.next() {
-            if c == '\u{1b}' {
-                // ESC [ ... m
-                for d in chars.by_ref() {
-                    if d == 'm' {
-                        break;
-                    }
-                }
-            } else {
-                out.push(c);
-            }
-        }
-        out
-    }
-}
-
-/// UDP ranges of 100 ports for A, B, C at a random base (other tests may run beside these).
-fn port_ranges() -> [(u16, u16); 3] {
-    let base = 20_000 + (uuid::Uuid::new_v4().as_u128() % 90) as u16 * 100;
-    [0u16, 1, 2].map(|i| (base + i * 1000, base + i * 1000 + 99))
-}
-
-/// Starts node `id` with these sessions.
-fn node(pg: &Pg, id: &str, ports: (u16, u16), capacity: f32, sessions: &[Value]) -> Node {
-    let dir = TempDir::new(&format!("cluster-{id}"));
-    for s in sessions {
-        write_session(dir.path(), s);
-    }
-    let log = dir.path().join("server.log");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_exphub"));
-    cmd.args(["serve", "--host", "127.0.0.1", "--port", "0", "--sessions-dir"])
-        .arg(dir.path())
-        .args(["--cluster-db", &pg.url, "--node-id", id, "--internal-addr", "127.0.0.1:0"])
-        .args(["--udp-ports", &format!("{}-{}", ports.0, ports.1)])
-        .args(["--capacity-millicores", &capacity.to_string()])
-        .env("EXPHUB_EXPERIMENTER_PASSWORD", PASSWORD)
-        .env("EXPHUB_CLUSTER_SECRET", SECRET)
-        .env("EXPHUB_LOG", "info");
-    let proc = spawn(cmd, &log);
-    Node { proc, id: id.to_owned(), ports, log, _dir: dir }
-}
-
-/// One test's cluster: its turn (see [`SERIAL`]), a database and nodes A, B and C.
-async fn three(capacity: f32, sessions: &[Value]) -> (tokio::sync::MutexGuard<'static, ()>, Pg, [Node; 3]) {
-    let serial = SERIAL.lock().await;
-    init_tracing();
-    let pg = Pg::start(false);
-    let [ra, rb, rc] = port_ranges();
-    let nodes = [
-        node(&pg, "A", ra, capacity, sessions),
-        node(&pg, "B", rb, capacity, sessions),
-        node(&pg, "C", rc, capacity, sessions),
-    ];
-    (serial, pg, nodes)
-}
-
-/// The ports of the host candidates in an answer's SDP.
-fn candidate_ports(answer: &Value) -> Vec<u16> {
-    answer["data"]["sdp"]
-        .as_str()
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.starts_with("a=candidate:"))
-        .filter_map(|l| l.split_whitespace().nth(5)?.parse().ok())
-        .collect()
-}
-
-fn within(ports: &[u16], range: (u16, u16)) -> bool {
-    !ports.is_empty() && ports.iter().all(|p| (range.0..=range.1).contains(p))
-}
-
-async fn participant_via(base: &str, sid: &str, pid: &str, opts: ClientOptions) -> Client {
-    Client::connect(base, Role::Participant { session_id: sid.into(), participant_id: pid.into() }, opts)
-        .await
-        .unwrap_or_else(|e| panic!("participant {pid} connects via {base}: {e}"))
-}
-
-async fn db(pg: &Pg) -> Db {
-    Db::connect(&pg.url).await.expect("the test connects to its database")
-}
 
 /// T1: the experiment is placed on B (its experimenter is there); participants offer to A and
 /// C; the answers are B's (its UDP range), the data channels open and media flows between
@@ -169,16 +65,6 @@ async fn a_participant_offer_reaching_another_node_is_answered_by_the_owner() {
     }
     for cl in [p0, p1, exp] {
         cl.close().await;
-    }
-}
-
-/// The reply to a request that answers SUCCESS or ERROR (other messages are skipped).
-async fn outcome(c: &mut Client) -> Value {
-    loop {
-        let m = c.recv(T).await.expect("a reply");
-        if m["type"] == "SUCCESS" || m["type"] == "ERROR" {
-            return m;
-        }
     }
 }
 
@@ -287,13 +173,6 @@ async fn concurrent_creates_on_two_nodes_place_the_experiment_once() {
     assert_eq!(nodes.iter().map(|n| n.experiments).sum::<i32>(), 1, "{nodes:?}");
     ea.close().await;
     eb.close().await;
-}
-
-/// Raw SQL for what no exphub statement does (ageing a node's heartbeat).
-async fn sql(pg: &Pg, statement: &str) {
-    let (client, conn) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(conn);
-    client.batch_execute(statement).await.unwrap();
 }
 
 /// T4, in the database alone (no heartbeat that would recompute a leaked reservation): 50

@@ -71,6 +71,19 @@ pub enum Command {
         #[arg(long, env = "EXPHUB_SESSIONS_DIR")]
         sessions_dir: Option<PathBuf>,
     },
+    /// Cluster mode: tell a running node to drain. It takes no new experiments (they are
+    /// placed on other nodes), its running experiments go on and their participants can still
+    /// join; when the last one has ended (or after --drain-timeout) the node leaves the cluster
+    /// and its process exits 0. The request is signed with EXPHUB_CLUSTER_SECRET, so it works
+    /// from any machine that reaches the node's internal API.
+    Drain {
+        /// The node's internal API, as in its --internal-url (e.g. http://10.0.0.1:9081).
+        #[arg(long, env = "EXPHUB_INTERNAL_URL")]
+        internal_url: String,
+        /// Seconds to wait for the running experiments before leaving anyway [default: 7200].
+        #[arg(long, value_name = "SECS")]
+        drain_timeout: Option<f64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
 //! The `exphub` command: `exphub [serve]`, `exphub sessions validate [DIR]`,
-//! `exphub export SESSION_ID` and `exphub analyze SESSION_ID [--faces]`.
+//! `exphub export SESSION_ID`, `exphub analyze SESSION_ID [--faces]` and
+//! `exphub drain --internal-url URL`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,7 +20,60 @@ fn main() -> ExitCode {
         Some(Command::Analyze { session_id, run, out, sessions_dir, .. }) => {
             analyze(&session_id, run, out, sessions_dir)
         }
+        Some(Command::Drain { internal_url, drain_timeout }) => drain(&internal_url, drain_timeout),
         None => serve(cli.serve),
+    }
+}
+
+/// `exphub drain`: a signed `POST /internal/v1/drain` to the node; prints its answer.
+fn drain(internal_url: &str, timeout_s: Option<f64>) -> ExitCode {
+    let secret = std::env::var("EXPHUB_CLUSTER_SECRET").unwrap_or_default();
+    if secret.len() < 16 {
+        eprintln!("exphub: set EXPHUB_CLUSTER_SECRET to the cluster's secret (the nodes' own)");
+        return ExitCode::from(2);
+    }
+    if !internal_url.starts_with("http://") {
+        eprintln!("exphub: --internal-url must be http://host:port (the node's --internal-url)");
+        return ExitCode::from(2);
+    }
+    let body = match timeout_s {
+        Some(t) if t.is_finite() && t >= 0.0 => serde_json::json!({ "timeout_s": t }),
+        Some(t) => {
+            eprintln!("exphub: --drain-timeout must be a number of seconds (0 or more), got {t}");
+            return ExitCode::from(2);
+        }
+        None => serde_json::json!({}),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("exphub: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let signer = exphub::cluster::Signer::new(secret.as_bytes());
+    let answer = rt.block_on(exphub::cluster::internal::post(
+        &signer,
+        "exphub-drain",
+        internal_url,
+        "/internal/v1/drain",
+        Some("application/json"),
+        body.to_string().into(),
+        std::time::Duration::from_secs(30),
+    ));
+    match answer {
+        Ok(a) if a.status == 200 => {
+            println!("{}", String::from_utf8_lossy(&a.body));
+            ExitCode::SUCCESS
+        }
+        Ok(a) => {
+            eprintln!("exphub: the node answered {}: {}", a.status, String::from_utf8_lossy(&a.body));
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("exphub: cannot reach {internal_url}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -308,9 +362,18 @@ fn serve(args: ServeArgs) -> ExitCode {
         let term = term.recv();
         #[cfg(not(unix))]
         let term = std::future::pending::<()>();
+        // Cluster mode: `exphub drain` ends the process once the node's experiments are gone.
+        let cluster = server.cluster.clone();
+        let drained = async move {
+            match cluster {
+                Some(c) => c.drained().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term => {},
+            _ = drained => {},
             e = server.failed() => {
                 // Nothing acknowledged is lost (writes are durable before replies); a
                 // supervisor restarts the process.

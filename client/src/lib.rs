@@ -79,6 +79,9 @@ pub struct ClientOptions {
     /// The video codec a participant publishes (and the only one its offer names, so the
     /// server negotiates it); [`Client::send_video_frame`] packetizes for it.
     pub video_codec: VideoCodec,
+    /// An experimenter's routing hint: a `session_id` in the offer, so that a cluster node
+    /// forwards it to the node running that experiment (a second connection to watch it).
+    pub session_hint: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -90,6 +93,7 @@ impl Default for ClientOptions {
             send_connection_id: true,
             on_rtp: None,
             video_codec: VideoCodec::Vp8,
+            session_hint: None,
         }
     }
 }
@@ -401,6 +405,9 @@ impl Client {
             Role::Experimenter { password } => {
                 req["user_type"] = json!("experimenter");
                 req["experimenter_password"] = json!(password);
+                if let Some(sid) = &opts.session_hint {
+                    req["session_id"] = json!(sid);
+                }
             }
             Role::Participant { session_id, participant_id } => {
                 req["user_type"] = json!("participant");

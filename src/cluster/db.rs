@@ -139,6 +139,64 @@ END $$;
 
 INSERT INTO exphub_schema (version) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM exphub_schema);
 COMMIT;
+
+-- drain: the measured CPU in the heartbeat, and a node's room = capacity - max(load, cpu)
+-- (placement takes only 'serving' nodes, so a draining node gets nothing new).
+BEGIN;
+SELECT pg_advisory_xact_lock(774201);
+ALTER TABLE nodes ADD COLUMN IF NOT EXISTS cpu real NOT NULL DEFAULT 0;
+
+CREATE OR REPLACE FUNCTION exphub_heartbeat(p_node text, p_cpu real) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM 1 FROM nodes WHERE node_id = p_node FOR UPDATE;
+  IF NOT FOUND THEN RETURN false; END IF;
+  UPDATE nodes SET last_seen = now(), cpu = p_cpu,
+         load = (SELECT coalesce(sum(cost), 0) FROM placements WHERE node_id = p_node AND state <> 'ended'),
+         experiments = (SELECT count(*) FROM placements WHERE node_id = p_node AND state <> 'ended')
+   WHERE node_id = p_node;
+  RETURN true;
+END $$;
+
+CREATE OR REPLACE FUNCTION exphub_place(p_sid text, p_cost real, p_prefer text,
+                                        OUT o_node text, OUT o_epoch bigint) LANGUAGE plpgsql AS $$
+DECLARE cur record; pick text; tries int := 0;
+BEGIN
+  SELECT p.node_id, p.epoch, p.state,
+         coalesce(n.last_seen > now() - make_interval(secs => 6), false) AS alive
+    INTO cur FROM placements p LEFT JOIN nodes n USING (node_id) WHERE p.session_id = p_sid;
+  IF cur.node_id IS NOT NULL AND cur.state <> 'ended' AND cur.alive THEN
+    o_node := cur.node_id; o_epoch := cur.epoch; RETURN;
+  END IF;
+  LOOP
+    tries := tries + 1;
+    pick := NULL;
+    SELECT node_id INTO pick FROM nodes WHERE node_id = p_prefer AND state = 'serving'
+       AND last_seen > now() - make_interval(secs => 6) AND capacity - greatest(load, cpu) >= p_cost;
+    IF pick IS NULL THEN
+      SELECT two.node_id INTO pick FROM (
+        SELECT node_id, greatest(load, cpu) AS used FROM nodes WHERE state = 'serving'
+           AND last_seen > now() - make_interval(secs => 6) AND capacity - greatest(load, cpu) >= p_cost
+         ORDER BY random() LIMIT 2) two ORDER BY two.used LIMIT 1;
+    END IF;
+    IF pick IS NULL THEN RAISE EXCEPTION 'NO_CAPACITY'; END IF;
+    UPDATE nodes SET load = load + p_cost, experiments = experiments + 1
+     WHERE node_id = pick AND state = 'serving' AND capacity - greatest(load, cpu) >= p_cost;
+    EXIT WHEN FOUND;
+    IF tries >= 5 THEN RAISE EXCEPTION 'NO_CAPACITY'; END IF;
+  END LOOP;
+  IF cur.node_id IS NULL THEN
+    INSERT INTO placements (session_id, node_id, epoch, cost) VALUES (p_sid, pick, 1, p_cost)
+      ON CONFLICT (session_id) DO NOTHING RETURNING node_id, epoch INTO o_node, o_epoch;
+  ELSE
+    UPDATE placements SET node_id = pick, epoch = epoch + 1, cost = p_cost, placed_at = now(), state = 'waiting'
+     WHERE session_id = p_sid AND epoch = cur.epoch RETURNING node_id, epoch INTO o_node, o_epoch;
+  END IF;
+  IF o_node IS NULL THEN
+    UPDATE nodes SET load = load - p_cost, experiments = experiments - 1 WHERE node_id = pick;
+    SELECT node_id, epoch INTO o_node, o_epoch FROM placements WHERE session_id = p_sid;
+  END IF;
+END $$;
+COMMIT;
 "#;
 
 /// A connection to the cluster database, re-opened on the next use after it dropped.
@@ -198,6 +256,10 @@ pub struct NodeRow {
     pub load: f32,
     pub experiments: i32,
     pub alive: bool,
+    /// `serving` or `draining`.
+    pub state: String,
+    /// Measured process CPU, millicores (an average over a few seconds).
+    pub cpu: f32,
 }
 
 async fn open(url: &str) -> Result<Client, DbError> {
@@ -269,9 +331,15 @@ impl Db {
         Ok(())
     }
 
-    /// The node's heartbeat; `false` if its row is gone (register again).
-    pub async fn heartbeat(&self, node_id: &str) -> Result<bool, DbError> {
-        Ok(self.query_one("SELECT exphub_heartbeat($1)", &[&node_id]).await?.get(0))
+    /// The node's heartbeat with its measured CPU (millicores); `false` if its row is gone
+    /// (register again).
+    pub async fn heartbeat(&self, node_id: &str, cpu: f32) -> Result<bool, DbError> {
+        Ok(self.query_one("SELECT exphub_heartbeat($1, $2::real)", &[&node_id, &cpu]).await?.get(0))
+    }
+
+    /// Marks a node as draining: placement no longer chooses it. `false` if its row is gone.
+    pub async fn set_draining(&self, node_id: &str) -> Result<bool, DbError> {
+        Ok(self.execute("UPDATE nodes SET state = 'draining' WHERE node_id = $1", &[&node_id]).await? > 0)
     }
 
     /// A node leaving: its row goes, and its placements end.
@@ -339,7 +407,8 @@ impl Db {
     /// Every registered node.
     pub async fn nodes(&self) -> Result<Vec<NodeRow>, DbError> {
         let rows = self.query(
-                "SELECT node_id, internal_url, capacity, load, experiments, last_seen > now() - make_interval(secs => 6)
+                "SELECT node_id, internal_url, capacity, load, experiments, last_seen > now() - make_interval(secs => 6),
+                        state, cpu
                    FROM nodes ORDER BY node_id",
                 &[],
             )
@@ -353,6 +422,8 @@ impl Db {
                 load: r.get(3),
                 experiments: r.get(4),
                 alive: r.get(5),
+                state: r.get(6),
+                cpu: r.get(7),
             })
             .collect())
     }

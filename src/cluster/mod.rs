@@ -16,13 +16,20 @@
 //!   reaches a node not owning its experiment is forwarded, body unchanged, to the owner's
 //!   internal API, and the owner's answer returned unchanged; trickled candidates follow the
 //!   connection to the node that answered it.
+//!   An experimenter's offer with a `session_id` (the routing hint) is routed the same way.
+//! - drain ([`Cluster::drain`], [`Cluster::drained`]): `exphub drain` marks the node
+//!   `draining` (placement skips it); the process leaves when its last experiment is gone.
+//! - `cpu`: the node's measured CPU, sent with every heartbeat; placement's room is
+//!   `capacity − max(reserved load, measured cpu)`.
 //! - `internal`: the authenticated internal API (HMAC-SHA256 under `EXPHUB_CLUSTER_SECRET`).
 
+pub mod cpu;
 pub mod db;
 pub mod internal;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -132,7 +139,15 @@ pub struct Cluster {
     /// Experiments placed on this node, with their epochs: the local fast path of routing.
     owned: Mutex<HashMap<String, i64>>,
     heartbeat: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// `Some(deadline)` once the node drains: it leaves when its last experiment is gone, or
+    /// at the deadline.
+    drain: tokio::sync::watch::Sender<Option<tokio::time::Instant>>,
+    /// The measured CPU (millicores, `f32` bits) as last sent with the heartbeat.
+    cpu: Arc<AtomicU32>,
 }
+
+/// How long `exphub drain` waits for the experiments by default: 2 hours.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
 
 fn unavailable() -> WireError {
     WireError::new(503, ErrorType::InternalServerError, "The cluster is not reachable now; try again in a moment.")
@@ -146,15 +161,25 @@ impl Cluster {
         db.register(&cfg.node_id, &internal_url, cfg.capacity_millicores).await?;
         let beat_db = Db::connect(&cfg.db_url).await?;
         let (node_id, url, capacity) = (cfg.node_id.clone(), internal_url.clone(), cfg.capacity_millicores);
+        let (drain, draining) = tokio::sync::watch::channel(None);
+        let cpu = Arc::new(AtomicU32::new(0));
+        let measured = cpu.clone();
         let heartbeat = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut failing = false;
+            let mut meter = cpu::CpuMeter::default();
             loop {
                 tick.tick().await;
-                let r = match beat_db.heartbeat(&node_id).await {
-                    // The row is gone (the database lost its unlogged tables): register again.
-                    Ok(false) => beat_db.register(&node_id, &url, capacity).await,
+                let millicores = meter.sample_self().unwrap_or(0.0);
+                measured.store(millicores.to_bits(), Ordering::Relaxed);
+                let r = match beat_db.heartbeat(&node_id, millicores).await {
+                    // The row is gone (the database lost its unlogged tables): register again,
+                    // draining still if it was.
+                    Ok(false) => match beat_db.register(&node_id, &url, capacity).await {
+                        Ok(()) if draining.borrow().is_some() => beat_db.set_draining(&node_id).await.map(drop),
+                        r => r,
+                    },
                     Ok(true) => Ok(()),
                     Err(e) => Err(e),
                 };
@@ -179,7 +204,63 @@ impl Cluster {
             signer: Signer::new(&cfg.secret),
             owned: Mutex::default(),
             heartbeat: Mutex::new(Some(heartbeat)),
+            drain,
+            cpu,
         }))
+    }
+
+    /// Starts draining: the node's row says `draining`, so placement chooses it no more, while
+    /// its experiments go on and their participants can still (re)join. [`Cluster::drained`]
+    /// resolves when the last one is gone, or `timeout` from now. Again while draining: the
+    /// new timeout counts. Returns how many experiments the node holds.
+    pub async fn drain(&self, timeout: Duration) -> Result<usize, DbError> {
+        self.db.set_draining(&self.node_id).await?;
+        self.drain.send_replace(Some(tokio::time::Instant::now() + timeout));
+        let n = self.owned.lock().map_or(0, |o| o.len());
+        tracing::info!(experiments = n, timeout_s = timeout.as_secs(), "draining: no new experiments here");
+        Ok(n)
+    }
+
+    /// Whether the node is draining.
+    pub fn draining(&self) -> bool {
+        self.drain.borrow().is_some()
+    }
+
+    /// Resolves once the node drains and its last experiment is gone (checked twice, half a
+    /// second apart, so a placement committing at the moment of the drain is seen), or its
+    /// drain timeout passed. Never resolves if the node does not drain.
+    pub async fn drained(&self) {
+        let mut rx = self.drain.subscribe();
+        if rx.wait_for(Option::is_some).await.is_err() {
+            return std::future::pending().await;
+        }
+        let mut empty_before = false;
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let left = self.owned.lock().map_or(0, |o| o.len());
+            if left == 0 && empty_before {
+                tracing::info!("drained: the last experiment has ended; leaving the cluster");
+                return;
+            }
+            empty_before = left == 0;
+            if (*self.drain.borrow()).is_some_and(|d| tokio::time::Instant::now() >= d) {
+                tracing::warn!(experiments = left, "drain timeout: leaving the cluster with experiments still running");
+                return;
+            }
+        }
+    }
+
+    /// The node's cluster gauges, as Prometheus text (appended to `/metrics`).
+    pub fn render_metrics(&self) -> String {
+        let cpu = f32::from_bits(self.cpu.load(Ordering::Relaxed));
+        format!(
+            "# HELP exphub_cluster_draining 1 while this node drains (no new experiments; it exits when the last one ends).\n\
+             # TYPE exphub_cluster_draining gauge\nexphub_cluster_draining {}\n\
+             # HELP exphub_cluster_cpu_millicores This process's measured CPU as sent with the heartbeat (a {} s average).\n\
+             # TYPE exphub_cluster_cpu_millicores gauge\nexphub_cluster_cpu_millicores {cpu:.0}\n",
+            u8::from(self.draining()),
+            cpu::TAU.as_secs(),
+        )
     }
 
     pub fn signer(&self) -> &Signer {
@@ -224,11 +305,16 @@ impl Cluster {
     }
 
     /// Routes a parsed `/offer`: a participant's offer for an experiment owned by another live
-    /// node is forwarded there; everything else is handled here. Remembers which node answers
-    /// the connection, so that its trickled candidates can follow.
+    /// node is forwarded there, and so is an experimenter's that names such an experiment (the
+    /// `session_id` routing hint); everything else is handled here. Remembers which node
+    /// answers the connection, so that its trickled candidates can follow.
     pub async fn route_offer(&self, req: &OfferRequest, content_type: Option<&str>, body: Bytes) -> Routed {
-        let owner = match &req.user {
-            OfferUser::Participant { session_id, .. } if !self.owns(session_id.as_str()) => {
+        let session_id = match &req.user {
+            OfferUser::Participant { session_id, .. } => Some(session_id),
+            OfferUser::Experimenter { .. } => req.session_hint.as_ref(),
+        };
+        let owner = match session_id {
+            Some(session_id) if !self.owns(session_id.as_str()) => {
                 match self.db.owner(session_id.as_str()).await {
                     Ok(o) => o.filter(|o| !o.ended && o.node_id != self.node_id),
                     Err(e) => {

@@ -81,13 +81,15 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The internal API of cluster mode (`--internal-addr` only): the owner's side of a forwarded
-/// `/offer` or `/addIceCandidate` (handled here, never forwarded again) and a health probe.
-/// Every request must carry a valid signature (`cluster::internal`), else 401.
+/// `/offer` or `/addIceCandidate` (handled here, never forwarded again), a health probe and
+/// `exphub drain`'s request. Every request must carry a valid signature (`cluster::internal`),
+/// else 401.
 pub fn internal_router(state: AppState, signer: crate::cluster::Signer) -> Router {
     Router::new()
         .route("/internal/v1/offer", post(|st, h, b| handle_offer(st, h, b, false)))
         .route("/internal/v1/ice", post(|st, h, b| handle_ice(st, h, b, false)))
         .route("/internal/v1/health", get(healthz))
+        .route("/internal/v1/drain", post(drain))
         .layer(middleware::from_fn(move |req: Request, next: Next| verify_signature(signer.clone(), req, next)))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(state.clone(), buffer_body))
@@ -418,8 +420,58 @@ async fn healthz() -> Json<protocol::Health> {
     Json(protocol::Health::OK)
 }
 
-async fn metrics() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], METRICS.render())
+async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
+    let mut text = METRICS.render();
+    if let Some(c) = &st.cluster {
+        text.push_str(&c.render_metrics());
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// `POST /internal/v1/drain` (`exphub drain`), body `{"timeout_s": N}` or empty (2 hours): the
+/// node takes no new experiments and its process exits when the last one has ended. Answers
+/// `{"node_id", "state": "draining", "experiments", "timeout_s"}`; 503 if the database cannot
+/// be told (nothing changes then).
+async fn drain(State(st): State<AppState>, body: Bytes) -> Response {
+    let Some(c) = &st.cluster else {
+        return error_response(&WireError::new(404, protocol::ErrorType::InvalidRequest, "Not in cluster mode."));
+    };
+    let timeout = match serde_json::from_slice::<serde_json::Value>(&body) {
+        _ if body.iter().all(u8::is_ascii_whitespace) => crate::cluster::DEFAULT_DRAIN_TIMEOUT,
+        Ok(v) => match v.get("timeout_s").map(|t| t.as_f64()) {
+            None => crate::cluster::DEFAULT_DRAIN_TIMEOUT,
+            Some(Some(t)) if t.is_finite() && (0.0..=1e9).contains(&t) => std::time::Duration::from_secs_f64(t),
+            Some(_) => {
+                let e = WireError::new(
+                    400,
+                    protocol::ErrorType::InvalidDatatype,
+                    "timeout_s must be a number of seconds (0 or more).",
+                );
+                return error_response(&e);
+            }
+        },
+        Err(_) => {
+            let e = WireError::new(400, protocol::ErrorType::InvalidDatatype, "Failed to parse request.");
+            return error_response(&e);
+        }
+    };
+    match c.drain(timeout).await {
+        Ok(n) => Json(serde_json::json!({
+            "node_id": c.node_id,
+            "state": "draining",
+            "experiments": n,
+            "timeout_s": timeout.as_secs_f64(),
+        }))
+        .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot mark the node as draining");
+            error_response(&WireError::new(
+                503,
+                protocol::ErrorType::InternalServerError,
+                "The cluster database is not reachable; the node is not draining. Try again.",
+            ))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -59,6 +59,10 @@ pub struct OfferRequest {
     pub connection_id: String,
     /// `connection_id` was generated here because the request had none.
     pub connection_id_generated: bool,
+    /// (exphub, cluster mode) An experimenter's `session_id`: the experiment this connection
+    /// is for, so that the offer is routed to the node running it. SynthARium ignores the key,
+    /// and so does exphub when it is not a string of at most [`MAX_ID_LEN`] bytes.
+    pub session_hint: Option<SessionId>,
 }
 
 /// Parses a `POST /offer` request.
@@ -136,7 +140,16 @@ pub fn parse_offer_request(content_type: Option<&str>, body: &[u8]) -> Result<Of
         (uuid::Uuid::new_v4().to_string(), true)
     };
 
-    Ok(OfferRequest { offer, user, connection_id, connection_id_generated })
+    let session_hint = match &user {
+        OfferUser::Experimenter { .. } => request
+            .get("session_id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty() && s.len() <= MAX_ID_LEN)
+            .map(SessionId::from),
+        OfferUser::Participant { .. } => None,
+    };
+
+    Ok(OfferRequest { offer, user, connection_id, connection_id_generated, session_hint })
 }
 
 /// Parses a `POST /addIceCandidate` request:
@@ -352,6 +365,19 @@ mod tests {
         let debug = format!("{req:?}");
         assert!(!debug.contains("secret"), "{debug}");
         assert!(debug.contains("redacted"), "{debug}");
+    }
+
+    #[test]
+    fn an_experimenters_session_id_is_a_routing_hint_and_never_an_error() {
+        assert_eq!(parse_offer_request(JSON, &body(experimenter())).unwrap().session_hint, None);
+        let mut r = experimenter();
+        r["session_id"] = json!("ae839e5e6f");
+        assert_eq!(parse_offer_request(JSON, &body(r.clone())).unwrap().session_hint, Some("ae839e5e6f".into()));
+        for ignored in [json!(7), json!(null), json!(""), json!("x".repeat(MAX_ID_LEN + 1))] {
+            r["session_id"] = ignored.clone();
+            assert_eq!(parse_offer_request(JSON, &body(r.clone())).unwrap().session_hint, None, "{ignored}");
+        }
+        assert_eq!(parse_offer_request(JSON, &body(participant())).unwrap().session_hint, None, "participants: in user");
     }
 
     #[test]

@@ -181,6 +181,11 @@ pub struct ServeArgs {
     /// Cluster mode: predicted CPU this node accepts, in millicores [default: 750 per core].
     #[arg(long, env = "EXPHUB_CAPACITY_MILLICORES")]
     pub capacity_millicores: Option<f32>,
+    /// Cluster mode: place by reserved load alone; the measured CPU is still shown at /metrics
+    /// but sent to placement as 0 (for toy capacities in tests, or when the cost model is
+    /// trusted more than the measurement).
+    #[arg(long, env = "EXPHUB_IGNORE_MEASURED_CPU")]
+    pub ignore_measured_cpu: bool,
 }
 
 /// Keys of the JSON config file (all optional).
@@ -576,6 +581,7 @@ fn cluster_config(args: &ServeArgs, host: IpAddr) -> Result<Option<crate::cluste
         internal_addr,
         internal_url: args.internal_url.clone(),
         capacity_millicores,
+        measured_cpu: !args.ignore_measured_cpu,
         secret: secret.into_bytes(),
     }))
 }

@@ -53,6 +53,9 @@ pub struct ClusterConfig {
     pub internal_url: Option<String>,
     /// Predicted CPU this node accepts, in millicores (default: cores × 750).
     pub capacity_millicores: f32,
+    /// Send the measured CPU with the heartbeat (placement's room is then
+    /// `capacity − max(load, cpu)`); `false`: 0, placement by reserved load alone.
+    pub measured_cpu: bool,
     /// The HMAC key of internal requests.
     pub secret: Vec<u8>,
 }
@@ -64,6 +67,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("internal_addr", &self.internal_addr)
             .field("internal_url", &self.internal_url)
             .field("capacity_millicores", &self.capacity_millicores)
+            .field("measured_cpu", &self.measured_cpu)
             .finish_non_exhaustive()
     }
 }
@@ -163,7 +167,7 @@ impl Cluster {
         let (node_id, url, capacity) = (cfg.node_id.clone(), internal_url.clone(), cfg.capacity_millicores);
         let (drain, draining) = tokio::sync::watch::channel(None);
         let cpu = Arc::new(AtomicU32::new(0));
-        let measured = cpu.clone();
+        let (measured, sent) = (cpu.clone(), cfg.measured_cpu);
         let heartbeat = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -173,7 +177,7 @@ impl Cluster {
                 tick.tick().await;
                 let millicores = meter.sample_self().unwrap_or(0.0);
                 measured.store(millicores.to_bits(), Ordering::Relaxed);
-                let r = match beat_db.heartbeat(&node_id, millicores).await {
+                let r = match beat_db.heartbeat(&node_id, if sent { millicores } else { 0.0 }).await {
                     // The row is gone (the database lost its unlogged tables): register again,
                     // draining still if it was.
                     Ok(false) => match beat_db.register(&node_id, &url, capacity).await {

@@ -82,6 +82,9 @@ pub fn serve_command(pg: &Pg, id: &str, ports: (u16, u16), capacity: f32, dir: &
         .args(["--cluster-db", &pg.url, "--node-id", id, "--internal-addr", "127.0.0.1:0"])
         .args(["--udp-ports", &format!("{}-{}", ports.0, ports.1)])
         .args(["--capacity-millicores", &capacity.to_string()])
+        // Toy capacities (a few experiments per node): placement by reservations alone, not
+        // by the CPU these debug-build nodes measure on a shared machine.
+        .arg("--ignore-measured-cpu")
         .args(extra)
         .env("EXPHUB_EXPERIMENTER_PASSWORD", PASSWORD)
         .env("EXPHUB_CLUSTER_SECRET", SECRET)

@@ -29,7 +29,8 @@
 //! ## Cluster mode
 //!
 //! ```text
-//! cargo run --release --example control_plane -- --cluster [--experiments 300] [--at-once 4] [--offers 300]
+//! cargo run --release --example control_plane -- --cluster [--experiments 300] [--at-once 4] [--offers 300] \
+//!     [--idle-seconds 10]
 //! ```
 //!
 //! Starts a throwaway PostgreSQL (Debian's `postgresql`, fsync on; see `tests/common/pg.rs`) and
@@ -43,6 +44,16 @@
 //!   experiment, alternately to its own node and to another node, which forwards it. The
 //!   participant id is not in the session, so the owner refuses it at once and the difference
 //!   is the routing alone (owner look-up, signed internal request), not ICE gathering.
+//!
+//! - where a placement's time goes: the placement's own database round trip (`exphub_place`,
+//!   called from the tool, one at a time) and the two ways a node writes a session durably
+//!   (the whole file: temp, fsync, rename, directory fsync; one journal line: append, fdatasync),
+//!   timed in the sessions directory; the rest of the round trip is the hub and the network;
+//! - the control plane's cost: each node's CPU and PostgreSQL's committed transactions per
+//!   second per node (`pg_stat_database.xact_commit`) over `--idle-seconds`, with no experiment
+//!   and again with every experiment placed, beside a single node without `--cluster-db`;
+//! - balance: 300 placements of a mix of costs on three registered nodes with no preferred
+//!   node (two random choices, the less loaded), then max/min reserved load.
 //!
 //! All traffic is on 127.0.0.1; every step has a timeout.
 
@@ -78,6 +89,7 @@ struct Args {
     cluster: bool,
     at_once: usize,
     offers: usize,
+    idle_seconds: u64,
 }
 
 fn parse_args() -> Res<Args> {
@@ -93,6 +105,7 @@ fn parse_args() -> Res<Args> {
         cluster: false,
         at_once: 4,
         offers: 300,
+        idle_seconds: 10,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -110,6 +123,7 @@ fn parse_args() -> Res<Args> {
             "--cluster" => a.cluster = true,
             "--at-once" => a.at_once = num(value()?)?.max(1),
             "--offers" => a.offers = num(value()?)?.max(1),
+            "--idle-seconds" => a.idle_seconds = num(value()?)?.max(1) as u64,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -401,6 +415,8 @@ fn ms(d: Duration) -> f64 {
 /// Cluster mode (see the module docs).
 async fn run_cluster(args: &Args, dir: &TempDir, ids: &[String], pids: &dyn Fn(&str) -> Vec<String>) -> Res<()> {
     let pg = pg::Pg::start(true);
+    let db = exphub::cluster::Db::connect(&pg.url).await.map_err(|e| e.to_string())?;
+    balance(&db).await?;
     let mut nodes = vec![];
     for (i, name) in ["A", "B", "C"].into_iter().enumerate() {
         let sessions = dir.0.join(name);
@@ -426,11 +442,17 @@ async fn run_cluster(args: &Args, dir: &TempDir, ids: &[String], pids: &dyn Fn(&
         .collect();
         nodes.push(Server::start(&args.server_bin, &sessions, &extra)?);
     }
+    let single_dir = dir.0.join("single");
+    std::fs::create_dir_all(&single_dir).map_err(|e| e.to_string())?;
+    let single = Server::start(&args.server_bin, &single_dir, &[])?;
     println!(
-        "PostgreSQL on port {} (fsync on) and three nodes: {}",
+        "PostgreSQL on port {} (fsync on) and three nodes: {}; a single node: {}",
         pg.port,
-        nodes.iter().map(|n| n.base()).collect::<Vec<_>>().join(" ")
+        nodes.iter().map(|n| n.base()).collect::<Vec<_>>().join(" "),
+        single.base()
     );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    control_plane_cost(&pg.url, &nodes, &single, args.idle_seconds, "idle").await?;
 
     // Placements end to end.
     let quiet = ClientOptions { auto_subscribe: false, ..Default::default() };
@@ -477,8 +499,11 @@ async fn run_cluster(args: &Args, dir: &TempDir, ids: &[String], pids: &dyn Fn(&
         quantile(&took, 0.99),
     );
 
+    let placed = format!("{} experiments placed", took.len());
+    control_plane_cost(&pg.url, &nodes, &single, args.idle_seconds, &placed).await?;
+    placement_split(&db, &dir.0.join("A"), 200).await?;
+
     // The added latency of a routed offer.
-    let db = exphub::cluster::Db::connect(&pg.url).await.map_err(|e| e.to_string())?;
     let sid = &ids[0];
     let owner = db.owner(sid).await.map_err(|e| e.to_string())?.ok_or("the first experiment is not placed")?;
     let own = ["A", "B", "C"].iter().position(|n| *n == owner.node_id).ok_or("unknown owner")?;
@@ -515,6 +540,132 @@ async fn run_cluster(args: &Args, dir: &TempDir, ids: &[String], pids: &dyn Fn(&
     }
     drop(nodes);
     drop(pg);
+    Ok(())
+}
+
+/// PostgreSQL's committed transactions so far, in the cluster's database.
+async fn xact_commits(url: &str) -> Res<i64> {
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let row = c
+        .query_one("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()", &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(row.get(0))
+}
+
+/// The control plane's cost over `secs`: each node's CPU beside a single node's, and the
+/// database's commits per second per node.
+async fn control_plane_cost(url: &str, nodes: &[Server], single: &Server, secs: u64, what: &str) -> Res<()> {
+    let before: Vec<f64> = nodes.iter().map(Server::cpu_seconds).collect();
+    let (single0, x0, t0) = (single.cpu_seconds(), xact_commits(url).await?, Instant::now());
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let x1 = xact_commits(url).await?;
+    let wall = t0.elapsed().as_secs_f64();
+    let pct = |now: f64, then: f64| format!("{:.2} %", (now - then) / wall * 100.0);
+    let per_node: Vec<String> = nodes.iter().zip(&before).map(|(n, b)| pct(n.cpu_seconds(), *b)).collect();
+    println!(
+        "control plane, {what}, over {wall:.0} s: CPU per node {} of a core (a single node without --cluster-db: {}); PostgreSQL {:.2} commits/s per node",
+        per_node.join(" / "),
+        pct(single.cpu_seconds(), single0),
+        (x1 - x0) as f64 / wall / nodes.len() as f64,
+    );
+    Ok(())
+}
+
+/// Where a placement's time goes: the placement's database round trip (one at a time, from
+/// here), and a durable session write both ways in the node's sessions directory.
+async fn placement_split(db: &exphub::cluster::Db, dir: &Path, n: usize) -> Res<()> {
+    let mut place = vec![];
+    for i in 0..n {
+        let t = Instant::now();
+        db.place(&format!("split{i:06}"), 29.0, "A").await.map_err(|e| e.to_string())?;
+        place.push(ms(t.elapsed()));
+    }
+    for i in 0..n {
+        let _ = db.release(&format!("split{i:06}"), "A", 1).await;
+    }
+    let dir = dir.to_owned();
+    let (whole, first, line) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        use std::io::Write;
+        let sync_dir = || std::fs::File::open(&dir)?.sync_all();
+        let body = vec![b' '; 2048]; // a two-person session file is about 2 KiB
+        let (mut whole, mut first, mut line) = (vec![], vec![], vec![]);
+        for i in 0..n {
+            // The whole file: temp file, fsync, rename, directory fsync.
+            let (tmp, target) = (dir.join(".split.tmp"), dir.join("split.json"));
+            let t = Instant::now();
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&body)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &target)?;
+            sync_dir()?;
+            whole.push(ms(t.elapsed()));
+            // A session's first journal line: a new file, fdatasync, directory fsync; then
+            // a second line: append, fdatasync.
+            let journal = dir.join(format!("split{i}.journal.jsonl"));
+            let t = Instant::now();
+            let mut j = std::fs::OpenOptions::new().create(true).append(true).open(&journal)?;
+            j.write_all(b"{\"CreationTime\":{\"time\":1}}\n")?;
+            j.sync_data()?;
+            sync_dir()?;
+            first.push(ms(t.elapsed()));
+            let t = Instant::now();
+            j.write_all(b"{\"CreationTime\":{\"time\":0}}\n")?;
+            j.sync_data()?;
+            line.push(ms(t.elapsed()));
+            std::fs::remove_file(&journal)?;
+        }
+        Ok((whole, first, line))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    let show = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        format!("p50 {:.2} ms, p95 {:.2} ms", quantile(&v, 0.5), quantile(&v, 0.95))
+    };
+    println!(
+        "where a placement's time goes ({n} each, one at a time): exphub_place round trip {}; session file written whole {}; a first journal line {}; a further journal line {}",
+        show(place),
+        show(whole),
+        show(first),
+        show(line),
+    );
+    Ok(())
+}
+
+/// Balance: five rounds of 300 placements (a mix of 2-person forwarded, 4-person forwarded and
+/// 2-person transcoded costs) on three fresh nodes with room for all, no preferred node.
+async fn balance(db: &exphub::cluster::Db) -> Res<()> {
+    let e = |e: exphub::cluster::DbError| e.to_string();
+    let names = ["balance-x", "balance-y", "balance-z"];
+    let costs = [29.0f32, 78.0, 171.0];
+    let mut ratios = vec![];
+    for round in 0..5 {
+        for n in names {
+            db.register(n, "http://127.0.0.1:9", 1e6).await.map_err(e)?;
+        }
+        for i in 0..300 {
+            if i % 50 == 0 {
+                for n in names {
+                    db.heartbeat(n, 0.0).await.map_err(e)?;
+                }
+            }
+            db.place(&format!("balance{round}-{i:04}"), costs[(i * 7 + i / 5) % 3], "").await.map_err(e)?;
+        }
+        let loads: Vec<f32> =
+            db.nodes().await.map_err(e)?.into_iter().filter(|n| names.contains(&n.node_id.as_str())).map(|n| n.load).collect();
+        let (max, min) = loads.iter().fold((0f32, f32::MAX), |(a, b), l| (a.max(*l), b.min(*l)));
+        ratios.push(max / min.max(1.0));
+        for n in names {
+            db.deregister(n).await.map_err(e)?;
+        }
+    }
+    println!(
+        "balance: max/min reserved load after 300 placements on three nodes (two random choices), five rounds: {}",
+        ratios.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>().join(", ")
+    );
     Ok(())
 }
 

@@ -69,6 +69,19 @@ async fn a_draining_node_finishes_its_experiment_then_leaves() {
     assert!(more_media(&rec0, PARTICIPANTS[1], 30).await, "P0 receives P1's video");
 
     let url = node_row(&pg, "A").await.expect("A is registered").internal_url;
+    let bad = exphub::cluster::internal::post(
+        &exphub::cluster::Signer::new(SECRET.as_bytes()),
+        "test",
+        &url,
+        "/internal/v1/drain",
+        Some("application/json"),
+        axum::body::Bytes::from_static(br#"{"timeout_s": "soon"}"#),
+        T,
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status, 400, "a bad timeout is refused: {:?}", bad.body);
+    assert_eq!(node_row(&pg, "A").await.unwrap().state, "serving", "and changes nothing");
     let (ok, said) = run_drain(&url).await;
     assert!(ok, "exphub drain succeeds: {said}");
     assert!(said.contains("\"state\":\"draining\"") && said.contains("\"experiments\":1"), "{said}");

@@ -654,8 +654,14 @@ async fn balance(db: &exphub::cluster::Db) -> Res<()> {
             }
             db.place(&format!("balance{round}-{i:04}"), costs[(i * 7 + i / 5) % 3], "").await.map_err(e)?;
         }
-        let loads: Vec<f32> =
-            db.nodes().await.map_err(e)?.into_iter().filter(|n| names.contains(&n.node_id.as_str())).map(|n| n.load).collect();
+        let loads: Vec<f32> = db
+            .nodes()
+            .await
+            .map_err(e)?
+            .into_iter()
+            .filter(|n| names.contains(&n.node_id.as_str()))
+            .map(|n| n.load)
+            .collect();
         let (max, min) = loads.iter().fold((0f32, f32::MAX), |(a, b), l| (a.max(*l), b.min(*l)));
         ratios.push(max / min.max(1.0));
         for n in names {

@@ -318,15 +318,13 @@ impl Cluster {
             OfferUser::Experimenter { .. } => req.session_hint.as_ref(),
         };
         let owner = match session_id {
-            Some(session_id) if !self.owns(session_id.as_str()) => {
-                match self.db.owner(session_id.as_str()).await {
-                    Ok(o) => o.filter(|o| !o.ended && o.node_id != self.node_id),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot look up the experiment's node");
-                        return Routed::Refused(unavailable());
-                    }
+            Some(session_id) if !self.owns(session_id.as_str()) => match self.db.owner(session_id.as_str()).await {
+                Ok(o) => o.filter(|o| !o.ended && o.node_id != self.node_id),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot look up the experiment's node");
+                    return Routed::Refused(unavailable());
                 }
-            }
+            },
             _ => None,
         };
         let target = match owner {

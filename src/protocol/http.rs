@@ -377,7 +377,11 @@ mod tests {
             r["session_id"] = ignored.clone();
             assert_eq!(parse_offer_request(JSON, &body(r.clone())).unwrap().session_hint, None, "{ignored}");
         }
-        assert_eq!(parse_offer_request(JSON, &body(participant())).unwrap().session_hint, None, "participants: in user");
+        assert_eq!(
+            parse_offer_request(JSON, &body(participant())).unwrap().session_hint,
+            None,
+            "participants: in user"
+        );
     }
 
     #[test]

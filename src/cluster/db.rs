@@ -65,98 +65,10 @@ CREATE UNLOGGED TABLE IF NOT EXISTS connections (
   node_id       text NOT NULL,
   expires_at    timestamptz NOT NULL);
 
--- Where an experiment runs: the live placement if its node is alive, else a node with room
--- (the preferred one if it has room, else the less loaded of two drawn at random), with the
--- cost reserved on it and the epoch one past the previous placement's.
-CREATE OR REPLACE FUNCTION exphub_place(p_sid text, p_cost real, p_prefer text,
-                                        OUT o_node text, OUT o_epoch bigint) LANGUAGE plpgsql AS $$
-DECLARE cur record; pick text; tries int := 0;
-BEGIN
-  SELECT p.node_id, p.epoch, p.state,
-         coalesce(n.last_seen > now() - make_interval(secs => 6), false) AS alive
-    INTO cur FROM placements p LEFT JOIN nodes n USING (node_id) WHERE p.session_id = p_sid;
-  IF cur.node_id IS NOT NULL AND cur.state <> 'ended' AND cur.alive THEN
-    o_node := cur.node_id; o_epoch := cur.epoch; RETURN;
-  END IF;
-  LOOP
-    tries := tries + 1;
-    pick := NULL;
-    SELECT node_id INTO pick FROM nodes WHERE node_id = p_prefer AND state = 'serving'
-       AND last_seen > now() - make_interval(secs => 6) AND capacity - load >= p_cost;
-    IF pick IS NULL THEN
-      SELECT two.node_id INTO pick FROM (
-        SELECT node_id, load FROM nodes WHERE state = 'serving'
-           AND last_seen > now() - make_interval(secs => 6) AND capacity - load >= p_cost
-         ORDER BY random() LIMIT 2) two ORDER BY two.load LIMIT 1;
-    END IF;
-    IF pick IS NULL THEN RAISE EXCEPTION 'NO_CAPACITY'; END IF;
-    -- The reservation re-checks the room under the node row's lock: concurrent placements
-    -- never take a node past its capacity.
-    UPDATE nodes SET load = load + p_cost, experiments = experiments + 1
-     WHERE node_id = pick AND state = 'serving' AND capacity - load >= p_cost;
-    EXIT WHEN FOUND;
-    IF tries >= 5 THEN RAISE EXCEPTION 'NO_CAPACITY'; END IF;
-  END LOOP;
-  IF cur.node_id IS NULL THEN
-    INSERT INTO placements (session_id, node_id, epoch, cost) VALUES (p_sid, pick, 1, p_cost)
-      ON CONFLICT (session_id) DO NOTHING RETURNING node_id, epoch INTO o_node, o_epoch;
-  ELSE
-    UPDATE placements SET node_id = pick, epoch = epoch + 1, cost = p_cost, placed_at = now(), state = 'waiting'
-     WHERE session_id = p_sid AND epoch = cur.epoch RETURNING node_id, epoch INTO o_node, o_epoch;
-  END IF;
-  IF o_node IS NULL THEN
-    -- Lost the race: give the reservation back and answer with the winner's placement.
-    UPDATE nodes SET load = load - p_cost, experiments = experiments - 1 WHERE node_id = pick;
-    SELECT node_id, epoch INTO o_node, o_epoch FROM placements WHERE session_id = p_sid;
-  END IF;
-END $$;
-
--- A node's heartbeat: alive now, and its reserved load recomputed from its live placements
--- (under its row's lock, so a placement in flight is either counted or not yet reserved).
-CREATE OR REPLACE FUNCTION exphub_heartbeat(p_node text) RETURNS boolean LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM 1 FROM nodes WHERE node_id = p_node FOR UPDATE;
-  IF NOT FOUND THEN RETURN false; END IF;
-  UPDATE nodes SET last_seen = now(),
-         load = (SELECT coalesce(sum(cost), 0) FROM placements WHERE node_id = p_node AND state <> 'ended'),
-         experiments = (SELECT count(*) FROM placements WHERE node_id = p_node AND state <> 'ended')
-   WHERE node_id = p_node;
-  RETURN true;
-END $$;
-
--- An experiment's end, fenced: only the holder of the current epoch ends it.
-CREATE OR REPLACE FUNCTION exphub_release(p_sid text, p_node text, p_epoch bigint) RETURNS boolean
-LANGUAGE plpgsql AS $$
-DECLARE c real;
-BEGIN
-  UPDATE placements SET state = 'ended'
-   WHERE session_id = p_sid AND node_id = p_node AND epoch = p_epoch AND state <> 'ended'
-  RETURNING cost INTO c;
-  IF NOT FOUND THEN RETURN false; END IF;
-  UPDATE nodes SET load = greatest(load - c, 0), experiments = greatest(experiments - 1, 0) WHERE node_id = p_node;
-  RETURN true;
-END $$;
-
-INSERT INTO exphub_schema (version) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM exphub_schema);
-COMMIT;
-
--- drain: the measured CPU in the heartbeat, and a node's room = capacity - max(load, cpu)
--- (placement takes only 'serving' nodes, so a draining node gets nothing new).
-BEGIN;
-SELECT pg_advisory_xact_lock(774201);
-ALTER TABLE nodes ADD COLUMN IF NOT EXISTS cpu real NOT NULL DEFAULT 0;
-
-CREATE OR REPLACE FUNCTION exphub_heartbeat(p_node text, p_cpu real) RETURNS boolean LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM 1 FROM nodes WHERE node_id = p_node FOR UPDATE;
-  IF NOT FOUND THEN RETURN false; END IF;
-  UPDATE nodes SET last_seen = now(), cpu = p_cpu,
-         load = (SELECT coalesce(sum(cost), 0) FROM placements WHERE node_id = p_node AND state <> 'ended'),
-         experiments = (SELECT count(*) FROM placements WHERE node_id = p_node AND state <> 'ended')
-   WHERE node_id = p_node;
-  RETURN true;
-END $$;
-
+-- Where an experiment runs: the live placement if its node is alive, else a serving node with
+-- room, capacity - max(reserved load, measured cpu) (the preferred one if it has room, else the
+-- less loaded of two drawn at random), with the cost reserved on it and the epoch one past the
+-- previous placement's.
 CREATE OR REPLACE FUNCTION exphub_place(p_sid text, p_cost real, p_prefer text,
                                         OUT o_node text, OUT o_epoch bigint) LANGUAGE plpgsql AS $$
 DECLARE cur record; pick text; tries int := 0;
@@ -179,6 +91,8 @@ BEGIN
          ORDER BY random() LIMIT 2) two ORDER BY two.used LIMIT 1;
     END IF;
     IF pick IS NULL THEN RAISE EXCEPTION 'NO_CAPACITY'; END IF;
+    -- The reservation re-checks the room under the node row's lock: concurrent placements
+    -- never take a node past its capacity.
     UPDATE nodes SET load = load + p_cost, experiments = experiments + 1
      WHERE node_id = pick AND state = 'serving' AND capacity - greatest(load, cpu) >= p_cost;
     EXIT WHEN FOUND;
@@ -192,10 +106,47 @@ BEGIN
      WHERE session_id = p_sid AND epoch = cur.epoch RETURNING node_id, epoch INTO o_node, o_epoch;
   END IF;
   IF o_node IS NULL THEN
+    -- Lost the race: give the reservation back and answer with the winner's placement.
     UPDATE nodes SET load = load - p_cost, experiments = experiments - 1 WHERE node_id = pick;
     SELECT node_id, epoch INTO o_node, o_epoch FROM placements WHERE session_id = p_sid;
   END IF;
 END $$;
+
+-- A node's heartbeat: alive now, its measured CPU, and its reserved load recomputed from its
+-- live placements (under its row's lock, so a placement in flight is either counted or not yet
+-- reserved).
+CREATE OR REPLACE FUNCTION exphub_heartbeat(p_node text, p_cpu real) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM 1 FROM nodes WHERE node_id = p_node FOR UPDATE;
+  IF NOT FOUND THEN RETURN false; END IF;
+  UPDATE nodes SET last_seen = now(), cpu = p_cpu,
+         load = (SELECT coalesce(sum(cost), 0) FROM placements WHERE node_id = p_node AND state <> 'ended'),
+         experiments = (SELECT count(*) FROM placements WHERE node_id = p_node AND state <> 'ended')
+   WHERE node_id = p_node;
+  RETURN true;
+END $$;
+
+-- An experiment's end, fenced: only the holder of the current epoch ends it.
+CREATE OR REPLACE FUNCTION exphub_release(p_sid text, p_node text, p_epoch bigint) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE c real;
+BEGIN
+  UPDATE placements SET state = 'ended'
+   WHERE session_id = p_sid AND node_id = p_node AND epoch = p_epoch AND state <> 'ended'
+  RETURNING cost INTO c;
+  IF NOT FOUND THEN RETURN false; END IF;
+  UPDATE nodes SET load = greatest(load - c, 0), experiments = greatest(experiments - 1, 0) WHERE node_id = p_node;
+  RETURN true;
+END $$;
+
+INSERT INTO exphub_schema (version) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM exphub_schema);
+COMMIT;
+
+-- drain: the measured CPU in the heartbeat (exphub_heartbeat(node, cpu)); placement's room is
+-- capacity - max(load, cpu), and only 'serving' nodes get new experiments (exphub_place).
+BEGIN;
+SELECT pg_advisory_xact_lock(774201);
+ALTER TABLE nodes ADD COLUMN IF NOT EXISTS cpu real NOT NULL DEFAULT 0;
 COMMIT;
 "#;
 

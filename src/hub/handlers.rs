@@ -659,11 +659,9 @@ impl Hub {
     /// Creates experiment `sid` on this node, with connection `id` as its first experimenter.
     pub(super) async fn open_experiment(&mut self, id: ConnId, sid: &SessionId) -> Res {
         let now = now_ms();
-        self.session_mut(sid)?.creation_time = now;
-        if let Err(e) = self.persist(sid).await {
-            self.session_mut(sid)?.creation_time = 0;
-            return Err(e);
-        }
+        // One journal line (durable, then applied), not the whole file: the one write
+        // CREATE_EXPERIMENT waits for on the hub task, about a third cheaper.
+        self.commit(sid, Change::CreationTime { time: now }).await?;
         self.experiments.insert(sid.to_owned(), Experiment::new());
         METRICS.live_experiments.set(self.experiments.len() as i64);
         self.open_recording(sid);

@@ -179,7 +179,7 @@ async fn a_cluster_uploads_indexes_and_any_node_exports() {
     let c = node_with(&pg, "C", rc, 10_000.0, &s, &extra);
     let (exp, parts, players) = record_two(b.base()).await;
     let m = finished_manifest(&b.dir.path().join(SESSION)).await;
-    assert_eq!(m.files.len(), 4, "raw and processed? {:?}", m.files);
+    assert_eq!(m.files.len(), 8, "raw and processed audio and video of two: {:?}", m.files);
     assert_eq!(
         (m.runs[0].node_id.as_deref(), m.runs[0].epoch),
         (Some("B"), Some(1)),

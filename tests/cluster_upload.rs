@@ -8,6 +8,8 @@
 //! - `a_single_node_uploads_and_the_cli_exports_from_the_store`: one node (no database), keys
 //!   `sessions/<sid>/<file>`; `exphub export --object-store` from an empty sessions directory
 //!   gives the same files.
+//! - `files_left_by_a_crash_are_uploaded_at_the_next_start`: a file completed by crash recovery,
+//!   and a finished file the store lacks, go up at the next start.
 //! - `the_s3_protocol_against_moto`: the same upload to moto's S3 server on loopback (`make
 //!   moto`), read back over S3.
 //!
@@ -157,11 +159,15 @@ fn lag_p95(metrics: &str) -> Option<(f64, u64)> {
     buckets.iter().find(|(_, n)| *n >= want).map(|(le, _)| (*le, total))
 }
 
-async fn print_lag(label: &str, base: &str) {
+/// Prints the upload lag p95 that `/metrics` saw; checks that it counted at least `files`.
+async fn print_lag(label: &str, base: &str, files: usize) {
     let (_, m) = exphub_client::get(base, "/metrics").await.unwrap();
     let text = String::from_utf8_lossy(&m);
     let done = text.lines().find(|l| l.starts_with("exphub_uploads_total ")).unwrap_or_default().to_owned();
-    eprintln!("upload lag ({label}): p95 <= {:?} s over (le, count); {done}", lag_p95(&text));
+    let p95 = lag_p95(&text);
+    eprintln!("upload lag ({label}): p95 <= {p95:?} s over (le, count); {done}");
+    assert!(p95.is_some_and(|(_, n)| n as usize >= files), "the lag of every upload is measured: {p95:?}");
+    assert!(text.contains("\nexphub_upload_queue "), "the queue depth is shown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,7 +232,7 @@ async fn a_cluster_uploads_indexes_and_any_node_exports() {
         assert_eq!(&got.1, bytes, "{want}");
     }
     assert!(files.iter().any(|(n, _)| *n == format!("{SESSION}/e1-B/manifest.json")));
-    print_lag("local directory, cluster", b.base()).await;
+    print_lag("local directory, cluster", b.base(), m.files.len()).await;
 
     // An object lost from the store: no silently partial archive.
     let lost = &m.files[0].file;
@@ -258,7 +264,7 @@ async fn a_single_node_uploads_and_the_cli_exports_from_the_store() {
     let m = finished_manifest(&srv.dir.path().join(SESSION)).await;
     let store = StoreUrl::parse(&url).unwrap().open().unwrap();
     let uploaded = assert_uploaded(store.as_ref(), &format!("sessions/{SESSION}/"), &m).await;
-    print_lag("local directory, single node", &srv.base).await;
+    print_lag("local directory, single node", &srv.base, m.files.len()).await;
 
     // The CLI, from a sessions directory that has nothing: the store's copies.
     let empty = TempDir::new("empty");
@@ -285,6 +291,66 @@ async fn a_single_node_uploads_and_the_cli_exports_from_the_store() {
         p.close().await;
     }
     exp.close().await;
+    srv.stop().await;
+}
+
+/// A file that a crash left unfinished is completed at the next start (crash recovery) and
+/// then uploaded; a finished file the store lacks (the queue was lost with the process) too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_left_by_a_crash_are_uploaded_at_the_next_start() {
+    let _serial = SERIAL.lock().await;
+    let objects = TempDir::new("objects");
+    let url = format!("file://{}", objects.path().display());
+    let dir = TempDir::new("crashed");
+    write_session(dir.path(), &recorded_session());
+    let rec = dir.path().join(SESSION);
+    std::fs::create_dir_all(&rec).unwrap();
+    let mut m = exphub::record::Manifest::new(SESSION);
+    let entry = |file: &str, complete: bool, sha: Option<String>, bytes: Option<u64>| exphub::record::FileEntry {
+        file: file.into(),
+        run: 1,
+        participant_id: PARTICIPANTS[0].into(),
+        kind: "raw".into(),
+        media: "audio".into(),
+        codec: "opus".into(),
+        container: "webm".into(),
+        segment: 1,
+        start_ms: 0.0,
+        width: None,
+        height: None,
+        viewers: None,
+        filters: None,
+        duration_ms: None,
+        frames: None,
+        bytes,
+        sha256: sha,
+        complete,
+        recovered: false,
+        error: None,
+    };
+    std::fs::write(rec.join("unfinished.webm"), b"written up to the crash").unwrap();
+    std::fs::write(rec.join("finished.webm"), b"finished before the crash").unwrap();
+    let finished_sha = sha_hex(b"finished before the crash");
+    m.files.push(entry("unfinished.webm", false, None, None));
+    m.files.push(entry("finished.webm", true, Some(finished_sha.clone()), Some(25)));
+    std::fs::write(rec.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+    std::fs::write(rec.join("events.jsonl"), b"").unwrap();
+
+    let cfg_url = StoreUrl::parse(&url).unwrap();
+    let srv = TestServer::start_configured(dir, |c| c.object_store = Some(cfg_url)).await;
+    let store = StoreUrl::parse(&url).unwrap().open().unwrap();
+    let prefix = format!("sessions/{SESSION}/");
+    wait_object(store.as_ref(), &format!("{prefix}finished.webm"), &finished_sha).await;
+    wait_object(store.as_ref(), &format!("{prefix}unfinished.webm"), &sha_hex(b"written up to the crash")).await;
+    let recovered = exphub::record::Manifest::load(&srv.dir.path().join(SESSION)).unwrap().unwrap();
+    assert!(recovered.files[0].recovered, "{:?}", recovered.files[0]);
+    // The export from the store has both, and the recovered manifest.
+    let (status, tar) = export_via(&srv.base).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&tar));
+    let names: Vec<String> = tar_files(&tar).into_iter().map(|(n, _)| n).collect();
+    for f in ["unfinished.webm", "finished.webm", "manifest.json"] {
+        assert!(names.contains(&format!("{SESSION}/{f}")), "{f} in {names:?}");
+    }
     srv.stop().await;
 }
 
@@ -360,7 +426,7 @@ async fn the_s3_protocol_against_moto() {
         exphub::open_object_store(&StoreUrl::parse(&format!("s3://lab?endpoint={}", moto.endpoint)).unwrap()).unwrap();
     let keys = exphub::record::store::list(bucket.as_ref(), "exphub/sessions").await.unwrap();
     assert!(keys.iter().any(|(k, _)| *k == format!("exphub/sessions/{SESSION}/manifest.json")), "{keys:?}");
-    print_lag("S3 protocol, moto", &srv.base).await;
+    print_lag("S3 protocol, moto", &srv.base, m.files.len()).await;
     // The export reads it back over S3.
     let (status, tar) = export_via(&srv.base).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&tar));

@@ -196,7 +196,7 @@ pub async fn start(cfg: config::Config) -> Result<Server, StartError> {
         Some(url) => {
             let objects = open_object_store(url)?;
             let index = cfg.cluster.as_ref().map(|c| (c.db_url.clone(), c.node_id.clone()));
-            let target = record::uploader::Target { store: objects.clone(), index };
+            let target = record::uploader::Target { store: objects.clone(), index, on_upload: None };
             let u = record::uploader::Uploader::start(target).map_err(|e| StartError::ObjectStore(e.to_string()))?;
             // Files the store lacks (a crash lost the queue, recovered files) go up first.
             let this_node = cluster.as_ref().map(|c| (0, c.node_id.clone()));

@@ -58,6 +58,8 @@ pub struct Target {
     pub store: Arc<dyn ObjectStore>,
     /// Cluster mode: the database of the `artifacts` index, and this node's id.
     pub index: Option<(String, String)>,
+    /// Told each upload's key and lag (measurements: `examples/upload_lag.rs`).
+    pub on_upload: Option<mpsc::Sender<(String, Duration)>>,
 }
 
 /// The handle of the uploader thread (cheap to clone).
@@ -177,6 +179,7 @@ fn run(target: Target, rx: mpsc::Receiver<Msg>) {
         }
     };
     let mut up = Uploading { store: target.store, index: target.index, db: None };
+    let on_upload = target.on_upload;
     let mut queue: Vec<Pending> = vec![];
     let mut stopping = false;
     loop {
@@ -212,7 +215,11 @@ fn run(target: Target, rx: mpsc::Receiver<Msg>) {
             Ok(Some(bytes)) => {
                 METRICS.uploads_done.inc();
                 METRICS.upload_bytes.add(bytes);
-                METRICS.upload_lag.observe(p.u.finished.elapsed());
+                let lag = p.u.finished.elapsed();
+                METRICS.upload_lag.observe(lag);
+                if let Some(tx) = &on_upload {
+                    let _ = tx.send((p.u.key().to_string(), lag));
+                }
             }
             Ok(None) => {} // already there
             Err(e) => {

@@ -35,6 +35,20 @@ fn recorded_session() -> Value {
     s
 }
 
+/// A local-directory store (removed on drop) and its URL.
+fn local_store() -> (TempDir, String) {
+    let objects = TempDir::new("objects");
+    let url = format!("file://{}", objects.path().display());
+    (objects, url)
+}
+
+/// A single node over `dir` with the recorded session, copying to the store at `url`.
+async fn server_with_store(dir: TempDir, url: &str) -> TestServer {
+    write_session(dir.path(), &recorded_session());
+    let url = StoreUrl::parse(url).unwrap();
+    TestServer::start_configured(dir, |c| c.object_store = Some(url)).await
+}
+
 /// CREATE, two participants publishing, START, two seconds of media, STOP (via `base`).
 async fn record_two(
     base: &str,
@@ -172,9 +186,8 @@ async fn print_lag(label: &str, base: &str, files: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_uploads_indexes_and_any_node_exports() {
-    let objects = TempDir::new("objects");
-    let url = format!("file://{}", objects.path().display());
     let _serial = SERIAL.lock().await;
+    let (objects, url) = local_store();
     init_tracing();
     let pg = pg::Pg::start(false);
     let [ra, rb, rc] = port_ranges();
@@ -254,12 +267,8 @@ async fn a_cluster_uploads_indexes_and_any_node_exports() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_node_uploads_and_the_cli_exports_from_the_store() {
     let _serial = SERIAL.lock().await;
-    let objects = TempDir::new("objects");
-    let url = format!("file://{}", objects.path().display());
-    let dir = TempDir::new("upload");
-    write_session(dir.path(), &recorded_session());
-    let cfg_url = StoreUrl::parse(&url).unwrap();
-    let srv = TestServer::start_configured(dir, |c| c.object_store = Some(cfg_url)).await;
+    let (_objects, url) = local_store();
+    let srv = server_with_store(TempDir::new("upload"), &url).await;
     let (exp, parts, players) = record_two(&srv.base).await;
     let m = finished_manifest(&srv.dir.path().join(SESSION)).await;
     let store = StoreUrl::parse(&url).unwrap().open().unwrap();
@@ -284,14 +293,7 @@ async fn a_single_node_uploads_and_the_cli_exports_from_the_store() {
         let got = files.iter().find(|(n, _)| *n == format!("{SESSION}/{name}")).expect("in the archive");
         assert_eq!(&got.1, bytes);
     }
-    for h in players {
-        h.abort();
-    }
-    for p in parts {
-        p.close().await;
-    }
-    exp.close().await;
-    srv.stop().await;
+    close_all(srv, exp, parts, players).await;
 }
 
 /// A file that a crash left unfinished is completed at the next start (crash recovery) and
@@ -299,10 +301,8 @@ async fn a_single_node_uploads_and_the_cli_exports_from_the_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_left_by_a_crash_are_uploaded_at_the_next_start() {
     let _serial = SERIAL.lock().await;
-    let objects = TempDir::new("objects");
-    let url = format!("file://{}", objects.path().display());
+    let (_objects, url) = local_store();
     let dir = TempDir::new("crashed");
-    write_session(dir.path(), &recorded_session());
     let rec = dir.path().join(SESSION);
     std::fs::create_dir_all(&rec).unwrap();
     let mut m = exphub::record::Manifest::new(SESSION);
@@ -336,8 +336,7 @@ async fn files_left_by_a_crash_are_uploaded_at_the_next_start() {
     std::fs::write(rec.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
     std::fs::write(rec.join("events.jsonl"), b"").unwrap();
 
-    let cfg_url = StoreUrl::parse(&url).unwrap();
-    let srv = TestServer::start_configured(dir, |c| c.object_store = Some(cfg_url)).await;
+    let srv = server_with_store(dir, &url).await;
     let store = StoreUrl::parse(&url).unwrap().open().unwrap();
     let prefix = format!("sessions/{SESSION}/");
     wait_object(store.as_ref(), &format!("{prefix}finished.webm"), &finished_sha).await;
@@ -413,10 +412,7 @@ async fn the_s3_protocol_against_moto() {
     std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
     let url = format!("s3://lab/exphub?endpoint={}&region=us-east-1", moto.endpoint);
-    let dir = TempDir::new("s3");
-    write_session(dir.path(), &recorded_session());
-    let cfg_url = StoreUrl::parse(&url).unwrap();
-    let srv = TestServer::start_configured(dir, |c| c.object_store = Some(cfg_url)).await;
+    let srv = server_with_store(TempDir::new("s3"), &url).await;
     let (exp, parts, players) = record_two(&srv.base).await;
     let m = finished_manifest(&srv.dir.path().join(SESSION)).await;
     let store = exphub::open_object_store(&StoreUrl::parse(&url).unwrap()).unwrap();
@@ -431,12 +427,5 @@ async fn the_s3_protocol_against_moto() {
     let (status, tar) = export_via(&srv.base).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&tar));
     assert_eq!(tar_files(&tar).len(), 1 + 2 + m.files.len(), "session, manifest, log, media");
-    for h in players {
-        h.abort();
-    }
-    for p in parts {
-        p.close().await;
-    }
-    exp.close().await;
-    srv.stop().await;
+    close_all(srv, exp, parts, players).await;
 }

@@ -43,7 +43,8 @@ pub struct Upload {
     pub finished: Instant,
     /// The file is complete (not one still growing, such as the event log of a running run).
     pub complete: bool,
-    /// Skip if the store already holds an object of the file's size (the start-up check).
+    /// Skip if the store already holds an object of the file's size (the start-up check; a
+    /// manifest or log rewritten to the same size is not caught, its next change copies it).
     pub if_absent: bool,
 }
 
@@ -137,7 +138,8 @@ impl Uploader {
                     sha256: None,
                     finished: now,
                     complete: true,
-                    if_absent: false,
+                    // Only if it changed since its last copy (a start does not copy every log).
+                    if_absent: true,
                 });
             }
         }
@@ -188,7 +190,12 @@ fn run(target: Target, rx: mpsc::Receiver<Msg>) {
         let first = match (stopping, wait) {
             (true, _) => None,
             (false, Some(w)) if w.is_zero() => rx.try_recv().ok(),
-            (false, Some(w)) => rx.recv_timeout(w).ok(),
+            (false, Some(w)) => match rx.recv_timeout(w) {
+                Ok(m) => Some(m),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                // Every handle is gone without a Stop: finish what is queued, as for a Stop.
+                Err(mpsc::RecvTimeoutError::Disconnected) => Some(Msg::Stop),
+            },
             (false, None) => match rx.recv() {
                 Ok(m) => Some(m),
                 Err(_) => break,

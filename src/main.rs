@@ -13,7 +13,9 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Sessions(SessionsCommand::Validate { dir })) => validate(dir, &cli.serve),
         Some(Command::Serve(args)) => serve(args),
-        Some(Command::Export { session_id, out, sessions_dir }) => export(&session_id, out, sessions_dir),
+        Some(Command::Export { session_id, out, sessions_dir, object_store }) => {
+            export(&session_id, out, sessions_dir, object_store)
+        }
         Some(Command::Analyze { session_id, run, faces: true, sessions_dir, .. }) => {
             analyze_faces(&session_id, run, sessions_dir)
         }
@@ -98,13 +100,37 @@ fn validate(dir: Option<std::path::PathBuf>, args: &ServeArgs) -> ExitCode {
     }
 }
 
-fn export(session_id: &str, out: Option<std::path::PathBuf>, dir: Option<std::path::PathBuf>) -> ExitCode {
+fn export(
+    session_id: &str,
+    out: Option<std::path::PathBuf>,
+    dir: Option<std::path::PathBuf>,
+    object_store: Option<String>,
+) -> ExitCode {
     let dir = dir.unwrap_or_else(|| "sessions".into());
     let session_file = exphub::session::store::find_file(&dir, session_id);
-    let files = match exphub::record::export::contents(&dir, session_file.as_deref(), session_id) {
+    // With an object store the archive comes from its copies (read on this runtime).
+    let rt = match object_store.as_ref().map(|_| tokio::runtime::Runtime::new()).transpose() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("exphub: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listed = match (&object_store, &rt) {
+        (Some(url), Some(rt)) => rt.block_on(async {
+            let url = exphub::record::store::StoreUrl::parse(url).map_err(|e| format!("--object-store {e}"))?;
+            let objects = exphub::open_object_store(&url).map_err(|e| e.to_string())?;
+            exphub::record::export::contents_from_store(objects, None, session_file.as_deref(), session_id)
+                .await
+                .map_err(|e| format!("{e}"))
+        }),
+        _ => exphub::record::export::contents(&dir, session_file.as_deref(), session_id)
+            .map_err(|e| format!("{e} (in {})", dir.display())),
+    };
+    let files = match listed {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("exphub: no research data for session {session_id:?} in {}: {e}", dir.display());
+            eprintln!("exphub: no complete research data for session {session_id:?}: {e}");
             return ExitCode::FAILURE;
         }
     };

@@ -32,22 +32,30 @@ impl Counter {
 /// Upper bounds (ms) of the latency histogram's buckets.
 const LATENCY_BUCKETS_MS: [f64; 14] =
     [1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 75.0, 100.0, 150.0, 250.0, 500.0];
+/// Upper bounds (ms) of the upload lag's buckets (a file finished → its copy in the store).
+const LAG_BUCKETS_MS: [f64; 14] =
+    [10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1e3, 2.5e3, 5e3, 10e3, 30e3, 60e3, 120e3, 300e3];
 
 /// A fixed-bucket histogram of durations: lock-free `observe`, Prometheus rendering and
 /// approximate quantiles.
 pub struct Histogram {
+    bounds: &'static [f64; 14],
     buckets: [AtomicU64; 15],
     sum_us: AtomicU64,
 }
 
 impl Histogram {
     pub const fn new() -> Self {
-        Self { buckets: [const { AtomicU64::new(0) }; 15], sum_us: AtomicU64::new(0) }
+        Self::with_bounds(&LATENCY_BUCKETS_MS)
+    }
+
+    const fn with_bounds(bounds: &'static [f64; 14]) -> Self {
+        Self { bounds, buckets: [const { AtomicU64::new(0) }; 15], sum_us: AtomicU64::new(0) }
     }
 
     pub fn observe(&self, d: std::time::Duration) {
         let ms = d.as_secs_f64() * 1000.0;
-        let i = LATENCY_BUCKETS_MS.iter().position(|b| ms <= *b).unwrap_or(LATENCY_BUCKETS_MS.len());
+        let i = self.bounds.iter().position(|b| ms <= *b).unwrap_or(self.bounds.len());
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
@@ -61,7 +69,7 @@ impl Histogram {
         let mut cum = 0;
         for (i, b) in self.buckets.iter().enumerate() {
             cum += b.load(Ordering::Relaxed);
-            match LATENCY_BUCKETS_MS.get(i) {
+            match self.bounds.get(i) {
                 Some(le) => {
                     let _ = writeln!(s, "{name}_bucket{{le=\"{}\"}} {cum}", le / 1000.0);
                 }
@@ -147,6 +155,13 @@ pub struct Metrics {
     pub hub_inputs: Counter,
     /// Inputs waiting in the hub's queue, sampled each time the hub takes one.
     pub hub_queue_depth: Gauge,
+    /// Object store uploads (`record::uploader`): done, failed for good, bytes, jobs queued,
+    /// and the lag from a file's end to its copy in the store.
+    pub uploads_done: Counter,
+    pub uploads_failed: Counter,
+    pub upload_bytes: Counter,
+    pub upload_queue: Gauge,
+    pub upload_lag: Histogram,
     errors: Mutex<Vec<(ErrorType, u64)>>,
 }
 
@@ -188,6 +203,11 @@ pub static METRICS: Metrics = Metrics {
     hub_busy_ns: Counter::new(),
     hub_inputs: Counter::new(),
     hub_queue_depth: Gauge::new(),
+    uploads_done: Counter::new(),
+    uploads_failed: Counter::new(),
+    upload_bytes: Counter::new(),
+    upload_queue: Gauge::new(),
+    upload_lag: Histogram::with_bounds(&LAG_BUCKETS_MS),
     errors: Mutex::new(Vec::new()),
 };
 
@@ -320,6 +340,13 @@ impl Metrics {
             self.record_dropped.get(),
         );
         c("exphub_record_errors_total", "Recording files ended by a write error.", self.record_errors.get());
+        c("exphub_uploads_total", "Files copied to the object store.", self.uploads_done.get());
+        c(
+            "exphub_uploads_failed_total",
+            "Uploads given up (after retries, or a full queue); they are retried at the next start.",
+            self.uploads_failed.get(),
+        );
+        c("exphub_upload_bytes_total", "Bytes copied to the object store.", self.upload_bytes.get());
         let _ = writeln!(
             s,
             "# HELP exphub_hub_busy_seconds_total Time the hub task spent handling inputs.\n# TYPE exphub_hub_busy_seconds_total counter\nexphub_hub_busy_seconds_total {}",
@@ -329,6 +356,16 @@ impl Metrics {
             s,
             "# HELP exphub_pipelines Media pipelines running.\n# TYPE exphub_pipelines gauge\nexphub_pipelines {}",
             self.pipelines.get()
+        );
+        let _ = writeln!(
+            s,
+            "# HELP exphub_upload_queue Files waiting for the uploader.\n# TYPE exphub_upload_queue gauge\nexphub_upload_queue {}",
+            self.upload_queue.get()
+        );
+        self.upload_lag.render(
+            &mut s,
+            "exphub_upload_lag_seconds",
+            "A research file's end (segment end, file closed, manifest changed) to its copy in the object store.",
         );
         self.pipeline_latency.render(
             &mut s,

@@ -139,6 +139,21 @@ BEGIN
   RETURN true;
 END $$;
 
+-- upload: every research file copied to the object store, one row per node and path (the
+-- newest copy: a path uploaded again, e.g. the manifest, replaces its row).
+CREATE TABLE IF NOT EXISTS artifacts (
+  session_id  text NOT NULL,
+  epoch       bigint NOT NULL,
+  node_id     text NOT NULL,
+  path        text NOT NULL,
+  kind        text NOT NULL,
+  bytes       bigint NOT NULL,
+  sha256      text,
+  complete    boolean NOT NULL,
+  object_key  text NOT NULL,
+  uploaded_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (session_id, node_id, path));
+
 INSERT INTO exphub_schema (version) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM exphub_schema);
 COMMIT;
 
@@ -378,4 +393,59 @@ impl Db {
             })
             .collect())
     }
+
+    /// Indexes a file copied to the object store (replacing the row of an earlier copy).
+    pub async fn record_artifact(&self, a: &Artifact) -> Result<(), DbError> {
+        self.execute(
+            "INSERT INTO artifacts (session_id, epoch, node_id, path, kind, bytes, sha256, complete, object_key)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (session_id, node_id, path) DO UPDATE SET epoch = EXCLUDED.epoch, kind = EXCLUDED.kind,
+                   bytes = EXCLUDED.bytes, sha256 = EXCLUDED.sha256, complete = EXCLUDED.complete,
+                   object_key = EXCLUDED.object_key, uploaded_at = now()",
+            &[&a.session_id, &a.epoch, &a.node_id, &a.path, &a.kind, &a.bytes, &a.sha256, &a.complete, &a.object_key],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The files of `session_id` in the object store, in epoch order, then by node and path.
+    pub async fn artifacts(&self, session_id: &str) -> Result<Vec<Artifact>, DbError> {
+        let rows = self
+            .query(
+                "SELECT session_id, epoch, node_id, path, kind, bytes, sha256, complete, object_key
+                   FROM artifacts WHERE session_id = $1 ORDER BY epoch, node_id, path",
+                &[&session_id],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Artifact {
+                session_id: r.get(0),
+                epoch: r.get(1),
+                node_id: r.get(2),
+                path: r.get(3),
+                kind: r.get(4),
+                bytes: r.get(5),
+                sha256: r.get(6),
+                complete: r.get(7),
+                object_key: r.get(8),
+            })
+            .collect())
+    }
+}
+
+/// One research file in the object store (a row of `artifacts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Artifact {
+    pub session_id: String,
+    pub epoch: i64,
+    pub node_id: String,
+    /// Relative to the session's recording directory.
+    pub path: String,
+    /// `raw` / `processed` (media), `manifest`, `events`.
+    pub kind: String,
+    pub bytes: i64,
+    pub sha256: String,
+    pub complete: bool,
+    pub object_key: String,
 }

@@ -281,6 +281,16 @@ impl Cluster {
         }
     }
 
+    /// The cluster database (e.g. for the export's `artifacts`).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The epoch of this node's placement of `session_id`, if it holds one.
+    pub fn epoch(&self, session_id: &str) -> Option<i64> {
+        self.owned.lock().ok().and_then(|o| o.get(session_id).copied())
+    }
+
     /// Whether experiment `session_id` is placed on this node.
     pub fn owns(&self, session_id: &str) -> bool {
         self.owned.lock().is_ok_and(|o| o.contains_key(session_id))

@@ -44,6 +44,8 @@ pub struct AppState {
     pub cfg: Arc<Config>,
     /// Cluster mode: routes `/offer` and `/addIceCandidate` to the experiment's node.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// `--object-store`: the export is built from the store's copies.
+    pub store: Option<Arc<dyn crate::record::store::ObjectStore>>,
 }
 
 /// Largest HTTP body accepted (an SDP offer is a few KiB).
@@ -358,16 +360,25 @@ async fn archive(st: AppState, session_id: String, password: Option<String>) -> 
     }
     let dir = st.cfg.sessions_dir.clone();
     let sid = session_id.clone();
-    let listed = tokio::task::spawn_blocking(move || {
-        let file = crate::session::store::find_file(&dir, &sid);
-        crate::record::export::contents(&dir, file.as_deref(), &sid)
-    })
-    .await;
-    let files = match listed {
-        Ok(Ok(f)) => f,
-        _ => {
-            let e = WireError::new(404, protocol::ErrorType::FileNotFound, "No recordings for this session.");
-            return error_response(&e);
+    let no_recordings = || {
+        let e = WireError::new(404, protocol::ErrorType::FileNotFound, "No recordings for this session.");
+        error_response(&e)
+    };
+    let files = match &st.store {
+        Some(objects) => match store_contents(&st, objects.clone(), &session_id).await {
+            Ok(f) => f,
+            Err(r) => return r,
+        },
+        None => {
+            let listed = tokio::task::spawn_blocking(move || {
+                let file = crate::session::store::find_file(&dir, &sid);
+                crate::record::export::contents(&dir, file.as_deref(), &sid)
+            })
+            .await;
+            match listed {
+                Ok(Ok(f)) => f,
+                _ => return no_recordings(),
+            }
         }
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
@@ -387,6 +398,57 @@ async fn archive(st: AppState, session_id: String, password: Option<String>) -> 
         body,
     )
         .into_response()
+}
+
+/// The archive's contents from the object store (the `artifacts` index in cluster mode), or
+/// the response that refuses it: 404 without copies, 503 naming what is listed but missing.
+async fn store_contents(
+    st: &AppState,
+    objects: Arc<dyn crate::record::store::ObjectStore>,
+    session_id: &str,
+) -> Result<Vec<(String, crate::record::export::Source)>, Response> {
+    use crate::record::export::{contents_from_store, StoreExportError};
+    let index = match &st.cluster {
+        Some(c) => match c.db().artifacts(session_id).await {
+            Ok(rows) => Some(rows),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the artifacts index");
+                let e = WireError::new(
+                    503,
+                    protocol::ErrorType::InternalServerError,
+                    "The cluster is not reachable now; try again in a moment.",
+                );
+                return Err(error_response(&e));
+            }
+        },
+        None => None,
+    };
+    let file = crate::session::store::find_file(&st.cfg.sessions_dir, session_id);
+    match contents_from_store(objects, index, file.as_deref(), session_id).await {
+        Ok(f) => Ok(f),
+        Err(StoreExportError::NotFound) => Err(error_response(&WireError::new(
+            404,
+            protocol::ErrorType::FileNotFound,
+            "No recordings for this session.",
+        ))),
+        Err(StoreExportError::Missing(files)) => {
+            tracing::warn!(session_id, missing = ?files, "export refused: files missing from the object store");
+            let text = format!(
+                "The archive would be incomplete; not in the object store (yet): {}. Try again when the uploads are done.",
+                files.join(", ")
+            );
+            Err(error_response(&WireError::new(503, protocol::ErrorType::FileNotFound, text)))
+        }
+        Err(StoreExportError::Io(e)) => {
+            tracing::error!(session_id, error = %e, "export from the object store failed");
+            let e = WireError::new(
+                503,
+                protocol::ErrorType::InternalServerError,
+                "The object store is not reachable now; try again in a moment.",
+            );
+            Err(error_response(&e))
+        }
+    }
 }
 
 const CHUNK: usize = 256 * 1024;

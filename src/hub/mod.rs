@@ -265,6 +265,8 @@ pub(crate) struct Hub {
     postproc: postproc::PostProc,
     /// Cluster mode: this node's membership (placement at CREATE_EXPERIMENT, release at the end).
     cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// `--object-store`: where recordings' finished files are copied.
+    uploader: Option<crate::record::uploader::Uploader>,
 }
 
 /// Starts the hub task over the sessions found on disk. The task ends only after
@@ -274,6 +276,7 @@ pub fn start(
     store: Arc<SessionStore>,
     sessions: Vec<Session>,
     cluster: Option<Arc<crate::cluster::Cluster>>,
+    uploader: Option<crate::record::uploader::Uploader>,
 ) -> (HubHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(4096);
     let (lobby, _) = tokio::sync::broadcast::channel(LOBBY_BACKLOG);
@@ -299,6 +302,7 @@ pub fn start(
         writes: Default::default(),
         postproc: Default::default(),
         cluster,
+        uploader,
     };
     let task = tokio::spawn(hub.run(rx));
     (HubHandle { tx, lobby: weak_lobby }, task)

@@ -43,6 +43,11 @@ impl Hub {
                 }
             }
         }
+        // The run's files go to the object store, under its epoch and node in cluster mode.
+        if let (Some(u), Some(r)) = (&self.uploader, self.recordings.get_mut(sid)) {
+            let tag = self.cluster.as_ref().map(|c| (c.epoch(sid.as_str()).unwrap_or(0), c.node_id.clone()));
+            r.upload_to(Some(crate::record::UploadTo { uploader: u.clone(), tag }));
+        }
         let title = self.sessions.get(sid).map(|s| s.title.clone()).unwrap_or_default();
         self.log(sid, "experiment_created", json!({ "session_id": sid, "session_title": title }));
     }

@@ -25,6 +25,8 @@
 pub mod analyze;
 pub mod export;
 pub mod faces;
+pub mod store;
+pub mod uploader;
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
@@ -94,6 +96,12 @@ pub struct Run {
     pub start_time: Option<i64>,
     pub end_time: Option<i64>,
     pub end_us: Option<i64>,
+    /// Cluster mode: the node that ran it and its placement's epoch (where its files are in
+    /// the object store: `sessions/<session_id>/e<epoch>-<node>/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<i64>,
 }
 
 /// One media file.
@@ -244,7 +252,25 @@ pub fn recover_all(sessions_dir: &Path) {
 enum Job {
     Event(Value),
     Manifest(Vec<u8>),
+    /// From now on, copy finished files to this object store (`None`: stop copying).
+    UploadTo(Option<UploadTo>),
+    /// A finished media file to copy (after what was queued before it is written).
+    Upload(uploader::Upload),
+    /// Copy the event log now (the run ended).
+    UploadEvents,
 }
+
+/// Where a session's research files are copied while it records (`--object-store`).
+#[derive(Clone)]
+pub struct UploadTo {
+    pub uploader: uploader::Uploader,
+    /// The run's epoch and node in cluster mode.
+    pub tag: store::RunTag,
+}
+
+/// How often the event log of a running experiment is copied to the object store (and at
+/// the end of each run, and when the record closes).
+const EVENTS_UPLOAD_EVERY: Duration = Duration::from_secs(60);
 
 /// The research data of one session directory while the hub records into it: the manifest
 /// (owned here, written by the writer thread) and the event log.
@@ -283,9 +309,10 @@ impl SessionRecord {
         let (log, next_seq) = open_log(&dir.join(EVENTS))?;
         let (tx, rx) = mpsc::channel();
         let manifest_path = dir.join(MANIFEST);
+        let sid = session_id.to_owned();
         let writer = std::thread::Builder::new()
             .name(format!("record-{session_id}"))
-            .spawn(move || write_loop(rx, log, next_seq, &manifest_path))?;
+            .spawn(move || write_loop(rx, log, next_seq, &manifest_path, &sid))?;
         let mut r = Self { dir, manifest, run: 0, start: None, tx: Some(tx), writer: Some(writer) };
         r.new_run();
         Ok(r)
@@ -302,6 +329,8 @@ impl SessionRecord {
             start_time: None,
             end_time: None,
             end_us: None,
+            node_id: None,
+            epoch: None,
         });
         self.save_manifest();
     }
@@ -309,6 +338,17 @@ impl SessionRecord {
     fn current_run(&mut self) -> Option<&mut Run> {
         let run = self.run;
         self.manifest.runs.iter_mut().find(|r| r.run == run)
+    }
+
+    /// Copies this record's finished files to an object store from now on (at CREATE, for the
+    /// new run: in cluster mode each run has its own epoch and node). The run keeps them.
+    pub fn upload_to(&mut self, to: Option<UploadTo>) {
+        let tag = to.as_ref().and_then(|t| t.tag.clone());
+        if let Some(r) = self.current_run() {
+            (r.epoch, r.node_id) = tag.map_or((None, None), |(e, n)| (Some(e), Some(n)));
+        }
+        self.send(Job::UploadTo(to));
+        self.save_manifest();
     }
 
     /// START: time zero of the run.
@@ -329,6 +369,7 @@ impl SessionRecord {
             r.end_time = Some(end_time);
         }
         self.save_manifest();
+        self.send(Job::UploadEvents);
     }
 
     /// Appends an event: `kind` plus `fields` (an object), stamped with the time.
@@ -384,6 +425,20 @@ impl SessionRecord {
             f.sha256 = c.sha256.clone();
             f.complete = c.error.is_none();
             f.error = c.error.clone();
+            // A finished file goes to the object store (if one is configured), with the
+            // checksum taken for the manifest; a file ended by an error is copied as it is.
+            let u = uploader::Upload {
+                session_id: self.manifest.session_id.clone(),
+                tag: None, // the writer's current target's
+                rel: f.file.clone(),
+                local: self.dir.join(&f.file),
+                kind: f.kind.clone(),
+                sha256: f.sha256.clone(),
+                finished: Instant::now(),
+                complete: f.complete,
+                if_absent: false,
+            };
+            self.send(Job::Upload(u));
         }
         self.save_manifest();
     }
@@ -442,8 +497,30 @@ fn open_log(path: &Path) -> io::Result<(fs::File, u64)> {
     Ok((f, next))
 }
 
-fn write_loop(rx: mpsc::Receiver<Job>, mut log: fs::File, mut seq: u64, manifest: &Path) {
+fn write_loop(rx: mpsc::Receiver<Job>, mut log: fs::File, mut seq: u64, manifest: &Path, session_id: &str) {
     let mut dirty = false;
+    let mut target: Option<UploadTo> = None;
+    // Copies waiting until what was queued before them is written.
+    let mut uploads: Vec<uploader::Upload> = vec![];
+    let mut manifest_changed = false;
+    let mut events_now = false;
+    let mut events_sent: Option<Instant> = None;
+    let dir = manifest.parent().unwrap_or(Path::new(".")).to_owned();
+    let copy = |target: &Option<UploadTo>, rel: &str, kind: &str, complete: bool| {
+        if let Some(t) = target {
+            t.uploader.send(uploader::Upload {
+                session_id: session_id.to_owned(),
+                tag: t.tag.clone(),
+                rel: rel.to_owned(),
+                local: dir.join(rel),
+                kind: kind.to_owned(),
+                sha256: None,
+                finished: Instant::now(),
+                complete,
+                if_absent: false,
+            });
+        }
+    };
     let mut last_sync = Instant::now();
     let mut batch = Vec::with_capacity(64 * 1024);
     let mut pending_manifest: Option<Vec<u8>> = None;
@@ -480,6 +557,9 @@ fn write_loop(rx: mpsc::Receiver<Job>, mut log: fs::File, mut seq: u64, manifest
                 }
             }
             Job::Manifest(b) => pending_manifest = Some(b),
+            Job::UploadTo(t) => target = t,
+            Job::Upload(u) => uploads.push(u),
+            Job::UploadEvents => events_now = true,
         };
         if let Some(j) = first {
             take(j, &mut batch);
@@ -503,9 +583,28 @@ fn write_loop(rx: mpsc::Receiver<Job>, mut log: fs::File, mut seq: u64, manifest
             dirty = true;
         }
         if let Some(b) = pending_manifest.take() {
-            if let Err(e) = crate::session::store::write_file_atomic(manifest, &b) {
-                tracing::error!(error = %e, "cannot write manifest.json");
+            match crate::session::store::write_file_atomic(manifest, &b) {
+                Ok(()) => manifest_changed = true,
+                Err(e) => tracing::error!(error = %e, "cannot write manifest.json"),
             }
+        }
+        if let Some(t) = &target {
+            for mut u in uploads.drain(..) {
+                u.tag = t.tag.clone();
+                t.uploader.send(u);
+            }
+            if std::mem::take(&mut manifest_changed) {
+                copy(&target, MANIFEST, "manifest", false);
+            }
+            // The event log: at the end of a run, and every minute while lines are written.
+            if std::mem::take(&mut events_now)
+                || (dirty && events_sent.is_none_or(|t| t.elapsed() >= EVENTS_UPLOAD_EVERY))
+            {
+                copy(&target, EVENTS, "events", false);
+                events_sent = Some(Instant::now());
+            }
+        } else {
+            uploads.clear();
         }
         if dirty && (closed || last_sync.elapsed() >= Duration::from_secs(1)) {
             let _ = log.sync_data();
@@ -514,6 +613,9 @@ fn write_loop(rx: mpsc::Receiver<Job>, mut log: fs::File, mut seq: u64, manifest
         }
     }
     let _ = log.sync_data();
+    // The record closes: the final manifest and event log.
+    copy(&target, MANIFEST, "manifest", true);
+    copy(&target, EVENTS, "events", true);
 }
 
 /// Files of each participant of a session directory, for `RECORDING_LIST`: from the manifest

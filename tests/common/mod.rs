@@ -75,8 +75,14 @@ impl TestServer {
     }
 
     pub async fn start_in(dir: TempDir) -> Self {
+        Self::start_configured(dir, |_| {}).await
+    }
+
+    /// Like [`start_in`](Self::start_in), with the config adjusted by `f`.
+    pub async fn start_configured(dir: TempDir, f: impl FnOnce(&mut exphub::config::Config)) -> Self {
         init_tracing();
-        let cfg = exphub::config::Config::for_tests(dir.path(), PASSWORD);
+        let mut cfg = exphub::config::Config::for_tests(dir.path(), PASSWORD);
+        f(&mut cfg);
         let server = exphub::start(cfg).await.expect("server starts");
         let base = format!("http://{}", server.addr);
         Self { server: Some(server), base, dir }
@@ -85,14 +91,9 @@ impl TestServer {
     /// Like [`start`](Self::start) (the test session on disk), with the config adjusted by `f`
     /// (e.g. a lower data-channel frame limit).
     pub async fn start_with(f: impl FnOnce(&mut exphub::config::Config)) -> Self {
-        init_tracing();
         let dir = TempDir::new("srv");
         write_session(dir.path(), &session_json(SESSION));
-        let mut cfg = exphub::config::Config::for_tests(dir.path(), PASSWORD);
-        f(&mut cfg);
-        let server = exphub::start(cfg).await.expect("server starts");
-        let base = format!("http://{}", server.addr);
-        Self { server: Some(server), base, dir }
+        Self::start_configured(dir, f).await
     }
 
     pub async fn stop(mut self) -> TempDir {

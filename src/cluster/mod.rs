@@ -20,6 +20,7 @@
 
 pub mod db;
 pub mod internal;
+pub mod sessions;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

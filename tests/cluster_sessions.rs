@@ -50,7 +50,8 @@ async fn change_of(c: &mut Client, sid: &str) -> Value {
 /// The ids in a node's session list.
 async fn listed(c: &mut Client) -> Vec<String> {
     let first = request(c, "GET_SESSION_LIST", json!({}), "SESSION_LIST").await;
-    let mut ids: Vec<String> = first["data"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().into()).collect();
+    let mut ids: Vec<String> =
+        first["data"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().into()).collect();
     loop {
         let m = c.recv(T).await.expect("the rest of the list");
         match m["type"].as_str() {

@@ -292,7 +292,11 @@ impl Db {
         Ok(c.client.query(&c.statement(sql).await?, params).await?)
     }
 
-    pub(super) async fn query_opt(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, DbError> {
+    pub(super) async fn query_opt(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, DbError> {
         Ok(self.query(sql, params).await?.into_iter().next())
     }
 

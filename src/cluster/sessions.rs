@@ -42,6 +42,7 @@ pub struct Stored {
 
 /// What the hub learns from the database about sessions other nodes changed.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // a few per session change; boxing would buy nothing
 pub enum SessionEvent {
     /// Session `id` as the database holds it now (`None`: deleted).
     Row { id: SessionId, row: Option<Stored> },
@@ -281,7 +282,8 @@ pub async fn import(
     dir: &Path,
     replace: bool,
 ) -> Result<(Vec<(SessionId, Imported)>, Vec<crate::session::LoadProblem>), DbError> {
-    let (sessions, problems) = session::store::read_dir(dir).map_err(|e| DbError::Query(format!("{}: {e}", dir.display())))?;
+    let (sessions, problems) =
+        session::store::read_dir(dir).map_err(|e| DbError::Query(format!("{}: {e}", dir.display())))?;
     let db = Db::connect(url).await?;
     let mut out = Vec::with_capacity(sessions.len());
     for mut s in sessions {

@@ -49,7 +49,10 @@ const DB_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A database call bounded by [`DB_WRITE_TIMEOUT`]; a failure as the client sees it (503 while
 /// the database is unreachable).
-async fn in_db<T>(session_id: &SessionId, f: impl std::future::Future<Output = Result<T, DbError>>) -> Result<T, WireError> {
+async fn in_db<T>(
+    session_id: &SessionId,
+    f: impl std::future::Future<Output = Result<T, DbError>>,
+) -> Result<T, WireError> {
     let e = match tokio::time::timeout(DB_WRITE_TIMEOUT, f).await {
         Ok(Ok(v)) => return Ok(v),
         Ok(Err(e)) => e,

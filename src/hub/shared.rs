@@ -20,7 +20,8 @@ impl Hub {
                 }
                 // Missing from the list: deleted elsewhere, or created here after it was read.
                 // Asked again, one by one, so that a session created meanwhile is not lost.
-                let missing: Vec<SessionId> = self.sessions.keys().filter(|id| !present.contains(*id)).cloned().collect();
+                let missing: Vec<SessionId> =
+                    self.sessions.keys().filter(|id| !present.contains(*id)).cloned().collect();
                 for id in missing {
                     self.reread_session(&id);
                 }
@@ -79,7 +80,9 @@ impl Hub {
                 Ok(row) => {
                     let _ = tx.send(Input::Shared(SessionEvent::Row { id, row })).await;
                 }
-                Err(e) => tracing::warn!(session = %id, error = %e, "cannot re-read the session from the cluster database"),
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e, "cannot re-read the session from the cluster database")
+                }
             }
         });
     }

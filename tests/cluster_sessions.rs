@@ -6,6 +6,8 @@
 //! - a `SAVE_SESSION` from a stale copy gets 409 and the database keeps the other version; a
 //!   small change re-applies itself on the newer version; a database failure is a 503 that
 //!   changes nothing
+//! - after the event connections drop, every node re-opens its own and catches up on a change
+//!   it was never told of
 //! - a delete on B reaches A's experimenters
 //! - `exphub sessions import` / `dump`: the round trip, and a single node serving the dump
 //! - the compare-and-set itself, at the SQL level
@@ -180,6 +182,53 @@ async fn a_stale_save_is_refused_and_the_other_version_stays() {
     assert!(now["notes"].as_array().unwrap().iter().all(|n| n["content"] != "lost?"), "not applied here");
     assert_eq!(stored(&pg, SESSION).await.unwrap().version, row.version, "nor there");
     eb.close().await;
+}
+
+/// The event connections drop (as when the database restarts) after a change that was never
+/// announced: each node re-opens its connection, re-reads every session, and C's experimenter
+/// gets the change. Events flow again afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_event_connection_drops_a_node_catches_up() {
+    let (_serial, pg, [a, _b, c]) = three(10_000.0, &[session_json(SESSION)]).await;
+    let mut ea = experimenter(a.base()).await;
+    let mut ec = experimenter(c.base()).await;
+    // Every node listens and has read every session once (its last query, now idle).
+    let listening = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'exphub-events' \
+                     AND state = 'idle' AND query LIKE 'SELECT session_id%'";
+    let d = db(&pg).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count(&pg, listening).await < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count(&pg, listening).await, 3, "three event connections");
+    sql(
+        &pg,
+        &format!(
+            "UPDATE sessions SET doc = jsonb_set(doc, '{{title}}', '\"Missed\"'), version = version + 1 \
+             WHERE session_id = '{SESSION}'"
+        ),
+    )
+    .await;
+    sql(&pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'exphub-events'").await;
+    let seen = change_of(&mut ec, SESSION).await;
+    assert_eq!(seen["title"], "Missed", "C caught up after re-opening its event connection");
+    assert!(c.log_text().contains("cross-node events lost their database connection"), "logged once");
+    // And events flow again: a save on A (caught up too) reaches C.
+    assert_eq!(change_of(&mut ea, SESSION).await["title"], "Missed", "A caught up too");
+    let mut doc = seen.clone();
+    doc["title"] = json!("After the drop");
+    request(&mut ea, "SAVE_SESSION", doc, "SAVED_SESSION").await;
+    assert_eq!(change_of(&mut ec, SESSION).await["title"], "After the drop");
+    assert_eq!(d.session(SESSION).await.unwrap().unwrap().version, 3);
+    for cl in [ea, ec] {
+        cl.close().await;
+    }
+}
+
+async fn count(pg: &Pg, query: &str) -> i64 {
+    let (client, conn) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client.query_one(query, &[]).await.unwrap().get(0)
 }
 
 /// A session deleted through B disappears on A: A's experimenter gets `DELETED_SESSION`.

@@ -30,6 +30,9 @@ pub const RETRIES: usize = 3;
 /// The channel of cluster events.
 pub const CHANNEL: &str = "exphub_events";
 
+/// The `application_name` of every node's event connection.
+pub const APPLICATION_NAME: &str = "exphub-events";
+
 const ALL: &str = "SELECT session_id, version, doc::text FROM sessions ORDER BY session_id";
 const ONE: &str = "SELECT session_id, version, doc::text FROM sessions WHERE session_id = $1";
 
@@ -182,7 +185,13 @@ async fn listen_once<T>(
     wrap: fn(SessionEvent) -> T,
     failing: &mut bool,
 ) -> DbError {
-    let connected = tokio::time::timeout(Duration::from_secs(10), tokio_postgres::connect(url, NoTls)).await;
+    let mut cfg: tokio_postgres::Config = match url.parse() {
+        Ok(c) => c,
+        Err(e) => return e.into(),
+    };
+    // Named, so that an operator (or a test) can find it in pg_stat_activity.
+    cfg.application_name(APPLICATION_NAME);
+    let connected = tokio::time::timeout(Duration::from_secs(10), cfg.connect(NoTls)).await;
     let (client, mut conn) = match connected {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return e.into(),

@@ -2,7 +2,8 @@
 //! throwaway database and three real `exphub serve` processes (see `common/cluster.rs`).
 //!
 //! - sessions saved through A are listed on B and C, and T9: an experimenter on C receives
-//!   `SESSION_CHANGE` for a save on A (the delay is printed, not asserted)
+//!   `SESSION_CHANGE` for a save on A (the delay is printed, not asserted), and
+//!   `EXPERIMENT_CREATED` for an experiment opened on A
 //! - a `SAVE_SESSION` from a stale copy gets 409 and the database keeps the other version; a
 //!   small change re-applies itself on the newer version; a database failure is a 503 that
 //!   changes nothing
@@ -120,6 +121,12 @@ async fn sessions_saved_on_one_node_reach_the_others() {
         delays[delays.len() - 1],
         delays.len()
     );
+    // An experiment opened on A: C's experimenter is told, as A's are.
+    let ok = request(&mut ea, "CREATE_EXPERIMENT", json!({"session_id": SESSION}), "SUCCESS").await;
+    assert_success(&ok, "JOIN_EXPERIMENT");
+    let (created, _) = ec.recv_type("EXPERIMENT_CREATED", Duration::from_secs(20)).await.expect("C hears of it");
+    assert_eq!(created["data"]["session_id"], SESSION);
+    assert!(created["data"]["creation_time"].as_i64().unwrap() > 0);
     for cl in [ea, eb, ec] {
         cl.close().await;
     }

@@ -171,6 +171,8 @@ impl Hub {
         }
         // Not awaited (this runs inside synchronous handlers); a lost line is harmless, since
         // every session loads with `creation_time` 0. Applied at once: nothing is acknowledged.
+        // (Cluster mode keeps `creation_time` across starts, since other nodes may run the
+        // experiment: a lost write there leaves the session undeletable until its next run.)
         let change = Change::CreationTime { time: 0 };
         let id = session_id.to_owned();
         match &self.store {

@@ -34,7 +34,7 @@
 //! ```
 //!
 //! Starts a throwaway PostgreSQL (Debian's `postgresql`, fsync on; see `tests/common/pg.rs`) and
-//! three real nodes with `--cluster-db`, each with every session. Then:
+//! three real nodes with `--cluster-db`, every session in the database. Then:
 //!
 //! - placements end to end: experimenters (one per ten experiments, spread over the nodes,
 //!   `--at-once` of them working at a time) create every experiment; each `CREATE_EXPERIMENT`
@@ -415,16 +415,17 @@ fn ms(d: Duration) -> f64 {
 /// Cluster mode (see the module docs).
 async fn run_cluster(args: &Args, dir: &TempDir, ids: &[String], pids: &dyn Fn(&str) -> Vec<String>) -> Res<()> {
     let pg = pg::Pg::start(true);
+    // The session designs are in the database, shared by the nodes.
     let db = exphub::cluster::Db::connect(&pg.url).await.map_err(|e| e.to_string())?;
+    for sid in ids {
+        let s = serde_json::from_value(exphub_client::session_json(sid, &pids(sid))).map_err(|e| e.to_string())?;
+        db.write_session(&s, Some(0), "control_plane").await.map_err(|e| e.to_string())?;
+    }
     balance(&db).await?;
     let mut nodes = vec![];
     for (i, name) in ["A", "B", "C"].into_iter().enumerate() {
         let sessions = dir.0.join(name);
         std::fs::create_dir_all(&sessions).map_err(|e| e.to_string())?;
-        for sid in ids {
-            let s = exphub_client::session_json(sid, &pids(sid));
-            std::fs::write(sessions.join(format!("{sid}.json")), s.to_string()).map_err(|e| e.to_string())?;
-        }
         let extra: Vec<String> = [
             "--cluster-db",
             &pg.url,

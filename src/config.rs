@@ -94,6 +94,25 @@ pub enum Command {
 pub enum SessionsCommand {
     /// Check every session file in DIR (default: the sessions directory) and say what is wrong.
     Validate { dir: Option<PathBuf> },
+    /// Cluster mode: copy every session file of DIR into the cluster database, keeping ids (an
+    /// id already there is refused unless --replace). DIR is only read.
+    Import {
+        dir: PathBuf,
+        /// Overwrite sessions that are already in the database.
+        #[arg(long)]
+        replace: bool,
+        /// The cluster database (postgres://user@host:port/db).
+        #[arg(long, env = "EXPHUB_CLUSTER_DB", value_name = "URL", hide_env_values = true)]
+        cluster_db: String,
+    },
+    /// Cluster mode: write every session of the cluster database to DIR as session files
+    /// (`<id>.json`, which `exphub serve` without a database loads).
+    Dump {
+        dir: PathBuf,
+        /// The cluster database (postgres://user@host:port/db).
+        #[arg(long, env = "EXPHUB_CLUSTER_DB", value_name = "URL", hide_env_values = true)]
+        cluster_db: String,
+    },
 }
 
 /// Every setting of `exphub serve`. Each has an `EXPHUB_*` environment variable.

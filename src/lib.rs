@@ -162,12 +162,19 @@ fn preload_face_models(dir: Option<std::path::PathBuf>) {
 /// timeouts and connection cap.
 pub async fn start(cfg: config::Config) -> Result<Server, StartError> {
     let cfg = Arc::new(cfg);
-    let (store, sessions, problems) = session::store::SessionStore::open(&cfg.sessions_dir)
-        .map_err(|e| StartError::Sessions(cfg.sessions_dir.clone(), e))?;
-    for p in &problems {
-        tracing::error!(file = %p.path.display(), problem = %p.message, "session file not loaded (it is left untouched)");
-    }
-    tracing::info!(count = sessions.len(), dir = %cfg.sessions_dir.display(), "sessions loaded");
+    // One node: the session files. Cluster mode: the database (loaded once the node joined).
+    let files = match cfg.cluster {
+        Some(_) => None,
+        None => {
+            let (store, sessions, problems) = session::store::SessionStore::open(&cfg.sessions_dir)
+                .map_err(|e| StartError::Sessions(cfg.sessions_dir.clone(), e))?;
+            for p in &problems {
+                tracing::error!(file = %p.path.display(), problem = %p.message, "session file not loaded (it is left untouched)");
+            }
+            tracing::info!(count = sessions.len(), dir = %cfg.sessions_dir.display(), "sessions loaded");
+            Some((hub::Store::Files(Arc::new(store)), sessions))
+        }
+    };
     preload_face_models(cfg.models_dir.clone());
     // Recordings a crash left unfinished get their duration and checksum before anything new.
     let dir = cfg.sessions_dir.clone();
@@ -191,6 +198,18 @@ pub async fn start(cfg: config::Config) -> Result<Server, StartError> {
             (Some(c), Some((l, a)))
         }
     };
+    let (store, sessions) = match (files, &cluster) {
+        (Some(files), _) => files,
+        (None, None) => return Err(StartError::Cluster("no cluster to load the sessions from".into())),
+        (None, Some(c)) => {
+            let (rows, bad) = c.db().sessions().await.map_err(|e| StartError::Cluster(e.to_string()))?;
+            for problem in &bad {
+                tracing::error!(%problem, "session not loaded (it is left untouched)");
+            }
+            tracing::info!(count = rows.len(), "sessions loaded from the cluster database");
+            hub::Store::shared(c.clone(), rows)
+        }
+    };
     let (objects, uploader) = match &cfg.object_store {
         None => (None, None),
         Some(url) => {
@@ -206,7 +225,7 @@ pub async fn start(cfg: config::Config) -> Result<Server, StartError> {
             (Some(objects), Some(u))
         }
     };
-    let (hub, hub_task) = hub::start(cfg.clone(), Arc::new(store), sessions, cluster.clone(), uploader.clone());
+    let (hub, hub_task) = hub::start(cfg.clone(), store, sessions, cluster.clone(), uploader.clone());
     let (shutdown, mut rx) = tokio::sync::watch::channel(false);
     let state = http::AppState { hub: hub.clone(), cfg: cfg.clone(), cluster: cluster.clone(), store: objects };
     let internal_addr = internal.as_ref().map(|(_, a)| *a);

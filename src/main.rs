@@ -1,6 +1,6 @@
 //! The `exphub` command: `exphub [serve]`, `exphub sessions validate [DIR]`,
-//! `exphub export SESSION_ID`, `exphub analyze SESSION_ID [--faces]` and
-//! `exphub drain --internal-url URL`.
+//! `exphub sessions import|dump DIR` (cluster mode), `exphub export SESSION_ID`,
+//! `exphub analyze SESSION_ID [--faces]` and `exphub drain --internal-url URL`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,6 +12,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Sessions(SessionsCommand::Validate { dir })) => validate(dir, &cli.serve),
+        Some(Command::Sessions(SessionsCommand::Import { dir, replace, cluster_db })) => {
+            import(&dir, replace, &cluster_db)
+        }
+        Some(Command::Sessions(SessionsCommand::Dump { dir, cluster_db })) => dump(&dir, &cluster_db),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Export { session_id, out, sessions_dir, object_store }) => {
             export(&session_id, out, sessions_dir, object_store)
@@ -98,6 +102,76 @@ fn validate(dir: Option<std::path::PathBuf>, args: &ServeArgs) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Runs one database command of the CLI on a small runtime of its own.
+fn with_runtime(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => {
+            eprintln!("exphub: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `exphub sessions import DIR`: one line per session and per file that did not load.
+fn import(dir: &Path, replace: bool, url: &str) -> ExitCode {
+    use exphub::cluster::sessions::{import, Imported};
+    with_runtime(async {
+        let (done, problems) = match import(url, dir, replace).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("exphub: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut refused = 0;
+        for (id, r) in &done {
+            match r {
+                Imported::Written(v) => println!("ok      {id}  (version {v})"),
+                Imported::Exists => {
+                    refused += 1;
+                    println!("EXISTS  {id}  (already in the database; --replace overwrites it)");
+                }
+            }
+        }
+        for p in &problems {
+            println!("ERROR   {p}");
+        }
+        println!("{} imported, {refused} refused, {} file(s) with errors", done.len() - refused, problems.len());
+        if refused == 0 && problems.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    })
+}
+
+/// `exphub sessions dump DIR`: the files written, and the rows that are not valid sessions.
+fn dump(dir: &Path, url: &str) -> ExitCode {
+    with_runtime(async {
+        match exphub::cluster::sessions::dump(url, dir).await {
+            Ok((written, bad)) => {
+                for id in &written {
+                    println!("ok      {}", dir.join(format!("{id}.json")).display());
+                }
+                for b in &bad {
+                    println!("ERROR   {b}");
+                }
+                println!("{} session(s) written to {}, {} not valid", written.len(), dir.display(), bad.len());
+                if bad.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("exphub: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 fn export(

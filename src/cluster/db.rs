@@ -154,6 +154,50 @@ CREATE TABLE IF NOT EXISTS artifacts (
   uploaded_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (session_id, node_id, path));
 
+-- pgsessions: the session designs (the system of record in cluster mode, one JSON document
+-- per session with a version for compare-and-set) and their announcements on exphub_events.
+CREATE TABLE IF NOT EXISTS sessions (
+  session_id text PRIMARY KEY,
+  version    bigint NOT NULL,
+  doc        jsonb NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now());
+
+-- A session write, announced at commit. p_known = the version the writer holds: the row is
+-- replaced only if it still has it (compare-and-set); 0 = a new session, inserted only if the id
+-- is free; NULL = unconditionally (`exphub sessions import --replace`). The new version, or
+-- NULL if another write came first (or the id is taken).
+CREATE OR REPLACE FUNCTION exphub_session_write(p_id text, p_known bigint, p_doc text, p_origin text)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE v bigint;
+BEGIN
+  IF p_known IS NULL THEN
+    INSERT INTO sessions (session_id, version, doc) VALUES (p_id, 1, p_doc::jsonb)
+      ON CONFLICT (session_id) DO UPDATE SET doc = EXCLUDED.doc, version = sessions.version + 1, updated_at = now()
+      RETURNING version INTO v;
+  ELSIF p_known = 0 THEN
+    INSERT INTO sessions (session_id, version, doc) VALUES (p_id, 1, p_doc::jsonb)
+      ON CONFLICT (session_id) DO NOTHING RETURNING version INTO v;
+  ELSE
+    UPDATE sessions SET doc = p_doc::jsonb, version = version + 1, updated_at = now()
+     WHERE session_id = p_id AND version = p_known RETURNING version INTO v;
+  END IF;
+  IF v IS NOT NULL THEN
+    PERFORM pg_notify('exphub_events',
+      json_build_object('t', 'session_changed', 'id', p_id, 'v', v, 'origin', p_origin)::text);
+  END IF;
+  RETURN v;
+END $$;
+
+-- A session deleted, announced at commit; false if there was no such row.
+CREATE OR REPLACE FUNCTION exphub_session_delete(p_id text, p_origin text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+  DELETE FROM sessions WHERE session_id = p_id;
+  IF NOT FOUND THEN RETURN false; END IF;
+  PERFORM pg_notify('exphub_events', json_build_object('t', 'session_deleted', 'id', p_id, 'origin', p_origin)::text);
+  RETURN true;
+END $$;
+
 INSERT INTO exphub_schema (version) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM exphub_schema);
 COMMIT;
 
@@ -255,6 +299,11 @@ impl Db {
         Ok(Db { url: url.to_owned(), client: tokio::sync::Mutex::new(Some(Conn::new(client))) })
     }
 
+    /// The database's URL.
+    pub(super) fn url(&self) -> &str {
+        &self.url
+    }
+
     /// The open connection, re-opened if it dropped.
     async fn conn(&self) -> Result<Arc<Conn>, DbError> {
         let mut guard = self.client.lock().await;
@@ -266,20 +315,24 @@ impl Db {
         Ok(c)
     }
 
-    async fn query(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
+    pub(super) async fn query(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
         let c = self.conn().await?;
         Ok(c.client.query(&c.statement(sql).await?, params).await?)
     }
 
-    async fn query_opt(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, DbError> {
+    pub(super) async fn query_opt(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, DbError> {
         Ok(self.query(sql, params).await?.into_iter().next())
     }
 
-    async fn query_one(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, DbError> {
+    pub(super) async fn query_one(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, DbError> {
         self.query_opt(sql, params).await?.ok_or_else(|| DbError::Query(format!("no row from {sql}")))
     }
 
-    async fn execute(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
+    pub(super) async fn execute(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
         let c = self.conn().await?;
         Ok(c.client.execute(&c.statement(sql).await?, params).await?)
     }

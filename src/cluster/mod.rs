@@ -26,6 +26,7 @@
 pub mod cpu;
 pub mod db;
 pub mod internal;
+pub mod sessions;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -281,7 +282,7 @@ impl Cluster {
         }
     }
 
-    /// The cluster database (e.g. for the export's `artifacts`).
+    /// The cluster database (session designs, the export's `artifacts`).
     pub fn db(&self) -> &Db {
         &self.db
     }

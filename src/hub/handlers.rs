@@ -491,7 +491,7 @@ impl Hub {
     }
 
     /// `SESSION_CHANGE` (the session, recent chat) to every experimenter on the hub but `except`.
-    fn broadcast_session_change(&mut self, sid: &SessionId, except: Option<ConnId>) {
+    pub(super) fn broadcast_session_change(&mut self, sid: &SessionId, except: Option<ConnId>) {
         let Some(s) = self.sessions.get(sid) else { return };
         // One encoding per distinct connection limit (in practice one for everyone).
         let mut by_limit: Vec<(usize, String)> = vec![];

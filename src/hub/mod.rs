@@ -27,6 +27,7 @@ mod media;
 mod persist;
 mod postproc;
 mod recording;
+mod shared;
 mod subscriptions;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -45,6 +46,7 @@ use crate::session::store::SessionStore;
 use crate::session::{self, ParticipantId, Session, SessionId};
 
 pub use experiment::{Experiment, ExperimentState};
+pub use persist::Store;
 
 /// A connection's id inside the hub (never sent to clients).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -111,6 +113,8 @@ pub(crate) enum Input {
         session_id: SessionId,
         result: Result<crate::cluster::Placement, crate::cluster::DbError>,
     },
+    /// Cluster mode: what the database says about sessions (changed elsewhere, re-read).
+    Shared(crate::cluster::sessions::SessionEvent),
     /// A late joiner that never asked for its session gets its held `EXPERIMENT_STARTED`.
     ReleaseStart {
         conn: ConnId,
@@ -239,7 +243,7 @@ impl protocol::FilterNames for Catalogue {
 pub(crate) struct Hub {
     pub cfg: Arc<Config>,
     factory: Arc<PeerFactory>,
-    store: Arc<SessionStore>,
+    store: Store,
     tx: mpsc::Sender<Input>,
     pub sessions: BTreeMap<SessionId, Session>,
     pub experiments: HashMap<SessionId, Experiment>,
@@ -267,13 +271,16 @@ pub(crate) struct Hub {
     cluster: Option<Arc<crate::cluster::Cluster>>,
     /// `--object-store`: where recordings' finished files are copied.
     uploader: Option<crate::record::uploader::Uploader>,
+    /// Cluster mode: the task of this node's event connection (sessions changed elsewhere).
+    listener: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Starts the hub task over the sessions found on disk. The task ends only after
+/// Starts the hub task over the sessions loaded from `store` (and, with a shared store, the
+/// event connection that brings other nodes' session changes). The task ends only after
 /// [`HubHandle::shutdown`]; its handle tells the server if it ends otherwise (a panic).
 pub fn start(
     cfg: Arc<Config>,
-    store: Arc<SessionStore>,
+    store: Store,
     sessions: Vec<Session>,
     cluster: Option<Arc<crate::cluster::Cluster>>,
     uploader: Option<crate::record::uploader::Uploader>,
@@ -281,6 +288,10 @@ pub fn start(
     let (tx, rx) = mpsc::channel(4096);
     let (lobby, _) = tokio::sync::broadcast::channel(LOBBY_BACKLOG);
     let weak_lobby = lobby.downgrade();
+    let listener = match &store {
+        Store::Shared { cluster, .. } => Some(cluster.listen_sessions(tx.clone(), Input::Shared)),
+        Store::Files(_) => None,
+    };
     let hub = Hub {
         lobby,
         factory: PeerFactory::new(cfg.rtc.clone()),
@@ -303,6 +314,7 @@ pub fn start(
         postproc: Default::default(),
         cluster,
         uploader,
+        listener,
     };
     let task = tokio::spawn(hub.run(rx));
     (HubHandle { tx, lobby: weak_lobby }, task)
@@ -354,6 +366,7 @@ impl Hub {
                 }
             }
             Input::Placed { conn, session_id, result } => self.on_placed(conn, session_id, result).await,
+            Input::Shared(ev) => self.on_shared(ev),
             Input::ReleaseStart { conn } => self.release_start(conn),
             Input::PostProcessed(f) => self.on_post_processed(f).await,
             Input::Shutdown { reply } => {

@@ -44,6 +44,9 @@ pub enum ErrorType {
     NoCapacity,
     /// exphub addition (cluster mode): the experiment is placed on another node (409).
     ExperimentOnOtherNode,
+    /// exphub addition (cluster mode): another node changed the session since this node's
+    /// copy; nothing was written (409).
+    SessionChanged,
 }
 
 impl ErrorType {
@@ -79,6 +82,7 @@ impl ErrorType {
             TooManyRequests => "TOO_MANY_REQUESTS",
             NoCapacity => "NO_CAPACITY",
             ExperimentOnOtherNode => "EXPERIMENT_ON_OTHER_NODE",
+            SessionChanged => "SESSION_CHANGED",
         }
     }
 }

@@ -562,7 +562,7 @@ fn parent_of<'a>(path: &'a Path, fallback: &'a Path) -> &'a Path {
 
 /// The file format: the session as JSON, indented by 4 spaces like SynthARium's
 /// `json.dump(indent=4)`, with a final newline.
-fn to_json(s: &Session) -> io::Result<Vec<u8>> {
+pub fn to_json(s: &Session) -> io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(4096);
     let mut ser =
         serde_json::Serializer::with_formatter(&mut buf, serde_json::ser::PrettyFormatter::with_indent(b"    "));
@@ -721,6 +721,34 @@ fn classify(files: &[(PathBuf, Result<Session, String>)]) -> Vec<Verdict> {
             },
         })
         .collect()
+}
+
+/// The sessions `dir` holds as [`SessionStore::open`] would load them (journals applied), read
+/// without writing anything (for `exphub sessions import`); the files that would not load, and
+/// those without a session id (`exphub serve` gives them one), are returned as problems.
+pub fn read_dir(dir: impl AsRef<Path>) -> io::Result<(Vec<Session>, Vec<LoadProblem>)> {
+    let scan = scan(dir.as_ref())?;
+    let verdicts = classify(&scan.files);
+    let mut problems = scan.errors;
+    let mut sessions = Vec::new();
+    for ((path, result), verdict) in scan.files.into_iter().zip(verdicts) {
+        let message = match (result, verdict) {
+            (Ok(s), Verdict::Load) if !super::is_file_safe_id(s.id.as_str()) => {
+                format!("session id {:?} is not usable (only letters, digits, '-' and '_')", s.id)
+            }
+            (Ok(_), Verdict::Load) => match read_with_journal(&path) {
+                Ok(s) => {
+                    sessions.push(s);
+                    continue;
+                }
+                Err(e) => e,
+            },
+            (Ok(_), Verdict::Import) => "has no session id (`exphub serve` on this directory gives it one)".into(),
+            (_, Verdict::Broken(m)) | (_, Verdict::Duplicate(m)) | (Err(m), _) => m,
+        };
+        problems.push(LoadProblem { path, message });
+    }
+    Ok((sessions, problems))
 }
 
 /// The file session `id` loads from, found without writing anything (for `exphub export`

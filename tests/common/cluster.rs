@@ -63,8 +63,10 @@ pub fn node(pg: &Pg, id: &str, ports: (u16, u16), capacity: f32, sessions: &[Val
     node_with(pg, id, ports, capacity, sessions, &[])
 }
 
-/// Starts node `id` with these sessions and extra `exphub serve` arguments.
+/// Starts node `id` with these sessions (put into the database, where cluster nodes load them
+/// from, unless already there; also written to its sessions directory) and extra `exphub serve` arguments.
 pub fn node_with(pg: &Pg, id: &str, ports: (u16, u16), capacity: f32, sessions: &[Value], extra: &[&str]) -> Node {
+    seed(pg, sessions);
     let dir = TempDir::new(&format!("cluster-{id}"));
     for s in sessions {
         write_session(dir.path(), s);
@@ -72,6 +74,28 @@ pub fn node_with(pg: &Pg, id: &str, ports: (u16, u16), capacity: f32, sessions: 
     let log = dir.path().join("server.log");
     let proc = spawn(serve_command(pg, id, ports, capacity, dir.path(), extra), &log);
     Node { proc, id: id.to_owned(), ports, log, dir }
+}
+
+/// Puts `sessions` into the cluster database, keeping a session already there (from a thread of
+/// its own, so that synchronous helpers can call it inside a test's runtime).
+pub fn seed(pg: &Pg, sessions: &[Value]) {
+    if sessions.is_empty() {
+        return;
+    }
+    let url = pg.url.clone();
+    let sessions: Vec<exphub::session::Session> =
+        sessions.iter().map(|v| serde_json::from_value(v.clone()).expect("a test session")).collect();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let db = Db::connect(&url).await.expect("the test connects to its database");
+            for s in &sessions {
+                db.write_session(s, Some(0), "test").await.expect("a session seeded");
+            }
+        })
+    })
+    .join()
+    .expect("seeding the database");
 }
 
 /// The command line of node `id` over sessions directory `dir`.

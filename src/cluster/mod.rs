@@ -17,8 +17,11 @@
 //!   internal API, and the owner's answer returned unchanged; trickled candidates follow the
 //!   connection to the node that answered it.
 //! - `internal`: the authenticated internal API (HMAC-SHA256 under `EXPHUB_CLUSTER_SECRET`).
+//! - `failover`: the probe and takeover of a dead owner's experiments, adoption on the new
+//!   owner, and self-fencing after 4 s without a heartbeat.
 
 pub mod db;
+pub mod failover;
 pub mod internal;
 
 use std::collections::HashMap;
@@ -30,7 +33,7 @@ use axum::body::Bytes;
 
 use crate::protocol::{ErrorType, OfferRequest, OfferUser, WireError};
 use crate::session::Session;
-pub use db::{Db, DbError, NodeRow, Owner, Placement};
+pub use db::{Adoption, Db, DbError, NodeRow, Owner, Placement};
 pub use internal::Signer;
 
 /// How a node joins the cluster.
@@ -132,6 +135,7 @@ pub struct Cluster {
     /// Experiments placed on this node, with their epochs: the local fast path of routing.
     owned: Mutex<HashMap<String, i64>>,
     heartbeat: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    failover: failover::Failover,
 }
 
 fn unavailable() -> WireError {
@@ -145,19 +149,34 @@ impl Cluster {
         let db = Db::connect(&cfg.db_url).await?;
         db.register(&cfg.node_id, &internal_url, cfg.capacity_millicores).await?;
         let beat_db = Db::connect(&cfg.db_url).await?;
+        let cluster = Arc::new(Cluster {
+            node_id: cfg.node_id.clone(),
+            internal_url: internal_url.clone(),
+            db,
+            signer: Signer::new(&cfg.secret),
+            owned: Mutex::default(),
+            heartbeat: Mutex::new(None),
+            failover: Default::default(),
+        });
         let (node_id, url, capacity) = (cfg.node_id.clone(), internal_url.clone(), cfg.capacity_millicores);
+        let weak = Arc::downgrade(&cluster);
         let heartbeat = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut failing = false;
             loop {
                 tick.tick().await;
+                let Some(cluster) = weak.upgrade() else { break };
+                let sent = std::time::Instant::now();
                 let r = match beat_db.heartbeat(&node_id).await {
                     // The row is gone (the database lost its unlogged tables): register again.
                     Ok(false) => beat_db.register(&node_id, &url, capacity).await,
                     Ok(true) => Ok(()),
                     Err(e) => Err(e),
                 };
+                if r.is_ok() {
+                    cluster.heartbeat_succeeded(sent, &beat_db).await;
+                }
                 match r {
                     Err(e) if !failing => {
                         tracing::warn!(error = %e, "cluster heartbeat failed; retrying every second");
@@ -171,15 +190,11 @@ impl Cluster {
                 }
             }
         });
+        if let Ok(mut h) = cluster.heartbeat.lock() {
+            *h = Some(heartbeat);
+        }
         tracing::info!(node_id = %cfg.node_id, internal_url = %internal_url, capacity = cfg.capacity_millicores, "joined the cluster");
-        Ok(Arc::new(Cluster {
-            node_id: cfg.node_id.clone(),
-            internal_url,
-            db,
-            signer: Signer::new(&cfg.secret),
-            owned: Mutex::default(),
-            heartbeat: Mutex::new(Some(heartbeat)),
-        }))
+        Ok(cluster)
     }
 
     pub fn signer(&self) -> &Signer {
@@ -208,6 +223,7 @@ impl Cluster {
             if let Ok(mut o) = self.owned.lock() {
                 o.insert(session_id.to_owned(), p.epoch);
             }
+            self.adopted(session_id);
         }
         Ok(p)
     }
@@ -224,30 +240,33 @@ impl Cluster {
     }
 
     /// Routes a parsed `/offer`: a participant's offer for an experiment owned by another live
-    /// node is forwarded there; everything else is handled here. Remembers which node answers
-    /// the connection, so that its trickled candidates can follow.
+    /// node is forwarded there; one whose owner is dead (stale heartbeat, failed probe) takes
+    /// the experiment over first (`failover`); everything else is handled here. Remembers which
+    /// node answers the connection, so that its trickled candidates can follow.
     pub async fn route_offer(&self, req: &OfferRequest, content_type: Option<&str>, body: Bytes) -> Routed {
-        let owner = match &req.user {
+        let (sid, owner) = match &req.user {
             OfferUser::Participant { session_id, .. } if !self.owns(session_id.as_str()) => {
                 match self.db.owner(session_id.as_str()).await {
-                    Ok(o) => o.filter(|o| !o.ended && o.node_id != self.node_id),
+                    Ok(o) => (session_id.as_str(), o.filter(|o| !o.ended)),
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot look up the experiment's node");
                         return Routed::Refused(unavailable());
                     }
                 }
             }
-            _ => None,
+            _ => ("", None),
         };
         let target = match owner {
             None => None,
-            Some(o) if !o.alive => {
-                return Routed::Refused(WireError::new(
-                    503,
-                    ErrorType::InternalServerError,
-                    "The server running this experiment is not answering; try again in a moment.",
-                ))
+            Some(o) if o.node_id == self.node_id => {
+                // Placed here by a takeover this node has not seen: the hub adopts it.
+                self.learn_placement(sid).await;
+                None
             }
+            Some(o) if !o.alive => match self.owner_is_dead(sid, &o).await {
+                Ok(t) => t,
+                Err(r) => return r,
+            },
             Some(o) => match o.internal_url {
                 Some(url) => Some((o.node_id, url)),
                 None => return Routed::Refused(unavailable()),

@@ -40,6 +40,28 @@ pub struct Session {
     /// Free-form, never written by the server (SynthARium: "log still wip").
     #[serde(default = "empty_array")]
     pub log: Value,
+    // --- exphub extension keys: optional, written only when not the default. ---
+    /// Cluster mode: what happens to a running experiment whose node dies.
+    #[serde(default, skip_serializing_if = "OnNodeFailure::is_default")]
+    pub on_node_failure: OnNodeFailure,
+}
+
+/// `on_node_failure` (exphub extension): what a new node does with an experiment whose node
+/// died. `resume` (the default): it goes on there as a new run, RUNNING if it was; `end`: it
+/// is ended, and participants' offers get "The experiment has ended." (for studies that
+/// discard interrupted trials).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnNodeFailure {
+    #[default]
+    Resume,
+    End,
+}
+
+impl OnNodeFailure {
+    fn is_default(&self) -> bool {
+        *self == OnNodeFailure::Resume
+    }
 }
 
 /// A participant seat in a session.

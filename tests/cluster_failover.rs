@@ -8,6 +8,7 @@
 //! - T6 `a_paused_owner_accepts_no_offer_after_the_takeover_and_ends_its_copy`
 //! - T7 `running_media_does_not_notice_a_database_outage`
 //! - `on_node_failure_end_ends_the_experiment_instead`
+//! - the probe: `a_stale_owner_that_answers_its_probe_keeps_its_experiment`
 
 #[path = "common/cluster.rs"]
 mod cluster;
@@ -359,4 +360,32 @@ async fn on_node_failure_end_ends_the_experiment_instead() {
     assert!(refusal.contains("409"), "{refusal}");
     let owner = db(&pg).await.owner(SESSION).await.unwrap().expect("placed");
     assert_eq!(owner.epoch, 2, "{owner:?}");
+}
+
+/// An owner whose heartbeat looks stale but which answers the router's direct probe keeps its
+/// experiment: only its database link lags, so the offer is forwarded to it, no takeover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_owner_that_answers_its_probe_keeps_its_experiment() {
+    let (_serial, pg, [a, b, _c]) = three(10_000.0, &[session_json(SESSION)]).await;
+    let mut exp = experimenter(b.base()).await;
+    request(&mut exp, "CREATE_EXPERIMENT", json!({"session_id": SESSION}), "SUCCESS").await;
+    let mut parts = vec![];
+    // B's own heartbeat refreshes its row every second: age it right before each offer until
+    // A has seen it stale (and probed) at least once.
+    for pid in PARTICIPANTS.iter().cycle().take(10) {
+        sql(&pg, "UPDATE nodes SET last_seen = now() - interval '1 minute' WHERE node_id = 'B'").await;
+        let p = participant_via(a.base(), SESSION, pid, ClientOptions::default()).await;
+        assert!(within(&candidate_ports(&p.offer_response), b.ports), "B answered");
+        parts.push(p);
+        if a.log_text().contains("answers its probe") {
+            break;
+        }
+    }
+    assert!(a.log_text().contains("answers its probe"), "A probed B:\n{}", a.log_text());
+    let owner = db(&pg).await.owner(SESSION).await.unwrap().expect("placed");
+    assert_eq!((owner.node_id.as_str(), owner.epoch), ("B", 1), "no takeover");
+    for p in parts {
+        p.close().await;
+    }
+    exp.close().await;
 }

@@ -148,14 +148,13 @@ async fn one(bin: &Path, media: &Arc<Media>) -> Res<Rep> {
     let dir = std::env::temp_dir().join(format!("exphub-failover-{}", uuid::Uuid::new_v4().simple()));
     let _cleanup = Cleanup(dir.clone());
     let pg = Arc::new(pg::Pg::start(true));
-    let [a, mut b, c] = [
-        start_node(bin, &dir, &pg, "A", 0)?,
-        start_node(bin, &dir, &pg, "B", 1)?,
-        start_node(bin, &dir, &pg, "C", 2)?,
-    ];
+    let [a, mut b, c] =
+        [start_node(bin, &dir, &pg, "A", 0)?, start_node(bin, &dir, &pg, "B", 1)?, start_node(bin, &dir, &pg, "C", 2)?];
     let exp_role = || Role::Experimenter { password: PASSWORD.into() };
-    let mut eb = Client::connect(b.proc.base.as_str(), exp_role(), ClientOptions::default()).await.map_err(|e| e.to_string())?;
-    let mut ec = Client::connect(c.proc.base.as_str(), exp_role(), ClientOptions::default()).await.map_err(|e| e.to_string())?;
+    let mut eb =
+        Client::connect(b.proc.base.as_str(), exp_role(), ClientOptions::default()).await.map_err(|e| e.to_string())?;
+    let mut ec =
+        Client::connect(c.proc.base.as_str(), exp_role(), ClientOptions::default()).await.map_err(|e| e.to_string())?;
     for (e, sid) in [(&mut eb, ON_B), (&mut ec, ON_C)] {
         e.send("CREATE_EXPERIMENT", json!({"session_id": sid})).await.map_err(|e| e.to_string())?;
         e.recv_type("SUCCESS", T).await.map_err(|e| format!("create {sid}: {e}"))?;
@@ -164,7 +163,9 @@ async fn one(bin: &Path, media: &Arc<Media>) -> Res<Rep> {
     let (_, o0) = counting();
     let p0 = Client::connect(&b.proc.base, role(ON_B, PIDS[0]), o0).await.map_err(|e| e.to_string())?;
     let p1 = Client::connect(&b.proc.base, role(ON_B, PIDS[1]), o1).await.map_err(|e| e.to_string())?;
-    let pc = Client::connect(&c.proc.base, role(ON_C, PIDS[0]), ClientOptions::default()).await.map_err(|e| e.to_string())?;
+    let pc = Client::connect(&c.proc.base, role(ON_C, PIDS[0]), ClientOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
     for e in [&mut eb, &mut ec] {
         e.send("START_EXPERIMENT", json!({})).await.map_err(|e| e.to_string())?;
         e.recv_type("SUCCESS", T).await.map_err(|e| format!("start: {e}"))?;
@@ -227,7 +228,9 @@ async fn one(bin: &Path, media: &Arc<Media>) -> Res<Rep> {
     let r1 = tokio::spawn(connect_retrying_owned(base, PIDS[1], q1));
     let (r0, r1) = (r0.await.map_err(|e| e.to_string())??, r1.await.map_err(|e| e.to_string())??);
     let again = [r0.publish(media.clone()), r1.publish(media.clone())];
-    wait_for(T, || m0.load(Ordering::Relaxed) > 0 && m1.load(Ordering::Relaxed) > 0).await.map_err(|_| "no media after the takeover")?;
+    wait_for(T, || m0.load(Ordering::Relaxed) > 0 && m1.load(Ordering::Relaxed) > 0)
+        .await
+        .map_err(|_| "no media after the takeover")?;
     let recover = killed.elapsed();
     let detect = detect.await.map_err(|e| e.to_string())?;
     for h in again {
@@ -275,7 +278,8 @@ async fn run() -> Res<()> {
     }
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let media = Arc::new(
-        Media::load(&fixtures.join("clip-640x480-vp8.ivf"), &fixtures.join("clip-opus.ogg")).map_err(|e| e.to_string())?,
+        Media::load(&fixtures.join("clip-640x480-vp8.ivf"), &fixtures.join("clip-opus.ogg"))
+            .map_err(|e| e.to_string())?,
     );
     let mut all = vec![];
     for i in 0..reps {

@@ -96,7 +96,10 @@ async fn running_on(owner: &Node, pg: &Pg) -> Running {
     assert_success(&started, "START_EXPERIMENT");
     let players = parts.iter().map(|p| p.publish(media())).collect();
     for (rec, from) in [(&recs[1], PARTICIPANTS[0]), (&recs[0], PARTICIPANTS[1])] {
-        assert!(wait_media(rec, from, VIDEO, 30, Duration::from_secs(30)).await, "{from}'s video flows through the owner");
+        assert!(
+            wait_media(rec, from, VIDEO, 30, Duration::from_secs(30)).await,
+            "{from}'s video flows through the owner"
+        );
     }
     wait_start_written(pg).await;
     Running { exp, parts, recs, players }
@@ -159,11 +162,10 @@ async fn a_killed_owners_running_experiment_resumes_on_another_node() {
         assert!(wait_media(rec, from, VIDEO, 30, Duration::from_secs(30)).await, "{from}'s video flows on {}", new.id);
     }
     assert!(a.log_text().contains("owner B is dead; experiment"), "A's decision is logged:\n{}", a.log_text());
-    let failover = poll(Duration::from_secs(10), || {
-        events(new).into_iter().find(|e| e["type"] == "experiment_failover")
-    })
-    .await
-    .unwrap_or_else(|| panic!("experiment_failover in {}'s event log: {:?}", new.id, events(new)));
+    let failover =
+        poll(Duration::from_secs(10), || events(new).into_iter().find(|e| e["type"] == "experiment_failover"))
+            .await
+            .unwrap_or_else(|| panic!("experiment_failover in {}'s event log: {:?}", new.id, events(new)));
     assert_eq!(failover["from_node"], "B", "{failover}");
     assert_eq!(failover["to_node"], new.id.as_str(), "{failover}");
     assert_eq!(failover["epoch"], 2, "{failover}");
@@ -178,7 +180,12 @@ async fn a_killed_owners_running_experiment_resumes_on_another_node() {
         (files >= 2).then_some(files)
     })
     .await;
-    assert!(files.is_some(), "the new run records on {}: {}", new.id, std::fs::read_to_string(&manifest).unwrap_or_default());
+    assert!(
+        files.is_some(),
+        "the new run records on {}: {}",
+        new.id,
+        std::fs::read_to_string(&manifest).unwrap_or_default()
+    );
     for h in players {
         h.abort();
     }
@@ -320,7 +327,9 @@ async fn running_media_does_not_notice_a_database_outage() {
     assert_eq!((owner.node_id.as_str(), owner.epoch), ("B", 1), "no takeover happened");
     let after0 = frames(&run.recs[1], PARTICIPANTS[0]);
     assert!(
-        poll(Duration::from_secs(10), || (frames(&run.recs[1], PARTICIPANTS[0]) > after0 + 30).then_some(())).await.is_some(),
+        poll(Duration::from_secs(10), || (frames(&run.recs[1], PARTICIPANTS[0]) > after0 + 30).then_some(()))
+            .await
+            .is_some(),
         "media still flows after the outage"
     );
     for h in run.players {

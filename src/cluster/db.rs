@@ -438,7 +438,13 @@ impl Db {
     }
 
     /// START of the run, fenced: written only while `node_id` holds `epoch`.
-    pub async fn record_start(&self, session_id: &str, node_id: &str, epoch: i64, unix_us: i64) -> Result<bool, DbError> {
+    pub async fn record_start(
+        &self,
+        session_id: &str,
+        node_id: &str,
+        epoch: i64,
+        unix_us: i64,
+    ) -> Result<bool, DbError> {
         let n = self
             .execute(
                 "UPDATE placements SET start_unix_us = $4, state = 'running'

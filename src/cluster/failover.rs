@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::{internal, Cluster, Db, Routed};
 pub use super::db::Adoption;
+use super::{internal, Cluster, Db, Routed};
 use crate::protocol::{ErrorType, OfferRequest, OfferUser, WireError};
 
 /// How long after its last successful heartbeat (sent) a node stops accepting offers.
@@ -140,13 +140,11 @@ impl Cluster {
         }
         let (p, silent_ms) = match self.db.take_over(session_id, &self.node_id, &owner.node_id, owner.epoch).await {
             Ok(r) => r,
-            Err(super::DbError::NoCapacity) => {
-                return Err(Routed::Refused(WireError::new(
-                    503,
-                    ErrorType::NoCapacity,
-                    "The server running this experiment failed and no other server has room for it now; try again later.",
-                )))
-            }
+            Err(super::DbError::NoCapacity) => return Err(Routed::Refused(WireError::new(
+                503,
+                ErrorType::NoCapacity,
+                "The server running this experiment failed and no other server has room for it now; try again later.",
+            ))),
             Err(e) => {
                 tracing::warn!(session_id, error = %e, "cannot take the experiment over");
                 return Err(Routed::Refused(super::unavailable()));
@@ -206,7 +204,11 @@ impl Cluster {
         if gap > FENCE_AFTER {
             let held: Vec<(String, i64)> =
                 self.owned.lock().map(|o| o.iter().map(|(s, e)| (s.clone(), *e)).collect()).unwrap_or_default();
-            tracing::info!(gap_ms = gap.as_millis() as u64, experiments = held.len(), "heartbeat works again after a self-fence; re-checking epochs");
+            tracing::info!(
+                gap_ms = gap.as_millis() as u64,
+                experiments = held.len(),
+                "heartbeat works again after a self-fence; re-checking epochs"
+            );
             if !held.is_empty() {
                 match db.lost(&self.node_id, &held).await {
                     Ok(lost) => {

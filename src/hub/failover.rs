@@ -115,7 +115,8 @@ impl Hub {
         self.log(&sid, "experiment_moved", json!({ "reason": "moved" }));
         self.stop_recording(&sid, now);
         let msg = protocol::outgoing::experiment_ended_because(now, start_time, "moved");
-        let participants: Vec<ConnId> = self.experiments.get(&sid).map(|e| e.participants.values().copied().collect()).unwrap_or_default();
+        let participants: Vec<ConnId> =
+            self.experiments.get(&sid).map(|e| e.participants.values().copied().collect()).unwrap_or_default();
         for id in participants.iter().chain(&experimenters) {
             self.send(*id, msg.clone());
         }

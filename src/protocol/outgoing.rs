@@ -830,7 +830,10 @@ mod tests {
             json!({"type":"FILTERS_CONFIG","data":{"TEST":[],"SESSION":[]}})
         );
         assert_eq!(
-            as_json(&encode(MessageType::ExperimentEnded, ExperimentEnded { end_time: 2, start_time: 1, reason: None })),
+            as_json(&encode(
+                MessageType::ExperimentEnded,
+                ExperimentEnded { end_time: 2, start_time: 1, reason: None }
+            )),
             json!({"type":"EXPERIMENT_ENDED","data":{"end_time":2,"start_time":1}})
         );
         assert_eq!(

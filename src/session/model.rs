@@ -208,6 +208,23 @@ mod tests {
     }
 
     #[test]
+    fn on_node_failure_is_optional_typed_and_written_only_when_not_the_default() {
+        let example = crate::session::testdata::DEV_FORMAT_EXAMPLE;
+        let mut v: serde_json::Value = serde_json::from_str(example).unwrap();
+        let s: super::Session = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(s.on_node_failure, super::OnNodeFailure::Resume, "absent: resume");
+        assert!(serde_json::to_value(&s).unwrap().get("on_node_failure").is_none(), "the default is not written");
+        v["on_node_failure"] = json!("end");
+        let s: super::Session = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(s.on_node_failure, super::OnNodeFailure::End);
+        assert_eq!(serde_json::to_value(&s).unwrap()["on_node_failure"], "end");
+        for bad in [json!("END"), json!("stop"), json!(true), json!(null)] {
+            v["on_node_failure"] = bad.clone();
+            assert!(serde_json::from_value::<super::Session>(v.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn filter_dict_fields_are_typed() {
         for channel in ["video", "audio", "both"] {
             let mut f = filter();

@@ -186,6 +186,10 @@ async fn a_killed_owners_running_experiment_resumes_on_another_node() {
         new.id,
         std::fs::read_to_string(&manifest).unwrap_or_default()
     );
+    let m: Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    let start = query_i64(&pg, &format!("SELECT start_unix_us FROM placements WHERE session_id = '{SESSION}'")).await;
+    assert!(start.is_some());
+    assert_eq!(m["runs"][0]["start_us"].as_i64(), start, "the run's START is the original one: {m}");
     for h in players {
         h.abort();
     }

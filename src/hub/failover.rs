@@ -88,6 +88,9 @@ impl Hub {
         self.open_recording_with(sid, Some(failover));
         if let Some((start_time, zero)) = running {
             self.start_recording(sid, start_time, zero);
+            if let (Some(r), Some(us)) = (self.recordings.get_mut(sid), a.start_unix_us) {
+                r.started_at_us(us);
+            }
         }
         self.apply_groups(sid);
         if running.is_some() {

@@ -11,7 +11,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
 /// The schema version this build writes; a database with a newer one is refused.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -196,6 +196,40 @@ BEGIN
   IF NOT FOUND THEN RETURN false; END IF;
   PERFORM pg_notify('exphub_events', json_build_object('t', 'session_deleted', 'id', p_id, 'origin', p_origin)::text);
   RETURN true;
+END $$;
+
+-- failover:
+-- START of the run in wall-clock unix µs (written fenced by the owner's epoch), and where a
+-- takeover came from (the dead node and its last heartbeat), for the new owner's adoption.
+ALTER TABLE placements ADD COLUMN IF NOT EXISTS start_unix_us bigint;
+ALTER TABLE placements ADD COLUMN IF NOT EXISTS moved_from text;
+ALTER TABLE placements ADD COLUMN IF NOT EXISTS moved_from_seen timestamptz;
+-- A new run (an ended placement placed again) starts with none of the previous run's data.
+CREATE OR REPLACE FUNCTION exphub_new_run() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF OLD.state = 'ended' AND NEW.epoch > OLD.epoch THEN
+    NEW.start_unix_us := NULL; NEW.moved_from := NULL; NEW.moved_from_seen := NULL;
+  END IF;
+  RETURN NEW;
+END $$;
+DROP TRIGGER IF EXISTS exphub_new_run ON placements;
+CREATE TRIGGER exphub_new_run BEFORE UPDATE ON placements FOR EACH ROW EXECUTE FUNCTION exphub_new_run();
+-- A takeover: the experiment placed again (`exphub_place`, at its recorded cost) and, if the
+-- epoch moved on from the dead owner's, the dead node and its last heartbeat noted. Also
+-- returns how long the dead node had been silent.
+CREATE OR REPLACE FUNCTION exphub_takeover(p_sid text, p_prefer text, p_dead text, p_dead_epoch bigint,
+                                           OUT o_node text, OUT o_epoch bigint, OUT o_silent_ms bigint)
+LANGUAGE plpgsql AS $$
+DECLARE seen timestamptz; c real;
+BEGIN
+  SELECT last_seen INTO seen FROM nodes WHERE node_id = p_dead;
+  SELECT cost INTO c FROM placements WHERE session_id = p_sid;
+  SELECT p.o_node, p.o_epoch INTO o_node, o_epoch FROM exphub_place(p_sid, coalesce(c, 0), p_prefer) p;
+  o_silent_ms := (extract(epoch FROM now() - coalesce(seen, now())) * 1000)::bigint;
+  IF o_epoch = p_dead_epoch + 1 THEN
+    UPDATE placements SET moved_from = p_dead, moved_from_seen = coalesce(seen, now())
+     WHERE session_id = p_sid AND epoch = o_epoch;
+  END IF;
 END $$;
 
 INSERT INTO exphub_schema (version) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM exphub_schema);
@@ -501,4 +535,83 @@ pub struct Artifact {
     pub sha256: String,
     pub complete: bool,
     pub object_key: String,
+}
+
+/// What a node needs to adopt an experiment placed on it by a takeover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adoption {
+    pub epoch: i64,
+    /// START of the run in wall-clock unix µs, if it was started.
+    pub start_unix_us: Option<i64>,
+    /// The owner it was taken from, if it was a takeover.
+    pub from_node: Option<String>,
+    /// Time from the previous owner's last heartbeat to now, ms.
+    pub gap_ms: Option<i64>,
+}
+
+/// Failover: takeover, adoption, the fenced START, the epoch re-check.
+impl Db {
+    /// Takes experiment `session_id` over from the dead `dead` (which held `dead_epoch`): the
+    /// new placement, and how long `dead` had been silent (ms).
+    pub async fn take_over(
+        &self,
+        session_id: &str,
+        prefer: &str,
+        dead: &str,
+        dead_epoch: i64,
+    ) -> Result<(Placement, i64), DbError> {
+        let row = self
+            .query_one(
+                "SELECT o_node, o_epoch, o_silent_ms FROM exphub_takeover($1, $2, $3, $4)",
+                &[&session_id, &prefer, &dead, &dead_epoch],
+            )
+            .await?;
+        Ok((Placement { node_id: row.get(0), epoch: row.get(1) }, row.get(2)))
+    }
+
+    /// Node `node_id`'s live placement of `session_id`, as adoption needs it.
+    pub async fn adoption(&self, session_id: &str, node_id: &str) -> Result<Option<Adoption>, DbError> {
+        let row = self
+            .query_opt(
+                "SELECT epoch, start_unix_us, moved_from,
+                        (extract(epoch FROM now() - moved_from_seen) * 1000)::bigint
+                   FROM placements WHERE session_id = $1 AND node_id = $2 AND state <> 'ended'",
+                &[&session_id, &node_id],
+            )
+            .await?;
+        Ok(row.map(|r| Adoption { epoch: r.get(0), start_unix_us: r.get(1), from_node: r.get(2), gap_ms: r.get(3) }))
+    }
+
+    /// START of the run, fenced: written only while `node_id` holds `epoch`.
+    pub async fn record_start(
+        &self,
+        session_id: &str,
+        node_id: &str,
+        epoch: i64,
+        unix_us: i64,
+    ) -> Result<bool, DbError> {
+        let n = self
+            .execute(
+                "UPDATE placements SET start_unix_us = $4, state = 'running'
+                  WHERE session_id = $1 AND node_id = $2 AND epoch = $3 AND state <> 'ended'",
+                &[&session_id, &node_id, &epoch, &unix_us],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Of these (session, epoch) pairs held by `node_id`, the sessions it no longer holds at
+    /// that epoch (moved to another node or epoch, or ended). One query.
+    pub async fn lost(&self, node_id: &str, held: &[(String, i64)]) -> Result<Vec<String>, DbError> {
+        let (sids, epochs): (Vec<&str>, Vec<i64>) = held.iter().map(|(s, e)| (s.as_str(), *e)).unzip();
+        let rows = self
+            .query(
+                "SELECT h.sid FROM unnest($2::text[], $3::bigint[]) AS h(sid, epoch)
+                   LEFT JOIN placements p ON p.session_id = h.sid
+                  WHERE p.session_id IS NULL OR p.node_id <> $1 OR p.epoch <> h.epoch OR p.state = 'ended'",
+                &[&node_id, &sids, &epochs],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
 }

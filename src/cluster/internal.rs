@@ -85,9 +85,28 @@ pub async fn post(
     body: Bytes,
     timeout: Duration,
 ) -> Result<Answer, String> {
+    request(signer, via, "POST", base, path, content_type, body, timeout).await
+}
+
+/// GETs `base` + `path`, signed, within `timeout` (the health probe).
+pub async fn get(signer: &Signer, via: &str, base: &str, path: &str, timeout: Duration) -> Result<Answer, String> {
+    request(signer, via, "GET", base, path, None, Bytes::new(), timeout).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn request(
+    signer: &Signer,
+    via: &str,
+    method: &str,
+    base: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: Bytes,
+    timeout: Duration,
+) -> Result<Answer, String> {
     let authority = base.trim_start_matches("http://").trim_end_matches('/').to_owned();
     let now = crate::hub::now_ms();
-    let signature = signer.sign("POST", path, now, &body);
+    let signature = signer.sign(method, path, now, &body);
     let work = async {
         let stream = tokio::net::TcpStream::connect(&authority).await.map_err(|e| e.to_string())?;
         let _ = stream.set_nodelay(true);
@@ -98,7 +117,7 @@ pub async fn post(
             let _ = conn.await;
         });
         let mut req = hyper::Request::builder()
-            .method("POST")
+            .method(method)
             .uri(path)
             .header("host", &authority)
             .header(TIME_HEADER, now.to_string())

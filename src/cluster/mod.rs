@@ -22,9 +22,12 @@
 //! - `cpu`: the node's measured CPU, sent with every heartbeat; placement's room is
 //!   `capacity − max(reserved load, measured cpu)`.
 //! - `internal`: the authenticated internal API (HMAC-SHA256 under `EXPHUB_CLUSTER_SECRET`).
+//! - `failover`: the probe and takeover of a dead owner's experiments, adoption on the new
+//!   owner, and self-fencing after 4 s without a heartbeat.
 
 pub mod cpu;
 pub mod db;
+pub mod failover;
 pub mod internal;
 pub mod sessions;
 
@@ -38,7 +41,7 @@ use axum::body::Bytes;
 
 use crate::protocol::{ErrorType, OfferRequest, OfferUser, WireError};
 use crate::session::Session;
-pub use db::{Db, DbError, NodeRow, Owner, Placement};
+pub use db::{Adoption, Db, DbError, NodeRow, Owner, Placement};
 pub use internal::Signer;
 
 /// How a node joins the cluster.
@@ -149,6 +152,7 @@ pub struct Cluster {
     drain: tokio::sync::watch::Sender<Option<tokio::time::Instant>>,
     /// The measured CPU (millicores, `f32` bits) as last sent with the heartbeat.
     cpu: Arc<AtomicU32>,
+    failover: failover::Failover,
 }
 
 /// How long `exphub drain` waits for the experiments by default: 2 hours.
@@ -165,10 +169,22 @@ impl Cluster {
         let db = Db::connect(&cfg.db_url).await?;
         db.register(&cfg.node_id, &internal_url, cfg.capacity_millicores).await?;
         let beat_db = Db::connect(&cfg.db_url).await?;
-        let (node_id, url, capacity) = (cfg.node_id.clone(), internal_url.clone(), cfg.capacity_millicores);
         let (drain, draining) = tokio::sync::watch::channel(None);
         let cpu = Arc::new(AtomicU32::new(0));
-        let (measured, sent) = (cpu.clone(), cfg.measured_cpu);
+        let cluster = Arc::new(Cluster {
+            node_id: cfg.node_id.clone(),
+            internal_url: internal_url.clone(),
+            db,
+            signer: Signer::new(&cfg.secret),
+            owned: Mutex::default(),
+            heartbeat: Mutex::new(None),
+            drain,
+            cpu: cpu.clone(),
+            failover: Default::default(),
+        });
+        let (node_id, url, capacity) = (cfg.node_id.clone(), internal_url.clone(), cfg.capacity_millicores);
+        let (measured, report_cpu) = (cpu.clone(), cfg.measured_cpu);
+        let weak = Arc::downgrade(&cluster);
         let heartbeat = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -176,9 +192,11 @@ impl Cluster {
             let mut meter = cpu::CpuMeter::default();
             loop {
                 tick.tick().await;
+                let Some(cluster) = weak.upgrade() else { break };
                 let millicores = meter.sample_self().unwrap_or(0.0);
                 measured.store(millicores.to_bits(), Ordering::Relaxed);
-                let r = match beat_db.heartbeat(&node_id, if sent { millicores } else { 0.0 }).await {
+                let sent = std::time::Instant::now();
+                let r = match beat_db.heartbeat(&node_id, if report_cpu { millicores } else { 0.0 }).await {
                     // The row is gone (the database lost its unlogged tables): register again,
                     // draining still if it was.
                     Ok(false) => match beat_db.register(&node_id, &url, capacity).await {
@@ -188,6 +206,9 @@ impl Cluster {
                     Ok(true) => Ok(()),
                     Err(e) => Err(e),
                 };
+                if r.is_ok() {
+                    cluster.heartbeat_succeeded(sent, &beat_db).await;
+                }
                 match r {
                     Err(e) if !failing => {
                         tracing::warn!(error = %e, "cluster heartbeat failed; retrying every second");
@@ -201,17 +222,11 @@ impl Cluster {
                 }
             }
         });
+        if let Ok(mut h) = cluster.heartbeat.lock() {
+            *h = Some(heartbeat);
+        }
         tracing::info!(node_id = %cfg.node_id, internal_url = %internal_url, capacity = cfg.capacity_millicores, "joined the cluster");
-        Ok(Arc::new(Cluster {
-            node_id: cfg.node_id.clone(),
-            internal_url,
-            db,
-            signer: Signer::new(&cfg.secret),
-            owned: Mutex::default(),
-            heartbeat: Mutex::new(Some(heartbeat)),
-            drain,
-            cpu,
-        }))
+        Ok(cluster)
     }
 
     /// Starts draining: the node's row says `draining`, so placement chooses it no more, while
@@ -304,6 +319,7 @@ impl Cluster {
             if let Ok(mut o) = self.owned.lock() {
                 o.insert(session_id.to_owned(), p.epoch);
             }
+            self.adopted(session_id);
         }
         Ok(p)
     }
@@ -321,32 +337,35 @@ impl Cluster {
 
     /// Routes a parsed `/offer`: a participant's offer for an experiment owned by another live
     /// node is forwarded there, and so is an experimenter's that names such an experiment (the
-    /// `session_id` routing hint); everything else is handled here. Remembers which node
-    /// answers the connection, so that its trickled candidates can follow.
+    /// `session_id` routing hint); one whose owner is dead (stale heartbeat, failed probe) takes
+    /// the experiment over first (`failover`); everything else is handled here. Remembers which
+    /// node answers the connection, so that its trickled candidates can follow.
     pub async fn route_offer(&self, req: &OfferRequest, content_type: Option<&str>, body: Bytes) -> Routed {
         let session_id = match &req.user {
             OfferUser::Participant { session_id, .. } => Some(session_id),
             OfferUser::Experimenter { .. } => req.session_hint.as_ref(),
         };
-        let owner = match session_id {
+        let (sid, owner) = match session_id {
             Some(session_id) if !self.owns(session_id.as_str()) => match self.db.owner(session_id.as_str()).await {
-                Ok(o) => o.filter(|o| !o.ended && o.node_id != self.node_id),
+                Ok(o) => (session_id.as_str(), o.filter(|o| !o.ended)),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot look up the experiment's node");
                     return Routed::Refused(unavailable());
                 }
             },
-            _ => None,
+            _ => ("", None),
         };
         let target = match owner {
             None => None,
-            Some(o) if !o.alive => {
-                return Routed::Refused(WireError::new(
-                    503,
-                    ErrorType::InternalServerError,
-                    "The server running this experiment is not answering; try again in a moment.",
-                ))
+            Some(o) if o.node_id == self.node_id => {
+                // Placed here by a takeover this node has not seen: the hub adopts it.
+                self.learn_placement(sid).await;
+                None
             }
+            Some(o) if !o.alive => match self.owner_is_dead(sid, &o).await {
+                Ok(t) => t,
+                Err(r) => return r,
+            },
             Some(o) => match o.internal_url {
                 Some(url) => Some((o.node_id, url)),
                 None => return Routed::Refused(unavailable()),

@@ -207,8 +207,14 @@ async fn handle_offer(State(st): State<AppState>, headers: HeaderMap, body: Byte
         Ok(r) => r,
         Err(e) => return error_response(&e),
     };
-    if let Some(c) = st.cluster.as_ref().filter(|_| route) {
-        if let Some(r) = routed(c.route_offer(&req, content_type(&headers), body).await) {
+    if let Some(c) = st.cluster.as_ref() {
+        // A self-fenced node takes no participant's offer (cluster::failover).
+        if let Some(e) = c.refuse_when_fenced(&req) {
+            return error_response(&e);
+        }
+        if !route {
+            c.claim(&req).await;
+        } else if let Some(r) = routed(c.route_offer(&req, content_type(&headers), body).await) {
             return r;
         }
     }

@@ -747,6 +747,7 @@ impl Hub {
         }
         // One clock zero for the recording and the group filters.
         self.start_recording(&sid, now, zero);
+        self.started_in_cluster(&sid);
         self.apply_groups(&sid);
         self.log_group_config(&sid);
         self.send_to_experiment(&sid, protocol::outgoing::experiment_started(now));

@@ -20,6 +20,7 @@ mod cluster;
 mod connections;
 mod errors;
 mod experiment;
+mod failover;
 mod group;
 mod handlers;
 mod limits;
@@ -115,6 +116,10 @@ pub(crate) enum Input {
     },
     /// Cluster mode: what the database says about sessions (changed elsewhere, re-read).
     Shared(crate::cluster::sessions::SessionEvent),
+    /// Cluster mode: experiment `session_id` moved to another node while this one was fenced.
+    Moved {
+        session_id: SessionId,
+    },
     /// A late joiner that never asked for its session gets its held `EXPERIMENT_STARTED`.
     ReleaseStart {
         conn: ConnId,
@@ -286,6 +291,16 @@ pub fn start(
     uploader: Option<crate::record::uploader::Uploader>,
 ) -> (HubHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(4096);
+    if let Some(mut moved) = cluster.as_ref().and_then(|c| c.take_moved()) {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(sid) = moved.recv().await {
+                if tx.send(Input::Moved { session_id: sid.into() }).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
     let (lobby, _) = tokio::sync::broadcast::channel(LOBBY_BACKLOG);
     let weak_lobby = lobby.downgrade();
     let listener = match &store {
@@ -344,7 +359,10 @@ impl Hub {
     /// Handles one input to the end.
     async fn handle(&mut self, input: Input, rx: &mut mpsc::Receiver<Input>) {
         match input {
-            Input::Offer { req, reply } => self.on_offer(req, reply),
+            Input::Offer { req, reply } => {
+                self.adopt_for_offer(&req).await;
+                self.on_offer(req, reply)
+            }
             Input::Answered { token, result } => self.on_answered(token, result).await,
             Input::Ice { connection_id, candidate, reply } => {
                 let _ = reply.send(self.on_http_ice(connection_id, candidate));
@@ -367,6 +385,7 @@ impl Hub {
             }
             Input::Placed { conn, session_id, result } => self.on_placed(conn, session_id, result).await,
             Input::Shared(ev) => self.on_shared(ev),
+            Input::Moved { session_id } => self.on_moved(session_id),
             Input::ReleaseStart { conn } => self.release_start(conn),
             Input::PostProcessed(f) => self.on_post_processed(f).await,
             Input::Shutdown { reply } => {

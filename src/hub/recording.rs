@@ -23,6 +23,12 @@ impl Hub {
     /// CREATE_EXPERIMENT of a session with `record` on: open its directory, event log and
     /// manifest (a session run again gets a new run number).
     pub(crate) fn open_recording(&mut self, sid: &SessionId) {
+        self.open_recording_with(sid, None);
+    }
+
+    /// [`Hub::open_recording`]; a run adopted after a node failure starts its log with
+    /// `experiment_failover` (`failover`: its fields).
+    pub(crate) fn open_recording_with(&mut self, sid: &SessionId, failover: Option<Value>) {
         if !self.sessions.get(sid).is_some_and(|s| s.record) {
             return;
         }
@@ -47,6 +53,9 @@ impl Hub {
         if let (Some(u), Some(r)) = (&self.uploader, self.recordings.get_mut(sid)) {
             let tag = self.cluster.as_ref().map(|c| (c.epoch(sid.as_str()).unwrap_or(0), c.node_id.clone()));
             r.upload_to(Some(crate::record::UploadTo { uploader: u.clone(), tag }));
+        }
+        if let Some(f) = failover {
+            self.log(sid, "experiment_failover", f);
         }
         let title = self.sessions.get(sid).map(|s| s.title.clone()).unwrap_or_default();
         self.log(sid, "experiment_created", json!({ "session_id": sid, "session_title": title }));

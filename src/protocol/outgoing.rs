@@ -366,6 +366,10 @@ pub struct ExperimentStarted {
 pub struct ExperimentEnded {
     pub end_time: i64,
     pub start_time: i64,
+    /// exphub: why, when it was not a STOP (`"moved"`: the experiment runs on another
+    /// server now; offer again). Absent after a STOP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
 }
 
 /// The server's own `PING` data (from the `PING` filter): `{sent: epoch ms, data}`.
@@ -404,7 +408,12 @@ pub fn experiment_started(start_time: i64) -> String {
 
 /// `EXPERIMENT_ENDED {end_time, start_time}`.
 pub fn experiment_ended(end_time: i64, start_time: i64) -> String {
-    encode(MessageType::ExperimentEnded, ExperimentEnded { end_time, start_time })
+    encode(MessageType::ExperimentEnded, ExperimentEnded { end_time, start_time, reason: None })
+}
+
+/// `EXPERIMENT_ENDED {end_time, start_time, reason}`: ended by the server, not by a STOP.
+pub fn experiment_ended_because(end_time: i64, start_time: i64, reason: &'static str) -> String {
+    encode(MessageType::ExperimentEnded, ExperimentEnded { end_time, start_time, reason: Some(reason) })
 }
 
 /// The server's own `PING {sent, data: ""}` (for the `PING` filter).
@@ -821,7 +830,10 @@ mod tests {
             json!({"type":"FILTERS_CONFIG","data":{"TEST":[],"SESSION":[]}})
         );
         assert_eq!(
-            as_json(&encode(MessageType::ExperimentEnded, ExperimentEnded { end_time: 2, start_time: 1 })),
+            as_json(&encode(
+                MessageType::ExperimentEnded,
+                ExperimentEnded { end_time: 2, start_time: 1, reason: None }
+            )),
             json!({"type":"EXPERIMENT_ENDED","data":{"end_time":2,"start_time":1}})
         );
         assert_eq!(

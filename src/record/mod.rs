@@ -362,6 +362,15 @@ impl SessionRecord {
         self.save_manifest();
     }
 
+    /// The run's START was earlier, on another server (a run resumed after a failover): its
+    /// wall-clock time, so that the manifest gives the original START.
+    pub fn started_at_us(&mut self, start_us: i64) {
+        if let Some(r) = self.current_run() {
+            r.start_us = Some(start_us);
+        }
+        self.save_manifest();
+    }
+
     pub fn ended(&mut self, end_time: i64) {
         let us = wall_us();
         if let Some(r) = self.current_run() {

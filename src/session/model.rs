@@ -40,6 +40,28 @@ pub struct Session {
     /// Free-form, never written by the server (SynthARium: "log still wip").
     #[serde(default = "empty_array")]
     pub log: Value,
+    // --- exphub extension keys: optional, written only when not the default. ---
+    /// Cluster mode: what happens to a running experiment whose node dies.
+    #[serde(default, skip_serializing_if = "OnNodeFailure::is_default")]
+    pub on_node_failure: OnNodeFailure,
+}
+
+/// `on_node_failure` (exphub extension): what a new node does with an experiment whose node
+/// died. `resume` (the default): it goes on there as a new run, RUNNING if it was; `end`: it
+/// is ended, and participants' offers get "The experiment has ended." (for studies that
+/// discard interrupted trials).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnNodeFailure {
+    #[default]
+    Resume,
+    End,
+}
+
+impl OnNodeFailure {
+    fn is_default(&self) -> bool {
+        *self == OnNodeFailure::Resume
+    }
 }
 
 /// A participant seat in a session.
@@ -183,6 +205,23 @@ mod tests {
 
     fn filter() -> serde_json::Value {
         json!({"name": "ROTATION", "id": "r1", "channel": "video", "groupFilter": false, "config": {}})
+    }
+
+    #[test]
+    fn on_node_failure_is_optional_typed_and_written_only_when_not_the_default() {
+        let example = crate::session::testdata::DEV_FORMAT_EXAMPLE;
+        let mut v: serde_json::Value = serde_json::from_str(example).unwrap();
+        let s: super::Session = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(s.on_node_failure, super::OnNodeFailure::Resume, "absent: resume");
+        assert!(serde_json::to_value(&s).unwrap().get("on_node_failure").is_none(), "the default is not written");
+        v["on_node_failure"] = json!("end");
+        let s: super::Session = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(s.on_node_failure, super::OnNodeFailure::End);
+        assert_eq!(serde_json::to_value(&s).unwrap()["on_node_failure"], "end");
+        for bad in [json!("END"), json!("stop"), json!(true), json!(null)] {
+            v["on_node_failure"] = bad.clone();
+            assert!(serde_json::from_value::<super::Session>(v.clone()).is_err(), "{bad}");
+        }
     }
 
     #[test]

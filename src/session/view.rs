@@ -212,6 +212,7 @@ pub fn recent_chat(s: &Session, keep: usize) -> (Session, Vec<usize>) {
         end_time,
         notes,
         log,
+        on_node_failure,
     } = s;
     let participants = participants.iter().map(|p| with_recent_chat(p, keep)).collect();
     let copy = Session {
@@ -227,6 +228,7 @@ pub fn recent_chat(s: &Session, keep: usize) -> (Session, Vec<usize>) {
         end_time: *end_time,
         notes: notes.clone(),
         log: log.clone(),
+        on_node_failure: *on_node_failure,
     };
     (copy, totals)
 }

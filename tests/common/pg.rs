@@ -13,6 +13,8 @@ pub struct Pg {
     pub port: u16,
     /// `postgres://exphub@127.0.0.1:<port>/postgres`
     pub url: String,
+    /// The server's options (`pg_ctl -o`), for a restart.
+    opts: String,
 }
 
 /// The newest installed PostgreSQL's bin directory (Debian keeps them versioned).
@@ -49,7 +51,10 @@ impl Pg {
         let dir = std::env::temp_dir().join(format!("exphub-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
-        let pg = Pg { dir, bin, port, url: format!("postgres://exphub@127.0.0.1:{port}/postgres") };
+        let fsync = if durable { "" } else { " -c fsync=off -c synchronous_commit=off" };
+        let opts =
+            format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200{fsync}", dir.display());
+        let pg = Pg { dir, bin, port, url: format!("postgres://exphub@127.0.0.1:{port}/postgres"), opts };
         if is_root() {
             let ok = Command::new("chown").arg("postgres:postgres").arg(&pg.dir).status().unwrap().success();
             assert!(ok, "chown of {} to postgres", pg.dir.display());
@@ -57,13 +62,17 @@ impl Pg {
         let data = pg.dir.join("data");
         let out = pg.run("initdb", &["-D", data.to_str().unwrap(), "-A", "trust", "-U", "exphub", "--no-sync"]);
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
-        let fsync = if durable { "" } else { " -c fsync=off -c synchronous_commit=off" };
-        let opts =
-            format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200{fsync}", pg.dir.display());
-        let log = pg.dir.join("log");
-        let out = pg.run(
+        pg.start_again();
+        pg
+    }
+
+    /// Starts the server (again) over its data directory.
+    pub fn start_again(&self) {
+        let data = self.dir.join("data");
+        let log = self.dir.join("log");
+        let out = self.run(
             "pg_ctl",
-            &["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-o", &opts, "-w", "-t", "60", "start"],
+            &["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-o", &self.opts, "-w", "-t", "60", "start"],
         );
         assert!(
             out.status.success(),
@@ -71,7 +80,15 @@ impl Pg {
             String::from_utf8_lossy(&out.stderr),
             std::fs::read_to_string(&log).unwrap_or_default()
         );
-        pg
+    }
+
+    /// Stops the server (an outage: clients are cut off), keeping its data for
+    /// [`Pg::start_again`].
+    #[allow(dead_code)] // not every test file stops its database
+    pub fn stop(&self) {
+        let data = self.dir.join("data");
+        let out = self.run("pg_ctl", &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "-t", "60", "stop"]);
+        assert!(out.status.success(), "pg_ctl stop: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     fn run(&self, tool: &str, args: &[&str]) -> std::process::Output {

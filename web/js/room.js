@@ -256,7 +256,11 @@ el.join.addEventListener('click', join);
 
 function wire(conn) {
   conn.on('EXPERIMENT_STARTED', () => startMeeting());
-  conn.on('EXPERIMENT_ENDED', () => finish('ended', ''));
+  conn.on('EXPERIMENT_ENDED', (d) => {
+    // Cluster mode: the experiment moved to another server; reconnect (the offer reaches it).
+    if (d?.reason === 'moved') return conn.close('The experiment moved to another server.', 'lost');
+    finish('ended', '');
+  });
   conn.on('KICK_NOTIFICATION', (d) => finish('kicked', d?.reason ?? ''));
   conn.on('BAN_NOTIFICATION', (d) => finish('banned', d?.reason ?? ''));
   conn.on('CHAT', (m) => addChat(m, true));

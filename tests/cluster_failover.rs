@@ -291,6 +291,12 @@ async fn running_media_does_not_notice_a_database_outage() {
     assert_eq!(m["type"], "ERROR", "{m}");
     assert_eq!(m["data"]["code"], 503, "{m}");
     assert!(m["data"]["description"].as_str().unwrap().contains("try again"), "a clear error: {m}");
+    // A session edit is refused as clearly: the designs live in the database.
+    let mut edit = session_json(OTHER);
+    edit["title"] = json!("Edited during the outage");
+    ea.send("SAVE_SESSION", edit).await.unwrap();
+    let m = outcome(&mut ea).await;
+    assert_eq!((m["type"].as_str(), m["data"]["code"].as_i64()), (Some("ERROR"), Some(503)), "a session edit: {m}");
     // Self-fenced 4 s after the last heartbeat: a new participant's offer to B is refused.
     tokio::time::sleep(Duration::from_millis(5_500).saturating_sub(outage.elapsed())).await;
     let role = Role::Participant { session_id: SESSION.into(), participant_id: PARTICIPANTS[2].into() };
@@ -323,6 +329,8 @@ async fn running_media_does_not_notice_a_database_outage() {
         assert!(Instant::now() < deadline, "heartbeats after the restart: {nodes:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let stored = d.session(OTHER).await.unwrap().expect("the session is in the database");
+    assert_ne!(stored.session.title, "Edited during the outage", "the refused edit changed nothing");
     ea.send("CREATE_EXPERIMENT", json!({"session_id": OTHER})).await.unwrap();
     assert_success(&outcome(&mut ea).await, "JOIN_EXPERIMENT");
     let p2 = reconnect(b.base(), PARTICIPANTS[2], ClientOptions::default(), Duration::from_secs(20)).await;

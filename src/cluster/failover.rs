@@ -1,6 +1,6 @@
 //! Failover: a dead owner's experiments move on, and a zombie owner fences itself.
 //!
-//! - **Probe and takeover** ([`Cluster::owner_is_dead`]): a router that finds an experiment's
+//! - **Probe and takeover** (`Cluster::owner_is_dead`): a router that finds an experiment's
 //!   owner with a stale heartbeat (over 6 s on the database's clock) probes it directly
 //!   (`GET /internal/v1/health`, 300 ms). An owner that answers only has a slow database link:
 //!   the offer is forwarded as usual. One that does not is dead: the experiment is placed again

@@ -1630,7 +1630,11 @@ fn summary(results: &[RoundResult]) -> String {
                     Some((r.server_cpu_pct - b.server_cpu_pct) / f as f64)
                 })
                 .collect();
-            format!("{} / {}", fmt_opt(median(&d), 1), fmt_opt(med(&|r| r.media_cpu_pct / f as f64), 1))
+            format!(
+                "{} / {}",
+                fmt_opt(median(&d), 1),
+                fmt_opt(med(&|r| r.media_cpu_pct / (f * r.experiments) as f64), 1)
+            )
         } else {
             "-".into()
         };

@@ -26,6 +26,20 @@
 //! All traffic is on 127.0.0.1. Every step has a timeout and each round has a hard deadline;
 //! the server is started under `timeout -s KILL` so that it dies even if this tool is killed.
 //!
+//! ## Several experiments at once (a node's capacity)
+//!
+//! ```text
+//! # 8 forwarded dyads at once; 4 dyads with two video filters on every participant:
+//! cargo run --release --example load -- --participants 2 --experiments 8
+//! cargo run --release --example load -- --participants 2 --experiments 4 --filters ROTATION,EDGE_OUTLINE
+//! ```
+//!
+//! `--experiments K` runs K experiments at once on the one server, each its own session of N
+//! participants (ids distinct) with its own experimenter; everyone sees the others of its own
+//! experiment only. Every figure is over all experiments: frame rate min and p5 over every
+//! (viewer, publisher) pair, how many pairs kept ≥ 29 fps, and the server's CPU, in all and
+//! per experiment (millicores: what sizing a node needs).
+//!
 //! ## With filters (the media pipeline)
 //!
 //! ```text
@@ -103,7 +117,6 @@ type AnyError = Box<dyn std::error::Error + Send + Sync>;
 type Res<T> = std::result::Result<T, AnyError>;
 
 const PASSWORD: &str = "load-tool-password";
-const SESSION: &str = "10ad10ad10";
 /// Latency histogram: 10 µs bins up to 200 ms, plus an overflow count.
 const BIN_NS: u64 = 10_000;
 const BINS: usize = 20_000;
@@ -116,6 +129,10 @@ struct Args {
     /// Participant counts to run, one round each (all participants see each other).
     #[arg(long, value_delimiter = ',', default_value = "2,4,8")]
     participants: Vec<usize>,
+    /// Experiments run at once on the one server, each its own session of N participants who
+    /// see only each other, with its own experimenter (a node's capacity in experiments).
+    #[arg(long, default_value_t = 1)]
+    experiments: usize,
     /// Length of the measurement window of each round, in seconds.
     #[arg(long, default_value_t = 20)]
     seconds: u64,
@@ -272,15 +289,21 @@ impl Hist {
     }
 }
 
-/// Everything the send and receive callbacks touch.
+/// Everything the send and receive callbacks touch. Publishers are numbered over all
+/// experiments (experiment `e` has `e * group .. (e + 1) * group`).
 struct Probe {
     base: Instant,
+    /// Participants in all.
     n: usize,
+    /// Participants per experiment.
+    group: usize,
+    experiments: usize,
     ids: Vec<String>,
     measuring: AtomicBool,
     /// [publisher][kind][seq] → send time in ns since `base`, + 1 (0: none).
     sent: Vec<AtomicU64>,
-    /// [receiver][publisher][kind]; receivers 0..n are the participants, n the experimenter.
+    /// [receiver][publisher][kind]; receivers 0..n are the participants, n + e the
+    /// experimenter of experiment e.
     streams: Vec<Stream>,
     hist: Hist,
     hist_kind: [Hist; 2],
@@ -298,15 +321,18 @@ fn kind_idx(k: Kind) -> usize {
 }
 
 impl Probe {
-    fn new(ids: Vec<String>, filtered: Vec<bool>) -> Self {
+    fn new(ids: Vec<String>, group: usize, filtered: Vec<bool>) -> Self {
         let n = ids.len();
+        let experiments = n / group;
         Self {
             base: Instant::now(),
             n,
+            group,
+            experiments,
             ids,
             measuring: AtomicBool::new(false),
             sent: (0..n * 2 * 65536).map(|_| AtomicU64::new(0)).collect(),
-            streams: (0..(n + 1) * n * 2).map(|_| Stream::new()).collect(),
+            streams: (0..(n + experiments) * n * 2).map(|_| Stream::new()).collect(),
             hist: Hist::new(),
             hist_kind: [Hist::new(), Hist::new()],
             unmatched: AtomicU64::new(0),
@@ -317,6 +343,23 @@ impl Probe {
 
     fn stream(&self, receiver: usize, publisher: usize, kind: usize) -> &Stream {
         &self.streams[(receiver * self.n + publisher) * 2 + kind]
+    }
+
+    /// The experiment a receiver (participant or experimenter) belongs to.
+    fn experiment_of(&self, receiver: usize) -> usize {
+        if receiver < self.n {
+            receiver / self.group
+        } else {
+            receiver - self.n
+        }
+    }
+
+    /// Every (receiver, publisher) pair of the same experiment: the streams that must flow.
+    fn pairs(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (0..self.n + self.experiments).flat_map(move |r| {
+            let first = self.experiment_of(r) * self.group;
+            (first..first + self.group).map(move |p| (r, p))
+        })
     }
 
     #[inline]
@@ -333,8 +376,8 @@ impl Probe {
             Origin::Sub { summary: Value::String(s), .. } => s.as_str(),
             Origin::Sub { summary, .. } => {
                 let named = summary.get("participant_name").and_then(Value::as_str).and_then(|n| n.strip_prefix('P'));
-                if let Some(i) = named.and_then(|i| i.parse::<usize>().ok()).filter(|i| *i < self.n) {
-                    return Some(i);
+                if let Some(i) = named.and_then(|i| i.parse::<usize>().ok()).filter(|i| *i < self.group) {
+                    return Some(self.experiment_of(receiver) * self.group + i);
                 }
                 summary.get("id")?.as_str()?
             }
@@ -377,37 +420,35 @@ impl Probe {
     /// whose publisher is filtered.
     fn frame_rates(&self, secs: f64) -> (Vec<f64>, Vec<f64>) {
         let (mut all, mut filtered) = (vec![], vec![]);
-        for r in 0..=self.n {
-            for p in 0..self.n {
-                let fps = self.stream(r, p, 0).frames.load(Ordering::Relaxed) as f64 / secs;
-                all.push(fps);
-                if self.filtered[p] {
-                    filtered.push(fps);
-                }
+        for (r, p) in self.pairs() {
+            let fps = self.stream(r, p, 0).frames.load(Ordering::Relaxed) as f64 / secs;
+            all.push(fps);
+            if self.filtered[p] {
+                filtered.push(fps);
             }
         }
         (all, filtered)
     }
 
     fn all_flowing(&self) -> (usize, usize) {
-        let total = self.streams.len();
-        let ok = self.streams.iter().filter(|s| s.seen.load(Ordering::Relaxed) > 0).count();
-        (ok, total)
+        let total = self.pairs().count() * 2;
+        (total - self.missing().count(), total)
+    }
+
+    /// (receiver, publisher, kind) of the streams not seen yet.
+    fn missing(&self) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        self.pairs()
+            .flat_map(|(r, p)| [(r, p, 0), (r, p, 1)])
+            .filter(|&(r, p, k)| self.stream(r, p, k).seen.load(Ordering::Relaxed) == 0)
     }
 
     fn missing_streams(&self) -> Vec<String> {
-        let mut v = vec![];
-        for r in 0..=self.n {
-            for p in 0..self.n {
-                for k in 0..2 {
-                    if self.stream(r, p, k).seen.load(Ordering::Relaxed) == 0 {
-                        let rn = if r == self.n { "experimenter".to_owned() } else { format!("P{r}") };
-                        v.push(format!("{rn}<-P{p}/{}", ["video", "audio"][k]));
-                    }
-                }
-            }
-        }
-        v
+        self.missing()
+            .map(|(r, p, k)| {
+                let rn = if r >= self.n { format!("experimenter{}", r - self.n) } else { format!("P{r}") };
+                format!("{rn}<-P{p}/{}", ["video", "audio"][k])
+            })
+            .collect()
     }
 
     /// (received, expected) within the window over all streams.
@@ -569,18 +610,22 @@ struct Server {
 
 impl Server {
     fn start(args: &Args, n: usize, hard_limit: Duration) -> Res<Server> {
+        let k = args.experiments;
         let dir = TempDir::new(&format!("n{n}"))?;
-        let ids = participant_ids(n);
         let sessions = dir.0.join("sessions");
         std::fs::create_dir_all(&sessions)?;
-        std::fs::write(
-            sessions.join(format!("{SESSION}.json")),
-            serde_json::to_vec_pretty(&session_json(SESSION, &ids, args.record, &group_dicts(&args.group_filters)?))?,
-        )?;
+        let group = group_dicts(&args.group_filters)?;
+        for (e, ids) in participant_ids(n * k).chunks(n).enumerate() {
+            let sid = session_id(e);
+            std::fs::write(
+                sessions.join(format!("{sid}.json")),
+                serde_json::to_vec_pretty(&session_json(&sid, ids, args.record, &group))?,
+            )?;
+        }
         let log = match &args.server_log_dir {
             Some(d) => {
                 std::fs::create_dir_all(d)?;
-                d.join(format!("server-n{n}.log"))
+                d.join(if k > 1 { format!("server-n{n}-k{k}.log") } else { format!("server-n{n}.log") })
             }
             None => dir.0.join("server.log"),
         };
@@ -715,8 +760,14 @@ impl Drop for TempDir {
     }
 }
 
+/// The participant ids of all experiments (experiment `e` has the `e`-th chunk of N).
 fn participant_ids(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("a0ad{:06x}", i + 1)).collect()
+}
+
+/// The session of experiment `e` (the first one is `10ad10ad10`).
+fn session_id(e: usize) -> String {
+    format!("10ad10ad{:02x}", 0x10 + e)
 }
 
 /// A session with `ids` as participants, in SynthARium format (as tests/common does).
@@ -751,7 +802,9 @@ struct LatencySummary {
 
 #[derive(Serialize, Clone, Default)]
 struct RoundResult {
+    /// Participants per experiment, and experiments at once on the server.
     participants: usize,
+    experiments: usize,
     /// Sinks per published track: N-1 other participants + echo + experimenter.
     sinks_per_track: usize,
     seconds: f64,
@@ -759,6 +812,8 @@ struct RoundResult {
     forwarded_pps: f64,
     server_dropped: u64,
     server_cpu_pct: f64,
+    /// Server CPU per experiment, in millicores (1000 = one core).
+    server_millicores_per_experiment: f64,
     pps_per_core: f64,
     server_rss_mib: f64,
     server_hwm_mib: f64,
@@ -800,8 +855,10 @@ struct RoundResult {
     fps_median: f64,
     fps_filtered_min: Option<f64>,
     fps_filtered_median: Option<f64>,
+    fps_p5: f64,
     fps_pairs: usize,
     fps_pairs_below_28: usize,
+    fps_pairs_at_29: usize,
     /// Server-added latency of processed frames, from the server's histogram over the window.
     server_latency_frames: u64,
     server_latency_p50_ms: Option<f64>,
@@ -1050,7 +1107,8 @@ async fn step<T>(what: &str, secs: u64, f: impl std::future::Future<Output = Res
 
 /// Clients and players of a round, torn down on every path.
 struct Crowd {
-    exp: Option<Client>,
+    /// One experimenter per experiment.
+    exps: Vec<Client>,
     parts: Vec<Client>,
     players: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -1061,7 +1119,7 @@ impl Crowd {
             h.abort();
         }
         let mut all: Vec<Client> = self.parts.drain(..).collect();
-        all.extend(self.exp.take());
+        all.append(&mut self.exps);
         let closes = all.into_iter().map(|c| tokio::time::timeout(Duration::from_secs(5), c.close()));
         let _ = futures_util::future::join_all(closes).await;
     }
@@ -1096,13 +1154,15 @@ async fn stop_signal() -> &'static str {
 async fn round(args: &Args, spec: &RoundSpec, dicts: &[Value], media: Arc<Media>, tck: f64) -> Res<RoundResult> {
     let n = spec.n;
     // Setting filters gets its own setup timeout.
-    let hard_limit = Duration::from_secs(2 * args.setup_timeout + args.warmup + args.seconds + 60);
+    let hard_limit =
+        Duration::from_secs((args.experiments as u64 + 1) * args.setup_timeout + args.warmup + args.seconds + 60);
     let mut server = Server::start(args, n, hard_limit)?;
     let base = server.base.clone();
     eprintln!("[N={n}] server pid {} on {base}", server.pid);
-    let ids = participant_ids(n);
-    let probe = Arc::new(Probe::new(ids.clone(), (0..n).map(|i| i < spec.filtered).collect()));
-    let mut crowd = Crowd { exp: None, parts: vec![], players: vec![] };
+    let ids = participant_ids(n * args.experiments);
+    let filtered = (0..ids.len()).map(|i| i % n < spec.filtered).collect();
+    let probe = Arc::new(Probe::new(ids, n, filtered));
+    let mut crowd = Crowd { exps: vec![], parts: vec![], players: vec![] };
     let res = tokio::select! {
         r = tokio::time::timeout(hard_limit, measure(args, spec, dicts, &base, &mut server, &probe, &mut crowd, media, tck)) => r,
         _ = interrupted() => Ok(Err("interrupted by a signal".into())),
@@ -1138,39 +1198,44 @@ async fn measure(
 ) -> Res<RoundResult> {
     let n = spec.n;
     let t0 = Instant::now();
-    let mut exp = step(
-        "experimenter connects",
-        20,
-        Client::connect(base, Role::Experimenter { password: PASSWORD.into() }, recv_opts(probe, n)),
-    )
-    .await?;
-    exp.send("CREATE_EXPERIMENT", json!({"session_id": SESSION})).await?;
-    let (created, _) = exp
-        .recv_type("EXPERIMENT_CREATED", Duration::from_secs(10))
-        .await
-        .map_err(|e| format!("CREATE_EXPERIMENT: {e}"))?;
-    if created["data"]["session_id"] != SESSION {
-        return Err(format!("unexpected EXPERIMENT_CREATED: {created}").into());
+    for e in 0..probe.experiments {
+        let sid = session_id(e);
+        let mut exp = step(
+            "experimenter connects",
+            20,
+            Client::connect(base, Role::Experimenter { password: PASSWORD.into() }, recv_opts(probe, probe.n + e)),
+        )
+        .await?;
+        exp.send("CREATE_EXPERIMENT", json!({"session_id": sid})).await?;
+        let (created, _) = exp
+            .recv_type("EXPERIMENT_CREATED", Duration::from_secs(10))
+            .await
+            .map_err(|e| format!("CREATE_EXPERIMENT: {e}"))?;
+        if created["data"]["session_id"] != sid {
+            return Err(format!("unexpected EXPERIMENT_CREATED: {created}").into());
+        }
+        for i in e * n..(e + 1) * n {
+            let role = Role::Participant { session_id: sid.clone(), participant_id: probe.ids[i].clone() };
+            let c = step(&format!("participant {i} connects"), 20, Client::connect(base, role, recv_opts(probe, i)))
+                .await?;
+            let (Some(v), Some(a)) = (c.video_out.clone(), c.audio_out.clone()) else {
+                return Err("participant client has no outgoing tracks".into());
+            };
+            let p = probe.clone();
+            let m = media.clone();
+            let sent: Arc<dyn Fn(SentPacket) + Send + Sync> = Arc::new(move |s| p.on_sent(i, s));
+            crowd.players.push(tokio::spawn(async move { m.play(v, a, Some(sent)).await }));
+            crowd.parts.push(c);
+        }
+        exp.send("START_EXPERIMENT", json!({})).await?;
+        exp.recv_type("EXPERIMENT_STARTED", Duration::from_secs(10))
+            .await
+            .map_err(|e| format!("START_EXPERIMENT: {e}"))?;
+        crowd.exps.push(exp);
     }
-    crowd.exp = Some(exp);
-    for (i, pid) in ids_iter(&probe.ids) {
-        let role = Role::Participant { session_id: SESSION.into(), participant_id: pid.clone() };
-        let c =
-            step(&format!("participant {i} connects"), 20, Client::connect(base, role, recv_opts(probe, i))).await?;
-        let (Some(v), Some(a)) = (c.video_out.clone(), c.audio_out.clone()) else {
-            return Err("participant client has no outgoing tracks".into());
-        };
-        let p = probe.clone();
-        let m = media.clone();
-        let sent: Arc<dyn Fn(SentPacket) + Send + Sync> = Arc::new(move |s| p.on_sent(i, s));
-        crowd.players.push(tokio::spawn(async move { m.play(v, a, Some(sent)).await }));
-        crowd.parts.push(c);
-    }
-    let exp = crowd.exp.as_mut().ok_or("no experimenter")?;
-    exp.send("START_EXPERIMENT", json!({})).await?;
-    exp.recv_type("EXPERIMENT_STARTED", Duration::from_secs(10)).await.map_err(|e| format!("START_EXPERIMENT: {e}"))?;
-    // Everyone sees everyone (and their echo); the experimenter sees all.
-    let deadline = t0 + Duration::from_secs(args.setup_timeout);
+    // Everyone sees everyone of its experiment (and its echo); each experimenter sees all of
+    // its experiment.
+    let deadline = Instant::now() + Duration::from_secs(args.setup_timeout);
     loop {
         let (ok, total) = probe.all_flowing();
         if ok == total {
@@ -1189,7 +1254,7 @@ async fn measure(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let setup_s = t0.elapsed().as_secs_f64();
-    eprintln!("[N={n}] all {} streams flowing after {setup_s:.1} s", probe.streams.len());
+    eprintln!("[N={n}] all {} streams flowing after {setup_s:.1} s", probe.all_flowing().1);
     if spec.filtered > 0 {
         set_filters(args, spec, dicts, base, crowd).await?;
     }
@@ -1234,9 +1299,9 @@ async fn measure(
     let (rss, hwm) = proc_rss_mib(&server.pid);
     if args.record {
         // Proof that the round recorded: the files and bytes so far.
-        let dir = server._dir.0.join("sessions").join(SESSION);
+        let dirs = (0..probe.experiments).map(|e| server._dir.0.join("sessions").join(session_id(e)));
         let (mut files, mut bytes) = (0u64, 0u64);
-        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        for e in dirs.flat_map(std::fs::read_dir).flatten().flatten() {
             if e.file_name().to_string_lossy().ends_with(".webm") {
                 files += 1;
                 bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
@@ -1268,16 +1333,19 @@ async fn measure(
         );
     }
     let (fps_all, fps_filtered) = probe.frame_rates(secs);
+    let experiments = probe.experiments;
     let lat_frames =
         m1.latency_buckets.last().map_or(0, |b| b.1).saturating_sub(m0.latency_buckets.last().map_or(0, |b| b.1));
     Ok(RoundResult {
         participants: n,
+        experiments,
         sinks_per_track: n + 1,
         seconds: secs,
         server_received_pps: rx_pps,
         forwarded_pps: fwd_pps,
         server_dropped: m1.dropped - m0.dropped,
         server_cpu_pct: server_cpu,
+        server_millicores_per_experiment: server_cpu * 10.0 / experiments as f64,
         pps_per_core: if server_cpu > 0.0 { fwd_pps / (server_cpu / 100.0) } else { f64::NAN },
         server_rss_mib: rss.max(rss_max),
         server_hwm_mib: hwm,
@@ -1309,8 +1377,10 @@ async fn measure(
         fps_filtered_min: (!fps_filtered.is_empty())
             .then(|| fps_filtered.iter().copied().fold(f64::INFINITY, f64::min)),
         fps_filtered_median: median(&fps_filtered),
+        fps_p5: quantile(&fps_all, 0.05).unwrap_or(f64::NAN),
         fps_pairs: fps_all.len(),
         fps_pairs_below_28: fps_all.iter().filter(|f| **f < 28.0).count(),
+        fps_pairs_at_29: fps_all.iter().filter(|f| **f >= 29.0).count(),
         server_latency_frames: lat_frames,
         server_latency_p50_ms: bucket_quantile(&m0.latency_buckets, &m1.latency_buckets, 0.50),
         server_latency_p95_ms: bucket_quantile(&m0.latency_buckets, &m1.latency_buckets, 0.95),
@@ -1341,6 +1411,14 @@ fn median(v: &[f64]) -> Option<f64> {
     Some(if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 })
 }
 
+/// The q-quantile (nearest rank) of the values, NaN left out.
+fn quantile(v: &[f64], q: f64) -> Option<f64> {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len().max(1));
+    v.get(rank - 1).copied()
+}
+
 /// Waits until the machine is less than `pct` % busy (all cores) over three 2-s windows in a
 /// row, for at most 15 minutes.
 async fn wait_quiet(pct: f64) {
@@ -1369,19 +1447,22 @@ async fn wait_quiet(pct: f64) {
 async fn set_filters(args: &Args, spec: &RoundSpec, dicts: &[Value], base: &str, crowd: &mut Crowd) -> Res<()> {
     let n = spec.n;
     let t0 = Instant::now();
-    let ids = participant_ids(n);
-    let exp = crowd.exp.as_mut().ok_or("no experimenter")?;
-    exp.drain();
-    for pid in ids.iter().take(spec.filtered) {
-        exp.send("SET_FILTERS", json!({"participant_id": pid, "audio_filters": [], "video_filters": dicts})).await?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let m = exp.recv(left).await.map_err(|e| format!("SET_FILTERS for {pid}: {e}"))?;
-            match m["type"].as_str() {
-                Some("SUCCESS") if m["data"]["type"] == "SET_FILTERS" => break,
-                Some("ERROR") => return Err(format!("SET_FILTERS for {pid}: {m}").into()),
-                _ => {}
+    let ids = participant_ids(n * crowd.exps.len());
+    let filtered = spec.filtered * crowd.exps.len();
+    for (exp, ids) in crowd.exps.iter_mut().zip(ids.chunks(n)) {
+        exp.drain();
+        for pid in ids.iter().take(spec.filtered) {
+            exp.send("SET_FILTERS", json!({"participant_id": pid, "audio_filters": [], "video_filters": dicts}))
+                .await?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let m = exp.recv(left).await.map_err(|e| format!("SET_FILTERS for {pid}: {e}"))?;
+                match m["type"].as_str() {
+                    Some("SUCCESS") if m["data"]["type"] == "SET_FILTERS" => break,
+                    Some("ERROR") => return Err(format!("SET_FILTERS for {pid}: {m}").into()),
+                    _ => {}
+                }
             }
         }
     }
@@ -1392,7 +1473,7 @@ async fn set_filters(args: &Args, spec: &RoundSpec, dicts: &[Value], base: &str,
         tokio::time::sleep(Duration::from_secs(1)).await;
         let b = scrape(base).await?;
         let rate = (b.frames_out - a.frames_out) as f64;
-        if b.pipelines as usize >= spec.filtered && rate >= 27.0 * spec.filtered as f64 {
+        if b.pipelines as usize >= filtered && rate >= 27.0 * filtered as f64 {
             break;
         }
         if Instant::now() > deadline {
@@ -1404,16 +1485,11 @@ async fn set_filters(args: &Args, spec: &RoundSpec, dicts: &[Value], base: &str,
         }
     }
     eprintln!(
-        "[N={n}] filters {:?} set on {} participant(s); processed video flows after {:.1} s",
+        "[N={n}] filters {:?} set on {filtered} participant(s); processed video flows after {:.1} s",
         *args.filters,
-        spec.filtered,
         t0.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-fn ids_iter(ids: &[String]) -> impl Iterator<Item = (usize, &String)> {
-    ids.iter().enumerate()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1422,22 +1498,25 @@ fn fmt_ms(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into())
 }
 
-const HEADER: &str = "| N | sinks/track | fwd pkt/s | server CPU % | **fwd pkt/s per core** | RSS MiB | p50 ms | p95 ms | p99 ms | max ms | loss % | dropped | tool CPU % | other CPU % | machine busy % |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
+const HEADER: &str = "| N | experiments | sinks/track | fwd pkt/s | server CPU % | server millicores per experiment | **fwd pkt/s per core** | RSS MiB | p50 ms | p95 ms | p99 ms | max ms | loss % | dropped | fps min / p5, all pairs | pairs ≥ 29 fps | tool CPU % | other CPU % | machine busy % |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
 
 fn row(r: &RoundResult) -> String {
     if let Some(e) = &r.error {
         return format!(
-            "| {} | - | - | - | - | - | - | - | - | - | - | - | - | - | failed: {} |",
+            "| {} | {} | - | - | - | - | - | - | - | - | - | - | - | - | - | - | - | - | failed: {} |",
             r.participants,
+            r.experiments,
             e.replace('|', "/").replace('\n', " ")
         );
     }
     format!(
-        "| {} | {} | {:.0} | {:.1} | **{:.0}** | {:.1} | {} | {} | {} | {} | {:.3} | {} | {:.1} | {:.1} | {:.1} |",
+        "| {} | {} | {} | {:.0} | {:.1} | {:.0} | **{:.0}** | {:.1} | {} | {} | {} | {} | {:.3} | {} | {:.1} / {:.1} | {} of {} | {:.1} | {:.1} | {:.1} |",
         r.participants,
+        r.experiments,
         r.sinks_per_track,
         r.forwarded_pps,
         r.server_cpu_pct,
+        r.server_millicores_per_experiment,
         r.pps_per_core,
         r.server_rss_mib,
         fmt_ms(r.latency.p50_ms),
@@ -1446,6 +1525,10 @@ fn row(r: &RoundResult) -> String {
         fmt_ms(r.latency.max_ms),
         r.loss_pct,
         r.server_dropped,
+        r.fps_min,
+        r.fps_p5,
+        r.fps_pairs_at_29,
+        r.fps_pairs,
         r.tool_cpu_pct,
         r.other_cpu_pct,
         r.machine_busy_pct,
@@ -1547,7 +1630,11 @@ fn summary(results: &[RoundResult]) -> String {
                     Some((r.server_cpu_pct - b.server_cpu_pct) / f as f64)
                 })
                 .collect();
-            format!("{} / {}", fmt_opt(median(&d), 1), fmt_opt(med(&|r| r.media_cpu_pct / f as f64), 1))
+            format!(
+                "{} / {}",
+                fmt_opt(median(&d), 1),
+                fmt_opt(med(&|r| r.media_cpu_pct / (f * r.experiments) as f64), 1)
+            )
         } else {
             "-".into()
         };
@@ -1618,6 +1705,9 @@ fn main() -> std::process::ExitCode {
 fn real_main(args: Args) -> Res<()> {
     if args.participants.is_empty() || args.participants.iter().any(|&n| n == 0 || n > 32) {
         return Err("--participants: give counts between 1 and 32".into());
+    }
+    if args.experiments == 0 || args.participants.iter().any(|&n| n * args.experiments > 128) {
+        return Err("--experiments: give 1 or more, at most 128 participants in all".into());
     }
     if args.seconds == 0 || args.seconds > 600 {
         return Err("--seconds must be 1..=600".into());
@@ -1704,6 +1794,7 @@ fn real_main(args: Args) -> Res<()> {
                 Ok(r) => r,
                 Err(e) => RoundResult {
                     participants: n,
+                    experiments: args.experiments,
                     rep: spec.rep,
                     filtered: spec.filtered,
                     baseline: spec.baseline,
@@ -1773,6 +1864,7 @@ fn real_main(args: Args) -> Res<()> {
             "filter_dicts": dicts,
             "filtered": args.filtered,
             "repeat": args.repeat,
+            "experiments": args.experiments,
             "cores": cores(),
             "rounds": results,
         });

@@ -95,22 +95,24 @@ pub fn default_capacity() -> f32 {
 }
 
 /// Predicted CPU of an experiment of this session, in millicores, from exphub's measurements
-/// on a 2-core machine: forwarding for N participants who all see each other (29/78/190 for
-/// 2/4/8, linear between, 28 per participant beyond 8), 71 per transcoded video stream (a
-/// participant with video filters), 35 per extra viewer-side branch (asymmetric filters), 7
-/// per transcoded audio stream, 1 per recorded file (raw audio and video per participant).
+/// on a 2-core machine (`load --experiments K`, docs/cluster.md): forwarding for N participants
+/// who all see each other (38/101/247 for 2/4/8, linear between, 36 per participant beyond 8;
+/// 38 per two-person experiment measured with 12 and 16 of them at once), 150 per transcoded
+/// video stream (a participant with video filters: two filters on each of two participants
+/// measured 373 per experiment), 35 per extra viewer-side branch (asymmetric filters), 7 per
+/// transcoded audio stream, 1 per recorded file (raw audio and video per participant).
 pub fn cost_millicores(s: &Session) -> f32 {
     let n = s.participants.iter().filter(|p| !p.banned).count().max(1) as f32;
     let fwd = match n {
-        n if n <= 2.0 => 14.5 * n,
-        n if n <= 4.0 => 29.0 + (n - 2.0) * 24.5,
-        n if n <= 8.0 => 78.0 + (n - 4.0) * 28.0,
-        n => 190.0 + (n - 8.0) * 28.0,
+        n if n <= 2.0 => 19.0 * n,
+        n if n <= 4.0 => 38.0 + (n - 2.0) * 31.5,
+        n if n <= 8.0 => 101.0 + (n - 4.0) * 36.5,
+        n => 247.0 + (n - 8.0) * 36.0,
     };
     let mut cost = fwd;
     for p in s.participants.iter().filter(|p| !p.banned) {
         if !p.video_filters.is_empty() {
-            cost += 71.0;
+            cost += 150.0;
         }
         cost += 35.0 * p.asymmetric_filters.len() as f32;
         if !p.audio_filters.is_empty() {

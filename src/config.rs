@@ -592,15 +592,22 @@ impl Config {
     }
 }
 
-/// Cluster mode's settings (flags and environment only), if `--cluster-db` is given.
-fn cluster_config(args: &ServeArgs, host: IpAddr) -> Result<Option<crate::cluster::ClusterConfig>, ConfigError> {
-    let Some(db_url) = args.cluster_db.clone().filter(|u| !u.trim().is_empty()) else { return Ok(None) };
+/// The cluster's secret from `EXPHUB_CLUSTER_SECRET` (environment only, at least 16
+/// characters): the nodes sign internal requests with it, and so does `exphub drain`.
+pub fn cluster_secret() -> Result<String, ConfigError> {
     let secret = std::env::var("EXPHUB_CLUSTER_SECRET").unwrap_or_default();
     if secret.len() < 16 {
         return Err(ConfigError::Cluster(
             "EXPHUB_CLUSTER_SECRET must be set to the same secret (at least 16 characters) on every node".into(),
         ));
     }
+    Ok(secret)
+}
+
+/// Cluster mode's settings (flags and environment only), if `--cluster-db` is given.
+fn cluster_config(args: &ServeArgs, host: IpAddr) -> Result<Option<crate::cluster::ClusterConfig>, ConfigError> {
+    let Some(db_url) = args.cluster_db.clone().filter(|u| !u.trim().is_empty()) else { return Ok(None) };
+    let secret = cluster_secret()?;
     let internal_addr = args.internal_addr.unwrap_or(SocketAddr::new(host, 0));
     if internal_addr.ip().is_unspecified() && args.internal_url.is_none() {
         return Err(ConfigError::Cluster(format!(

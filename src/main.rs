@@ -33,11 +33,13 @@ fn main() -> ExitCode {
 
 /// `exphub drain`: a signed `POST /internal/v1/drain` to the node; prints its answer.
 fn drain(internal_url: &str, timeout_s: Option<f64>) -> ExitCode {
-    let secret = std::env::var("EXPHUB_CLUSTER_SECRET").unwrap_or_default();
-    if secret.len() < 16 {
-        eprintln!("exphub: set EXPHUB_CLUSTER_SECRET to the cluster's secret (the nodes' own)");
-        return ExitCode::from(2);
-    }
+    let secret = match exphub::config::cluster_secret() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("exphub: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if !internal_url.starts_with("http://") {
         eprintln!("exphub: --internal-url must be http://host:port (the node's --internal-url)");
         return ExitCode::from(2);
@@ -50,37 +52,33 @@ fn drain(internal_url: &str, timeout_s: Option<f64>) -> ExitCode {
         }
         None => serde_json::json!({}),
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("exphub: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let signer = exphub::cluster::Signer::new(secret.as_bytes());
-    let answer = rt.block_on(exphub::cluster::internal::post(
-        &signer,
-        "exphub-drain",
-        internal_url,
-        "/internal/v1/drain",
-        Some("application/json"),
-        body.to_string().into(),
-        std::time::Duration::from_secs(30),
-    ));
-    match answer {
-        Ok(a) if a.status == 200 => {
-            println!("{}", String::from_utf8_lossy(&a.body));
-            ExitCode::SUCCESS
+    with_runtime(async {
+        let answer = exphub::cluster::internal::post(
+            &signer,
+            "exphub-drain",
+            internal_url,
+            "/internal/v1/drain",
+            Some("application/json"),
+            body.to_string().into(),
+            std::time::Duration::from_secs(30),
+        )
+        .await;
+        match answer {
+            Ok(a) if a.status == 200 => {
+                println!("{}", String::from_utf8_lossy(&a.body));
+                ExitCode::SUCCESS
+            }
+            Ok(a) => {
+                eprintln!("exphub: the node answered {}: {}", a.status, String::from_utf8_lossy(&a.body));
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("exphub: cannot reach {internal_url}: {e}");
+                ExitCode::FAILURE
+            }
         }
-        Ok(a) => {
-            eprintln!("exphub: the node answered {}: {}", a.status, String::from_utf8_lossy(&a.body));
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("exphub: cannot reach {internal_url}: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 fn validate(dir: Option<std::path::PathBuf>, args: &ServeArgs) -> ExitCode {
@@ -104,7 +102,7 @@ fn validate(dir: Option<std::path::PathBuf>, args: &ServeArgs) -> ExitCode {
     }
 }
 
-/// Runs one database command of the CLI on a small runtime of its own.
+/// Runs one network command of the CLI (database, drain) on a small runtime of its own.
 fn with_runtime(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt.block_on(f),

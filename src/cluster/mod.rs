@@ -160,7 +160,8 @@ pub struct Cluster {
 /// How long `exphub drain` waits for the experiments by default: 2 hours.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
 
-fn unavailable() -> WireError {
+/// The answer to anything that needs the cluster's database while it cannot be reached.
+pub fn unavailable() -> WireError {
     WireError::new(503, ErrorType::InternalServerError, "The cluster is not reachable now; try again in a moment.")
 }
 

@@ -366,10 +366,6 @@ async fn archive(st: AppState, session_id: String, password: Option<String>) -> 
     }
     let dir = st.cfg.sessions_dir.clone();
     let sid = session_id.clone();
-    let no_recordings = || {
-        let e = WireError::new(404, protocol::ErrorType::FileNotFound, "No recordings for this session.");
-        error_response(&e)
-    };
     let files = match &st.store {
         Some(objects) => match store_contents(&st, objects.clone(), &session_id).await {
             Ok(f) => f,
@@ -406,6 +402,11 @@ async fn archive(st: AppState, session_id: String, password: Option<String>) -> 
         .into_response()
 }
 
+/// 404 for an export of a session with nothing recorded (or nothing copied to the store).
+fn no_recordings() -> Response {
+    error_response(&WireError::new(404, protocol::ErrorType::FileNotFound, "No recordings for this session."))
+}
+
 /// The archive's contents from the object store (the `artifacts` index in cluster mode), or
 /// the response that refuses it: 404 without copies, 503 naming what is listed but missing.
 async fn store_contents(
@@ -419,12 +420,7 @@ async fn store_contents(
             Ok(rows) => Some(rows),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the artifacts index");
-                let e = WireError::new(
-                    503,
-                    protocol::ErrorType::InternalServerError,
-                    "The cluster is not reachable now; try again in a moment.",
-                );
-                return Err(error_response(&e));
+                return Err(error_response(&crate::cluster::unavailable()));
             }
         },
         None => None,
@@ -432,11 +428,7 @@ async fn store_contents(
     let file = crate::session::store::find_file(&st.cfg.sessions_dir, session_id);
     match contents_from_store(objects, index, file.as_deref(), session_id).await {
         Ok(f) => Ok(f),
-        Err(StoreExportError::NotFound) => Err(error_response(&WireError::new(
-            404,
-            protocol::ErrorType::FileNotFound,
-            "No recordings for this session.",
-        ))),
+        Err(StoreExportError::NotFound) => Err(no_recordings()),
         Err(StoreExportError::Missing(files)) => {
             tracing::warn!(session_id, missing = ?files, "export refused: files missing from the object store");
             let text = format!(

@@ -229,7 +229,7 @@ pub(super) fn experiment_on_other_node(node_id: &str) -> WireError {
     )
 }
 pub(super) fn cluster_unavailable() -> WireError {
-    e(503, ErrorType::InternalServerError, "The cluster is not reachable now; try again in a moment.")
+    crate::cluster::unavailable()
 }
 pub(super) fn session_changed() -> WireError {
     e(409, ErrorType::SessionChanged, "The session was changed elsewhere; reload it.")

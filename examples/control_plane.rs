@@ -171,10 +171,7 @@ impl Server {
         let pid = self.0.child.id();
         let tck = 100.0; // USER_HZ on Linux
         let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
-        let Some(end) = s.rfind(')') else { return 0.0 };
-        let f: Vec<&str> = s[end + 2..].split_whitespace().collect();
-        let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        (tick(11) + tick(12)) / tck
+        exphub::cluster::cpu::stat_ticks(&s).unwrap_or(0) as f64 / tck
     }
 }
 

@@ -487,11 +487,7 @@ fn clk_tck() -> f64 {
 /// utime + stime of a process, in ticks.
 fn proc_ticks(pid: &str) -> Res<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name (field 2) may contain spaces; fields after the last ')' are fixed.
-    let rest = &s[s.rfind(')').ok_or("bad /proc stat")? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest starts at field 3 (state); utime is field 14, stime 15.
-    Ok(f.get(11).ok_or("short stat")?.parse::<u64>()? + f.get(12).ok_or("short stat")?.parse::<u64>()?)
+    Ok(exphub::cluster::cpu::stat_ticks(&s).ok_or("bad /proc stat")?)
 }
 
 /// utime + stime of each thread of a process, by tid, and whether it is a media worker
@@ -514,9 +510,7 @@ fn thread_ticks(pid: &str) -> std::collections::HashMap<String, (ThreadKind, u64
         let Ok(s) = std::fs::read_to_string(e.path().join("stat")) else { continue };
         let (Some(open), Some(close)) = (s.find('('), s.rfind(')')) else { continue };
         let name = &s[open + 1..close];
-        let f: Vec<&str> = s[close + 2..].split_whitespace().collect();
-        let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let ticks = exphub::cluster::cpu::stat_ticks(&s).unwrap_or(0);
         let kind = if name.starts_with("media-") {
             ThreadKind::Media
         } else if name.starts_with("rec-") || name.starts_with("record-") {

@@ -183,7 +183,7 @@ impl Cluster {
     /// START of experiment `session_id`'s run (wall clock, unix µs), written fenced by this
     /// node's epoch so that a new owner resumes the run's clock. Not while self-fenced.
     pub async fn record_start(&self, session_id: &str, unix_us: i64) {
-        let Some(epoch) = self.owned.lock().ok().and_then(|o| o.get(session_id).copied()) else { return };
+        let Some(epoch) = self.epoch(session_id) else { return };
         if self.fenced() {
             tracing::warn!(session_id, "self-fenced: the experiment's START is not written to the cluster");
             return;
